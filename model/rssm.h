@@ -1,0 +1,150 @@
+/*
+ * rssm.h: librssm, the Recurrent State Space Model runtime (PlaNet / Dreamer) on OpenBLAS.
+ *
+ * A model is loaded from an `mpc-rssm` safetensors file (model/FORMAT.md), validated
+ * completely, and then immutable: one rssm_model_t may be shared by any number of threads.
+ * Per-call scratch memory comes from a caller-owned workspace sized once per model, so the
+ * control path never allocates.
+ *
+ * The math follows the PyTorch reference in model/train/mpc_rssm/rssm.py exactly:
+ *   normalise   o_n = (o - obs_mean) / obs_std
+ *   encoder     e   = act(W_e1 act(W_e0 o_n + b) + b)                       [embed]
+ *   transition  x   = act(W_in [z, a] + b);  h' = GRUCell(x, h)             [deter]
+ *   prior       (mean, std) of p(z | h'):  W_p1 act(W_p0 h' + b) + b -> split, softplus+min
+ *   posterior   (mean, std) of q(z | h', e): W_q1 act(W_q0 [h', e] + b) + b -> same
+ *   reward      r = W_r2 act(W_r1 act(W_r0 [h, z] + b) + b) + b             [1]
+ *   value       same shape as reward (optional)
+ *   decoder     normalised observation from [h, z] (optional)
+ * All matrices are row-major [out, in] like torch.nn.Linear.
+ */
+#ifndef MPC_RSSM_H
+#define MPC_RSSM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Errors: 0 or one of these negative codes; loaders also fill a message. */
+#define RSSM_ERRNO_MAP(XX)                                                     \
+    XX(IO, -1, "cannot read the model file")                                   \
+    XX(FORMAT, -2, "not a valid safetensors container")                        \
+    XX(VERSION, -3, "unsupported format version")                              \
+    XX(METADATA, -4, "missing or inconsistent metadata")                       \
+    XX(TENSOR, -5, "missing, misplaced or misshapen tensor")                   \
+    XX(VALUE, -6, "non-finite or out-of-range value")                          \
+    XX(NOMEM, -7, "out of memory")                                             \
+    XX(INVALID, -8, "invalid argument")
+
+typedef enum {
+    RSSM_OK = 0,
+#define XX(name, val, msg) RSSM_E##name = val,
+    RSSM_ERRNO_MAP(XX)
+#undef XX
+} rssm_err_t;
+
+const char *rssm_strerror(int err);
+
+typedef enum { RSSM_ACT_RELU = 0, RSSM_ACT_ELU = 1 } rssm_activation_t;
+
+typedef struct rssm_dims {
+    int obs;    /* O: observation size */
+    int action; /* A: action size */
+    int deter;  /* D: GRU state size */
+    int stoch;  /* S: stochastic latent size */
+    int hidden; /* H: MLP width */
+    int embed;  /* E: observation embedding size */
+} rssm_dims_t;
+
+typedef struct rssm_info {
+    rssm_dims_t dims;
+    rssm_activation_t activation;
+    float min_std;
+    bool has_value;
+    bool has_decoder;
+    const float *action_low;  /* [A] */
+    const float *action_high; /* [A] */
+    const char *task;         /* e.g. "cartpole-swingup" */
+    const char *name;         /* model name (metadata "name", else task) */
+    double control_period_s;
+    double discount;
+    int format_major, format_minor;
+} rssm_info_t;
+
+typedef struct rssm_model rssm_model_t;
+
+/* Loads and validates a model file (mmap). On failure returns a negative rssm_err_t, sets
+ * *out to NULL and writes a message naming the field or tensor into err. */
+int rssm_load(const char *path, rssm_model_t **out, char *err, size_t errlen);
+
+/* Same from a memory buffer (copied); used by tests and the fuzzer. */
+int rssm_load_buffer(const void *data, size_t size, rssm_model_t **out, char *err,
+                     size_t errlen);
+
+/* Frees the model; accepts NULL. The caller guarantees no thread still uses it. */
+void rssm_destroy(rssm_model_t *m);
+
+const rssm_info_t *rssm_info(const rssm_model_t *m);
+
+/* Raw metadata value for a key (the JSON string as stored), or NULL. */
+const char *rssm_metadata(const rssm_model_t *m, const char *key);
+
+/* Number of metadata entries and tensors, for listing (mpc-model info). */
+int rssm_metadata_count(const rssm_model_t *m);
+void rssm_metadata_at(const rssm_model_t *m, int i, const char **key, const char **value);
+int rssm_tensor_count(const rssm_model_t *m);
+/* name, rank, shape (up to 4 dims) of the i-th tensor in file order. */
+void rssm_tensor_at(const rssm_model_t *m, int i, const char **name, int *rank, int shape[4]);
+
+/* Total parameters, and FLOPs (multiply-add = 2) of one imagined step for one candidate:
+ * transition + prior + reward (+ value). */
+int64_t rssm_param_count(const rssm_model_t *m);
+int64_t rssm_flops_per_imagine_step(const rssm_model_t *m);
+
+/* ---- belief update (one client, one step) ---- */
+
+/* Floats of workspace rssm_observe needs. */
+size_t rssm_observe_workspace(const rssm_model_t *m);
+
+typedef struct rssm_observe_out {
+    float *h;          /* [D] new deterministic state h' */
+    float *prior_mean; /* [S] p(z | h') */
+    float *prior_std;  /* [S] */
+    float *post_mean;  /* [S] q(z | h', e(obs)) */
+    float *post_std;   /* [S] */
+} rssm_observe_out_t;
+
+/* One filtering step from (h, z, a_prev) and the new raw observation obs [O].
+ * h, z, a_prev may be all-zero for the first step of an episode. The caller picks the new
+ * latent: z' = post_mean (mean) or post_mean + post_std * eps (sampled).
+ * Output arrays must not alias the inputs. Returns 0 or RSSM_EINVAL. */
+int rssm_observe(const rssm_model_t *m, const float *h, const float *z, const float *a_prev,
+                 const float *obs, rssm_observe_out_t *out, float *ws);
+
+/* ---- batched imagination (N candidates, for the planner) ---- */
+
+/* Floats of workspace the batched calls need for batches of up to max_batch rows. */
+size_t rssm_batch_workspace(const rssm_model_t *m, int max_batch);
+
+/* Prior step for n rows: h [n, D], z [n, S], a [n, A] -> h_next [n, D], prior mean and std
+ * [n, S] each. Uses cblas_sgemm; allocates nothing. Outputs must not alias inputs. */
+void rssm_imagine_batch(const rssm_model_t *m, int n, const float *h, const float *z,
+                        const float *a, float *h_next, float *prior_mean, float *prior_std,
+                        float *ws);
+
+/* Reward head for n rows of (h [n, D], z [n, S]) -> reward [n]. */
+void rssm_reward_batch(const rssm_model_t *m, int n, const float *h, const float *z,
+                       float *reward, float *ws);
+
+/* Value head (only when has_value) -> value [n]. */
+void rssm_value_batch(const rssm_model_t *m, int n, const float *h, const float *z,
+                      float *value, float *ws);
+
+/* Decoder (only when has_decoder) -> raw (de-normalised) observation [n, O]. */
+void rssm_decode_batch(const rssm_model_t *m, int n, const float *h, const float *z,
+                       float *obs, float *ws);
+
+/* KL(q || p) between diagonal Gaussians of size s, in nats (summed over dimensions). */
+float rssm_kl_diag(const float *q_mean, const float *q_std, const float *p_mean,
+                   const float *p_std, int s);
+
+#endif

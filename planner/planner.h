@@ -1,0 +1,92 @@
+/*
+ * planner.h: libplanner, deadline-bounded cross-entropy-method planning in latent space.
+ *
+ * From a belief (h, z) the planner searches action sequences of `horizon` steps by
+ * imagining `candidates` of them through the RSSM prior (librssm's batched sgemm path),
+ * refits a per-time-step diagonal Gaussian to the `top_k` best by predicted return, and
+ * repeats for `iterations` or until the deadline, whichever comes first (PlaNet CEM, with
+ * optional iCEM and MPPI variants). No I/O, no libuv: a robot can link it directly.
+ *
+ * A cem_planner_t owns a workspace sized for one model and configuration plus a fixed team
+ * of threads; cem_plan() allocates nothing. One planner serves one plan at a time; the
+ * daemon keeps one per worker. The warm-start plan (cem_plan_state_t) belongs to the
+ * caller (the client's session), so sessions can move between planners.
+ */
+#ifndef MPC_PLANNER_H
+#define MPC_PLANNER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "rssm.h"
+
+typedef struct cem_config {
+    int candidates;          /* J, default 1000 */
+    int top_k;               /* K, default 100 */
+    int iterations;          /* I, default 10 */
+    int horizon;             /* H, default 12 */
+    int threads;             /* team size incl. the calling thread, default 1 */
+    double margin_s;         /* stop this long before the deadline, default 0.0005 */
+    bool sample_latent;      /* sample z ~ prior (PlaNet, default) or use the prior mean */
+    bool use_value;          /* add discount^H * v(s_H) when the model has a value head */
+    /* iCEM (Pinneri et al. 2020); all off by default */
+    double population_decay; /* J_i = max(2K, J * decay^i); 1.0 = off */
+    double keep_elites;      /* fraction of the top K carried into the next iteration */
+    double noise_beta;       /* colored noise exponent (0 = white, 2 = iCEM's choice) */
+    /* MPPI-style refit: exp(temperature * (R - max R)) weights over all candidates */
+    bool mppi;
+    double mppi_temperature;
+    float min_std;           /* floor on the per-step std, relative to half the range */
+} cem_config_t;
+
+void cem_config_default(cem_config_t *cfg);
+
+/* Checks ranges (top_k <= candidates, horizon >= 1, ...); fills err naming the field. */
+int cem_config_validate(const cem_config_t *cfg, char *err, size_t errlen);
+
+/* The warm start carried between steps of one episode: mean [horizon x A]. */
+typedef struct cem_plan_state {
+    int horizon;
+    int action_dim;
+    bool valid;  /* false: start from mean 0 (the middle of the bounds) */
+    float *mean; /* [horizon, action_dim], in action units */
+} cem_plan_state_t;
+
+int cem_plan_state_init(cem_plan_state_t *s, int horizon, int action_dim);
+void cem_plan_state_free(cem_plan_state_t *s);
+void cem_plan_state_reset(cem_plan_state_t *s);
+/* Shift by one step after an action was taken (last step re-initialised). */
+void cem_plan_state_shift(cem_plan_state_t *s);
+
+typedef struct cem_result {
+    float *action;          /* caller-provided [A]: first action of the best plan */
+    float predicted_return; /* of the best sequence (or of the mean sequence, MPPI) */
+    int iterations;         /* completed */
+    int candidates;         /* evaluated in total */
+    bool deadline_cut;      /* stopped before `iterations` because of the deadline */
+    bool fallback;          /* not even one iteration fitted: warm-start first action */
+    bool overrun;           /* returned after the deadline (rare, counted) */
+    double plan_s;          /* wall time spent */
+    double iteration_s;     /* measured cost of one iteration (EWMA), for callers */
+} cem_result_t;
+
+typedef struct cem_planner cem_planner_t;
+
+/* Sizes the workspace for this model and config and starts cfg->threads - 1 helper
+ * threads. The model must outlive the planner. */
+int cem_create(const rssm_model_t *m, const cem_config_t *cfg, cem_planner_t **out,
+               char *err, size_t errlen);
+void cem_destroy(cem_planner_t *p);
+
+const cem_config_t *cem_get_config(const cem_planner_t *p);
+const rssm_model_t *cem_model(const cem_planner_t *p);
+
+/* Plans from belief (h [D], z [S]) until `deadline` (CLOCK_MONOTONIC, absolute; NULL = no
+ * deadline). Reads the warm start from state and writes the new plan mean back (not
+ * shifted: call cem_plan_state_shift before the next step). Deterministic for a given
+ * seed, model, config and thread count. Returns 0 or a negative errno. */
+int cem_plan(cem_planner_t *p, const float *h, const float *z, cem_plan_state_t *state,
+             uint64_t seed, const struct timespec *deadline, cem_result_t *res);
+
+#endif
