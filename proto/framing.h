@@ -14,15 +14,15 @@
 #include <stdint.h>
 
 #define FRAME_DEFAULT_MAX (1u << 20)
-#define FRAME_VARINT_MAX 10
+#define FRAME_VARINT_MAX  10
 
 /* Errors are negative; FRAME_OK is 0. */
-#define FRAME_ERRNO_MAP(XX)                                                    \
-    XX(BAD_VARINT, -1, "malformed length varint")                              \
-    XX(TOO_LARGE, -2, "frame larger than the maximum frame size")              \
-    XX(UNDECODABLE, -3, "frame payload is not a valid message")                \
-    XX(NOMEM, -4, "out of memory")                                             \
-    XX(FAILED, -5, "decoder already failed")                                   \
+#define FRAME_ERRNO_MAP(XX)                                                                    \
+    XX(BAD_VARINT, -1, "malformed length varint")                                              \
+    XX(TOO_LARGE, -2, "frame larger than the maximum frame size")                              \
+    XX(UNDECODABLE, -3, "frame payload is not a valid message")                                \
+    XX(NOMEM, -4, "out of memory")                                                             \
+    XX(FAILED, -5, "decoder fed from inside its own frame callback")                           \
     XX(CALLBACK, -6, "frame callback refused the frame")
 
 typedef enum {
@@ -33,6 +33,8 @@ typedef enum {
 } frame_err_t;
 
 const char *frame_strerror(int err);
+/* Symbolic name of an error ("TOO_LARGE"), for logs and metrics labels. */
+const char *frame_err_name(int err);
 
 /* Called with each complete payload; the bytes are valid only during the call.
  * A non-zero return stops decoding and fails the decoder with FRAME_ECALLBACK. */
@@ -45,7 +47,10 @@ int frame_decoder_create(size_t max_frame, frame_decoder_t **out);
 void frame_decoder_destroy(frame_decoder_t *d);
 
 /* Feeds len bytes. Returns FRAME_OK when all bytes were consumed (a partial frame may be
- * buffered), or a negative frame_err_t; once failed, every later call returns the same. */
+ * buffered), or a negative frame_err_t; once failed, every later call returns the same.
+ * Payloads that arrive whole in one chunk are passed to cb straight from data (no copy).
+ * Calling feed from inside cb on the same decoder returns FRAME_EFAILED and changes nothing;
+ * cb must not destroy the decoder. */
 int frame_decoder_feed(frame_decoder_t *d, const uint8_t *data, size_t len, frame_cb cb,
                        void *ctx);
 
