@@ -144,10 +144,8 @@ static int reserve(frame_decoder_t *d, size_t need)
     size_t cap = d->cap ? d->cap : 256;
     if (cap > d->max_frame)
         cap = d->max_frame;
-    while (cap < need)
+    while (cap < need) /* ends: need <= max_frame */
         cap = cap > d->max_frame / 2 ? d->max_frame : cap * 2;
-    if (cap < need)
-        cap = need;
     uint8_t *buf = realloc(d->buf, cap);
     if (buf == NULL)
         return FRAME_ENOMEM;
