@@ -417,6 +417,8 @@ static void test_undecodable_payloads(void **state)
         {"wire type 7 does not exist", {0x0f}, 1},
         {"field number 0 is invalid", {0x00, 0x01}, 2},
         {"body field with the wrong wire type", {0x18, 0x01}, 2},
+        {"field 0 with a padded tag", {0x80, 0x80, 0x80, 0x80, 0x00, 0x05, 0x22, 0x00}, 8},
+        {"field 0 padded inside the body", {0x22, 0x06, 0x80, 0x80, 0x80, 0x80, 0x00, 0x05}, 8},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         Mpc__V1__Request *req = wire_unpack_request(bad[i].bytes, bad[i].len);
