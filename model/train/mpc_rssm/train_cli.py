@@ -1,0 +1,182 @@
+"""mpc-train: fit the RSSM to recorded episodes with PlaNet's objective and export it."""
+import argparse
+import json
+import os
+import sys
+
+import torch
+
+from .data import EpisodeBuffer, EpisodeError
+from .rssm import RSSMConfig
+from .tasks import task_info
+from .train import Trainer, TrainConfig, export, provenance, renormalise
+
+DESCRIPTION = """\
+Train a PlaNet/Dreamer RSSM on episode files (common/EPISODES.md) and export it to the
+mpc-rssm model format (model/FORMAT.md) for mpcd.
+
+Objective: Gaussian reconstruction of normalised observations + reward MSE + KL(posterior ||
+prior) with free nats, on chunks sampled uniformly from the episodes; Adam with gradient-norm
+clipping. Observation statistics are computed from the data and stored in the model.
+Checkpoints hold model, optimiser, step and RNG state: --resume continues bit-for-bit.
+"""
+
+EPILOG = """\
+examples:
+  mpc-train --data runs/cartpole/episodes --task cartpole-swingup --steps 2000 \\
+            --out runs/cartpole/model.safetensors --checkpoint runs/cartpole/ckpt.pt
+  mpc-train --data runs/cartpole/episodes --checkpoint runs/cartpole/ckpt.pt --resume \\
+            --steps 500 --out runs/cartpole/model.safetensors
+
+exit status: 0 ok, 1 training/export error, 2 bad arguments or unreadable data.
+"""
+
+
+def add_model_args(p):
+    g = p.add_argument_group("model (ignored with --resume: the checkpoint's are used)")
+    g.add_argument("--deter", type=int, default=64, help="GRU state size (default 64)")
+    g.add_argument("--stoch", type=int, default=16, help="latent size (default 16)")
+    g.add_argument("--hidden", type=int, default=64, help="MLP width (default 64)")
+    g.add_argument("--embed", type=int, default=64, help="embedding size (default 64)")
+    g.add_argument("--min-std", type=float, default=0.1, help="std floor (default 0.1)")
+    g.add_argument("--activation", choices=("relu", "elu"), default="elu")
+    g.add_argument("--value", action="store_true",
+                   help="add a value head trained on imagined lambda-returns (Dreamer critic)")
+
+
+def add_train_args(p):
+    d = TrainConfig()
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--batch", type=int, default=d.batch, help=f"sequences per batch ({d.batch})")
+    g.add_argument("--length", type=int, default=d.length, help=f"chunk length ({d.length})")
+    g.add_argument("--lr", type=float, default=d.lr, help=f"Adam learning rate ({d.lr})")
+    g.add_argument("--adam-eps", type=float, default=d.adam_eps, help=f"Adam eps ({d.adam_eps})")
+    g.add_argument("--grad-clip", type=float, default=d.grad_clip,
+                   help=f"gradient-norm clip ({d.grad_clip})")
+    g.add_argument("--free-nats", type=float, default=d.free_nats, help=f"({d.free_nats})")
+    g.add_argument("--kl-scale", type=float, default=d.kl_scale, help=f"({d.kl_scale})")
+    g.add_argument("--reward-scale", type=float, default=d.reward_scale,
+                   help=f"({d.reward_scale})")
+    g.add_argument("--overshooting", type=int, default=d.overshooting, metavar="D",
+                   help="latent overshooting distance, 0 = off (PlaNet used 50)")
+    g.add_argument("--overshooting-scale", type=float, default=d.overshooting_scale)
+    g.add_argument("--value-horizon", type=int, default=d.value_horizon)
+    g.add_argument("--value-lambda", type=float, default=d.value_lambda)
+    g.add_argument("--discount", type=float, default=d.discount,
+                   help=f"discount for the value head, stored in the model ({d.discount})")
+    g.add_argument("--seed", type=int, default=0, help="seed for init and sampling (0)")
+    g.add_argument("--threads", type=int, default=1, choices=(1, 2),
+                   help="torch threads (1; the machine is shared)")
+
+
+def train_config_from(args):
+    names = {f: getattr(args, f) for f in TrainConfig.__dataclass_fields__ if hasattr(args, f)}
+    return TrainConfig(**names)
+
+
+def model_config_from(args, obs_dim, action_dim):
+    return RSSMConfig(obs_dim=obs_dim, action_dim=action_dim, deter=args.deter,
+                      stoch=args.stoch, hidden=args.hidden, embed=args.embed,
+                      min_std=args.min_std, activation=args.activation,
+                      has_value=args.value, has_decoder=True)
+
+
+def export_metadata(trainer, buffer, task, info, extra=None):
+    """Everything the model file records besides the architecture."""
+    meta = {
+        "task": task,
+        "name": task,
+        "control_period_s": info["control_period_s"],
+        "action_repeat": info["action_repeat"],
+        "action_low": [float(x) for x in trainer.action_low],
+        "action_high": [float(x) for x in trainer.action_high],
+        "discount": trainer.cfg.discount,
+    }
+    meta.update(provenance(trainer, buffer, extra))
+    return meta
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="mpc-train", description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", action="append", required=True, metavar="DIR",
+                   help="directory of .npz episodes (repeatable)")
+    p.add_argument("--out", metavar="FILE", help="model file to export (.safetensors)")
+    p.add_argument("--task", default="cartpole-swingup", help="task name (metadata)")
+    p.add_argument("--steps", type=int, default=1000, help="optimiser steps to run (1000)")
+    p.add_argument("--checkpoint", metavar="FILE", help="checkpoint to write (and --resume)")
+    p.add_argument("--checkpoint-every", type=int, default=500, metavar="N")
+    p.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    p.add_argument("--plot", metavar="PNG", help="write loss curves here")
+    p.add_argument("--eval-return", type=float, help="evaluation return to record in metadata")
+    p.add_argument("--control-period", type=float, help="seconds per control step")
+    p.add_argument("--action-low", type=float, nargs="+")
+    p.add_argument("--action-high", type=float, nargs="+")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
+    p.add_argument("--json", action="store_true", help="print final losses as JSON")
+    add_model_args(p)
+    add_train_args(p)
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.resume and not args.checkpoint:
+        print("mpc-train: --resume needs --checkpoint", file=sys.stderr)
+        return 2
+    if args.steps < 0:
+        print("mpc-train: --steps must be >= 0", file=sys.stderr)
+        return 2
+    try:
+        buffer = EpisodeBuffer(args.data)
+    except EpisodeError as e:
+        print(f"mpc-train: {e}", file=sys.stderr)
+        return 2
+    if len(buffer) == 0:
+        print(f"mpc-train: no .npz episodes in {', '.join(args.data)}", file=sys.stderr)
+        return 2
+    info = task_info(args.task, buffer.action_dim)
+    if args.control_period is not None:
+        info["control_period_s"] = args.control_period
+    low = args.action_low or info["action_low"]
+    high = args.action_high or info["action_high"]
+    if len(low) != buffer.action_dim or len(high) != buffer.action_dim:
+        print(f"mpc-train: action bounds need {buffer.action_dim} values", file=sys.stderr)
+        return 2
+    if args.resume:
+        try:
+            trainer = Trainer.load(args.checkpoint, {"lr": args.lr})
+        except (OSError, ValueError, RuntimeError, KeyError) as e:
+            print(f"mpc-train: cannot resume from {args.checkpoint}: {e}", file=sys.stderr)
+            return 2
+        if trainer.model_cfg.obs_dim != buffer.obs_dim:
+            print("mpc-train: checkpoint and data disagree on the observation size",
+                  file=sys.stderr)
+            return 2
+    else:
+        trainer = Trainer(model_config_from(args, buffer.obs_dim, buffer.action_dim),
+                          train_config_from(args), low, high)
+        renormalise(trainer.model, *buffer.obs_stats())
+    print(f"mpc-train: {len(buffer)} episodes, {buffer.num_steps} steps, "
+          f"start at step {trainer.step}", file=sys.stderr)
+    left = args.steps
+    summary = {}
+    while left > 0:
+        n = min(left, args.checkpoint_every) if args.checkpoint else left
+        summary = trainer.fit(buffer, n, progress=not args.no_progress)
+        left -= n
+        if args.checkpoint:
+            trainer.save(args.checkpoint)
+    if args.checkpoint and args.steps == 0:
+        trainer.save(args.checkpoint)
+    if args.plot and trainer.history:
+        from .plot import plot_losses
+        plot_losses(trainer.history, args.plot, title=f"{args.task}: RSSM training")
+    if args.out:
+        extra = {"eval_return": args.eval_return} if args.eval_return is not None else {}
+        export(trainer, args.out, export_metadata(trainer, buffer, args.task, info, extra))
+        print(f"mpc-train: wrote {args.out} (step {trainer.step})", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"step": trainer.step, "losses": summary}))
+    return 0
