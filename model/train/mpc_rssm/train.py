@@ -312,6 +312,4 @@ def export(trainer, path, metadata):
     """Writes the model file through the model package's exporter (model/FORMAT.md)."""
     from .export import export_model
     trainer.model.eval()
-    tmp = f"{path}.tmp.{os.getpid()}.safetensors"
-    export_model(trainer.model, tmp, metadata)
-    os.replace(tmp, path)  # mpcd may watch the path: it must only ever see whole files
+    export_model(trainer.model, path, metadata)  # atomic: mpcd only ever sees whole files
