@@ -17,6 +17,40 @@
 
 #include "framing.h"
 
+/*
+ * The test links with -Wl,--wrap=realloc, so framing.c's buffer growth lands here: the
+ * largest size ever requested shows the buffer never grows past what the frames need or
+ * past the maximum frame size. The collector below uses malloc so only the decoder counts.
+ */
+void *__real_realloc(void *ptr, size_t size);
+void *__wrap_realloc(void *ptr, size_t size);
+static size_t realloc_calls, realloc_max;
+
+void *__wrap_realloc(void *ptr, size_t size)
+{
+    realloc_calls++;
+    if (size > realloc_max)
+        realloc_max = size;
+    return __real_realloc(ptr, size);
+}
+
+static void realloc_reset(void)
+{
+    realloc_calls = 0;
+    realloc_max = 0;
+}
+
+/* malloc-based growth of an array of n elements to cap elements. */
+static void *grow(void *old, size_t n, size_t cap, size_t elem)
+{
+    void *p = malloc(cap * elem);
+    assert_non_null(p);
+    if (n)
+        memcpy(p, old, n * elem);
+    free(old);
+    return p;
+}
+
 /* Collects copies of every delivered payload. */
 typedef struct {
     size_t count;
@@ -38,10 +72,8 @@ static int collect(void *ctx, const uint8_t *payload, size_t len)
     }
     if (c->count == c->cap) {
         c->cap = c->cap ? c->cap * 2 : 16;
-        c->payloads = realloc(c->payloads, c->cap * sizeof(*c->payloads));
-        c->lens = realloc(c->lens, c->cap * sizeof(*c->lens));
-        assert_non_null(c->payloads);
-        assert_non_null(c->lens);
+        c->payloads = grow(c->payloads, c->count, c->cap, sizeof(*c->payloads));
+        c->lens = grow(c->lens, c->count, c->cap, sizeof(*c->lens));
     }
     c->payloads[c->count] = malloc(len ? len : 1);
     assert_non_null(c->payloads[c->count]);
@@ -266,10 +298,13 @@ static void test_oversize_refused_before_buffering(void **state)
     /* Exactly max is fine, also when it arrives byte by byte (buffered path). */
     size_t n = put_pattern_frame(stream, 0, 1, MAX);
     assert_int_equal(frame_decoder_create(MAX, &d), FRAME_OK);
+    realloc_reset();
     for (size_t i = 0; i < n; i++)
         assert_int_equal(frame_decoder_feed(d, stream + i, 1, collect, &c), FRAME_OK);
     assert_int_equal(c.count, 1);
     assert_frame(&c, 0, 1, MAX);
+    /* The buffer is capped at max even though the first growth step would be larger. */
+    assert_int_equal(realloc_max, MAX);
 
     /* max + 1 is refused as soon as the varint completes, with no payload byte read. */
     n = put_pattern_frame(stream, 0, 2, MAX + 1);
@@ -287,7 +322,47 @@ static void test_oversize_refused_before_buffering(void **state)
     uint8_t big[FRAME_VARINT_MAX];
     size_t bn = frame_varint_encode(1ull << 32, big);
     assert_int_equal(frame_decoder_create(0, &d), FRAME_OK);
+    realloc_reset();
     assert_int_equal(frame_decoder_feed(d, big, bn, collect, &c), FRAME_ETOO_LARGE);
+    assert_int_equal(realloc_calls, 0);
+    frame_decoder_destroy(d);
+}
+
+static void test_buffer_grows_with_need_only(void **state)
+{
+    (void)state;
+    enum { MAX = 5000 };
+    uint8_t stream[MAX + FRAME_VARINT_MAX];
+    frame_decoder_t *d = NULL;
+    collector_t c = {0};
+    assert_int_equal(frame_decoder_create(MAX, &d), FRAME_OK);
+    realloc_reset();
+    /* Whole frames in one chunk are handed out from the caller's bytes: no buffer. */
+    size_t n = put_pattern_frame(stream, 0, 0, 3000);
+    assert_int_equal(frame_decoder_feed(d, stream, n, collect, &c), FRAME_OK);
+    assert_int_equal(realloc_calls, 0);
+    /* A split 300-byte frame needs a buffer of at most 512 (doubling from 256). */
+    n = put_pattern_frame(stream, 0, 1, 300);
+    assert_int_equal(frame_decoder_feed(d, stream, 10, collect, &c), FRAME_OK);
+    assert_int_equal(frame_decoder_feed(d, stream + 10, n - 10, collect, &c), FRAME_OK);
+    assert_in_range(realloc_max, 300, 512);
+    /* A split frame of max bytes grows it to max, and no further. */
+    n = put_pattern_frame(stream, 0, 2, MAX);
+    assert_int_equal(frame_decoder_feed(d, stream, 10, collect, &c), FRAME_OK);
+    assert_int_equal(frame_decoder_feed(d, stream + 10, n - 10, collect, &c), FRAME_OK);
+    assert_int_equal(realloc_max, MAX);
+    /* Later smaller split frames reuse the buffer. */
+    size_t calls = realloc_calls;
+    n = put_pattern_frame(stream, 0, 3, 1000);
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(frame_decoder_feed(d, stream + i, 1, collect, &c), FRAME_OK);
+    assert_int_equal(realloc_calls, calls);
+    assert_int_equal(c.count, 4);
+    assert_frame(&c, 0, 0, 3000);
+    assert_frame(&c, 1, 1, 300);
+    assert_frame(&c, 2, 2, MAX);
+    assert_frame(&c, 3, 3, 1000);
+    collector_free(&c);
     frame_decoder_destroy(d);
 }
 
@@ -513,6 +588,7 @@ int main(void)
         cmocka_unit_test(test_zero_length_frames),
         cmocka_unit_test(test_ten_byte_varint_length),
         cmocka_unit_test(test_oversize_refused_before_buffering),
+        cmocka_unit_test(test_buffer_grows_with_need_only),
         cmocka_unit_test(test_default_max_is_one_mib),
         cmocka_unit_test(test_malformed_varint_in_stream),
         cmocka_unit_test(test_callback_refusal_is_sticky),
