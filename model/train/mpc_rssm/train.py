@@ -163,7 +163,9 @@ class Trainer:
         kls, rews = [], []
         for k in range(1, D + 1):
             h, z = h[:-1], z[:-1]
-            h = m.transition(h, z, act[k:])
+            n = h.shape[0]  # GRUCell wants 2-D: fold time into the batch
+            h = m.transition(h.reshape(-1, h.shape[-1]), z.reshape(-1, z.shape[-1]),
+                             act[k:].reshape(-1, act.shape[-1])).reshape(n, -1, h.shape[-1])
             pm, ps = m.prior_dist(h)
             z = pm + ps * self._randn(*pm.shape)
             if k >= 2:
