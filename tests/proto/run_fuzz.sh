@@ -6,13 +6,15 @@
 # Copies the seeds into WORKDIR/corpus (libFuzzer adds what it finds there, so the source
 # tree is never written), runs FUZZER for SECONDS, and leaves any crashing input in
 # WORKDIR/artifacts/. Exit status is the fuzzer's: 0 when nothing was found.
+# MPCD_FUZZ_SECONDS, when set, overrides SECONDS (longer local runs:
+# MPCD_FUZZ_SECONDS=600 meson test -C build-fuzz --suite fuzz --timeout-multiplier 0).
 set -eu
 if [ "$#" -lt 3 ]; then
-    sed -n '2,9p' "$0" >&2
+    sed -n '2,11p' "$0" >&2
     exit 2
 fi
 fuzzer=$1
-seconds=$2
+seconds=${MPCD_FUZZ_SECONDS:-$2}
 work=$3
 shift 3
 
