@@ -434,7 +434,6 @@ def build_parser():
                    help="extra argument for mpc-sim (repeatable)")
     add_model_args(p)
     add_train_args(p)
-    p.set_defaults(threads=2)
     return p
 
 

@@ -66,7 +66,8 @@ def add_train_args(p):
                    help=f"discount for the value head, stored in the model ({d.discount})")
     g.add_argument("--seed", type=int, default=0, help="seed for init and sampling (0)")
     g.add_argument("--threads", type=int, default=1, choices=(1, 2),
-                   help="torch threads (1; the machine is shared)")
+                   help="torch threads (1: small matrices gain nothing from 2, and the "
+                        "machine is shared)")
 
 
 def train_config_from(args):
