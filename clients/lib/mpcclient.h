@@ -1,0 +1,189 @@
+/*
+ * mpcclient.h: libmpcclient, the C client of the mpcd daemon.
+ *
+ * One client object holds one connection (TCP or a Unix socket) to mpcd and speaks the
+ * mpc.v1 protocol (proto/mpc.proto) over it: Hello, Step, Reset, Status and Reload. Every
+ * call blocks until the daemon's reply arrives or the client's timeout expires. Calls
+ * return 0 or a negative mpc_client_err_t; the message of the last failure, including the
+ * code and text of an Error the daemon sent, is available from mpc_client_errmsg().
+ *
+ * Addresses are "tcp://HOST:PORT" (an IPv4 address, a host name or an IPv6 address in
+ * brackets: tcp://[::1]:7070) or "unix:PATH". NULL or "" means MPC_CLIENT_DEFAULT_ADDRESS.
+ *
+ * The hot path (mpc_client_step) allocates nothing of its own after the first step; only
+ * protobuf-c's unpacking of the reply allocates, and that memory is released before the
+ * call returns. A client is not thread-safe: use one per thread.
+ *
+ * A call that timed out leaves the connection usable: the late reply is recognised by its
+ * request id and skipped when it arrives. A connection the daemon closed, or one that
+ * delivered a frame that does not decode, is unusable; later calls fail with
+ * MPC_CLIENT_ECLOSED until mpc_client_connect() is called again.
+ */
+#ifndef MPC_CLIENT_H
+#define MPC_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define MPC_CLIENT_DEFAULT_ADDRESS "tcp://127.0.0.1:7070"
+#define MPC_CLIENT_DEFAULT_TIMEOUT_MS 5000
+/* Largest action vector a reply may carry (fixed so that steps need no allocation). */
+#define MPC_CLIENT_MAX_ACTION 64
+
+/* Errors are negative; 0 is success. */
+#define MPC_CLIENT_ERRNO_MAP(XX)                                                               \
+    XX(INVAL, -1, "invalid argument")                                                          \
+    XX(CONNECT, -2, "cannot connect to the daemon")                                            \
+    XX(TIMEDOUT, -3, "timed out waiting for the daemon")                                       \
+    XX(CLOSED, -4, "connection closed")                                                        \
+    XX(IO, -5, "socket error")                                                                 \
+    XX(PROTO, -6, "unexpected or malformed reply")                                             \
+    XX(DAEMON, -7, "the daemon answered with an error")                                        \
+    XX(NOMEM, -8, "out of memory")                                                             \
+    XX(RELOAD, -9, "the daemon could not reload the model")
+
+typedef enum {
+    MPC_CLIENT_OK = 0,
+#define XX(name, val, msg) MPC_CLIENT_E##name = val,
+    MPC_CLIENT_ERRNO_MAP(XX)
+#undef XX
+} mpc_client_err_t;
+
+/* Fixed description of an error code ("timed out waiting for the daemon"). */
+const char *mpc_client_strerror(int err);
+/* Symbolic name of an error code ("TIMEDOUT"). */
+const char *mpc_client_err_name(int err);
+/* Name of a daemon Error.Code ("SIZE_MISMATCH"); "UNKNOWN" for codes this build lacks. */
+const char *mpc_client_daemon_code_name(int code);
+
+typedef struct mpc_client mpc_client_t;
+
+/* The daemon's answer to Hello, copied into memory the caller owns. */
+typedef struct {
+    uint64_t session_id;
+    char model_name[128];            /* truncated if longer */
+    uint64_t model_version;
+    uint32_t observation_size;
+    uint32_t action_size;            /* at most MPC_CLIENT_MAX_ACTION */
+    float action_low[MPC_CLIENT_MAX_ACTION];  /* action_size bounds */
+    float action_high[MPC_CLIENT_MAX_ACTION];
+    double control_period_s;
+    uint32_t default_deadline_us;
+} mpc_client_welcome_t;
+
+/* One control step. observation points at observation_size floats owned by the caller. */
+typedef struct {
+    uint64_t seq;
+    const float *observation;
+    size_t observation_size;
+    float reward;              /* reward of the previous action */
+    bool reset;                /* first step of an episode */
+    uint32_t deadline_us;      /* 0: the daemon's default */
+    float exploration_noise;   /* 0: none; PlaNet collection uses 0.3 */
+} mpc_client_step_t;
+
+/* The daemon's action and the statistics of the plan that produced it. */
+typedef struct {
+    uint64_t seq;
+    size_t action_size;
+    float action[MPC_CLIENT_MAX_ACTION];
+    float predicted_return;
+    uint32_t iterations;
+    uint32_t candidates;
+    uint32_t belief_us;
+    uint32_t plan_us;
+    uint32_t queue_us;
+    uint64_t model_version;
+    bool deadline_cut;
+    bool fallback;
+} mpc_client_action_t;
+
+/* Latency summary of one daemon stage over the last minute, in microseconds. */
+typedef struct {
+    uint64_t count;
+    double p50_us, p90_us, p99_us, max_us;
+} mpc_client_latency_t;
+
+typedef struct {
+    uint64_t session_id;
+    char *client_name;
+    uint64_t steps;
+    uint64_t episodes;
+    double last_plan_us;
+    double mean_surprise;
+} mpc_client_session_t;
+
+/* The daemon's StatusReply. Strings and arrays are allocated by mpc_client_status() and
+ * released by mpc_client_status_free(); strings are never NULL after a successful call. */
+typedef struct {
+    char *version;
+    double uptime_s;
+    bool ready;
+    char *model_name;
+    uint64_t model_version;
+    char *model_path;
+    uint64_t sessions, requests, errors, deadline_cuts, fallbacks, overruns;
+    uint64_t reloads_ok, reloads_failed;
+    char *last_reload_error;
+    mpc_client_latency_t total, plan, belief, queue;
+    size_t n_session;
+    mpc_client_session_t *session;
+    char *json;                  /* the daemon's full /status JSON document */
+} mpc_client_status_t;
+
+typedef struct {
+    bool ok;
+    uint64_t model_version;      /* the version now serving */
+    char message[512];           /* why it failed, when it did (truncated) */
+    double load_s;
+} mpc_client_reload_t;
+
+/* Allocates an unconnected client; timeout is MPC_CLIENT_DEFAULT_TIMEOUT_MS. */
+int mpc_client_create(mpc_client_t **out);
+/* Closes the connection and frees the client. Accepts NULL. */
+void mpc_client_destroy(mpc_client_t *c);
+
+/* Connects (closing any previous connection) within timeout_ms (<= 0: the client's
+ * timeout). address may be NULL for the default. */
+int mpc_client_connect(mpc_client_t *c, const char *address, int timeout_ms);
+/* Uses an already connected stream socket (socket activation, socketpair); the client
+ * owns fd from now on and closes it. */
+int mpc_client_attach_fd(mpc_client_t *c, int fd);
+/* Closes the connection; the client can connect again. */
+void mpc_client_close(mpc_client_t *c);
+bool mpc_client_connected(const mpc_client_t *c);
+
+/* Timeout of every later call, in milliseconds (> 0). */
+int mpc_client_set_timeout(mpc_client_t *c, int timeout_ms);
+int mpc_client_timeout(const mpc_client_t *c);
+
+/* Message describing the last failure (never NULL; "" before any failure). */
+const char *mpc_client_errmsg(const mpc_client_t *c);
+/* Error.Code of the daemon's last Error reply (valid after MPC_CLIENT_EDAEMON), else -1. */
+int mpc_client_daemon_code(const mpc_client_t *c);
+
+/* Opens a session. client_name and auth_token may be NULL; sizes of 0 accept the model's.
+ * On success *welcome (may be NULL) receives the daemon's Welcome. */
+int mpc_client_hello(mpc_client_t *c, const char *client_name, const char *auth_token,
+                     uint32_t observation_size, uint32_t action_size,
+                     mpc_client_welcome_t *welcome);
+
+/* Sends one observation and waits for the action. When a session is open the observation
+ * size is checked against the Welcome before anything is sent. */
+int mpc_client_step(mpc_client_t *c, const mpc_client_step_t *step, mpc_client_action_t *out);
+
+/* Starts a new episode (belief and warm start cleared). */
+int mpc_client_reset(mpc_client_t *c);
+
+/* Asks for the daemon's status; on success free *out with mpc_client_status_free(). */
+int mpc_client_status(mpc_client_t *c, mpc_client_status_t *out);
+/* Frees what mpc_client_status() allocated and zeroes *s. Accepts NULL. */
+void mpc_client_status_free(mpc_client_status_t *s);
+
+/* Asks the daemon to hot-swap its model from path (NULL or "": reload the current file).
+ * Returns MPC_CLIENT_ERELOAD when the daemon kept the old model; *out (may be NULL) then
+ * holds its answer and mpc_client_errmsg() its reason. */
+int mpc_client_reload(mpc_client_t *c, const char *path, mpc_client_reload_t *out);
+
+#endif
