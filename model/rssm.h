@@ -116,7 +116,7 @@ typedef struct rssm_observe_out {
 /* One filtering step from (h, z, a_prev) and the new raw observation obs [O].
  * h, z, a_prev may be all-zero for the first step of an episode. The caller picks the new
  * latent: z' = post_mean (mean) or post_mean + post_std * eps (sampled).
- * Output arrays must not alias the inputs. Returns 0 or RSSM_EINVAL. */
+ * Output arrays must not alias the inputs. Returns 0 or RSSM_EINVALID. */
 int rssm_observe(const rssm_model_t *m, const float *h, const float *z, const float *a_prev,
                  const float *obs, rssm_observe_out_t *out, float *ws);
 

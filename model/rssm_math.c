@@ -1,0 +1,248 @@
+/*
+ * rssm_math.c: the RSSM forward pass on OpenBLAS (belief update and batched imagination).
+ *
+ * Every linear layer is one row-major cblas_sgemm computing Y[n, out] = X[n, in] W^T with
+ * W stored [out, in] like torch.nn.Linear (CblasTrans on the weight). Concatenated inputs
+ * ([z, a], [h, e], [h, z]) are never copied: the weight's column blocks are two sgemm calls
+ * with ldb = the full row length, the second accumulating (beta = 1). Bias, activation,
+ * GRU gates and softplus run in plain loops over contiguous rows that the compiler can
+ * vectorise; the activation is chosen once per layer, never per element.
+ * Scratch memory comes from the caller's workspace (see the *_workspace functions), so
+ * nothing here allocates.
+ */
+#include <assert.h>
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "rssm_private.h"
+
+typedef enum { ACT_NONE, ACT_RELU, ACT_ELU } act_t;
+
+static act_t model_act(const rssm_model_t *m)
+{
+    return m->info.activation == RSSM_ACT_ELU ? ACT_ELU : ACT_RELU;
+}
+
+/* y[n, out] (+)= x[n, in] . w[:, 0:in]^T, where w rows are ldw floats long. */
+static void gemm_wt(int n, int out, int in, const float *x, int ldx, const float *w, int ldw,
+                    float beta, float *y, int ldy)
+{
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, ldx, w, ldw,
+                beta, y, ldy);
+}
+
+static void bias_act(int n, int out, float *restrict y, const float *restrict b, act_t act)
+{
+    for (int i = 0; i < n; i++) {
+        float *restrict row = y + (size_t)i * out;
+        for (int j = 0; j < out; j++)
+            row[j] += b[j];
+        if (act == ACT_RELU)
+            for (int j = 0; j < out; j++)
+                row[j] = row[j] > 0.0f ? row[j] : 0.0f;
+        else if (act == ACT_ELU)
+            for (int j = 0; j < out; j++)
+                row[j] = row[j] > 0.0f ? row[j] : expm1f(row[j]);
+    }
+}
+
+/* y[n, out] = act(x[n, in] W^T + b) for a layer whose whole input is x. */
+static void linear(int n, int out, int in, const rssm_linear_t *l, const float *x, float *y,
+                   act_t act)
+{
+    gemm_wt(n, out, in, x, in, l->w, in, 0.0f, y, out);
+    bias_act(n, out, y, l->b, act);
+}
+
+/* y[n, out] = act([x1, x2] W^T + b) without building [x1, x2]: W = [W1 | W2]. */
+static void linear2(int n, int out, const rssm_linear_t *l, const float *x1, int in1,
+                    const float *x2, int in2, float *y, act_t act)
+{
+    gemm_wt(n, out, in1, x1, in1, l->w, in1 + in2, 0.0f, y, out);
+    gemm_wt(n, out, in2, x2, in2, l->w + in1, in1 + in2, 1.0f, y, out);
+    bias_act(n, out, y, l->b, act);
+}
+
+/* torch softplus (beta 1, threshold 20) + min_std. */
+static void gaussian(int n, int s, const float *restrict raw, float min_std,
+                     float *restrict mean, float *restrict std)
+{
+    for (int i = 0; i < n; i++) {
+        const float *restrict r = raw + (size_t)i * 2 * s;
+        float *restrict mu = mean + (size_t)i * s, *restrict sd = std + (size_t)i * s;
+        for (int j = 0; j < s; j++)
+            mu[j] = r[j];
+        for (int j = 0; j < s; j++) {
+            float x = r[s + j];
+            sd[j] = (x > 20.0f ? x : log1pf(expf(x))) + min_std;
+        }
+    }
+}
+
+static inline float sigmoid(float x)
+{
+    return 1.0f / (1.0f + expf(-x));
+}
+
+/* h_next = GRUCell(act(W_in [z, a] + b), h) with torch's gate order r, z, n. */
+static void transition(const rssm_model_t *m, int n, const float *h, const float *z,
+                       const float *a, float *restrict h_next, float *ws)
+{
+    const rssm_dims_t *d = &m->info.dims;
+    const int D = d->deter, H = d->hidden;
+    float *x = ws;                                  /* [n, H] */
+    float *gi = x + rssm__align((size_t)n * H);     /* [n, 3D] */
+    float *gh = gi + rssm__align((size_t)n * 3 * D); /* [n, 3D] */
+    linear2(n, H, &m->img_in, z, d->stoch, a, d->action, x, model_act(m));
+    gemm_wt(n, 3 * D, H, x, H, m->gru_wih, H, 0.0f, gi, 3 * D);
+    gemm_wt(n, 3 * D, D, h, D, m->gru_whh, D, 0.0f, gh, 3 * D);
+    const float *restrict bi = m->gru_bih, *restrict bh = m->gru_bhh;
+    for (int i = 0; i < n; i++) {
+        const float *restrict xi = gi + (size_t)i * 3 * D, *restrict hh = gh + (size_t)i * 3 * D;
+        const float *restrict hp = h + (size_t)i * D;
+        float *restrict out = h_next + (size_t)i * D;
+        for (int j = 0; j < D; j++) {
+            float r = sigmoid(xi[j] + bi[j] + hh[j] + bh[j]);
+            float u = sigmoid(xi[D + j] + bi[D + j] + hh[D + j] + bh[D + j]);
+            float c = tanhf(xi[2 * D + j] + bi[2 * D + j] + r * (hh[2 * D + j] + bh[2 * D + j]));
+            out[j] = c + u * (hp[j] - c);
+        }
+    }
+}
+
+/* Two-layer Gaussian head: raw = W1 act(W0 [x1, x2] + b0) + b1 -> (mean, std). */
+static void gaussian_head(const rssm_model_t *m, const rssm_linear_t l[2], int n,
+                          const float *x1, int in1, const float *x2, int in2, float *mean,
+                          float *std, float *ws)
+{
+    const int H = m->info.dims.hidden, S = m->info.dims.stoch;
+    float *hid = ws;                                /* [n, H] */
+    float *raw = hid + rssm__align((size_t)n * H);  /* [n, 2S] */
+    if (x2)
+        linear2(n, H, &l[0], x1, in1, x2, in2, hid, model_act(m));
+    else
+        linear(n, H, in1, &l[0], x1, hid, model_act(m));
+    linear(n, 2 * S, H, &l[1], hid, raw, ACT_NONE);
+    gaussian(n, S, raw, m->info.min_std, mean, std);
+}
+
+/* Three-layer head on [h, z] (reward, value, decoder): out [n, nout]. */
+static void hz_head(const rssm_model_t *m, const rssm_linear_t l[3], int nout, int n,
+                    const float *h, const float *z, float *out, float *ws)
+{
+    const rssm_dims_t *d = &m->info.dims;
+    const int H = d->hidden;
+    float *h1 = ws, *h2 = ws + rssm__align((size_t)n * H);
+    linear2(n, H, &l[0], h, d->deter, z, d->stoch, h1, model_act(m));
+    linear(n, H, H, &l[1], h1, h2, model_act(m));
+    linear(n, nout, H, &l[2], h2, out, ACT_NONE);
+}
+
+size_t rssm_batch_workspace(const rssm_model_t *m, int max_batch)
+{
+    const rssm_dims_t *d = &m->info.dims;
+    size_t n = max_batch > 0 ? (size_t)max_batch : 1;
+    size_t hid = rssm__align(n * (size_t)d->hidden);
+    size_t trans = hid + 2 * rssm__align(n * 3 * (size_t)d->deter);
+    size_t prior = hid + rssm__align(n * 2 * (size_t)d->stoch);
+    size_t head = 2 * hid;
+    size_t ws = trans > prior ? trans : prior;
+    return ws > head ? ws : head;
+}
+
+void rssm_imagine_batch(const rssm_model_t *m, int n, const float *h, const float *z,
+                        const float *a, float *h_next, float *prior_mean, float *prior_std,
+                        float *ws)
+{
+    assert(m && ws);
+    if (n <= 0)
+        return;
+    transition(m, n, h, z, a, h_next, ws);
+    gaussian_head(m, m->prior, n, h_next, m->info.dims.deter, NULL, 0, prior_mean, prior_std,
+                  ws);
+}
+
+void rssm_reward_batch(const rssm_model_t *m, int n, const float *h, const float *z,
+                       float *reward, float *ws)
+{
+    assert(m && ws);
+    if (n > 0)
+        hz_head(m, m->reward, 1, n, h, z, reward, ws);
+}
+
+void rssm_value_batch(const rssm_model_t *m, int n, const float *h, const float *z,
+                      float *value, float *ws)
+{
+    assert(m && ws && m->info.has_value); /* calling it without a value head is a bug */
+    if (n <= 0)
+        return;
+    if (!m->info.has_value) {
+        memset(value, 0, sizeof(float) * (size_t)n);
+        return;
+    }
+    hz_head(m, m->value, 1, n, h, z, value, ws);
+}
+
+void rssm_decode_batch(const rssm_model_t *m, int n, const float *h, const float *z,
+                       float *obs, float *ws)
+{
+    const int O = m->info.dims.obs;
+    assert(m && ws && m->info.has_decoder);
+    if (n <= 0)
+        return;
+    if (!m->info.has_decoder) {
+        memset(obs, 0, sizeof(float) * (size_t)n * O);
+        return;
+    }
+    hz_head(m, m->dec, O, n, h, z, obs, ws);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < O; j++)
+            obs[(size_t)i * O + j] = obs[(size_t)i * O + j] * m->obs_std[j] + m->obs_mean[j];
+}
+
+/* ---- belief update ---- */
+
+size_t rssm_observe_workspace(const rssm_model_t *m)
+{
+    const rssm_dims_t *d = &m->info.dims;
+    size_t enc = rssm__align((size_t)d->obs) + rssm__align((size_t)d->hidden) +
+                 rssm__align((size_t)d->embed);
+    return enc + rssm_batch_workspace(m, 1);
+}
+
+int rssm_observe(const rssm_model_t *m, const float *h, const float *z, const float *a_prev,
+                 const float *obs, rssm_observe_out_t *out, float *ws)
+{
+    if (!m || !h || !z || !a_prev || !obs || !out || !ws || !out->h || !out->prior_mean ||
+        !out->prior_std || !out->post_mean || !out->post_std)
+        return RSSM_EINVALID;
+    const rssm_dims_t *d = &m->info.dims;
+    const int O = d->obs, H = d->hidden, E = d->embed;
+    float *on = ws;                             /* [O] normalised observation */
+    float *e0 = on + rssm__align((size_t)O);    /* [H] */
+    float *e = e0 + rssm__align((size_t)H);     /* [E] embedding */
+    float *scratch = e + rssm__align((size_t)E);
+    for (int j = 0; j < O; j++)
+        on[j] = (obs[j] - m->obs_mean[j]) / m->obs_std[j];
+    linear(1, H, O, &m->enc[0], on, e0, model_act(m));
+    linear(1, E, H, &m->enc[1], e0, e, model_act(m));
+    transition(m, 1, h, z, a_prev, out->h, scratch);
+    gaussian_head(m, m->prior, 1, out->h, d->deter, NULL, 0, out->prior_mean, out->prior_std,
+                  scratch);
+    gaussian_head(m, m->post, 1, out->h, d->deter, e, E, out->post_mean, out->post_std,
+                  scratch);
+    return 0;
+}
+
+float rssm_kl_diag(const float *q_mean, const float *q_std, const float *p_mean,
+                   const float *p_std, int s)
+{
+    double kl = 0.0;
+    for (int i = 0; i < s; i++) {
+        double vq = (double)q_std[i] * q_std[i], vp = (double)p_std[i] * p_std[i];
+        double dm = (double)q_mean[i] - p_mean[i];
+        kl += log((double)p_std[i] / q_std[i]) + (vq + dm * dm) / (2.0 * vp) - 0.5;
+    }
+    return (float)kl;
+}

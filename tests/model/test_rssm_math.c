@@ -1,0 +1,304 @@
+/*
+ * test_rssm_math.c: librssm's forward pass against PyTorch and against the naive kernel.
+ *
+ * Usage: test_rssm_math MODEL.safetensors REF.safetensors
+ * REF holds inputs (in_h [N,D], in_z [N,S], in_a [N,A], in_obs [N,O]) and the PyTorch
+ * outputs written by tests/model/rssm_testlib.py: observe_* (row 0), imagine_*, reward,
+ * value, decode. Every C output must match to 1e-4 max-abs; the BLAS path must also match
+ * the naive loops in rssm_naive.c on fresh random batches of several sizes.
+ * Driven by test_parity.py, which writes the files for several architectures.
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "rssm_naive.h"
+
+#define TOL 1e-4f
+
+static const char *model_path, *ref_path;
+static rssm_model_t *model;
+static st_file_t ref;
+static void *ref_bytes;
+static int N; /* rows in the reference batch */
+
+static void *read_file(const char *path, size_t *size)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    void *buf = malloc(n > 0 ? (size_t)n : 1);
+    if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    *size = (size_t)n;
+    return buf;
+}
+
+/* Copy of reference tensor `name` (NULL when absent); *count gets its element count. */
+static float *ref_get(const char *name, size_t *count)
+{
+    for (int i = 0; i < ref.ntensors; i++) {
+        const st_tensor_t *t = &ref.tensors[i];
+        if (strcmp(t->name, name) == 0) {
+            size_t n = (t->end - t->begin) / 4;
+            float *out = malloc((n ? n : 1) * sizeof(float));
+            assert_non_null(out);
+            memcpy(out, ref.data + t->begin, n * sizeof(float));
+            if (count)
+                *count = n;
+            return out;
+        }
+    }
+    return NULL;
+}
+
+static float *ref_need(const char *name, size_t expect)
+{
+    size_t n = 0;
+    float *p = ref_get(name, &n);
+    if (!p)
+        fail_msg("reference tensor '%s' missing", name);
+    if (n != expect)
+        fail_msg("reference tensor '%s' has %zu values, expected %zu", name, n, expect);
+    return p;
+}
+
+static void assert_close(const char *what, const float *got, const float *want, size_t n)
+{
+    float worst = 0;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        float d = fabsf(got[i] - want[i]);
+        if (!(d <= worst)) { /* also catches NaN */
+            worst = isnan(d) ? INFINITY : d;
+            at = i;
+        }
+    }
+    if (!(worst <= TOL))
+        fail_msg("%s: max abs error %g at index %zu (got %g, want %g)", what, worst, at,
+                 got[at], want[at]);
+}
+
+static float *alloc_floats(size_t n)
+{
+    float *p = malloc((n ? n : 1) * sizeof(float));
+    assert_non_null(p);
+    return p;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    char err[512];
+    size_t size;
+    if (rssm_load(model_path, &model, err, sizeof err) != 0) {
+        fprintf(stderr, "cannot load %s: %s\n", model_path, err);
+        return -1;
+    }
+    ref_bytes = read_file(ref_path, &size);
+    if (!ref_bytes || st_parse(ref_bytes, size, &ref, err, sizeof err) != 0) {
+        fprintf(stderr, "cannot read %s: %s\n", ref_path, ref_bytes ? err : "I/O error");
+        return -1;
+    }
+    for (int i = 0; i < ref.ntensors; i++)
+        if (strcmp(ref.tensors[i].name, "reward") == 0)
+            N = (int)ref.tensors[i].shape[0];
+    return N > 0 ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    rssm_destroy(model);
+    st_free(&ref);
+    free(ref_bytes);
+    return 0;
+}
+
+static void test_observe_matches_pytorch(void **state)
+{
+    (void)state;
+    const rssm_dims_t *d = &rssm_info(model)->dims;
+    const size_t D = (size_t)d->deter, S = (size_t)d->stoch;
+    float *h = ref_need("in_h", N * D), *z = ref_need("in_z", N * S);
+    float *a = ref_need("in_a", (size_t)N * d->action), *o = ref_need("in_obs", (size_t)N * d->obs);
+    float *ws = alloc_floats(rssm_observe_workspace(model));
+    float *out[5], *want[5], *naive[5];
+    const char *names[5] = { "observe_h", "observe_prior_mean", "observe_prior_std",
+                             "observe_post_mean", "observe_post_std" };
+    for (int k = 0; k < 5; k++) {
+        size_t n = k == 0 ? D : S;
+        out[k] = alloc_floats(n);
+        naive[k] = alloc_floats(n);
+        want[k] = ref_need(names[k], n);
+    }
+    rssm_observe_out_t res = { out[0], out[1], out[2], out[3], out[4] };
+    assert_int_equal(rssm_observe(model, h, z, a, o, &res, ws), 0);
+    naive_observe(model, h, z, a, o, naive[0], naive[1], naive[2], naive[3], naive[4]);
+    for (int k = 0; k < 5; k++) {
+        assert_close(names[k], out[k], want[k], k == 0 ? D : S);
+        assert_close(names[k], naive[k], want[k], k == 0 ? D : S);
+        free(out[k]);
+        free(naive[k]);
+        free(want[k]);
+    }
+    free(ws);
+    free(h);
+    free(z);
+    free(a);
+    free(o);
+}
+
+static void test_batch_matches_pytorch(void **state)
+{
+    (void)state;
+    const rssm_info_t *info = rssm_info(model);
+    const size_t D = (size_t)info->dims.deter, S = (size_t)info->dims.stoch;
+    float *h = ref_need("in_h", N * D), *z = ref_need("in_z", N * S);
+    float *a = ref_need("in_a", (size_t)N * info->dims.action);
+    float *ws = alloc_floats(rssm_batch_workspace(model, N));
+    float *hn = alloc_floats(N * D), *pm = alloc_floats(N * S), *ps = alloc_floats(N * S);
+    float *r = alloc_floats(N);
+
+    rssm_imagine_batch(model, N, h, z, a, hn, pm, ps, ws);
+    float *want = ref_need("imagine_h", N * D);
+    assert_close("imagine h'", hn, want, N * D);
+    free(want);
+    want = ref_need("imagine_prior_mean", N * S);
+    assert_close("imagine prior mean", pm, want, N * S);
+    free(want);
+    want = ref_need("imagine_prior_std", N * S);
+    assert_close("imagine prior std", ps, want, N * S);
+    free(want);
+
+    rssm_reward_batch(model, N, h, z, r, ws);
+    want = ref_need("reward", N);
+    assert_close("reward", r, want, N);
+    free(want);
+
+    if (info->has_value) {
+        rssm_value_batch(model, N, h, z, r, ws);
+        want = ref_need("value", N);
+        assert_close("value", r, want, N);
+        free(want);
+    } else {
+        assert_null(ref_get("value", NULL));
+    }
+    if (info->has_decoder) {
+        size_t O = (size_t)info->dims.obs;
+        float *obs = alloc_floats(N * O);
+        rssm_decode_batch(model, N, h, z, obs, ws);
+        want = ref_need("decode", N * O);
+        assert_close("decode (raw observation)", obs, want, N * O);
+        free(want);
+        free(obs);
+    }
+    free(h), free(z), free(a), free(ws), free(hn), free(pm), free(ps), free(r);
+}
+
+static float uniform(uint64_t *s)
+{
+    *s = *s * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (float)((*s >> 40) / (double)(1 << 24)) * 2.0f - 1.0f;
+}
+
+/* The BLAS path against the naive loops on random batches, sizes 1, 5 and 64. */
+static void test_blas_matches_naive(void **state)
+{
+    (void)state;
+    const rssm_info_t *info = rssm_info(model);
+    const rssm_dims_t *d = &info->dims;
+    const size_t D = (size_t)d->deter, S = (size_t)d->stoch, A = (size_t)d->action;
+    const size_t O = (size_t)d->obs;
+    const int sizes[] = { 1, 5, 64 };
+    uint64_t seed = 42;
+    for (size_t t = 0; t < sizeof sizes / sizeof *sizes; t++) {
+        int n = sizes[t];
+        float *h = alloc_floats(n * D), *z = alloc_floats(n * S), *a = alloc_floats(n * A);
+        for (size_t i = 0; i < n * D; i++)
+            h[i] = uniform(&seed);
+        for (size_t i = 0; i < n * S; i++)
+            z[i] = 2.0f * uniform(&seed);
+        for (size_t i = 0; i < n * A; i++)
+            a[i] = uniform(&seed);
+        float *ws = alloc_floats(rssm_batch_workspace(model, n));
+        float *hn = alloc_floats(n * D), *pm = alloc_floats(n * S), *ps = alloc_floats(n * S);
+        float *r = alloc_floats(n), *v = alloc_floats(n), *obs = alloc_floats(n * O);
+        float *nh = alloc_floats(D), *npm = alloc_floats(S), *nps = alloc_floats(S);
+        float *nobs = alloc_floats(O);
+        rssm_imagine_batch(model, n, h, z, a, hn, pm, ps, ws);
+        rssm_reward_batch(model, n, h, z, r, ws);
+        if (info->has_value)
+            rssm_value_batch(model, n, h, z, v, ws);
+        if (info->has_decoder)
+            rssm_decode_batch(model, n, h, z, obs, ws);
+        for (int i = 0; i < n; i++) {
+            naive_imagine(model, h + i * D, z + i * S, a + i * A, nh, npm, nps);
+            assert_close("imagine h' vs naive", hn + i * D, nh, D);
+            assert_close("prior mean vs naive", pm + i * S, npm, S);
+            assert_close("prior std vs naive", ps + i * S, nps, S);
+            float nr = naive_reward(model, h + i * D, z + i * S);
+            assert_close("reward vs naive", r + i, &nr, 1);
+            if (info->has_value) {
+                float nv = naive_value(model, h + i * D, z + i * S);
+                assert_close("value vs naive", v + i, &nv, 1);
+            }
+            if (info->has_decoder) {
+                naive_decode(model, h + i * D, z + i * S, nobs);
+                assert_close("decode vs naive", obs + i * O, nobs, O);
+            }
+        }
+        free(h), free(z), free(a), free(ws), free(hn), free(pm), free(ps), free(r), free(v);
+        free(obs), free(nh), free(npm), free(nps), free(nobs);
+    }
+}
+
+static void test_observe_rejects_null(void **state)
+{
+    (void)state;
+    float x[1] = { 0 };
+    rssm_observe_out_t out = { x, x, x, x, NULL };
+    assert_int_equal(rssm_observe(model, x, x, x, x, &out, x), RSSM_EINVALID);
+    assert_int_equal(rssm_observe(NULL, x, x, x, x, &out, x), RSSM_EINVALID);
+}
+
+static void test_kl_diag(void **state)
+{
+    (void)state;
+    float m0[2] = { 0, 1 }, s0[2] = { 1, 2 }, m1[2] = { 0.5f, -1 }, s1[2] = { 2, 0.5f };
+    assert_true(fabsf(rssm_kl_diag(m0, s0, m0, s0, 2)) < 1e-7f);
+    /* KL(N(0,1) || N(0.5, 2^2)) + KL(N(1, 2^2) || N(-1, 0.5^2)), computed by hand. */
+    double want = (log(2.0) + (1 + 0.25) / 8 - 0.5) + (log(0.25) + (4 + 4) / 0.5 - 0.5);
+    assert_true(fabs(rssm_kl_diag(m0, s0, m1, s1, 2) - want) < 1e-5);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 3) {
+        fprintf(stderr, "usage: %s MODEL.safetensors REF.safetensors\n", argv[0]);
+        return 2;
+    }
+    model_path = argv[1];
+    ref_path = argv[2];
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_observe_matches_pytorch),
+        cmocka_unit_test(test_batch_matches_pytorch),
+        cmocka_unit_test(test_blas_matches_naive),
+        cmocka_unit_test(test_observe_rejects_null),
+        cmocka_unit_test(test_kl_diag),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
