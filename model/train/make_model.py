@@ -22,6 +22,8 @@ obs_mean ~ N(0, 1) and obs_std ~ U(0.5, 2) so normalisation is not the identity.
 EPILOG = """\
 examples:
   make_model.py --obs-dim 5 --action-dim 1 --out /tmp/cartpole-random.safetensors
+  make_model.py --obs-dim 3 --action-dim 2 --action-low=-2,-3 --action-high=2,3 --out m.safetensors
+  (write lists that start with "-" as --action-low=... so they are not read as options)
   make_model.py --obs-dim 17 --action-dim 6 --deter 64 --stoch 8 --hidden 64 --embed 32 \\
                 --activation elu --value --no-decoder --seed 3 --out small.safetensors
 
