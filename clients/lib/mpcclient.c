@@ -11,6 +11,7 @@
 #include "mpcclient.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -166,6 +167,13 @@ int mpc_client_attach_fd(mpc_client_t *c, int fd)
     mpc_client_close(c);
     if (fd < 0)
         return fail(c, MPC_CLIENT_EINVAL, "invalid file descriptor %d", fd);
+    /* Every wait goes through poll(); a blocking send could overrun the call's deadline. */
+    int flags = fcntl(fd, F_GETFL);
+    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+        int e = errno;
+        close(fd);
+        return fail(c, MPC_CLIENT_EINVAL, "file descriptor %d: %s", fd, strerror(e));
+    }
     int rc = frame_decoder_create(0, &c->decoder);
     if (rc != FRAME_OK) {
         close(fd);

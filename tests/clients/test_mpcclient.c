@@ -1,0 +1,756 @@
+/*
+ * test_mpcclient.c: libmpcclient against a fake daemon (clients/lib/mpcclient.c).
+ *
+ * Each test connects the client to one end of a socketpair (or to a loopback/Unix
+ * listener); a server thread on the other end runs a short script: read requests, answer
+ * with canned Reply frames, raw garbage, half a frame, or nothing at all. Requests the
+ * server reads are kept and checked by the test after the thread is joined, so cmocka's
+ * assertions only ever run on the main thread.
+ *
+ * malloc/calloc/realloc are wrapped (-Wl,--wrap) to count the allocations libmpcclient and
+ * proto/ make on the main thread: steps after the first must make none. protobuf-c's own
+ * unpacking lives in its shared library, which the wrap does not see, as intended.
+ */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "mpcclient.h"
+#include "wire.h"
+
+/* --- allocation counting --- */
+
+static _Thread_local bool counting;
+static size_t allocations;
+
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t size);
+void *__real_realloc(void *p, size_t n);
+
+void *__wrap_malloc(size_t n)
+{
+    if (counting)
+        allocations++;
+    return __real_malloc(n);
+}
+
+void *__wrap_calloc(size_t n, size_t size)
+{
+    if (counting)
+        allocations++;
+    return __real_calloc(n, size);
+}
+
+void *__wrap_realloc(void *p, size_t n)
+{
+    if (counting)
+        allocations++;
+    return __real_realloc(p, n);
+}
+
+/* --- the fake daemon --- */
+
+#define MAX_SEEN 32
+
+typedef struct fake fake_t;
+typedef void (*script_fn)(fake_t *f);
+
+struct fake {
+    int fd;
+    pthread_t thread;
+    script_fn script;
+    int listen_fd;                   /* >= 0: accept one connection first */
+    frame_decoder_t *decoder;
+    Mpc__V1__Request *seen[MAX_SEEN];
+    size_t n_seen;
+};
+
+static int keep_request(void *ctx, const uint8_t *payload, size_t len)
+{
+    fake_t *f = ctx;
+    Mpc__V1__Request *req = wire_unpack_request(payload, len);
+    if (req == NULL || f->n_seen == MAX_SEEN) {
+        wire_free_request(req);
+        return -1;
+    }
+    f->seen[f->n_seen++] = req;
+    return 0;
+}
+
+/* Reads the next request byte by byte; NULL at end of stream or on a bad frame. */
+static Mpc__V1__Request *fake_read(fake_t *f)
+{
+    size_t before = f->n_seen;
+    while (f->n_seen == before) {
+        uint8_t byte;
+        if (read(f->fd, &byte, 1) != 1)
+            return NULL;
+        if (frame_decoder_feed(f->decoder, &byte, 1, keep_request, f) != FRAME_OK)
+            return NULL;
+    }
+    return f->seen[before];
+}
+
+static void fake_raw(fake_t *f, const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    while (len > 0) {
+        ssize_t n = write(f->fd, p, len);
+        if (n <= 0)
+            return;
+        p += n;
+        len -= (size_t)n;
+    }
+}
+
+static void fake_reply(fake_t *f, Mpc__V1__Reply *rep)
+{
+    uint8_t buf[4096];
+    if (wire_reply_frame_size(rep) <= sizeof(buf))
+        fake_raw(f, buf, wire_pack_reply(rep, buf));
+}
+
+static void fake_close(fake_t *f)
+{
+    if (f->fd >= 0)
+        close(f->fd);
+    f->fd = -1;
+}
+
+static void *fake_main(void *arg)
+{
+    fake_t *f = arg;
+    if (f->listen_fd >= 0)
+        f->fd = accept(f->listen_fd, NULL, NULL);
+    if (f->fd >= 0)
+        f->script(f);
+    fake_close(f);
+    return NULL;
+}
+
+static void fake_launch(fake_t *f, script_fn script)
+{
+    f->script = script;
+    assert_int_equal(frame_decoder_create(0, &f->decoder), FRAME_OK);
+    assert_int_equal(pthread_create(&f->thread, NULL, fake_main, f), 0);
+}
+
+/* Starts a script on a socketpair and attaches the client to the other end. */
+static void fake_start(fake_t *f, script_fn script, mpc_client_t **client)
+{
+    memset(f, 0, sizeof(*f));
+    f->listen_fd = -1;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    f->fd = sv[1];
+    assert_int_equal(mpc_client_create(client), 0);
+    assert_int_equal(mpc_client_attach_fd(*client, sv[0]), 0);
+    fake_launch(f, script);
+}
+
+/* Joins the script's thread; the requests it read stay in f->seen until fake_free. */
+static void fake_join(fake_t *f)
+{
+    pthread_join(f->thread, NULL);
+    if (f->listen_fd >= 0)
+        close(f->listen_fd);
+}
+
+static void fake_free(fake_t *f)
+{
+    for (size_t i = 0; i < f->n_seen; i++)
+        wire_free_request(f->seen[i]);
+    frame_decoder_destroy(f->decoder);
+}
+
+/* --- canned replies --- */
+
+static void send_welcome(fake_t *f, uint64_t id, uint32_t obs, uint32_t act)
+{
+    float low[MPC_CLIENT_MAX_ACTION + 1], high[MPC_CLIENT_MAX_ACTION + 1];
+    for (uint32_t i = 0; i < act && i <= MPC_CLIENT_MAX_ACTION; i++) {
+        low[i] = -1.0f - (float)i;
+        high[i] = 1.0f + (float)i;
+    }
+    Mpc__V1__Welcome w = MPC__V1__WELCOME__INIT;
+    w.session_id = 42;
+    w.model_name = "cartpole-swingup";
+    w.model_version = 3;
+    w.observation_size = obs;
+    w.action_size = act;
+    w.n_action_low = w.n_action_high = act;
+    w.action_low = low;
+    w.action_high = high;
+    w.control_period_s = 0.08;
+    w.default_deadline_us = 20000;
+    Mpc__V1__Reply rep = MPC__V1__REPLY__INIT;
+    rep.id = id;
+    rep.body_case = MPC__V1__REPLY__BODY_WELCOME;
+    rep.welcome = &w;
+    fake_reply(f, &rep);
+}
+
+static void send_action(fake_t *f, uint64_t id, uint64_t seq, size_t n)
+{
+    float action[MPC_CLIENT_MAX_ACTION + 1];
+    for (size_t i = 0; i < n && i <= MPC_CLIENT_MAX_ACTION; i++)
+        action[i] = 0.25f * (float)(i + 1);
+    Mpc__V1__Action a = MPC__V1__ACTION__INIT;
+    a.seq = seq;
+    a.n_action = n;
+    a.action = action;
+    a.predicted_return = 12.5f;
+    a.iterations = 7;
+    a.candidates = 7000;
+    a.belief_us = 11;
+    a.plan_us = 9000;
+    a.queue_us = 13;
+    a.model_version = 3;
+    a.deadline_cut = true;
+    a.fallback = false;
+    Mpc__V1__Reply rep = MPC__V1__REPLY__INIT;
+    rep.id = id;
+    rep.body_case = MPC__V1__REPLY__BODY_ACTION;
+    rep.action = &a;
+    fake_reply(f, &rep);
+}
+
+static void send_error(fake_t *f, uint64_t id, Mpc__V1__Error__Code code, const char *msg)
+{
+    Mpc__V1__Error e = MPC__V1__ERROR__INIT;
+    e.code = code;
+    e.message = (char *)msg;
+    Mpc__V1__Reply rep = MPC__V1__REPLY__INIT;
+    rep.id = id;
+    rep.body_case = MPC__V1__REPLY__BODY_ERROR;
+    rep.error = &e;
+    fake_reply(f, &rep);
+}
+
+static void send_ack(fake_t *f, uint64_t id)
+{
+    Mpc__V1__Ack ack = MPC__V1__ACK__INIT;
+    Mpc__V1__Reply rep = MPC__V1__REPLY__INIT;
+    rep.id = id;
+    rep.body_case = MPC__V1__REPLY__BODY_ACK;
+    rep.ack = &ack;
+    fake_reply(f, &rep);
+}
+
+static void send_status(fake_t *f, uint64_t id)
+{
+    Mpc__V1__LatencySummary total = MPC__V1__LATENCY_SUMMARY__INIT;
+    total.count = 100;
+    total.p50_us = 5000;
+    total.p90_us = 9000;
+    total.p99_us = 9900;
+    total.max_us = 12000;
+    Mpc__V1__SessionSummary s0 = MPC__V1__SESSION_SUMMARY__INIT, s1 = s0;
+    s0.session_id = 1;
+    s0.client_name = "mpc-sim/cartpole";
+    s0.steps = 500;
+    s0.episodes = 2;
+    s1.session_id = 2;
+    s1.client_name = "mpc-bench";
+    Mpc__V1__SessionSummary *sessions[] = {&s0, &s1};
+    Mpc__V1__StatusReply st = MPC__V1__STATUS_REPLY__INIT;
+    st.version = "0.1.0";
+    st.uptime_s = 12.5;
+    st.ready = true;
+    st.model_name = "cartpole-swingup";
+    st.model_version = 3;
+    st.model_path = "/var/lib/mpcd/model.safetensors";
+    st.sessions = 2;
+    st.requests = 1000;
+    st.overruns = 4;
+    st.total = &total;
+    st.n_session = 2;
+    st.session = sessions;
+    st.json = "{\"ready\":true}";
+    Mpc__V1__Reply rep = MPC__V1__REPLY__INIT;
+    rep.id = id;
+    rep.body_case = MPC__V1__REPLY__BODY_STATUS;
+    rep.status = &st;
+    fake_reply(f, &rep);
+}
+
+static void send_reload(fake_t *f, uint64_t id, bool ok, const char *msg)
+{
+    Mpc__V1__ReloadReply r = MPC__V1__RELOAD_REPLY__INIT;
+    r.ok = ok;
+    r.model_version = ok ? 4 : 3;
+    r.message = (char *)msg;
+    r.load_s = 0.5;
+    Mpc__V1__Reply rep = MPC__V1__REPLY__INIT;
+    rep.id = id;
+    rep.body_case = MPC__V1__REPLY__BODY_RELOAD;
+    rep.reload = &r;
+    fake_reply(f, &rep);
+}
+
+/* --- scripts --- */
+
+#define OBS 5
+#define ACT 2
+#define STEPS 20
+
+static void script_session(fake_t *f)
+{
+    Mpc__V1__Request *req = fake_read(f);
+    if (req == NULL)
+        return;
+    send_welcome(f, req->id, OBS, ACT);
+    for (int i = 0; i < STEPS; i++) {
+        req = fake_read(f);
+        if (req == NULL || req->body_case != MPC__V1__REQUEST__BODY_STEP)
+            return;
+        send_action(f, req->id, req->step->seq, ACT);
+    }
+    if ((req = fake_read(f)) != NULL)
+        send_ack(f, req->id);
+}
+
+static void test_hello_step_reset(void **state)
+{
+    (void)state;
+    fake_t f;
+    mpc_client_t *c;
+    fake_start(&f, script_session, &c);
+
+    mpc_client_welcome_t w;
+    assert_int_equal(mpc_client_hello(c, "test/session", "secret", OBS, 0, &w), 0);
+    assert_int_equal(w.session_id, 42);
+    assert_string_equal(w.model_name, "cartpole-swingup");
+    assert_int_equal(w.model_version, 3);
+    assert_int_equal(w.observation_size, OBS);
+    assert_int_equal(w.action_size, ACT);
+    assert_true(w.action_low[1] == -2.0f && w.action_high[1] == 2.0f);
+    assert_true(w.control_period_s == 0.08);
+    assert_int_equal(w.default_deadline_us, 20000);
+
+    /* Wrong observation size: refused before anything is sent. */
+    float obs[OBS] = {0.5f, -1.0f, 2.0f, 0.0f, 3.25f};
+    mpc_client_step_t step = {.seq = 0, .observation = obs, .observation_size = OBS - 1};
+    mpc_client_action_t act;
+    assert_int_equal(mpc_client_step(c, &step, &act), MPC_CLIENT_EINVAL);
+    assert_non_null(strstr(mpc_client_errmsg(c), "expects 5"));
+
+    step = (mpc_client_step_t){.observation = obs, .observation_size = OBS, .reward = 0.75f,
+                               .reset = true, .deadline_us = 15000,
+                               .exploration_noise = 0.3f};
+    for (int i = 0; i < STEPS; i++) {
+        step.seq = 100 + (uint64_t)i;
+        counting = i > 0; /* the first step may size buffers */
+        int rc = mpc_client_step(c, &step, &act);
+        counting = false;
+        assert_int_equal(rc, 0);
+        step.reset = false;
+    }
+    assert_int_equal(allocations, 0);
+    assert_int_equal(act.seq, 100 + STEPS - 1);
+    assert_int_equal(act.action_size, ACT);
+    assert_true(act.action[0] == 0.25f && act.action[1] == 0.5f);
+    assert_true(act.predicted_return == 12.5f);
+    assert_int_equal(act.iterations, 7);
+    assert_int_equal(act.candidates, 7000);
+    assert_int_equal(act.belief_us, 11);
+    assert_int_equal(act.plan_us, 9000);
+    assert_int_equal(act.queue_us, 13);
+    assert_int_equal(act.model_version, 3);
+    assert_true(act.deadline_cut);
+    assert_false(act.fallback);
+    assert_int_equal(mpc_client_reset(c), 0);
+    fake_join(&f);
+
+    /* What the daemon saw. */
+    assert_int_equal(f.n_seen, STEPS + 2);
+    const Mpc__V1__Hello *h = f.seen[0]->hello;
+    assert_int_equal(f.seen[0]->body_case, MPC__V1__REQUEST__BODY_HELLO);
+    assert_string_equal(h->client_name, "test/session");
+    assert_string_equal(h->auth_token, "secret");
+    assert_int_equal(h->observation_size, OBS);
+    assert_int_equal(h->action_size, 0);
+    const Mpc__V1__Step *s = f.seen[1]->step;
+    assert_int_equal(s->seq, 100);
+    assert_int_equal(s->n_observation, OBS);
+    assert_memory_equal(s->observation, obs, sizeof(obs));
+    assert_true(s->reward == 0.75f && s->reset && s->exploration_noise == 0.3f);
+    assert_int_equal(s->deadline_us, 15000);
+    assert_false(f.seen[2]->step->reset);
+    for (size_t i = 1; i < f.n_seen; i++)
+        assert_true(f.seen[i]->id > f.seen[i - 1]->id);
+    assert_int_equal(f.seen[STEPS + 1]->body_case, MPC__V1__REQUEST__BODY_RESET);
+    mpc_client_destroy(c);
+    fake_free(&f);
+}
+
+/* Error for the first request, then a normal answer: the session stays usable. */
+static void script_daemon_error(fake_t *f)
+{
+    Mpc__V1__Request *req = fake_read(f);
+    if (req != NULL)
+        send_error(f, req->id, MPC__V1__ERROR__CODE__SIZE_MISMATCH,
+                   "observation size 3 differs from the model's 5");
+    if ((req = fake_read(f)) != NULL)
+        send_error(f, 0, MPC__V1__ERROR__CODE__MALFORMED, "undecodable request");
+    if ((req = fake_read(f)) != NULL)
+        send_ack(f, req->id);
+}
+
+static void test_daemon_error(void **state)
+{
+    (void)state;
+    fake_t f;
+    mpc_client_t *c;
+    fake_start(&f, script_daemon_error, &c);
+    assert_int_equal(mpc_client_daemon_code(c), -1);
+    assert_int_equal(mpc_client_hello(c, "x", NULL, 3, 0, NULL), MPC_CLIENT_EDAEMON);
+    assert_int_equal(mpc_client_daemon_code(c), MPC__V1__ERROR__CODE__SIZE_MISMATCH);
+    assert_non_null(strstr(mpc_client_errmsg(c), "SIZE_MISMATCH"));
+    assert_non_null(strstr(mpc_client_errmsg(c), "differs from the model's 5"));
+    /* An Error with id 0 answers the request in flight. */
+    assert_int_equal(mpc_client_reset(c), MPC_CLIENT_EDAEMON);
+    assert_int_equal(mpc_client_daemon_code(c), MPC__V1__ERROR__CODE__MALFORMED);
+    assert_true(mpc_client_connected(c));
+    assert_int_equal(mpc_client_reset(c), 0);
+    fake_join(&f);
+    mpc_client_destroy(c);
+    fake_free(&f);
+}
+
+/* Reads two requests before answering either: the client gave up on the first. */
+static void script_late_reply(fake_t *f)
+{
+    Mpc__V1__Request *first = fake_read(f);
+    Mpc__V1__Request *second = fake_read(f);
+    if (first == NULL || second == NULL)
+        return;
+    send_ack(f, first->id);
+    send_status(f, second->id);
+}
+
+static void test_timeout_then_late_reply_skipped(void **state)
+{
+    (void)state;
+    fake_t f;
+    mpc_client_t *c;
+    fake_start(&f, script_late_reply, &c);
+    assert_int_equal(mpc_client_set_timeout(c, 0), MPC_CLIENT_EINVAL);
+    assert_int_equal(mpc_client_set_timeout(c, 50), 0);
+    assert_int_equal(mpc_client_reset(c), MPC_CLIENT_ETIMEDOUT);
+    assert_non_null(strstr(mpc_client_errmsg(c), "timed out after 50 ms"));
+    assert_true(mpc_client_connected(c));
+
+    assert_int_equal(mpc_client_set_timeout(c, 10000), 0);
+    mpc_client_status_t st;
+    assert_int_equal(mpc_client_status(c, &st), 0);
+    assert_string_equal(st.version, "0.1.0");
+    assert_true(st.ready);
+    assert_string_equal(st.model_path, "/var/lib/mpcd/model.safetensors");
+    assert_string_equal(st.last_reload_error, "");
+    assert_int_equal(st.requests, 1000);
+    assert_int_equal(st.overruns, 4);
+    assert_int_equal(st.total.count, 100);
+    assert_true(st.total.p99_us == 9900 && st.total.max_us == 12000);
+    assert_int_equal(st.plan.count, 0);
+    assert_int_equal(st.n_session, 2);
+    assert_string_equal(st.session[0].client_name, "mpc-sim/cartpole");
+    assert_int_equal(st.session[0].steps, 500);
+    assert_string_equal(st.session[1].client_name, "mpc-bench");
+    assert_string_equal(st.json, "{\"ready\":true}");
+    mpc_client_status_free(&st);
+    assert_null(st.json);
+    mpc_client_status_free(NULL);
+    fake_join(&f);
+    mpc_client_destroy(c);
+    fake_free(&f);
+}
+
+/* Half a reply, then the daemon goes away. */
+static void script_close_mid_frame(fake_t *f)
+{
+    if (fake_read(f) == NULL)
+        return;
+    static const uint8_t partial[] = {100, 0x08, 0x01, 0x22, 0x00, 0x00};
+    fake_raw(f, partial, sizeof(partial));
+}
+
+static void expect_broken_after(script_fn script, int code, const char *message)
+{
+    fake_t f;
+    mpc_client_t *c;
+    fake_start(&f, script, &c);
+    assert_int_equal(mpc_client_reset(c), code);
+    if (strstr(mpc_client_errmsg(c), message) == NULL)
+        fail_msg("message '%s' lacks '%s'", mpc_client_errmsg(c), message);
+    assert_false(mpc_client_connected(c));
+    fake_join(&f);
+    /* Later calls fail at once instead of reading a desynchronised stream. */
+    assert_int_equal(mpc_client_reset(c), MPC_CLIENT_ECLOSED);
+    assert_non_null(strstr(mpc_client_errmsg(c), "broken"));
+    mpc_client_destroy(c);
+    fake_free(&f);
+}
+
+static void test_closed_mid_frame(void **state)
+{
+    (void)state;
+    expect_broken_after(script_close_mid_frame, MPC_CLIENT_ECLOSED,
+                        "in the middle of a reply (6 bytes received)");
+}
+
+static void script_close_at_once(fake_t *f)
+{
+    (void)fake_read(f);
+}
+
+static void test_closed_before_reply(void **state)
+{
+    (void)state;
+    expect_broken_after(script_close_at_once, MPC_CLIENT_ECLOSED,
+                        "the daemon closed the connection;");
+}
+
+/* A well-delimited frame whose payload is not a Reply. */
+static void script_garbage_payload(fake_t *f)
+{
+    if (fake_read(f) == NULL)
+        return;
+    static const uint8_t garbage[] = {4, 0xff, 0xff, 0xff, 0xff};
+    fake_raw(f, garbage, sizeof(garbage));
+}
+
+static void test_garbage_payload(void **state)
+{
+    (void)state;
+    expect_broken_after(script_garbage_payload, MPC_CLIENT_EPROTO, "not a valid mpc.v1 Reply");
+}
+
+/* A length varint that never ends. */
+static void script_bad_varint(fake_t *f)
+{
+    if (fake_read(f) == NULL)
+        return;
+    uint8_t bad[12];
+    memset(bad, 0xff, sizeof(bad));
+    fake_raw(f, bad, sizeof(bad));
+}
+
+static void test_bad_varint(void **state)
+{
+    (void)state;
+    expect_broken_after(script_bad_varint, MPC_CLIENT_EPROTO, "malformed length varint");
+}
+
+/* A reply whose id was never asked for. */
+static void script_future_id(fake_t *f)
+{
+    Mpc__V1__Request *req = fake_read(f);
+    if (req != NULL)
+        send_ack(f, req->id + 5);
+}
+
+static void test_unexpected_id(void **state)
+{
+    (void)state;
+    expect_broken_after(script_future_id, MPC_CLIENT_EPROTO, "unexpected reply id");
+}
+
+/* Answers of the wrong kind or shape are refused without breaking the stream. */
+static void script_wrong_answers(fake_t *f)
+{
+    Mpc__V1__Request *req = fake_read(f);
+    if (req == NULL)
+        return;
+    send_welcome(f, req->id, OBS, ACT);
+    if ((req = fake_read(f)) != NULL)
+        send_ack(f, req->id); /* Ack to a Step */
+    if ((req = fake_read(f)) != NULL)
+        send_action(f, req->id, req->step->seq, ACT + 1); /* wrong action size */
+    if ((req = fake_read(f)) != NULL)
+        send_action(f, req->id, req->step->seq + 1, ACT); /* wrong seq */
+    if ((req = fake_read(f)) != NULL)
+        send_welcome(f, req->id, OBS, MPC_CLIENT_MAX_ACTION + 1); /* too many actions */
+}
+
+static void test_wrong_answers(void **state)
+{
+    (void)state;
+    fake_t f;
+    mpc_client_t *c;
+    fake_start(&f, script_wrong_answers, &c);
+    assert_int_equal(mpc_client_hello(c, NULL, NULL, 0, 0, NULL), 0);
+    float obs[OBS] = {0};
+    mpc_client_step_t step = {.seq = 9, .observation = obs, .observation_size = OBS};
+    mpc_client_action_t act;
+    assert_int_equal(mpc_client_step(c, &step, &act), MPC_CLIENT_EPROTO);
+    assert_int_equal(mpc_client_step(c, &step, &act), MPC_CLIENT_EPROTO);
+    assert_non_null(strstr(mpc_client_errmsg(c), "has 3 floats"));
+    assert_int_equal(mpc_client_step(c, &step, &act), MPC_CLIENT_EPROTO);
+    assert_non_null(strstr(mpc_client_errmsg(c), "Action for seq 10"));
+    assert_int_equal(mpc_client_hello(c, NULL, NULL, 0, 0, NULL), MPC_CLIENT_EPROTO);
+    assert_non_null(strstr(mpc_client_errmsg(c), "at most 64"));
+    assert_true(mpc_client_connected(c));
+    fake_join(&f);
+    mpc_client_destroy(c);
+    fake_free(&f);
+}
+
+static void script_reloads(fake_t *f)
+{
+    Mpc__V1__Request *req;
+    if ((req = fake_read(f)) != NULL)
+        send_reload(f, req->id, true, "");
+    if ((req = fake_read(f)) != NULL)
+        send_reload(f, req->id, false, "tensor 'gru.weight_hh' has wrong shape");
+    if ((req = fake_read(f)) != NULL)
+        send_error(f, req->id, MPC__V1__ERROR__CODE__RELOAD_FAILED, "no such file");
+}
+
+static void test_reload(void **state)
+{
+    (void)state;
+    fake_t f;
+    mpc_client_t *c;
+    fake_start(&f, script_reloads, &c);
+    mpc_client_reload_t r;
+    assert_int_equal(mpc_client_reload(c, "/models/new.safetensors", &r), 0);
+    assert_true(r.ok);
+    assert_int_equal(r.model_version, 4);
+    assert_true(r.load_s == 0.5);
+    assert_int_equal(mpc_client_reload(c, NULL, &r), MPC_CLIENT_ERELOAD);
+    assert_false(r.ok);
+    assert_int_equal(r.model_version, 3);
+    assert_string_equal(r.message, "tensor 'gru.weight_hh' has wrong shape");
+    assert_non_null(strstr(mpc_client_errmsg(c), "wrong shape"));
+    assert_int_equal(mpc_client_reload(c, "/nope", NULL), MPC_CLIENT_ERELOAD);
+    assert_non_null(strstr(mpc_client_errmsg(c), "no such file"));
+    fake_join(&f);
+    assert_string_equal(f.seen[0]->reload->path, "/models/new.safetensors");
+    assert_string_equal(f.seen[1]->reload->path, "");
+    mpc_client_destroy(c);
+    fake_free(&f);
+}
+
+static void script_one_ack(fake_t *f)
+{
+    Mpc__V1__Request *req = fake_read(f);
+    if (req != NULL)
+        send_ack(f, req->id);
+}
+
+/* Runs script_one_ack behind a listener and connects to it by address. */
+static void connect_and_reset(fake_t *f, int listen_fd, const char *address)
+{
+    memset(f, 0, sizeof(*f));
+    f->fd = -1;
+    f->listen_fd = listen_fd;
+    assert_int_equal(listen(listen_fd, 1), 0);
+    fake_launch(f, script_one_ack);
+    mpc_client_t *c;
+    assert_int_equal(mpc_client_create(&c), 0);
+    int rc = mpc_client_connect(c, address, 5000);
+    if (rc != 0)
+        fail_msg("connect %s: %s", address, mpc_client_errmsg(c));
+    assert_int_equal(mpc_client_reset(c), 0);
+    mpc_client_destroy(c);
+    fake_join(f);
+    fake_free(f);
+}
+
+static void test_connect_tcp_and_unix(void **state)
+{
+    (void)state;
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    socklen_t len = sizeof(sin);
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&sin, &len), 0);
+    char address[128];
+    snprintf(address, sizeof(address), "tcp://127.0.0.1:%d", ntohs(sin.sin_port));
+    fake_t f;
+    connect_and_reset(&f, lfd, address);
+
+    char path[64];
+    snprintf(path, sizeof(path), "/tmp/test-mpcclient-%d.sock", (int)getpid());
+    unlink(path);
+    lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+    snprintf(address, sizeof(address), "unix:%s", path);
+    connect_and_reset(&f, lfd, address);
+    unlink(path);
+}
+
+static void test_not_connected_and_refused(void **state)
+{
+    (void)state;
+    mpc_client_t *c;
+    assert_int_equal(mpc_client_create(&c), 0);
+    assert_string_equal(mpc_client_errmsg(c), "");
+    assert_int_equal(mpc_client_reset(c), MPC_CLIENT_ECLOSED);
+    assert_string_equal(mpc_client_errmsg(c), "not connected");
+    assert_int_equal(mpc_client_connect(c, "tcp://localhost", 100), MPC_CLIENT_EINVAL);
+    assert_non_null(strstr(mpc_client_errmsg(c), "missing ':PORT'"));
+
+    /* A port that was just free: nothing listens, so the connection is refused. */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    socklen_t len = sizeof(sin);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+    close(fd);
+    char address[128];
+    snprintf(address, sizeof(address), "tcp://127.0.0.1:%d", ntohs(sin.sin_port));
+    assert_int_equal(mpc_client_connect(c, address, 2000), MPC_CLIENT_ECONNECT);
+    assert_non_null(strstr(mpc_client_errmsg(c), address));
+    assert_false(mpc_client_connected(c));
+    mpc_client_destroy(c);
+    mpc_client_destroy(NULL);
+}
+
+static void test_error_names(void **state)
+{
+    (void)state;
+    assert_string_equal(mpc_client_err_name(MPC_CLIENT_ETIMEDOUT), "TIMEDOUT");
+    assert_string_equal(mpc_client_strerror(MPC_CLIENT_ECLOSED), "connection closed");
+    assert_string_equal(mpc_client_strerror(0), "success");
+    assert_string_equal(mpc_client_strerror(-999), "unknown error");
+    assert_string_equal(mpc_client_daemon_code_name(MPC__V1__ERROR__CODE__NOT_READY),
+                        "NOT_READY");
+    assert_string_equal(mpc_client_daemon_code_name(999), "UNKNOWN");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hello_step_reset),
+        cmocka_unit_test(test_daemon_error),
+        cmocka_unit_test(test_timeout_then_late_reply_skipped),
+        cmocka_unit_test(test_closed_mid_frame),
+        cmocka_unit_test(test_closed_before_reply),
+        cmocka_unit_test(test_garbage_payload),
+        cmocka_unit_test(test_bad_varint),
+        cmocka_unit_test(test_unexpected_id),
+        cmocka_unit_test(test_wrong_answers),
+        cmocka_unit_test(test_reload),
+        cmocka_unit_test(test_connect_tcp_and_unix),
+        cmocka_unit_test(test_not_connected_and_refused),
+        cmocka_unit_test(test_error_names),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
