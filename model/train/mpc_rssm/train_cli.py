@@ -33,11 +33,15 @@ exit status: 0 ok, 1 training/export error, 2 bad arguments or unreadable data.
 
 
 def add_model_args(p):
-    g = p.add_argument_group("model (ignored with --resume: the checkpoint's are used)")
-    g.add_argument("--deter", type=int, default=64, help="GRU state size (default 64)")
+    g = p.add_argument_group(
+        "model (ignored with --resume: the checkpoint's are used). The defaults are far "
+        "smaller than PlaNet's (200/30/200): one CEM iteration of 1000 candidates x 12 steps "
+        "costs ~16 ms in librssm at this size against ~170 ms at PlaNet's, so the planner "
+        "fits a few iterations into a 40 ms deadline")
+    g.add_argument("--deter", type=int, default=32, help="GRU state size (default 32)")
     g.add_argument("--stoch", type=int, default=16, help="latent size (default 16)")
-    g.add_argument("--hidden", type=int, default=64, help="MLP width (default 64)")
-    g.add_argument("--embed", type=int, default=64, help="embedding size (default 64)")
+    g.add_argument("--hidden", type=int, default=32, help="MLP width (default 32)")
+    g.add_argument("--embed", type=int, default=32, help="embedding size (default 32)")
     g.add_argument("--min-std", type=float, default=0.1, help="std floor (default 0.1)")
     g.add_argument("--activation", choices=("relu", "elu"), default="elu")
     g.add_argument("--value", action="store_true",
