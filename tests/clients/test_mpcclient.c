@@ -671,16 +671,25 @@ static void connect_and_reset(fake_t *f, int listen_fd, const char *address)
     fake_free(f);
 }
 
+/* A TCP socket bound to a free loopback port; its port goes to *port. */
+static int bind_loopback(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    socklen_t len = sizeof(sin);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+    *port = ntohs(sin.sin_port);
+    return fd;
+}
+
 static void test_connect_tcp_and_unix(void **state)
 {
     (void)state;
-    int lfd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-    socklen_t len = sizeof(sin);
-    assert_int_equal(getsockname(lfd, (struct sockaddr *)&sin, &len), 0);
+    int port;
+    int lfd = bind_loopback(&port);
     char address[128];
-    snprintf(address, sizeof(address), "tcp://127.0.0.1:%d", ntohs(sin.sin_port));
+    snprintf(address, sizeof(address), "tcp://127.0.0.1:%d", port);
     fake_t f;
     connect_and_reset(&f, lfd, address);
 
@@ -708,14 +717,10 @@ static void test_not_connected_and_refused(void **state)
     assert_non_null(strstr(mpc_client_errmsg(c), "missing ':PORT'"));
 
     /* A port that was just free: nothing listens, so the connection is refused. */
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-    socklen_t len = sizeof(sin);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
-    close(fd);
+    int port;
+    close(bind_loopback(&port));
     char address[128];
-    snprintf(address, sizeof(address), "tcp://127.0.0.1:%d", ntohs(sin.sin_port));
+    snprintf(address, sizeof(address), "tcp://127.0.0.1:%d", port);
     assert_int_equal(mpc_client_connect(c, address, 2000), MPC_CLIENT_ECONNECT);
     assert_non_null(strstr(mpc_client_errmsg(c), address));
     assert_false(mpc_client_connected(c));
