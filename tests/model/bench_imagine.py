@@ -1,0 +1,70 @@
+#!/usr/bin/python3
+"""bench_imagine.py BENCH_BIN OUTDIR [--n N] [--repeats R] [--threads T,...]
+
+One batched imagination step (prior step + reward head) for N candidates, C (librssm on
+OpenBLAS) vs PyTorch (CPU, torch.no_grad) in one run, on the same model file: deter=200,
+stoch=30, hidden=200, embed=200, action 1 (PlaNet's sizes). Prints a table and one JSON
+line per measurement; times are medians over R repetitions after a warm-up.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import torch
+
+import rssm_testlib as lib
+
+
+def torch_step(model, n, reps, threads):
+    torch.set_num_threads(threads)
+    h, z, a, _ = lib.reference_inputs(model, n, seed=1)
+    times = []
+    with torch.no_grad():
+        for i in range(reps + 5):
+            t0 = time.perf_counter()
+            hn, (pm, ps) = model.imagine_step(h, z, a)
+            model.predict_reward(hn, pm)
+            if i >= 5:
+                times.append((time.perf_counter() - t0) * 1e3)
+    times.sort()
+    return {"impl": "torch", "n": n, "threads": threads, "median_ms": round(times[reps // 2], 4),
+            "min_ms": round(times[0], 4), "mean_ms": round(sum(times) / reps, 4)}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[1])
+    p.add_argument("bench_bin")
+    p.add_argument("outdir")
+    p.add_argument("--n", type=int, default=1000)
+    p.add_argument("--repeats", type=int, default=200)
+    p.add_argument("--threads", default="1,2")
+    args = p.parse_args()
+    os.makedirs(args.outdir, exist_ok=True)
+    path = os.path.join(args.outdir, "bench-planet.safetensors")
+    model = lib.random_model(seed=0, obs_dim=5, action_dim=1, deter=200, stoch=30, hidden=200,
+                             embed=200)
+    lib.export_model(model, path)
+    print(f"imagination step (prior + reward), N={args.n}, D=200 S=30 H=200 A=1, "
+          f"median of {args.repeats}; torch {torch.__version__}")
+    rows = []
+    for threads in (int(t) for t in args.threads.split(",")):
+        run = subprocess.run([args.bench_bin, path, str(args.n), str(args.repeats), str(threads)],
+                             capture_output=True, text=True)
+        if run.returncode != 0:
+            print(run.stderr, file=sys.stderr)
+            return 1
+        rows.append(json.loads(run.stdout))
+        rows.append(torch_step(model, args.n, args.repeats, threads))
+    for r in rows:
+        print(f"  {r['impl']:6s} threads={r['threads']}  median {r['median_ms']:8.3f} ms  "
+              f"min {r['min_ms']:8.3f} ms")
+    for r in rows:
+        print(json.dumps(r))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
