@@ -37,6 +37,7 @@ class TrainConfig:
     reward_scale: float = 1.0
     overshooting: int = 0          # D; 0 or 1 = off
     overshooting_scale: float = 1.0
+    overshooting_stride: int = 1   # open-loop rollouts start every this many steps
     value_horizon: int = 15        # imagination length for the critic (when has_value)
     value_lambda: float = 0.95
     discount: float = 0.99
@@ -154,25 +155,27 @@ class Trainer:
         return parts
 
     def _overshooting(self, post, act, rew, mask):
-        """Open-loop priors k = 1..D steps from every posterior state; KL against the
-        stop-gradient posterior and reward prediction for k >= 2 (k = 1 is the usual term)."""
-        m, D = self.model, self.cfg.overshooting
+        """Open-loop priors k = 1..D steps ahead from posterior states at every
+        `overshooting_stride`-th time step; KL against the stop-gradient posterior and
+        reward prediction for k >= 2 (k = 1 is the usual term)."""
+        m, cfg = self.model, self.cfg
         L = act.shape[0]
-        D = min(D, L - 1)
-        h, z = post["h"], post["z"]
+        D = min(cfg.overshooting, L - 1)
+        starts = torch.arange(0, L - D, max(1, cfg.overshooting_stride))
+        h, z = post["h"][starts], post["z"][starts]  # [n, B, .]
+        shape = h.shape[:2]
+        flat = lambda x: x.reshape(-1, x.shape[-1])  # GRUCell wants 2-D
         kls, rews = [], []
         for k in range(1, D + 1):
-            h, z = h[:-1], z[:-1]
-            n = h.shape[0]  # GRUCell wants 2-D: fold time into the batch
-            h = m.transition(h.reshape(-1, h.shape[-1]), z.reshape(-1, z.shape[-1]),
-                             act[k:].reshape(-1, act.shape[-1])).reshape(n, -1, h.shape[-1])
+            t = starts + k
+            h = m.transition(flat(h), flat(z), flat(act[t])).reshape(*shape, -1)
             pm, ps = m.prior_dist(h)
             z = pm + ps * self._randn(*pm.shape)
             if k >= 2:
-                kls.append(kl_diag(post["qm"][k:].detach(), post["qs"][k:].detach(), pm, ps)
+                kls.append(kl_diag(post["qm"][t].detach(), post["qs"][t].detach(), pm, ps)
                            .mean())
-                mk = mask[k:]
-                err = 0.5 * (m.predict_reward(h, z) - rew[k:]) ** 2 * mk
+                mk = mask[t]
+                err = 0.5 * (m.predict_reward(h, z) - rew[t]) ** 2 * mk
                 rews.append(err.sum() / mk.sum().clamp(min=1))
         if not kls:
             zero = torch.zeros(())

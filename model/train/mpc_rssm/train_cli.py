@@ -64,6 +64,8 @@ def add_train_args(p):
     g.add_argument("--overshooting", type=int, default=d.overshooting, metavar="D",
                    help="latent overshooting distance, 0 = off (PlaNet used 50)")
     g.add_argument("--overshooting-scale", type=float, default=d.overshooting_scale)
+    g.add_argument("--overshooting-stride", type=int, default=d.overshooting_stride,
+                   help="start open-loop rollouts every N steps (1 = all; larger is cheaper)")
     g.add_argument("--value-horizon", type=int, default=d.value_horizon)
     g.add_argument("--value-lambda", type=float, default=d.value_lambda)
     g.add_argument("--discount", type=float, default=d.discount,
