@@ -7,6 +7,9 @@
  * value, decode. Every C output must match to 1e-4 max-abs; the BLAS path must also match
  * the naive loops in rssm_naive.c on fresh random batches of several sizes.
  * Driven by test_parity.py, which writes the files for several architectures.
+ *
+ * The binary is linked with -Wl,--wrap for malloc/calloc/realloc/aligned_alloc, so calls
+ * from librssm go through the counters below: the control path must allocate nothing.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -22,6 +25,34 @@
 #include "rssm_naive.h"
 
 #define TOL 1e-4f
+
+/* ---- counting allocator (see the top comment) ---- */
+static int counting;
+static long allocations;
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t k, size_t n);
+void *__real_realloc(void *p, size_t n);
+void *__real_aligned_alloc(size_t a, size_t n);
+void *__wrap_malloc(size_t n)
+{
+    allocations += counting;
+    return __real_malloc(n);
+}
+void *__wrap_calloc(size_t k, size_t n)
+{
+    allocations += counting;
+    return __real_calloc(k, n);
+}
+void *__wrap_realloc(void *p, size_t n)
+{
+    allocations += counting;
+    return __real_realloc(p, n);
+}
+void *__wrap_aligned_alloc(size_t a, size_t n)
+{
+    allocations += counting;
+    return __real_aligned_alloc(a, n);
+}
 
 static const char *model_path, *ref_path;
 static rssm_model_t *model;
@@ -266,6 +297,43 @@ static void test_blas_matches_naive(void **state)
     }
 }
 
+/* Every control-path call on caller-provided buffers: zero allocations. */
+static void test_control_path_allocates_nothing(void **state)
+{
+    (void)state;
+    const rssm_info_t *info = rssm_info(model);
+    const rssm_dims_t *d = &info->dims;
+    const int n = 33;
+    size_t D = (size_t)d->deter, S = (size_t)d->stoch, A = (size_t)d->action, O = (size_t)d->obs;
+    float *h = calloc(n * D, 4), *z = calloc(n * S, 4), *a = calloc(n * A, 4);
+    float *obs = calloc(n * O, 4), *hn = calloc(n * D, 4), *pm = calloc(n * S, 4);
+    float *ps = calloc(n * S, 4), *qm = calloc(S, 4), *qs = calloc(S, 4), *r = calloc(n, 4);
+    float *wb = calloc(rssm_batch_workspace(model, n), 4);
+    float *wo = calloc(rssm_observe_workspace(model), 4);
+    rssm_observe_out_t out = { hn, pm, ps, qm, qs };
+    long before = allocations;
+    counting = 1;
+    int rc = rssm_observe(model, h, z, a, obs, &out, wo);
+    rssm_imagine_batch(model, n, h, z, a, hn, pm, ps, wb);
+    rssm_reward_batch(model, n, h, z, r, wb);
+    if (info->has_value)
+        rssm_value_batch(model, n, h, z, r, wb);
+    if (info->has_decoder)
+        rssm_decode_batch(model, n, h, z, obs, wb);
+    counting = 0;
+    assert_int_equal(rc, 0);
+    assert_int_equal(allocations - before, 0);
+    /* and the counter works: loading does allocate */
+    rssm_model_t *m2 = NULL;
+    counting = 1;
+    assert_int_equal(rssm_load(model_path, &m2, NULL, 0), 0);
+    counting = 0;
+    assert_true(allocations - before > 0);
+    rssm_destroy(m2);
+    free(h), free(z), free(a), free(obs), free(hn), free(pm), free(ps), free(qm), free(qs);
+    free(r), free(wb), free(wo);
+}
+
 static void test_observe_rejects_null(void **state)
 {
     (void)state;
@@ -297,6 +365,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_observe_matches_pytorch),
         cmocka_unit_test(test_batch_matches_pytorch),
         cmocka_unit_test(test_blas_matches_naive),
+        cmocka_unit_test(test_control_path_allocates_nothing),
         cmocka_unit_test(test_observe_rejects_null),
         cmocka_unit_test(test_kl_diag),
     };
