@@ -14,7 +14,7 @@ if TRAIN not in sys.path:
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from mpc_rssm import RSSM, RSSMConfig, export_model  # noqa: E402
+from mpc_rssm import RSSM, RSSMConfig, export_model, load_model  # noqa: E402
 from mpc_rssm import safetensors_io  # noqa: E402
 
 

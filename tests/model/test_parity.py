@@ -5,6 +5,7 @@ imagine_step, reward, value and decode into the build directory, then runs the c
 binary test_rssm_math on them (it also checks the BLAS path against a naive reference).
 Run by meson (suite 'unit') with RSSM_TEST_BIN and RSSM_TEST_DIR set.
 """
+import glob
 import os
 import subprocess
 
@@ -47,4 +48,17 @@ def test_c_matches_pytorch(name):
     model = lib.random_model(seed=seed, **spec)
     lib.write_case(model, model_path, ref_path, n=13, seed=seed)
     run = subprocess.run([binary, model_path, ref_path], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+ZOO = sorted(glob.glob(os.path.join(lib.HERE, "..", "..", "model", "zoo", "*.safetensors")))
+
+
+@pytest.mark.parametrize("path", ZOO, ids=[os.path.basename(p) for p in ZOO])
+def test_c_matches_pytorch_on_zoo_models(path):
+    """Trained models shipped in model/zoo, exactly as the trainer's exporter wrote them."""
+    binary, _, ref_path = _paths("zoo-" + os.path.basename(path).rsplit(".", 1)[0])
+    model, _ = lib.load_model(path)
+    lib.safetensors_io.write(ref_path, lib.reference_outputs(model, 13, 5))
+    run = subprocess.run([binary, path, ref_path], capture_output=True, text=True)
     assert run.returncode == 0, run.stdout + run.stderr

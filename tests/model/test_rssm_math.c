@@ -12,6 +12,7 @@
  * from librssm go through the counters below: the control path must allocate nothing.
  */
 #include <math.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -334,6 +335,48 @@ static void test_control_path_allocates_nothing(void **state)
     free(r), free(wb), free(wo);
 }
 
+/* One model shared by several threads, each with its own workspace and outputs. */
+typedef struct thread_job {
+    int n;
+    const float *h, *z, *a;
+    float *h_next; /* [n, D] result of the last of `rounds` runs */
+    int rounds;
+} thread_job_t;
+
+static void *thread_run(void *arg)
+{
+    thread_job_t *j = arg;
+    const rssm_dims_t *d = &rssm_info(model)->dims;
+    float *ws = malloc(sizeof(float) * rssm_batch_workspace(model, j->n));
+    float *pm = malloc(sizeof(float) * j->n * d->stoch), *ps = malloc(sizeof(float) * j->n * d->stoch);
+    for (int r = 0; ws && pm && ps && r < j->rounds; r++)
+        rssm_imagine_batch(model, j->n, j->h, j->z, j->a, j->h_next, pm, ps, ws);
+    free(ws), free(pm), free(ps);
+    return NULL;
+}
+
+static void test_shared_model_threads(void **state)
+{
+    (void)state;
+    const rssm_dims_t *d = &rssm_info(model)->dims;
+    const size_t D = (size_t)d->deter;
+    float *h = ref_need("in_h", N * D), *z = ref_need("in_z", (size_t)N * d->stoch);
+    float *a = ref_need("in_a", (size_t)N * d->action), *want = ref_need("imagine_h", N * D);
+    enum { THREADS = 4 };
+    pthread_t tid[THREADS];
+    thread_job_t jobs[THREADS];
+    for (int t = 0; t < THREADS; t++) {
+        jobs[t] = (thread_job_t){ N, h, z, a, alloc_floats(N * D), 200 };
+        assert_int_equal(pthread_create(&tid[t], NULL, thread_run, &jobs[t]), 0);
+    }
+    for (int t = 0; t < THREADS; t++) {
+        pthread_join(tid[t], NULL);
+        assert_close("imagine h' from a thread", jobs[t].h_next, want, N * D);
+        free(jobs[t].h_next);
+    }
+    free(h), free(z), free(a), free(want);
+}
+
 static void test_observe_rejects_null(void **state)
 {
     (void)state;
@@ -366,6 +409,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_batch_matches_pytorch),
         cmocka_unit_test(test_blas_matches_naive),
         cmocka_unit_test(test_control_path_allocates_nothing),
+        cmocka_unit_test(test_shared_model_threads),
         cmocka_unit_test(test_observe_rejects_null),
         cmocka_unit_test(test_kl_diag),
     };
