@@ -10,9 +10,9 @@
  * Scratch memory comes from the caller's workspace (see the *_workspace functions), so
  * nothing here allocates.
  *
- * Speed: sigmoid, tanh and ELU use exp_approx (below) instead of libm, because libm calls
- * cannot be vectorised and made the gate loops cost as much as the GEMMs; meson builds
- * this library with -O3 so those loops vectorise. Softplus keeps libm (2S values a row).
+ * Speed: sigmoid, tanh, ELU and softplus use rssm_approx.h instead of libm, because libm
+ * calls cannot be vectorised and made these loops cost as much as the GEMMs; meson builds
+ * this library with -O3 so the loops vectorise.
  */
 #include <assert.h>
 #include <cblas.h>
@@ -20,6 +20,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "rssm_approx.h"
 #include "rssm_private.h"
 
 typedef enum { ACT_NONE, ACT_RELU, ACT_ELU } act_t;
@@ -29,45 +30,6 @@ typedef enum { ACT_NONE, ACT_RELU, ACT_ELU } act_t;
 #else
 #define RSSM_SIMD_CLONES
 #endif
-
-/* e^x without a libm call so loops around it vectorise: Cephes' expf polynomial after a
- * branch-free range reduction x = k ln2 + r (adding 1.5 * 2^23 rounds to the integer k).
- * Relative error about 2e-7; x is clamped to [-87, 88] so 2^k stays a normal float. */
-static inline float exp_approx(float x)
-{
-    const float shift = 12582912.0f; /* bits 0x4B400000 */
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
-    float kf = x * 1.44269504088896341f + shift;
-    int32_t k;
-    memcpy(&k, &kf, sizeof k);
-    k -= 0x4B400000;
-    kf -= shift;
-    float r = x - kf * 0.693359375f - kf * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    int32_t bits = (k + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-}
-
-static inline float sigmoid(float x)
-{
-    return 1.0f / (1.0f + exp_approx(-x));
-}
-
-/* tanh(x) = 1 - 2 / (1 + e^2x): absolute error ~1e-7 (relative error grows near 0, which
- * the 1e-4 absolute parity budget does not care about). */
-static inline float tanh_approx(float x)
-{
-    return 1.0f - 2.0f / (1.0f + exp_approx(2.0f * x));
-}
 
 static act_t model_act(const rssm_model_t *m)
 {
@@ -116,6 +78,7 @@ static void linear2(int n, int out, const rssm_linear_t *l, const float *x1, int
 }
 
 /* torch softplus (beta 1, threshold 20) + min_std. */
+RSSM_SIMD_CLONES
 static void gaussian(int n, int s, const float *restrict raw, float min_std,
                      float *restrict mean, float *restrict std)
 {
@@ -126,7 +89,7 @@ static void gaussian(int n, int s, const float *restrict raw, float min_std,
             mu[j] = r[j];
         for (int j = 0; j < s; j++) {
             float x = r[s + j];
-            sd[j] = (x > 20.0f ? x : log1pf(expf(x))) + min_std;
+            sd[j] = softplus_approx(x) + min_std;
         }
     }
 }
@@ -144,8 +107,8 @@ static void gru_gates(int n, int D, const float *restrict gi, const float *restr
         const float *restrict hp = h + (size_t)i * D;
         float *restrict out = h_next + (size_t)i * D;
         for (int j = 0; j < D; j++) {
-            float r = sigmoid(xi[j] + bi[j] + hh[j] + bh[j]);
-            float u = sigmoid(xi[D + j] + bi[D + j] + hh[D + j] + bh[D + j]);
+            float r = sigmoid_approx(xi[j] + bi[j] + hh[j] + bh[j]);
+            float u = sigmoid_approx(xi[D + j] + bi[D + j] + hh[D + j] + bh[D + j]);
             float c = tanh_approx(xi[2 * D + j] + bi[2 * D + j] + r * (hh[2 * D + j] + bh[2 * D + j]));
             out[j] = c + u * (hp[j] - c);
         }

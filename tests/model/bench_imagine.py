@@ -1,10 +1,10 @@
 #!/usr/bin/python3
-"""bench_imagine.py BENCH_BIN OUTDIR [--n N] [--repeats R] [--threads T,...]
+"""bench_imagine.py BENCH_BIN OUTDIR [--n N] [--repeats R] [--threads T,...] [--sizes D,S,H]
 
 One batched imagination step (prior step + reward head) for N candidates, C (librssm on
-OpenBLAS) vs PyTorch (CPU, torch.no_grad) in one run, on the same model file: deter=200,
-stoch=30, hidden=200, embed=200, action 1 (PlaNet's sizes). Prints a table and one JSON
-line per measurement; times are medians over R repetitions after a warm-up.
+OpenBLAS) vs PyTorch (CPU, torch.no_grad) in one run, on the same model file: by default
+deter=200, stoch=30, hidden=200 (embed=200, action 1: PlaNet's sizes). Prints a table and
+one JSON line per measurement; times are medians over R repetitions after a warm-up.
 """
 import argparse
 import json
@@ -41,13 +41,15 @@ def main():
     p.add_argument("--n", type=int, default=1000)
     p.add_argument("--repeats", type=int, default=200)
     p.add_argument("--threads", default="1,2")
+    p.add_argument("--sizes", default="200,30,200", help="deter,stoch,hidden (200,30,200)")
     args = p.parse_args()
+    D, S, H = (int(x) for x in args.sizes.split(","))
     os.makedirs(args.outdir, exist_ok=True)
-    path = os.path.join(args.outdir, "bench-planet.safetensors")
-    model = lib.random_model(seed=0, obs_dim=5, action_dim=1, deter=200, stoch=30, hidden=200,
-                             embed=200)
+    path = os.path.join(args.outdir, f"bench-{D}-{S}-{H}.safetensors")
+    model = lib.random_model(seed=0, obs_dim=5, action_dim=1, deter=D, stoch=S, hidden=H,
+                             embed=H)
     lib.export_model(model, path)
-    print(f"imagination step (prior + reward), N={args.n}, D=200 S=30 H=200 A=1, "
+    print(f"imagination step (prior + reward), N={args.n}, D={D} S={S} H={H} A=1, "
           f"median of {args.repeats}; torch {torch.__version__}")
     rows = []
     for threads in (int(t) for t in args.threads.split(",")):

@@ -23,6 +23,7 @@
 
 #include <cmocka.h>
 
+#include "rssm_approx.h"
 #include "rssm_naive.h"
 
 #define TOL 1e-4f
@@ -386,6 +387,34 @@ static void test_observe_rejects_null(void **state)
     assert_int_equal(rssm_observe(NULL, x, x, x, x, &out, x), RSSM_EINVALID);
 }
 
+/* The vectorisable elementwise functions against double-precision libm, densely. */
+static void test_approximations(void **state)
+{
+    (void)state;
+    double worst[6] = { 0 };
+    for (double xd = -100.0; xd <= 100.0; xd += 1.0 / 1024 + 1e-7) {
+        float x = (float)xd;
+        double e = exp((double)x);
+        if (fabs(x) < 80) /* relative: e^x spans 70 orders of magnitude */
+            worst[0] = fmax(worst[0], fabs(exp_approx(x) - e) / e);
+        worst[1] = fmax(worst[1], fabs(sigmoid_approx(x) - 1.0 / (1.0 + exp(-(double)x))));
+        worst[2] = fmax(worst[2], fabs(tanh_approx(x) - tanh((double)x)));
+        double sp = x > 0 ? x + log1p(exp(-(double)x)) : log1p(e);
+        worst[3] = fmax(worst[3], fabs(softplus_approx(x) - sp) / fmax(1.0, fabs(x)));
+        if (x < 0) /* ELU's negative side */
+            worst[4] = fmax(worst[4], fabs((exp_approx(x) - 1.0f) - expm1((double)x)));
+        float v = (float)exp(xd / 8); /* log over e^-12.5 .. e^12.5 */
+        worst[5] = fmax(worst[5], fabs(log_approx(v) - log((double)v)) / fmax(1.0, fabs(log((double)v))));
+    }
+    const char *names[6] = { "exp (rel)", "sigmoid", "tanh", "softplus", "elu", "log" };
+    for (int i = 0; i < 6; i++)
+        if (!(worst[i] < 1e-6))
+            fail_msg("%s approximation error %g", names[i], worst[i]);
+    /* the clamp keeps extreme inputs finite */
+    assert_true(isfinite(exp_approx(1e30f)) && exp_approx(-1e30f) >= 0.0f);
+    assert_true(softplus_approx(1e30f) == 1e30f && softplus_approx(-1e30f) == 0.0f);
+}
+
 static void test_kl_diag(void **state)
 {
     (void)state;
@@ -412,6 +441,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_shared_model_threads),
         cmocka_unit_test(test_observe_rejects_null),
         cmocka_unit_test(test_kl_diag),
+        cmocka_unit_test(test_approximations),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

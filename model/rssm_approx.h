@@ -1,0 +1,92 @@
+/*
+ * rssm_approx.h: exp, log, sigmoid, tanh and softplus for librssm's elementwise loops.
+ *
+ * Plain C with no libm calls and no branches the compiler cannot if-convert, so loops that
+ * call these vectorise (rssm_math.c is built with -O3 -fno-trapping-math). Accuracy is far
+ * inside the 1e-4 parity budget with PyTorch: tests/model/test_rssm_math.c sweeps them
+ * against double-precision libm.
+ */
+#ifndef MPC_RSSM_APPROX_H
+#define MPC_RSSM_APPROX_H
+
+#include <stdint.h>
+#include <string.h>
+
+/* e^x without a libm call so loops around it vectorise: Cephes' expf polynomial after a
+ * branch-free range reduction x = k ln2 + r (adding 1.5 * 2^23 rounds to the integer k).
+ * Relative error about 2e-7; x is clamped to [-87, 88] so 2^k stays a normal float. */
+static inline float exp_approx(float x)
+{
+    const float shift = 12582912.0f; /* bits 0x4B400000 */
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    float kf = x * 1.44269504088896341f + shift;
+    int32_t k;
+    memcpy(&k, &kf, sizeof k);
+    k -= 0x4B400000;
+    kf -= shift;
+    float r = x - kf * 0.693359375f - kf * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    int32_t bits = (k + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+static inline float sigmoid_approx(float x)
+{
+    return 1.0f / (1.0f + exp_approx(-x));
+}
+
+/* tanh(x) = 1 - 2 / (1 + e^2x): absolute error ~1e-7 (relative error grows near 0, which
+ * the 1e-4 absolute parity budget does not care about). */
+static inline float tanh_approx(float x)
+{
+    return 1.0f - 2.0f / (1.0f + exp_approx(2.0f * x));
+}
+
+/* ln(v) for finite v >= 2^-126 (Cephes logf): v = 2^e * m with m in [sqrt(1/2), sqrt(2)),
+ * then a polynomial in m - 1. Relative error about 1e-7. */
+static inline float log_approx(float v)
+{
+    int32_t bits;
+    memcpy(&bits, &v, sizeof bits);
+    float e = (float)(((bits >> 23) & 0xff) - 127);
+    bits = (bits & 0x007fffff) | 0x3f800000; /* m in [1, 2) */
+    float m;
+    memcpy(&m, &bits, sizeof m);
+    float big = m > 1.41421356f ? 1.0f : 0.0f; /* halve m, bump e: m in [0.707, 1.414) */
+    m = m * (1.0f - 0.5f * big);
+    e += big;
+    float x = m - 1.0f, z = x * x;
+    float y = 7.0376836292e-2f;
+    y = y * x - 1.1514610310e-1f;
+    y = y * x + 1.1676998740e-1f;
+    y = y * x - 1.2420140846e-1f;
+    y = y * x + 1.4249322787e-1f;
+    y = y * x - 1.6668057665e-1f;
+    y = y * x + 2.0000714765e-1f;
+    y = y * x - 2.4999993993e-1f;
+    y = y * x + 3.3333331174e-1f;
+    y = y * x * z;
+    y += -2.12194440e-4f * e;
+    y += -0.5f * z;
+    return x + y + 0.693359375f * e;
+}
+
+/* softplus(x) = ln(1 + e^x) = max(x, 0) + ln(1 + e^-|x|): never overflows, and equals
+ * torch's softplus (which returns x above 20) to float precision. */
+static inline float softplus_approx(float x)
+{
+    float ax = x < 0.0f ? -x : x;
+    float pos = x > 0.0f ? x : 0.0f;
+    return pos + log_approx(1.0f + exp_approx(-ax));
+}
+
+#endif
