@@ -21,9 +21,9 @@ static inline float exp_approx(float x)
     x = x < -87.0f ? -87.0f : x;
     x = x > 88.0f ? 88.0f : x;
     float kf = x * 1.44269504088896341f + shift;
-    int32_t k;
+    uint32_t k; /* unsigned: a NaN input (from inf - inf upstream) must not be UB here */
     memcpy(&k, &kf, sizeof k);
-    k -= 0x4B400000;
+    k -= 0x4B400000u;
     kf -= shift;
     float r = x - kf * 0.693359375f - kf * -2.12194440e-4f;
     float p = 1.9875691500e-4f;
@@ -33,7 +33,7 @@ static inline float exp_approx(float x)
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t bits = (k + 127) << 23;
+    uint32_t bits = (k + 127u) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
@@ -55,10 +55,10 @@ static inline float tanh_approx(float x)
  * then a polynomial in m - 1. Relative error about 1e-7. */
 static inline float log_approx(float v)
 {
-    int32_t bits;
+    uint32_t bits;
     memcpy(&bits, &v, sizeof bits);
-    float e = (float)(((bits >> 23) & 0xff) - 127);
-    bits = (bits & 0x007fffff) | 0x3f800000; /* m in [1, 2) */
+    float e = (float)(int32_t)((bits >> 23) & 0xffu) - 127.0f;
+    bits = (bits & 0x007fffffu) | 0x3f800000u; /* m in [1, 2) */
     float m;
     memcpy(&m, &bits, sizeof m);
     float big = m > 1.41421356f ? 1.0f : 0.0f; /* halve m, bump e: m in [0.707, 1.414) */
