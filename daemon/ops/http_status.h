@@ -1,0 +1,45 @@
+/*
+ * http_status.h: the HTTP/1.1 status server on the daemon's libuv loop (libhttp-parser).
+ *
+ *   GET /metrics  200 text/plain; version=0.0.4   (mpcd_status_prometheus)
+ *   GET /status   200 application/json            (mpcd_status_json)
+ *   GET /healthz  200 "ok"                        (the loop is alive)
+ *   GET /readyz   200 "ready" / 503 "not ready"   (st.ready)
+ * HEAD works on each; other methods 405, unknown paths 404, malformed or oversized requests
+ * 400 / 431 (then the connection is closed). Keep-alive and pipelining follow HTTP/1.1;
+ * idle connections are closed after a timeout and connections are capped.
+ * Everything runs on the loop thread; the snapshot callback is called there too.
+ */
+#ifndef MPCD_OPS_HTTP_STATUS_H
+#define MPCD_OPS_HTTP_STATUS_H
+
+#include <stddef.h>
+#include <uv.h>
+
+#include "metrics.h"
+#include "status.h"
+
+/* Fills *out for one response; what it points to must stay valid until the next call. */
+typedef void (*mpcd_status_snapshot_cb)(void *ctx, mpcd_status_t *out);
+
+typedef struct mpcd_http mpcd_http_t;
+
+/* listen: "127.0.0.1:9464", "[::1]:9464", "0.0.0.0:0" (port 0 = ephemeral). Returns 0 or a
+ * negative errno and a message in err (bad address, bind failure...). */
+int mpcd_http_start(uv_loop_t *loop, const char *listen, mpcd_metrics_t *m,
+                    mpcd_status_snapshot_cb cb, void *ctx, mpcd_http_t **out, char *err,
+                    size_t errlen);
+
+/* Loop thread; closes the listener and every connection asynchronously and frees h once
+ * the last handle is closed (uv_run to completion afterwards). Accepts NULL. */
+void mpcd_http_stop(mpcd_http_t *h);
+
+/* The bound port (useful with port 0), and the address as "host:port" for logs. */
+int mpcd_http_port(const mpcd_http_t *h);
+const char *mpcd_http_address(const mpcd_http_t *h);
+
+/* Parses "HOST:PORT" / "[V6]:PORT" into a sockaddr; 0 or -EINVAL with a message. Shared
+ * with the daemon's own listeners. */
+int mpcd_parse_hostport(const char *s, struct sockaddr_storage *out, char *err, size_t errlen);
+
+#endif
