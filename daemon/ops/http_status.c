@@ -1,2 +1,562 @@
-/* http_status.c: placeholder so the library links while the implementation is written. */
+/*
+ * http_status.c: a small HTTP/1.1 server for /metrics, /status, /healthz and /readyz on the
+ * daemon's libuv loop, parsing with libhttp-parser (see http_status.h).
+ *
+ * Each connection owns a fixed read buffer, a parser and an idle timer. A request is
+ * answered as soon as the parser completes it, so pipelined requests are answered in
+ * order; reading pauses while too many response bytes wait for the peer. Limits (URL,
+ * header and body bytes, connections, idle time) keep a misbehaving client from holding
+ * memory or the loop. Handle memory is freed only in close callbacks (libuv's rule), and
+ * the server itself once its last handle has closed.
+ */
 #include "http_status.h"
+
+#include <errno.h>
+#include <http_parser.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HTTP_MAX_CONNS 64
+#define HTTP_MAX_URL 1024
+#define HTTP_MAX_HEADER_BYTES 8192
+#define HTTP_MAX_BODY 4096
+#define HTTP_IDLE_MS 30000
+#define HTTP_MAX_PENDING_WRITE (4u << 20) /* stop reading while this much is unsent */
+#define HTTP_READ_BUF 4096
+
+typedef struct conn conn_t;
+
+struct mpcd_http {
+    uv_loop_t *loop;
+    uv_tcp_t listener;
+    mpcd_metrics_t *metrics;
+    mpcd_status_snapshot_cb snapshot;
+    void *ctx;
+    conn_t *conns; /* doubly linked */
+    int nconns;
+    int open_handles; /* listener + 2 per connection; h is freed when it reaches 0 */
+    bool stopping;
+    int port;
+    char address[80];
+};
+
+typedef enum { LIMIT_NONE, LIMIT_URL, LIMIT_HEADERS, LIMIT_BODY } limit_t;
+
+struct conn {
+    uv_tcp_t tcp;
+    uv_timer_t idle;
+    http_parser parser;
+    mpcd_http_t *srv;
+    conn_t *prev, *next;
+    int open_handles;
+    bool closing, close_after_write, reading;
+    limit_t limit_hit;
+    size_t url_len, header_bytes, body_bytes, pending_write;
+    char url[HTTP_MAX_URL + 1];
+    char readbuf[HTTP_READ_BUF];
+};
+
+typedef struct write_req {
+    uv_write_t req;
+    conn_t *c;
+    size_t len;
+    char data[]; /* the whole response */
+} write_req_t;
+
+static void conn_resume(conn_t *c);
+
+/* ---- lifetime ---- */
+
+static void server_handle_closed(mpcd_http_t *h)
+{
+    if (--h->open_handles == 0 && h->stopping)
+        free(h);
+}
+
+static void conn_handle_closed(uv_handle_t *handle)
+{
+    conn_t *c = handle->data;
+    mpcd_http_t *h = c->srv;
+    if (--c->open_handles == 0)
+        free(c);
+    server_handle_closed(h);
+}
+
+static void conn_close(conn_t *c)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    mpcd_http_t *h = c->srv;
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        h->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    h->nconns--;
+    uv_timer_stop(&c->idle);
+    uv_close((uv_handle_t *)&c->idle, conn_handle_closed);
+    uv_close((uv_handle_t *)&c->tcp, conn_handle_closed); /* cancels pending writes first */
+}
+
+/* ---- responses ---- */
+
+static const char *reason(int code)
+{
+    switch (code) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 413: return "Payload Too Large";
+    case 414: return "URI Too Long";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    default: return "Unknown";
+    }
+}
+
+static void after_write(uv_write_t *req, int status)
+{
+    write_req_t *w = (write_req_t *)req;
+    conn_t *c = w->c;
+    c->pending_write -= w->len;
+    free(w);
+    if (c->closing)
+        return;
+    if (status < 0 || (c->close_after_write && c->pending_write == 0)) {
+        conn_close(c);
+        return;
+    }
+    if (!c->reading && c->pending_write < HTTP_MAX_PENDING_WRITE / 2) {
+        conn_resume(c); /* the peer caught up with its pipelined responses */
+    }
+}
+
+/* Queues one response; body may be NULL (empty). HEAD sends the headers only. */
+static void respond(conn_t *c, int code, const char *ctype, const char *body, bool head,
+                    const char *extra_headers)
+{
+    size_t blen = body != NULL ? strlen(body) : 0;
+    char hdr[512];
+    int n = snprintf(hdr, sizeof hdr,
+                     "HTTP/1.1 %d %s\r\n"
+                     "Content-Type: %s\r\n"
+                     "Content-Length: %zu\r\n"
+                     "Cache-Control: no-store\r\n"
+                     "Connection: %s\r\n"
+                     "%s\r\n",
+                     code, reason(code), ctype, blen,
+                     c->close_after_write ? "close" : "keep-alive",
+                     extra_headers != NULL ? extra_headers : "");
+    if (n < 0 || (size_t)n >= sizeof hdr) {
+        conn_close(c);
+        return;
+    }
+    size_t len = (size_t)n + (head ? 0 : blen);
+    write_req_t *w = malloc(sizeof *w + len);
+    if (w == NULL) {
+        conn_close(c);
+        return;
+    }
+    memcpy(w->data, hdr, (size_t)n);
+    if (!head && blen > 0)
+        memcpy(w->data + n, body, blen);
+    w->c = c;
+    w->len = len;
+    uv_buf_t buf = uv_buf_init(w->data, (unsigned)len);
+    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, after_write) < 0) {
+        free(w);
+        conn_close(c);
+        return;
+    }
+    c->pending_write += len;
+}
+
+static void respond_text(conn_t *c, int code, const char *text, bool head)
+{
+    respond(c, code, "text/plain; charset=utf-8", text, head, NULL);
+}
+
+/* ---- routing ---- */
+
+static void route(conn_t *c)
+{
+    mpcd_http_t *h = c->srv;
+    unsigned method = c->parser.method;
+    bool head = method == HTTP_HEAD;
+    c->url[c->url_len] = '\0';
+    char *q = strchr(c->url, '?'); /* queries are accepted and ignored */
+    if (q != NULL)
+        *q = '\0';
+    const char *path = c->url;
+
+    static const char *const known[] = {"/metrics", "/status", "/healthz", "/readyz"};
+    bool found = false;
+    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+        found = found || strcmp(path, known[i]) == 0;
+    if (!found) {
+        respond_text(c, 404, "not found: try /metrics, /status, /healthz, /readyz\n", head);
+        return;
+    }
+    if (method != HTTP_GET && !head) {
+        respond(c, 405, "text/plain; charset=utf-8", "method not allowed\n", false,
+                "Allow: GET, HEAD\r\n");
+        return;
+    }
+    if (strcmp(path, "/healthz") == 0) {
+        respond_text(c, 200, "ok\n", head);
+        return;
+    }
+
+    mpcd_status_t st;
+    memset(&st, 0, sizeof st);
+    if (h->snapshot != NULL)
+        h->snapshot(h->ctx, &st);
+    if (strcmp(path, "/readyz") == 0) {
+        respond_text(c, st.ready ? 200 : 503, st.ready ? "ready\n" : "not ready\n", head);
+        return;
+    }
+    bool json = strcmp(path, "/status") == 0;
+    char *body = json ? mpcd_status_json(&st, h->metrics)
+                      : mpcd_status_prometheus(&st, h->metrics);
+    if (body == NULL) {
+        respond_text(c, 500, "out of memory\n", head);
+        return;
+    }
+    if (json) {
+        /* a trailing newline keeps `curl .../status` readable in a terminal */
+        size_t n = strlen(body);
+        char *nl = realloc(body, n + 2);
+        if (nl != NULL) {
+            body = nl;
+            memcpy(body + n, "\n", 2);
+        }
+    }
+    respond(c, 200, json ? "application/json" : "text/plain; version=0.0.4; charset=utf-8", body,
+            head, NULL);
+    free(body);
+}
+
+/* ---- parser callbacks ---- */
+
+static int on_message_begin(http_parser *p)
+{
+    conn_t *c = p->data;
+    c->url_len = 0;
+    c->header_bytes = 0;
+    c->body_bytes = 0;
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+    conn_t *c = p->data;
+    if (c->url_len + len > HTTP_MAX_URL) {
+        c->limit_hit = LIMIT_URL;
+        return -1;
+    }
+    memcpy(c->url + c->url_len, at, len);
+    c->url_len += len;
+    return 0;
+}
+
+static int on_header_data(http_parser *p, const char *at, size_t len)
+{
+    (void)at;
+    conn_t *c = p->data;
+    c->header_bytes += len;
+    if (c->header_bytes > HTTP_MAX_HEADER_BYTES) {
+        c->limit_hit = LIMIT_HEADERS;
+        return -1;
+    }
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+    (void)at;
+    conn_t *c = p->data;
+    c->body_bytes += len;
+    if (c->body_bytes > HTTP_MAX_BODY) {
+        c->limit_hit = LIMIT_BODY;
+        return -1;
+    }
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    conn_t *c = p->data;
+    if (!http_should_keep_alive(p) || c->srv->stopping)
+        c->close_after_write = true;
+    route(c);
+    if (c->close_after_write)
+        http_parser_pause(p, 1); /* nothing after this request is read */
+    return 0;
+}
+
+static const http_parser_settings parser_settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_data,
+    .on_header_value = on_header_data,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+/* ---- reading ---- */
+
+static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    conn_t *c = handle->data;
+    *buf = uv_buf_init(c->readbuf, sizeof c->readbuf);
+}
+
+static void fail_request(conn_t *c)
+{
+    static const int code[] = {[LIMIT_NONE] = 400, [LIMIT_URL] = 414, [LIMIT_HEADERS] = 431,
+                               [LIMIT_BODY] = 413};
+    char msg[160];
+    if (c->limit_hit == LIMIT_NONE)
+        snprintf(msg, sizeof msg, "malformed request: %s\n",
+                 http_errno_description(HTTP_PARSER_ERRNO(&c->parser)));
+    else
+        snprintf(msg, sizeof msg, "request too large\n");
+    c->close_after_write = true;
+    respond_text(c, code[c->limit_hit], msg, false);
+}
+
+static void stop_reading(conn_t *c)
+{
+    if (c->reading) {
+        uv_read_stop((uv_stream_t *)&c->tcp);
+        c->reading = false;
+    }
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    conn_t *c = stream->data;
+    if (nread < 0) {
+        /* EOF or error. Responses already queued still go out if the peer only
+         * half-closed; then the write callback closes. */
+        stop_reading(c);
+        if (c->pending_write == 0)
+            conn_close(c);
+        else
+            c->close_after_write = true;
+        return;
+    }
+    if (nread == 0 || c->close_after_write)
+        return;
+    uv_timer_again(&c->idle);
+    size_t done = http_parser_execute(&c->parser, &parser_settings, buf->base, (size_t)nread);
+    enum http_errno err = HTTP_PARSER_ERRNO(&c->parser);
+    if (c->closing)
+        return;
+    if (err == HPE_PAUSED || c->close_after_write) {
+        stop_reading(c); /* answered a "Connection: close" request: the rest is ignored */
+        if (c->pending_write == 0)
+            conn_close(c);
+        return;
+    }
+    if (err != HPE_OK || c->parser.upgrade || done != (size_t)nread) {
+        stop_reading(c);
+        fail_request(c);
+        return;
+    }
+    if (c->pending_write > HTTP_MAX_PENDING_WRITE)
+        stop_reading(c); /* resumed from after_write */
+}
+
+static void conn_resume(conn_t *c)
+{
+    if (!c->closing && !c->reading && !c->close_after_write &&
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
+        c->reading = true;
+}
+
+static void on_idle(uv_timer_t *t)
+{
+    conn_close(t->data);
+}
+
+static void on_connection(uv_stream_t *server, int status)
+{
+    mpcd_http_t *h = server->data;
+    if (status < 0 || h->stopping)
+        return;
+    conn_t *c = calloc(1, sizeof *c);
+    if (c == NULL)
+        return; /* stays in the backlog; retried on the next connection */
+    c->srv = h;
+    uv_tcp_init(h->loop, &c->tcp);
+    uv_timer_init(h->loop, &c->idle);
+    c->tcp.data = c;
+    c->idle.data = c;
+    c->open_handles = 2;
+    h->open_handles += 2;
+    c->next = h->conns;
+    if (h->conns != NULL)
+        h->conns->prev = c;
+    h->conns = c;
+    h->nconns++;
+    if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0 || h->nconns > HTTP_MAX_CONNS) {
+        conn_close(c); /* over the cap: closed at once, the client sees a reset/EOF */
+        return;
+    }
+    uv_tcp_nodelay(&c->tcp, 1);
+    http_parser_init(&c->parser, HTTP_REQUEST);
+    c->parser.data = c;
+    uv_timer_start(&c->idle, on_idle, HTTP_IDLE_MS, HTTP_IDLE_MS);
+    conn_resume(c);
+}
+
+/* ---- addresses ---- */
+
+int mpcd_parse_hostport(const char *s, struct sockaddr_storage *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof *out);
+    if (s == NULL || s[0] == '\0') {
+        snprintf(err, errlen, "empty address (expected HOST:PORT or [V6]:PORT)");
+        return -EINVAL;
+    }
+    char host[64];
+    const char *colon;
+    bool v6 = s[0] == '[';
+    if (v6) {
+        const char *close = strchr(s, ']');
+        if (close == NULL || close[1] != ':' || (size_t)(close - s - 1) >= sizeof host) {
+            snprintf(err, errlen, "bad address '%s' (expected [V6]:PORT)", s);
+            return -EINVAL;
+        }
+        memcpy(host, s + 1, (size_t)(close - s - 1));
+        host[close - s - 1] = '\0';
+        colon = close + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon == NULL || (size_t)(colon - s) >= sizeof host || colon == s) {
+            snprintf(err, errlen, "bad address '%s' (expected HOST:PORT or [V6]:PORT)", s);
+            return -EINVAL;
+        }
+        memcpy(host, s, (size_t)(colon - s));
+        host[colon - s] = '\0';
+    }
+    char *end;
+    errno = 0;
+    long port = strtol(colon + 1, &end, 10);
+    if (colon[1] == '\0' || *end != '\0' || errno != 0 || port < 0 || port > 65535) {
+        snprintf(err, errlen, "bad port in '%s' (0..65535)", s);
+        return -EINVAL;
+    }
+    if (strcmp(host, "localhost") == 0)
+        snprintf(host, sizeof host, "127.0.0.1");
+    int rc = v6 ? uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)out)
+                : uv_ip4_addr(host, (int)port, (struct sockaddr_in *)out);
+    if (rc < 0) {
+        snprintf(err, errlen, "bad %s address '%s' in '%s'", v6 ? "IPv6" : "IPv4", host, s);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static void format_address(const struct sockaddr_storage *sa, char *buf, size_t len, int *port)
+{
+    char ip[64] = "?";
+    if (sa->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+        uv_ip6_name(a, ip, sizeof ip);
+        *port = ntohs(a->sin6_port);
+        snprintf(buf, len, "[%s]:%d", ip, *port);
+    } else {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+        uv_ip4_name(a, ip, sizeof ip);
+        *port = ntohs(a->sin_port);
+        snprintf(buf, len, "%s:%d", ip, *port);
+    }
+}
+
+/* ---- start / stop ---- */
+
+static void listener_closed(uv_handle_t *handle)
+{
+    server_handle_closed(handle->data);
+}
+
+int mpcd_http_start(uv_loop_t *loop, const char *listen, mpcd_metrics_t *m,
+                    mpcd_status_snapshot_cb cb, void *ctx, mpcd_http_t **out, char *err,
+                    size_t errlen)
+{
+    *out = NULL;
+    struct sockaddr_storage sa;
+    int rc = mpcd_parse_hostport(listen, &sa, err, errlen);
+    if (rc < 0)
+        return rc;
+    mpcd_http_t *h = calloc(1, sizeof *h);
+    if (h == NULL) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    h->loop = loop;
+    h->metrics = m;
+    h->snapshot = cb;
+    h->ctx = ctx;
+    rc = uv_tcp_init(loop, &h->listener);
+    if (rc < 0) {
+        snprintf(err, errlen, "status listener: %s", uv_strerror(rc));
+        free(h);
+        return rc;
+    }
+    h->listener.data = h;
+    h->open_handles = 1;
+    /* IPV6ONLY: "[::]:P" and "0.0.0.0:P" can then be listened on side by side */
+    rc = uv_tcp_bind(&h->listener, (struct sockaddr *)&sa,
+                     sa.ss_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0);
+    if (rc == 0)
+        rc = uv_listen((uv_stream_t *)&h->listener, 64, on_connection);
+    if (rc < 0) {
+        snprintf(err, errlen, "status listener on %s: %s", listen, uv_strerror(rc));
+        goto fail;
+    }
+    struct sockaddr_storage bound;
+    int blen = sizeof bound;
+    rc = uv_tcp_getsockname(&h->listener, (struct sockaddr *)&bound, &blen);
+    if (rc < 0) {
+        snprintf(err, errlen, "status listener on %s: %s", listen, uv_strerror(rc));
+        goto fail;
+    }
+    format_address(&bound, h->address, sizeof h->address, &h->port);
+    *out = h;
+    return 0;
+fail:
+    h->stopping = true;
+    uv_close((uv_handle_t *)&h->listener, listener_closed); /* frees h */
+    return rc;
+}
+
+void mpcd_http_stop(mpcd_http_t *h)
+{
+    if (h == NULL || h->stopping)
+        return;
+    h->stopping = true;
+    while (h->conns != NULL)
+        conn_close(h->conns);
+    uv_close((uv_handle_t *)&h->listener, listener_closed);
+}
+
+int mpcd_http_port(const mpcd_http_t *h)
+{
+    return h->port;
+}
+
+const char *mpcd_http_address(const mpcd_http_t *h)
+{
+    return h->address;
+}
