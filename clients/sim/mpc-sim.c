@@ -1,0 +1,600 @@
+/*
+ * mpc-sim.c: the MuJoCo simulator client of mpcd.
+ *
+ * Runs episodes of one task (task_*.c) under a policy: uniform random actions, zero, or
+ * the daemon's plans (--policy mpcd, one Step per control step). Optionally paces the
+ * loop at the control period (--realtime), adds exploration noise, records each episode
+ * as an .npz file for the trainer (--record, common/EPISODES.md) and logs every step to a
+ * CSV file. Prints each episode's return and, for mpcd, the reply latency distribution.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "env.h"
+#include "episode_file.h"
+#include "policy.h"
+#include "tools/latency.h"
+#include "tools/tool.h"
+
+static const char *prog = "mpc-sim";
+
+/* Beyond tool.h's statuses. */
+enum { SIM_EXIT_FAILED = 4, SIM_EXIT_INTERRUPTED = 130 };
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+"NAME\n"
+"    mpc-sim - MuJoCo simulator client of mpcd\n"
+"\n"
+"SYNOPSIS\n"
+"    mpc-sim --task TASK [--policy random|zero|mpcd] [--episodes N] [--seed S]\n"
+"            [--record DIR] [--csv FILE] [--max-steps N] [--explore SCALE]\n"
+"            [--connect ADDR] [--deadline-ms MS] [--timeout MS] [--realtime] [--quiet]\n"
+"    mpc-sim --list-tasks\n"
+"    mpc-sim --print-mjcf TASK\n"
+"\n"
+"DESCRIPTION\n"
+"    Simulates TASK in MuJoCo for N episodes of 1000 physics steps. Each control step\n"
+"    applies one action for the task's action repeat and earns the sum of the physics\n"
+"    steps' rewards (each in [0, 1], dm_control style), so a return is at most 1000.\n"
+"    Actions come from the policy: 'random' (uniform in the bounds), 'zero', or 'mpcd':\n"
+"    the daemon at ADDR is sent, every control step, the observation, the previous\n"
+"    reward, the reset flag on an episode's first step and the optional deadline, and its\n"
+"    action is applied. Each episode's return is printed, and for mpcd the distribution\n"
+"    of reply latency measured here (request sent to action received). A reply later\n"
+"    than the control period is counted as late. A progress line is shown on a terminal.\n"
+"\n"
+"TASKS\n"
+"    cartpole-swingup  cartpole-balance  pendulum-swingup  reacher-easy  cheetah-run\n"
+"    (--list-tasks shows action repeats, control periods and observation vectors)\n"
+"\n"
+"OPTIONS\n"
+"    -t, --task TASK        the task (required)\n"
+"    -p, --policy P         random, zero or mpcd (default random)\n"
+"    -n, --episodes N       episodes to run (default 1)\n"
+"    -s, --seed S           seed of initial states, random actions and noise (default 1)\n"
+"    -r, --record DIR       write each episode to DIR/<task>-<time>-<seq>.npz for the\n"
+"                           trainer (observation [T+1,O], action [T,A], reward [T],\n"
+"                           float32; see common/EPISODES.md); DIR is created if missing\n"
+"        --csv FILE         log every control step: episode, step, time, observation,\n"
+"                           action, reward, latency and plan statistics\n"
+"    -m, --max-steps N      end episodes after N control steps (default: 1000 physics\n"
+"                           steps / action repeat)\n"
+"    -x, --explore SCALE    add Gaussian noise of std SCALE * half the action range to\n"
+"                           each action (after the policy), clipped to the bounds\n"
+"    -c, --connect ADDR     mpcd's address, tcp://HOST:PORT or unix:PATH\n"
+"                           (default %s)\n"
+"    -d, --deadline-ms MS   per-step planning deadline sent to mpcd (default: the\n"
+"                           daemon's)\n"
+"        --timeout MS       connect and per-step reply timeout (default %d)\n"
+"    -R, --realtime         pace control steps at the control period on the wall clock;\n"
+"                           a late reply delays the simulation and is counted\n"
+"    -q, --quiet            no progress line\n"
+"        --list-tasks       list the tasks and exit\n"
+"        --print-mjcf TASK  print the task's MuJoCo model (MJCF) and exit\n"
+"    -h, --help             show this help\n"
+"\n"
+"OUTPUT\n"
+"    One line per episode (return, control steps, wall time; for mpcd also latency\n"
+"    percentiles and late replies), then a summary. Diagnostics go to stderr.\n"
+"\n"
+"EXIT STATUS\n"
+"    0 every episode ran, 1 mpcd refused (an Error reply, or a model whose sizes do not\n"
+"    fit the task), 2 bad command line, 3 mpcd unreachable (cannot connect, timed out,\n"
+"    connection lost), 4 simulation or recording failed, 130 interrupted.\n"
+"\n"
+"EXAMPLES\n"
+"    mpc-sim --task cartpole-swingup --policy random --episodes 3\n"
+"    mpc-sim --task cartpole-swingup --policy mpcd --connect tcp://127.0.0.1:7070 \\\n"
+"            --deadline-ms 40 --realtime --record episodes/ --explore 0.3\n",
+            MPC_CLIENT_DEFAULT_ADDRESS, MPC_CLIENT_DEFAULT_TIMEOUT_MS);
+}
+
+typedef struct {
+    const sim_task_t *task;
+    sim_policy_kind_t policy;
+    long episodes;
+    long seed;
+    const char *record;
+    const char *csv;
+    long max_steps;            /* 0: full episodes */
+    double explore;
+    const char *connect;
+    double deadline_ms;
+    long timeout_ms;
+    bool realtime;
+    bool quiet;
+} options_t;
+
+static volatile sig_atomic_t interrupted;
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+static void list_tasks(void)
+{
+    printf("%-18s %6s %6s %7s %9s  %s\n", "TASK", "OBS", "ACT", "REPEAT", "PERIOD", "OBSERVATION");
+    for (int i = 0; sim_tasks[i]; i++) {
+        const sim_task_t *t = sim_tasks[i];
+        sim_env_t *e;
+        char err[512];
+        double period = 0;
+        if (sim_env_create(t, &e, err, (int)sizeof(err)) == 0) {
+            period = sim_env_control_period(e);
+            sim_env_destroy(e);
+        }
+        printf("%-18s %6d %6d %7d %7.3f s  %s\n", t->name, t->obs_dim, t->act_dim,
+               t->action_repeat, period, t->obs_doc);
+    }
+}
+
+static const sim_task_t *find_task(const char *name)
+{
+    const sim_task_t *t = sim_task_find(name);
+    if (t == NULL) {
+        fprintf(stderr, "%s: --task: unknown task '%s'; one of:", prog, name);
+        for (int i = 0; sim_tasks[i]; i++)
+            fprintf(stderr, " %s", sim_tasks[i]->name);
+        fprintf(stderr, "\n");
+    }
+    return t;
+}
+
+/* Returns -1 to go on, else the exit status. */
+static int parse_options(int argc, char **argv, options_t *o)
+{
+    enum { OPT_CSV = 256, OPT_TIMEOUT, OPT_LIST, OPT_MJCF };
+    static const struct option longopts[] = {
+        {"task", required_argument, NULL, 't'},
+        {"policy", required_argument, NULL, 'p'},
+        {"episodes", required_argument, NULL, 'n'},
+        {"seed", required_argument, NULL, 's'},
+        {"record", required_argument, NULL, 'r'},
+        {"csv", required_argument, NULL, OPT_CSV},
+        {"max-steps", required_argument, NULL, 'm'},
+        {"explore", required_argument, NULL, 'x'},
+        {"connect", required_argument, NULL, 'c'},
+        {"deadline-ms", required_argument, NULL, 'd'},
+        {"timeout", required_argument, NULL, OPT_TIMEOUT},
+        {"realtime", no_argument, NULL, 'R'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"list-tasks", no_argument, NULL, OPT_LIST},
+        {"print-mjcf", required_argument, NULL, OPT_MJCF},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    *o = (options_t){.policy = SIM_POLICY_RANDOM, .episodes = 1, .seed = 1,
+                     .timeout_ms = MPC_CLIENT_DEFAULT_TIMEOUT_MS};
+    int ch;
+    while ((ch = getopt_long(argc, argv, "t:p:n:s:r:m:x:c:d:Rqh", longopts, NULL)) != -1) {
+        int bad = 0;
+        switch (ch) {
+        case 't':
+            if ((o->task = find_task(optarg)) == NULL)
+                return TOOL_EXIT_USAGE;
+            break;
+        case 'p':
+            if (sim_policy_parse(optarg, &o->policy) < 0) {
+                fprintf(stderr, "%s: --policy: expected random, zero or mpcd, got '%s'\n",
+                        prog, optarg);
+                return TOOL_EXIT_USAGE;
+            }
+            break;
+        case 'n':
+            bad = tool_parse_long(prog, "--episodes", optarg, 1, 1000000, &o->episodes);
+            break;
+        case 's':
+            bad = tool_parse_long(prog, "--seed", optarg, 0, LONG_MAX, &o->seed);
+            break;
+        case 'r':
+            o->record = optarg;
+            break;
+        case OPT_CSV:
+            o->csv = optarg;
+            break;
+        case 'm':
+            bad = tool_parse_long(prog, "--max-steps", optarg, 1, SIM_EPISODE_PHYSICS_STEPS,
+                                  &o->max_steps);
+            break;
+        case 'x':
+            bad = tool_parse_double(prog, "--explore", optarg, 0, 100, &o->explore);
+            break;
+        case 'c':
+            o->connect = optarg;
+            break;
+        case 'd':
+            bad = tool_parse_double(prog, "--deadline-ms", optarg, 0, 60000, &o->deadline_ms);
+            break;
+        case OPT_TIMEOUT:
+            bad = tool_parse_long(prog, "--timeout", optarg, 1, 3600000, &o->timeout_ms);
+            break;
+        case 'R':
+            o->realtime = true;
+            break;
+        case 'q':
+            o->quiet = true;
+            break;
+        case OPT_LIST:
+            list_tasks();
+            return TOOL_EXIT_OK;
+        case OPT_MJCF: {
+            const sim_task_t *t = find_task(optarg);
+            if (t == NULL)
+                return TOOL_EXIT_USAGE;
+            fputs(t->mjcf, stdout);
+            return TOOL_EXIT_OK;
+        }
+        case 'h':
+            usage(stdout);
+            return TOOL_EXIT_OK;
+        default:
+            fprintf(stderr, "Try '%s --help'.\n", prog);
+            return TOOL_EXIT_USAGE;
+        }
+        if (bad)
+            return TOOL_EXIT_USAGE;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "%s: unexpected argument '%s'\n", prog, argv[optind]);
+        return TOOL_EXIT_USAGE;
+    }
+    if (o->task == NULL) {
+        fprintf(stderr, "%s: --task is required (see --list-tasks)\n", prog);
+        return TOOL_EXIT_USAGE;
+    }
+    if (o->policy != SIM_POLICY_MPCD && (o->connect || o->deadline_ms > 0))
+        fprintf(stderr, "%s: note: --connect and --deadline-ms only matter with --policy mpcd\n",
+                prog);
+    return -1;
+}
+
+/* Everything one run needs, allocated before the first episode. */
+typedef struct {
+    const options_t *o;
+    sim_env_t *env;
+    sim_policy_t policy;
+    sim_rng_t env_rng;
+    double low[MPC_CLIENT_MAX_ACTION], high[MPC_CLIENT_MAX_ACTION];
+    int steps, obs_dim, act_dim;
+    double period_s;
+    float *obs, *act, *rew;        /* (steps+1) x O, steps x A, steps */
+    FILE *csv;
+    unsigned seq;                  /* next episode file number */
+    latency_samples_t ep_latency;  /* this episode's reply latencies (ms) */
+    latency_samples_t latency;     /* every reply's */
+    double *returns;
+    long done;                     /* finished episodes */
+    unsigned long late, misses, deadline_cuts, fallbacks, decisions, iterations;
+    bool progress;
+    double progress_t;
+} sim_run_t;
+
+static void sleep_until(double t_s)
+{
+    struct timespec ts = {.tv_sec = (time_t)t_s,
+                          .tv_nsec = (long)((t_s - (double)(time_t)t_s) * 1e9)};
+    while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR && !interrupted)
+        ;
+}
+
+static void clear_progress(sim_run_t *r)
+{
+    if (r->progress)
+        fputs("\r\033[K", stderr);
+}
+
+static void show_progress(sim_run_t *r, long ep, int t, double ret)
+{
+    double now = tool_now_s();
+    if (!r->progress || now - r->progress_t < 0.2)
+        return;
+    r->progress_t = now;
+    fprintf(stderr, "\r\033[K%s: episode %ld/%ld step %d/%d return %.1f", r->o->task->name,
+            ep + 1, r->o->episodes, t + 1, r->steps, ret);
+    if (r->ep_latency.n > 0)
+        fprintf(stderr, " latency %.1f ms", r->ep_latency.v[r->ep_latency.n - 1]);
+    fflush(stderr);
+}
+
+static void csv_header(sim_run_t *r)
+{
+    fprintf(r->csv, "episode,step,time_s");
+    for (int i = 0; i < r->obs_dim; i++)
+        fprintf(r->csv, ",obs_%d", i);
+    for (int i = 0; i < r->act_dim; i++)
+        fprintf(r->csv, ",action_%d", i);
+    fprintf(r->csv, ",reward,latency_ms,iterations,predicted_return,deadline_cut,fallback,"
+                    "model_version\n");
+}
+
+static void csv_row(sim_run_t *r, long ep, int t, const sim_decision_t *dec)
+{
+    const float *o = r->obs + (size_t)t * r->obs_dim, *a = r->act + (size_t)t * r->act_dim;
+    fprintf(r->csv, "%ld,%d,%.3f", ep + 1, t, t * r->period_s);
+    for (int i = 0; i < r->obs_dim; i++)
+        fprintf(r->csv, ",%.6g", o[i]);
+    for (int i = 0; i < r->act_dim; i++)
+        fprintf(r->csv, ",%.6g", a[i]);
+    fprintf(r->csv, ",%.6g,%.3f,%u,%.6g,%d,%d,%llu\n", r->rew[t], dec->latency_ms,
+            dec->iterations, dec->predicted_return, dec->deadline_cut, dec->fallback,
+            (unsigned long long)dec->model_version);
+}
+
+/* Why the policy failed, as an exit status. */
+static int policy_failed(sim_run_t *r, int rc)
+{
+    clear_progress(r);
+    if (rc == SIM_POLICY_EBADACTION) {
+        fprintf(stderr, "%s: mpcd answered with a bad action (expected %d finite values)\n",
+                prog, r->act_dim);
+        return TOOL_EXIT_REFUSED;
+    }
+    return tool_call_failed(prog, "step", r->policy.client, rc);
+}
+
+/* Counts one mpcd reply (nothing here allocates: ep_latency has room for an episode). */
+static void count_reply(sim_run_t *r, const sim_decision_t *dec)
+{
+    latency_add(&r->ep_latency, dec->latency_ms);
+    r->decisions++;
+    r->late += dec->latency_ms > r->period_s * 1e3;
+    r->misses += r->o->deadline_ms > 0 && dec->latency_ms > r->o->deadline_ms;
+    r->deadline_cuts += dec->deadline_cut;
+    r->fallbacks += dec->fallback;
+    r->iterations += dec->iterations;
+}
+
+static int run_episode(sim_run_t *r, long ep, double *ret)
+{
+    const options_t *o = r->o;
+    bool mpcd = o->policy == SIM_POLICY_MPCD;
+    sim_env_reset(r->env, &r->env_rng, r->obs);
+    r->ep_latency.n = 0;
+    float prev_reward = 0.0f;
+    double next = tool_now_s();
+    *ret = 0.0;
+    for (int t = 0; t < r->steps; t++) {
+        if (interrupted)
+            return SIM_EXIT_INTERRUPTED;
+        if (o->realtime)
+            sleep_until(next);
+        float *obs = r->obs + (size_t)t * r->obs_dim, *act = r->act + (size_t)t * r->act_dim;
+        sim_decision_t dec;
+        int rc = sim_policy_act(&r->policy, obs, r->obs_dim, prev_reward, t == 0, act, &dec);
+        if (rc < 0)
+            return policy_failed(r, rc);
+        if (mpcd)
+            count_reply(r, &dec);
+        double reward = sim_env_step(r->env, act, obs + r->obs_dim);
+        r->rew[t] = (float)reward;
+        *ret += reward;
+        prev_reward = (float)reward;
+        if (r->csv)
+            csv_row(r, ep, t, &dec);
+        show_progress(r, ep, t, *ret);
+        if (o->realtime) {
+            /* Behind by more than a period after a late reply: restart the schedule. */
+            next += r->period_s;
+            double now = tool_now_s();
+            if (now > next + r->period_s)
+                next = now;
+        }
+    }
+    return TOOL_EXIT_OK;
+}
+
+static int record_episode(sim_run_t *r, char *path, size_t pathlen)
+{
+    episode_t ep = {.task = r->o->task->name, .steps = (size_t)r->steps,
+                    .obs_dim = (size_t)r->obs_dim, .act_dim = (size_t)r->act_dim,
+                    .observation = r->obs, .action = r->act, .reward = r->rew};
+    char err[512];
+    if (episode_write(r->o->record, &ep, &r->seq, path, pathlen, err, sizeof(err)) < 0) {
+        fprintf(stderr, "%s: --record: %s\n", prog, err);
+        return SIM_EXIT_FAILED;
+    }
+    return TOOL_EXIT_OK;
+}
+
+static void print_latency(const char *what, latency_samples_t *s)
+{
+    latency_summary_t sum;
+    latency_summarize(s, &sum);
+    printf("%s p50 %.2f p90 %.2f p99 %.2f max %.2f ms", what, sum.p50, sum.p90, sum.p99,
+           sum.max);
+}
+
+static void print_episode(sim_run_t *r, long ep, double ret, double wall_s, const char *file)
+{
+    clear_progress(r);
+    printf("episode %ld/%ld: return %.2f  steps %d  wall %.2f s", ep + 1, r->o->episodes, ret,
+           r->steps, wall_s);
+    if (r->ep_latency.n > 0) {
+        printf("  ");
+        print_latency("latency", &r->ep_latency);
+    }
+    if (file)
+        printf("  -> %s", file);
+    printf("\n");
+    fflush(stdout);
+}
+
+static void print_summary(sim_run_t *r)
+{
+    const options_t *o = r->o;
+    if (r->done == 0)
+        return;
+    double mean = 0, var = 0, lo = INFINITY, hi = -INFINITY;
+    for (long i = 0; i < r->done; i++) {
+        mean += r->returns[i] / (double)r->done;
+        lo = fmin(lo, r->returns[i]);
+        hi = fmax(hi, r->returns[i]);
+    }
+    for (long i = 0; i < r->done; i++)
+        var += (r->returns[i] - mean) * (r->returns[i] - mean) / (double)r->done;
+    printf("%s, policy %s, %ld episode%s: return mean %.2f std %.2f min %.2f max %.2f\n",
+           o->task->name, sim_policy_name(o->policy), r->done, r->done == 1 ? "" : "s", mean,
+           sqrt(var), lo, hi);
+    if (r->decisions == 0)
+        return;
+    printf("replies: %lu, ", r->decisions);
+    print_latency("latency", &r->latency);
+    printf("\nlate replies (> control period %.0f ms): %lu%s", r->period_s * 1e3, r->late,
+           o->realtime ? " (paced in real time)" : "");
+    if (o->deadline_ms > 0)
+        printf(", deadline misses (> %.0f ms): %lu", o->deadline_ms, r->misses);
+    printf("\nplans: mean iterations %.1f, deadline cuts %lu, fallbacks %lu\n",
+           (double)r->iterations / (double)r->decisions, r->deadline_cuts, r->fallbacks);
+}
+
+static int run_all(sim_run_t *r)
+{
+    for (long ep = 0; ep < r->o->episodes; ep++) {
+        double t0 = tool_now_s(), ret;
+        int rc = run_episode(r, ep, &ret);
+        if (rc != TOOL_EXIT_OK)
+            return rc;
+        char path[4096];
+        if (r->o->record && (rc = record_episode(r, path, sizeof(path))) != TOOL_EXIT_OK)
+            return rc;
+        print_episode(r, ep, ret, tool_now_s() - t0, r->o->record ? path : NULL);
+        if (latency_merge(&r->latency, &r->ep_latency) < 0) {
+            fprintf(stderr, "%s: out of memory\n", prog);
+            return SIM_EXIT_FAILED;
+        }
+        r->returns[r->done++] = ret;
+    }
+    return TOOL_EXIT_OK;
+}
+
+/* The daemon's session: connect, Hello, check sizes and control period. */
+static int open_daemon(sim_run_t *r)
+{
+    const options_t *o = r->o;
+    int rc = tool_connect(prog, o->connect, (int)o->timeout_ms, &r->policy.client);
+    if (rc != TOOL_EXIT_OK)
+        return rc;
+    char name[64], why[256];
+    snprintf(name, sizeof(name), "mpc-sim/%s", o->task->name);
+    rc = sim_policy_hello(&r->policy, name, r->obs_dim, why, sizeof(why));
+    if (rc == SIM_POLICY_EBADACTION) {
+        fprintf(stderr, "%s: mpcd cannot control %s: %s\n", prog, o->task->name, why);
+        return TOOL_EXIT_REFUSED;
+    }
+    if (rc < 0)
+        return tool_call_failed(prog, "hello", r->policy.client, rc);
+    const mpc_client_welcome_t *w = &r->policy.welcome;
+    if (w->control_period_s > 0 && fabs(w->control_period_s - r->period_s) > 1e-6)
+        fprintf(stderr, "%s: warning: model '%s' was trained for a control period of %g s; "
+                        "%s steps every %g s\n",
+                prog, w->model_name, w->control_period_s, o->task->name, r->period_s);
+    fprintf(stderr, "%s: session %llu with model '%s' version %llu\n", prog,
+            (unsigned long long)w->session_id, w->model_name,
+            (unsigned long long)w->model_version);
+    return TOOL_EXIT_OK;
+}
+
+static int prepare(sim_run_t *r, const options_t *o)
+{
+    char err[1024];
+    r->o = o;
+    if (sim_env_create(o->task, &r->env, err, (int)sizeof(err)) < 0) {
+        fprintf(stderr, "%s: %s\n", prog, err);
+        return SIM_EXIT_FAILED;
+    }
+    r->obs_dim = o->task->obs_dim;
+    r->act_dim = o->task->act_dim;
+    r->period_s = sim_env_control_period(r->env);
+    r->steps = o->max_steps > 0 ? (int)o->max_steps : sim_env_episode_steps(r->env);
+    for (int i = 0; i < r->act_dim; i++)
+        sim_env_action_bounds(r->env, i, &r->low[i], &r->high[i]);
+    sim_rng_seed(&r->env_rng, (uint64_t)o->seed, 1);
+    r->policy = (sim_policy_t){.kind = o->policy, .act_dim = r->act_dim, .low = r->low,
+                               .high = r->high, .explore = o->explore,
+                               .deadline_us = (uint32_t)lround(o->deadline_ms * 1000)};
+    sim_rng_seed(&r->policy.rng, (uint64_t)o->seed, 2);
+    size_t steps = (size_t)r->steps;
+    r->obs = calloc((steps + 1) * (size_t)r->obs_dim, sizeof(float));
+    r->act = calloc(steps * (size_t)r->act_dim, sizeof(float));
+    r->rew = calloc(steps, sizeof(float));
+    r->returns = calloc((size_t)o->episodes, sizeof(double));
+    r->ep_latency.v = malloc(steps * sizeof(double));
+    r->ep_latency.cap = steps;
+    if (!r->obs || !r->act || !r->rew || !r->returns || !r->ep_latency.v) {
+        fprintf(stderr, "%s: out of memory\n", prog);
+        return SIM_EXIT_FAILED;
+    }
+    if (o->record && mkdir(o->record, 0777) < 0 && errno != EEXIST) {
+        fprintf(stderr, "%s: --record: cannot create %s: %s\n", prog, o->record,
+                strerror(errno));
+        return SIM_EXIT_FAILED;
+    }
+    if (o->csv) {
+        if ((r->csv = fopen(o->csv, "w")) == NULL) {
+            fprintf(stderr, "%s: --csv: cannot open %s: %s\n", prog, o->csv, strerror(errno));
+            return SIM_EXIT_FAILED;
+        }
+        csv_header(r);
+    }
+    r->progress = !o->quiet && isatty(STDERR_FILENO);
+    if (o->policy == SIM_POLICY_MPCD)
+        return open_daemon(r);
+    return TOOL_EXIT_OK;
+}
+
+static int release(sim_run_t *r, int rc)
+{
+    if (r->csv && fclose(r->csv) != 0 && rc == TOOL_EXIT_OK) {
+        fprintf(stderr, "%s: --csv: %s\n", prog, strerror(errno));
+        rc = SIM_EXIT_FAILED;
+    }
+    mpc_client_destroy(r->policy.client);
+    sim_env_destroy(r->env);
+    free(r->obs);
+    free(r->act);
+    free(r->rew);
+    free(r->returns);
+    latency_free(&r->ep_latency);
+    latency_free(&r->latency);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    options_t o;
+    int rc = parse_options(argc, argv, &o);
+    if (rc >= 0)
+        return rc;
+    struct sigaction sa = {.sa_handler = on_sigint};
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    sim_run_t r = {0};
+    rc = prepare(&r, &o);
+    if (rc == TOOL_EXIT_OK) {
+        rc = run_all(&r);
+        clear_progress(&r);
+        if (rc == SIM_EXIT_INTERRUPTED)
+            fprintf(stderr, "%s: interrupted; the unfinished episode is not recorded\n", prog);
+        print_summary(&r);
+        if (sim_env_warnings() > 0)
+            fprintf(stderr, "%s: %lu MuJoCo warning%s (see above)\n", prog,
+                    sim_env_warnings(), sim_env_warnings() == 1 ? "" : "s");
+    }
+    return release(&r, rc);
+}

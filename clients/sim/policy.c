@@ -1,0 +1,101 @@
+/*
+ * policy.c: random, zero and mpcd policies, and exploration noise (see policy.h).
+ */
+#include "policy.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "tools/tool.h"
+
+static const char *const names[] = {"random", "zero", "mpcd"};
+
+int sim_policy_parse(const char *text, sim_policy_kind_t *out)
+{
+    for (int i = 0; i < 3; i++)
+        if (strcmp(text, names[i]) == 0) {
+            *out = (sim_policy_kind_t)i;
+            return 0;
+        }
+    return -1;
+}
+
+const char *sim_policy_name(sim_policy_kind_t kind)
+{
+    return names[kind];
+}
+
+int sim_policy_hello(sim_policy_t *p, const char *client_name, int obs_dim, char *why,
+                     size_t whylen)
+{
+    int rc = mpc_client_hello(p->client, client_name, NULL, (uint32_t)obs_dim,
+                              (uint32_t)p->act_dim, &p->welcome);
+    if (rc < 0)
+        return rc;
+    const mpc_client_welcome_t *w = &p->welcome;
+    if (w->observation_size != (uint32_t)obs_dim || w->action_size != (uint32_t)p->act_dim) {
+        snprintf(why, whylen,
+                 "model '%s' takes %u observations and %u actions; the task has %d and %d",
+                 w->model_name, w->observation_size, w->action_size, obs_dim, p->act_dim);
+        return SIM_POLICY_EBADACTION;
+    }
+    return 0;
+}
+
+static int ask_mpcd(sim_policy_t *p, const float *obs, int obs_dim, float prev_reward,
+                    bool reset, float *action, sim_decision_t *dec)
+{
+    mpc_client_step_t step = {.seq = p->seq++, .observation = obs,
+                              .observation_size = (size_t)obs_dim,
+                              .reward = reset ? 0.0f : prev_reward, .reset = reset,
+                              .deadline_us = p->deadline_us};
+    mpc_client_action_t a;
+    double t0 = tool_now_s();
+    int rc = mpc_client_step(p->client, &step, &a);
+    dec->latency_ms = (tool_now_s() - t0) * 1e3;
+    if (rc < 0)
+        return rc;
+    if (a.action_size != (size_t)p->act_dim)
+        return SIM_POLICY_EBADACTION;
+    for (int i = 0; i < p->act_dim; i++) {
+        if (!isfinite(a.action[i]))
+            return SIM_POLICY_EBADACTION;
+        action[i] = a.action[i];
+    }
+    dec->iterations = a.iterations;
+    dec->predicted_return = a.predicted_return;
+    dec->deadline_cut = a.deadline_cut;
+    dec->fallback = a.fallback;
+    dec->model_version = a.model_version;
+    return 0;
+}
+
+int sim_policy_act(sim_policy_t *p, const float *obs, int obs_dim, float prev_reward,
+                   bool reset, float *action, sim_decision_t *dec)
+{
+    memset(dec, 0, sizeof(*dec));
+    switch (p->kind) {
+    case SIM_POLICY_RANDOM:
+        for (int i = 0; i < p->act_dim; i++)
+            action[i] = (float)sim_rng_uniform(&p->rng, p->low[i], p->high[i]);
+        break;
+    case SIM_POLICY_ZERO:
+        for (int i = 0; i < p->act_dim; i++)
+            action[i] = 0.0f;
+        break;
+    case SIM_POLICY_MPCD: {
+        int rc = ask_mpcd(p, obs, obs_dim, prev_reward, reset, action, dec);
+        if (rc < 0)
+            return rc;
+        break;
+    }
+    }
+    for (int i = 0; i < p->act_dim; i++) {
+        double a = action[i];
+        if (p->explore > 0)
+            a += p->explore * 0.5 * (p->high[i] - p->low[i]) * sim_rng_normal(&p->rng);
+        action[i] = (float)(a < p->low[i] ? p->low[i] : a > p->high[i] ? p->high[i] : a);
+    }
+    return 0;
+}

@@ -1,0 +1,32 @@
+/*
+ * episode_file.h: writing one episode file for the trainer (common/EPISODES.md).
+ *
+ * An episode is o_0..o_T, a_0..a_{T-1}, r_0..r_{T-1} as float32 arrays "observation"
+ * [T+1, O], "action" [T, A] and "reward" [T] in an uncompressed .npz. Files are named
+ * DIR/<task>-<YYYYmmddTHHMMSS>-<seq>.npz (UTC), are written to a hidden temporary file
+ * first and then linked into place, so a reader never sees a partial file and an existing
+ * file is never overwritten (the next free seq is taken instead). Used by mpc-sim --record
+ * and meant for mpcd --record.
+ */
+#ifndef MPC_EPISODE_FILE_H
+#define MPC_EPISODE_FILE_H
+
+#include <stddef.h>
+
+typedef struct {
+    const char *task;         /* [A-Za-z0-9_-]+, the file name's prefix */
+    size_t steps;             /* T >= 1 */
+    size_t obs_dim, act_dim;  /* O, A >= 1 */
+    const float *observation; /* (T+1) x O, row-major */
+    const float *action;      /* T x A */
+    const float *reward;      /* T */
+} episode_t;
+
+/* Writes ep into dir (which must exist). *seq is the first sequence number tried and, on
+ * success, one past the number used (pass it back for the next episode). The file's path
+ * goes to path (may be NULL). Non-finite values are refused (the trainer would refuse
+ * the file). Returns 0 or a negative errno with a message in err. */
+int episode_write(const char *dir, const episode_t *ep, unsigned *seq, char *path,
+                  size_t pathlen, char *err, size_t errlen);
+
+#endif
