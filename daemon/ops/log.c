@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
+#include <limits.h>
 #include <unistd.h>
 
 #define LOG_LINE_MAX 4096
@@ -80,13 +81,15 @@ void mpcd_vlog(int priority, const char *fmt, va_list ap)
     while (len > 0 && msg[len - 1] == '\n')
         len--;
 
-    /* Every embedded line gets its own prefix, so journald keeps the priority on each. */
-    char line[LOG_LINE_MAX + 256];
-    size_t cap = sizeof line - 5; /* room for "...\n" */
+    /* Every embedded line gets its own prefix, so journald keeps the priority on each.
+     * The whole record fits PIPE_BUF, so even a pipe takes it in one piece. */
+    char line[PIPE_BUF];
+    size_t cap = sizeof line - 4; /* room for "...\n" */
     size_t o = put_prefix(line, priority);
-    for (size_t i = 0; i < len && o < cap; i++) {
+    size_t i = 0;
+    for (; i < len && o < cap; i++) {
         if (msg[i] == '\n') {
-            if (o + 4 >= cap)
+            if (o + 4 > cap)
                 break;
             line[o++] = '\n';
             o += put_prefix(line + o, priority);
@@ -94,8 +97,10 @@ void mpcd_vlog(int priority, const char *fmt, va_list ap)
             line[o++] = msg[i];
         }
     }
-    if (truncated)
-        o += (size_t)snprintf(line + o, sizeof line - o, "...");
+    if (truncated || i < len) {
+        memcpy(line + o, "...", 3);
+        o += 3;
+    }
     line[o++] = '\n';
 
     int fd = atomic_load(&log_fd);
