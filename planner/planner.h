@@ -26,7 +26,8 @@ typedef struct cem_config {
     int top_k;               /* K, default 100 */
     int iterations;          /* I, default 10 */
     int horizon;             /* H, default 12 */
-    int threads;             /* team size incl. the calling thread, default 1 */
+    int threads;             /* team size incl. the calling thread; default: online CPUs,
+                                at most 4 (the daemon sets its own) */
     double margin_s;         /* stop this long before the deadline, default 0.0005 */
     bool sample_latent;      /* sample z ~ prior (PlaNet, default) or use the prior mean */
     bool use_value;          /* add discount^H * v(s_H) when the model has a value head */
@@ -38,6 +39,7 @@ typedef struct cem_config {
     bool mppi;
     double mppi_temperature;
     float min_std;           /* floor on the per-step std, relative to half the range */
+    float init_std;          /* initial std relative to half the range, default 1 */
 } cem_config_t;
 
 void cem_config_default(cem_config_t *cfg);
@@ -49,8 +51,9 @@ int cem_config_validate(const cem_config_t *cfg, char *err, size_t errlen);
 typedef struct cem_plan_state {
     int horizon;
     int action_dim;
-    bool valid;  /* false: start from mean 0 (the middle of the bounds) */
-    float *mean; /* [horizon, action_dim], in action units */
+    bool valid;      /* false: start from mean 0 (the middle of the bounds) */
+    float *mean;     /* [horizon, action_dim], in action units */
+    int stale_tail;  /* last steps re-initialised by shifts (planned from the middle) */
 } cem_plan_state_t;
 
 int cem_plan_state_init(cem_plan_state_t *s, int horizon, int action_dim);
@@ -60,8 +63,9 @@ void cem_plan_state_reset(cem_plan_state_t *s);
 void cem_plan_state_shift(cem_plan_state_t *s);
 
 typedef struct cem_result {
-    float *action;          /* caller-provided [A]: first action of the best plan */
-    float predicted_return; /* of the best sequence (or of the mean sequence, MPPI) */
+    float *action;          /* caller-provided [A]: first action of the plan (the refitted
+                               mean, as PlaNet), inside the action bounds */
+    float predicted_return; /* best predicted return among the last iteration's candidates */
     int iterations;         /* completed */
     int candidates;         /* evaluated in total */
     bool deadline_cut;      /* stopped before `iterations` because of the deadline */
@@ -81,6 +85,20 @@ void cem_destroy(cem_planner_t *p);
 
 const cem_config_t *cem_get_config(const cem_planner_t *p);
 const rssm_model_t *cem_model(const cem_planner_t *p);
+
+/* Counters over the planner's lifetime (read by the caller's thread between plans). */
+typedef struct cem_stats {
+    uint64_t plans;
+    uint64_t iterations;       /* completed */
+    uint64_t candidates;       /* evaluated in completed iterations */
+    uint64_t deadline_cuts;    /* plans stopped early by the deadline */
+    uint64_t aborted;          /* iterations abandoned mid-way at the deadline */
+    uint64_t fallbacks;        /* plans that returned the warm start */
+    uint64_t overruns;         /* plans that returned after their deadline */
+    double max_overrun_s;      /* worst lateness */
+} cem_stats_t;
+
+void cem_get_stats(const cem_planner_t *p, cem_stats_t *out);
 
 /* Plans from belief (h [D], z [S]) until `deadline` (CLOCK_MONOTONIC, absolute; NULL = no
  * deadline). Reads the warm start from state and writes the new plan mean back (not

@@ -1,0 +1,710 @@
+/*
+ * cem.c: libplanner's CEM loop: configuration, workspace, warm start, deadline handling.
+ *
+ * One iteration: every team member takes blocks of candidates (an atomic counter hands
+ * them out), samples their action sequences around the current Gaussian, imagines them
+ * through the RSSM prior with librssm's batched sgemm calls and sums the predicted
+ * rewards; then the calling thread refits the Gaussian (top K or MPPI weights). Random
+ * numbers are counter-based per (seed, iteration, step, candidate), so the plan does not
+ * depend on which thread ran which block.
+ *
+ * The deadline: the cost of an iteration per candidate is an EWMA kept across plans
+ * (calibrated in cem_create); an iteration starts only if its predicted cost ends before
+ * `deadline - margin`. As a second line of defence the workers check the clock after every
+ * imagination step and abandon the iteration at `deadline - margin / 2` (the last
+ * completed iteration's plan is returned). Every buffer is allocated in cem_create.
+ */
+#include "planner.h"
+
+#include <assert.h>
+#include <cblas.h>
+#include <errno.h>
+#include <float.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cem_noise.h"
+#include "cem_rng.h"
+#include "cem_select.h"
+#include "cem_team.h"
+
+#define ALIGN 64
+/* Rows per block are chosen so that one block's activations stay around this size (L2). */
+#define BLOCK_BYTES (768 * 1024)
+#define MIN_BLOCK 16
+
+typedef struct cem_worker {
+    float *h[2];  /* [B, D] current and next deterministic state */
+    float *z;     /* [B, S] latent */
+    float *pm;    /* [B, S] prior mean */
+    float *ps;    /* [B, S] prior std */
+    float *r;     /* [B] reward of one step */
+    float *noise; /* [B, A, H] white noise, then colored */
+    float *ws;    /* librssm batch workspace for B rows */
+    void *mem;
+} cem_worker_t;
+
+struct cem_planner {
+    const rssm_model_t *m;
+    cem_config_t cfg;
+    int D, S, A, H;
+    int cap;         /* most candidates in one iteration: J + kept elites */
+    int nkeep;       /* elites carried into the next iteration (iCEM) */
+    int max_block;   /* rows per block, at most */
+    bool use_value;
+    float discount_h;  /* discount^H for the terminal value */
+    float *act;      /* [H, cap, A] candidate actions, time-major */
+    float *ret;      /* [cap] predicted returns */
+    float *w;        /* [cap] MPPI weights */
+    int *idx;        /* [max(K, nkeep)] elites, best first */
+    float *mean;     /* [H, A] */
+    float *std;      /* [H, A] */
+    float *elite;    /* [nkeep, H, A] actions of the kept elites */
+    float *color;    /* [H, H] colored-noise filter (NULL: white noise) */
+    float *lo, *hi, *mid, *half; /* [A] bounds, middle, half range */
+    float *h0, *z0;  /* [D], [S] the belief being planned from */
+    cem_worker_t *workers; /* [threads] */
+    cem_team_t *team;
+    void *mem;
+
+    /* the iteration being run by the team */
+    struct {
+        uint64_t seed;
+        int iter;      /* index inside this plan (for the random streams) */
+        int n;         /* candidates */
+        int kept;      /* of which the first `kept` are carried-over elites */
+        int block;     /* rows per block */
+        int nblocks;
+        bool has_stop;
+        struct timespec stop; /* abandon the iteration at this time */
+        atomic_int next;
+        atomic_bool abort;
+    } job;
+
+    double cand_cost_s; /* EWMA of one iteration's time per candidate */
+    cem_stats_t stats;
+};
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || !errlen)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static double ts_sec(const struct timespec *t)
+{
+    return (double)t->tv_sec + 1e-9 * (double)t->tv_nsec;
+}
+
+static double now_sec(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return ts_sec(&t);
+}
+
+static struct timespec ts_from(double s)
+{
+    struct timespec t;
+    t.tv_sec = (time_t)floor(s);
+    t.tv_nsec = (long)((s - (double)t.tv_sec) * 1e9);
+    if (t.tv_nsec >= 1000000000L) {
+        t.tv_sec++;
+        t.tv_nsec -= 1000000000L;
+    }
+    return t;
+}
+
+static bool ts_reached(const struct timespec *t)
+{
+    struct timespec n;
+    clock_gettime(CLOCK_MONOTONIC, &n);
+    return n.tv_sec > t->tv_sec || (n.tv_sec == t->tv_sec && n.tv_nsec >= t->tv_nsec);
+}
+
+/* ---- configuration ---- */
+
+void cem_config_default(cem_config_t *cfg)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    memset(cfg, 0, sizeof *cfg);
+    cfg->candidates = 1000;
+    cfg->top_k = 100;
+    cfg->iterations = 10;
+    cfg->horizon = 12;
+    cfg->threads = cpus < 1 ? 1 : cpus > 4 ? 4 : (int)cpus;
+    cfg->margin_s = 0.0005;
+    cfg->sample_latent = true;
+    cfg->use_value = false;
+    cfg->population_decay = 1.0;
+    cfg->keep_elites = 0.0;
+    cfg->noise_beta = 0.0;
+    cfg->mppi = false;
+    cfg->mppi_temperature = 1.0;
+    cfg->min_std = 0.0f;
+    cfg->init_std = 1.0f;
+}
+
+int cem_config_validate(const cem_config_t *c, char *err, size_t errlen)
+{
+#define CHECK(cond, ...)                                                                   \
+    do {                                                                                   \
+        if (!(cond)) {                                                                     \
+            set_err(err, errlen, __VA_ARGS__);                                             \
+            return -EINVAL;                                                                \
+        }                                                                                  \
+    } while (0)
+    CHECK(c, "no configuration");
+    CHECK(c->candidates >= 1 && c->candidates <= 1000000,
+          "candidates must be in 1..1000000 (got %d)", c->candidates);
+    CHECK(c->top_k >= 1 && c->top_k <= c->candidates,
+          "top_k must be in 1..candidates (%d) (got %d)", c->candidates, c->top_k);
+    CHECK(c->iterations >= 1 && c->iterations <= 10000,
+          "iterations must be in 1..10000 (got %d)", c->iterations);
+    CHECK(c->horizon >= 1 && c->horizon <= 1000, "horizon must be in 1..1000 (got %d)",
+          c->horizon);
+    CHECK((int64_t)c->candidates * c->horizon <= 50000000,
+          "candidates * horizon must be at most 5e7 (got %lld)",
+          (long long)c->candidates * c->horizon);
+    CHECK(c->threads >= 1 && c->threads <= 256, "threads must be in 1..256 (got %d)",
+          c->threads);
+    CHECK(isfinite(c->margin_s) && c->margin_s >= 0.0 && c->margin_s <= 10.0,
+          "margin_s must be in [0, 10] seconds (got %g)", c->margin_s);
+    CHECK(isfinite(c->population_decay) && c->population_decay > 0.0 &&
+              c->population_decay <= 1.0,
+          "population_decay must be in (0, 1] (got %g)", c->population_decay);
+    CHECK(isfinite(c->keep_elites) && c->keep_elites >= 0.0 && c->keep_elites <= 1.0,
+          "keep_elites must be in [0, 1] (got %g)", c->keep_elites);
+    CHECK(isfinite(c->noise_beta) && c->noise_beta >= 0.0 && c->noise_beta <= 4.0,
+          "noise_beta must be in [0, 4] (got %g)", c->noise_beta);
+    CHECK(!c->mppi || (isfinite(c->mppi_temperature) && c->mppi_temperature > 0.0),
+          "mppi_temperature must be > 0 (got %g)", c->mppi_temperature);
+    CHECK(isfinite(c->min_std) && c->min_std >= 0.0f && c->min_std <= 1.0f,
+          "min_std must be in [0, 1] (got %g)", (double)c->min_std);
+    CHECK(isfinite(c->init_std) && c->init_std > 0.0f && c->init_std <= 10.0f,
+          "init_std must be in (0, 10] (got %g)", (double)c->init_std);
+#undef CHECK
+    return 0;
+}
+
+/* Candidates in iteration i (without kept elites): J * decay^i, at least min(2K, J). */
+static int population(const cem_config_t *c, int i)
+{
+    if (c->population_decay >= 1.0)
+        return c->candidates;
+    double n = c->candidates * pow(c->population_decay, i);
+    int floor_n = 2 * c->top_k < c->candidates ? 2 * c->top_k : c->candidates;
+    return n < floor_n ? floor_n : (int)n;
+}
+
+/* ---- plan state ---- */
+
+int cem_plan_state_init(cem_plan_state_t *s, int horizon, int action_dim)
+{
+    if (!s || horizon < 1 || action_dim < 1 || horizon > 1000 || action_dim > 4096)
+        return -EINVAL;
+    memset(s, 0, sizeof *s);
+    s->mean = calloc((size_t)horizon * action_dim, sizeof *s->mean);
+    if (!s->mean)
+        return -ENOMEM;
+    s->horizon = horizon;
+    s->action_dim = action_dim;
+    return 0;
+}
+
+void cem_plan_state_free(cem_plan_state_t *s)
+{
+    if (!s)
+        return;
+    free(s->mean);
+    memset(s, 0, sizeof *s);
+}
+
+void cem_plan_state_reset(cem_plan_state_t *s)
+{
+    if (s) {
+        s->valid = false;
+        s->stale_tail = 0;
+    }
+}
+
+void cem_plan_state_shift(cem_plan_state_t *s)
+{
+    if (!s || !s->valid || !s->mean)
+        return;
+    size_t a = (size_t)s->action_dim;
+    memmove(s->mean, s->mean + a, sizeof(float) * a * (size_t)(s->horizon - 1));
+    /* The planner starts stale steps from the middle of the bounds, which the state does
+     * not know; 0 is written for readers and is the middle of the usual [-1, 1]. */
+    memset(s->mean + a * (size_t)(s->horizon - 1), 0, sizeof(float) * a);
+    if (s->stale_tail < s->horizon)
+        s->stale_tail++;
+    if (s->stale_tail == s->horizon)
+        s->valid = false;
+}
+
+/* ---- one block of candidates (runs on any team member) ---- */
+
+static void sample_block(cem_planner_t *p, cem_worker_t *w, int j0, int j1)
+{
+    const int A = p->A, H = p->H, cap = p->cap;
+    const int kept = p->job.kept;
+    for (int j = j0; j < j1 && j < kept; j++)
+        for (int t = 0; t < H; t++)
+            memcpy(p->act + ((size_t)t * cap + j) * A, p->elite + ((size_t)j * H + t) * A,
+                   sizeof(float) * A);
+    int s0 = j0 > kept ? j0 : kept;
+    if (s0 >= j1)
+        return;
+    const int64_t per = (int64_t)A * H;
+    uint64_t key = cem_rng_key(p->job.seed, (uint64_t)p->job.iter, CEM_RNG_ACTION, 0);
+    cem_rng_normals(w->noise, (int64_t)(j1 - s0) * per, key, (uint64_t)s0 * (uint64_t)per);
+    if (p->color)
+        cem_noise_color(w->noise, (int64_t)(j1 - s0) * A, H, p->color);
+    for (int t = 0; t < H; t++) {
+        const float *mu = p->mean + (size_t)t * A, *sd = p->std + (size_t)t * A;
+        for (int j = s0; j < j1; j++) {
+            const float *eps = w->noise + (size_t)(j - s0) * per + t;
+            float *a = p->act + ((size_t)t * cap + j) * A;
+            for (int d = 0; d < A; d++) {
+                float v = mu[d] + sd[d] * eps[(size_t)d * H];
+                v = v < p->lo[d] ? p->lo[d] : v;
+                a[d] = v > p->hi[d] ? p->hi[d] : v;
+            }
+        }
+    }
+}
+
+/* Imagines rows [j0, j1) over the horizon and writes their returns. Returns false when the
+ * stop time passed (the iteration is abandoned). */
+static bool rollout_block(cem_planner_t *p, cem_worker_t *w, int j0, int j1)
+{
+    const rssm_model_t *m = p->m;
+    const int D = p->D, S = p->S, A = p->A, H = p->H, n = j1 - j0;
+    float *h = w->h[0], *hn = w->h[1], *z = w->z;
+    for (int i = 0; i < n; i++) {
+        memcpy(h + (size_t)i * D, p->h0, sizeof(float) * D);
+        memcpy(z + (size_t)i * S, p->z0, sizeof(float) * S);
+    }
+    float *ret = p->ret + j0;
+    memset(ret, 0, sizeof(float) * n);
+    for (int t = 0; t < H; t++) {
+        const float *a = p->act + ((size_t)t * p->cap + j0) * A;
+        rssm_imagine_batch(m, n, h, z, a, hn, w->pm, w->ps, w->ws);
+        if (p->cfg.sample_latent) {
+            uint64_t key = cem_rng_key(p->job.seed, (uint64_t)p->job.iter, CEM_RNG_LATENT,
+                                       (uint64_t)t);
+            cem_rng_normals(z, (int64_t)n * S, key, (uint64_t)j0 * (uint64_t)S);
+            for (size_t k = 0; k < (size_t)n * S; k++)
+                z[k] = w->pm[k] + w->ps[k] * z[k];
+        } else {
+            memcpy(z, w->pm, sizeof(float) * (size_t)n * S);
+        }
+        rssm_reward_batch(m, n, hn, z, w->r, w->ws);
+        for (int i = 0; i < n; i++)
+            ret[i] += w->r[i];
+        float *tmp = h;
+        h = hn;
+        hn = tmp;
+        if (p->job.has_stop && (atomic_load_explicit(&p->job.abort, memory_order_relaxed) ||
+                                ts_reached(&p->job.stop)))
+            return false;
+    }
+    if (p->use_value) {
+        rssm_value_batch(m, n, h, z, w->r, w->ws);
+        for (int i = 0; i < n; i++)
+            ret[i] += p->discount_h * w->r[i];
+    }
+    for (int i = 0; i < n; i++)
+        if (!isfinite(ret[i]))
+            ret[i] = isnan(ret[i]) || ret[i] < 0 ? -FLT_MAX : FLT_MAX;
+    return true;
+}
+
+static void iteration_job(void *arg, int ith, int nth)
+{
+    (void)nth;
+    cem_planner_t *p = arg;
+    cem_worker_t *w = &p->workers[ith];
+    for (;;) {
+        int b = atomic_fetch_add_explicit(&p->job.next, 1, memory_order_relaxed);
+        if (b >= p->job.nblocks || atomic_load_explicit(&p->job.abort, memory_order_relaxed))
+            return;
+        int j0 = b * p->job.block;
+        int j1 = j0 + p->job.block < p->job.n ? j0 + p->job.block : p->job.n;
+        sample_block(p, w, j0, j1);
+        if (!rollout_block(p, w, j0, j1)) {
+            atomic_store_explicit(&p->job.abort, true, memory_order_relaxed);
+            return;
+        }
+    }
+}
+
+/* Splits n candidates into blocks: at most max_block rows each and a multiple of the team
+ * size in number, so every member gets the same share. */
+static void plan_blocks(cem_planner_t *p, int n)
+{
+    int nth = p->cfg.threads;
+    int nb = (n + p->max_block - 1) / p->max_block;
+    nb = (nb + nth - 1) / nth * nth;
+    int block = (n + nb - 1) / nb;
+    p->job.block = block;
+    p->job.nblocks = (n + block - 1) / block;
+}
+
+/* Runs one iteration; returns false when it was abandoned at the stop time. */
+static bool run_iteration(cem_planner_t *p, int iter, int n, int kept)
+{
+    p->job.iter = iter;
+    p->job.n = n;
+    p->job.kept = kept;
+    plan_blocks(p, n);
+    atomic_store_explicit(&p->job.next, 0, memory_order_relaxed);
+    atomic_store_explicit(&p->job.abort, false, memory_order_relaxed);
+    cem_team_run(p->team, iteration_job, p);
+    return !atomic_load_explicit(&p->job.abort, memory_order_relaxed);
+}
+
+/* Refit after a completed iteration of n candidates; fills p->idx (best first). */
+static void refit(cem_planner_t *p, int n)
+{
+    const int H = p->H, A = p->A, K = p->cfg.top_k;
+    int nsel = K > p->nkeep ? K : p->nkeep;
+    cem_top_k(p->ret, n, nsel, p->idx);
+    if (p->cfg.mppi)
+        cem_refit_weighted(p->act, p->cap, H, A, p->ret, n, (float)p->cfg.mppi_temperature,
+                           p->w, p->mean, p->std);
+    else
+        cem_refit_elites(p->act, p->cap, H, A, p->idx, K, p->mean, p->std);
+    for (int t = 0; t < H; t++)
+        for (int d = 0; d < A; d++) {
+            float floor_sd = p->cfg.min_std * p->half[d];
+            float *sd = &p->std[t * A + d];
+            *sd = *sd < floor_sd ? floor_sd : *sd;
+        }
+    for (int e = 0; e < p->nkeep; e++)
+        for (int t = 0; t < H; t++)
+            memcpy(p->elite + ((size_t)e * H + t) * A,
+                   p->act + ((size_t)t * p->cap + p->idx[e]) * A, sizeof(float) * A);
+}
+
+static void update_cost(cem_planner_t *p, double elapsed, int n)
+{
+    double c = elapsed / n;
+    if (p->cand_cost_s <= 0.0)
+        p->cand_cost_s = c;
+    else if (c > p->cand_cost_s) /* react fast to slow-downs, slowly to speed-ups */
+        p->cand_cost_s = 0.5 * p->cand_cost_s + 0.5 * c;
+    else
+        p->cand_cost_s = 0.9 * p->cand_cost_s + 0.1 * c;
+}
+
+/* Warm start (or the middle of the bounds) into p->mean; std = init_std * half range. */
+static void init_distribution(cem_planner_t *p, const cem_plan_state_t *s)
+{
+    const int H = p->H, A = p->A;
+    int fresh = s->valid ? H - s->stale_tail : 0;
+    for (int t = 0; t < H; t++)
+        for (int d = 0; d < A; d++) {
+            float v = t < fresh ? s->mean[t * A + d] : p->mid[d];
+            v = isfinite(v) ? v : p->mid[d];
+            v = v < p->lo[d] ? p->lo[d] : v > p->hi[d] ? p->hi[d] : v;
+            p->mean[t * A + d] = v;
+            p->std[t * A + d] = p->cfg.init_std * p->half[d];
+        }
+}
+
+static bool finite_all(const float *x, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return false;
+    return true;
+}
+
+int cem_plan(cem_planner_t *p, const float *h, const float *z, cem_plan_state_t *state,
+             uint64_t seed, const struct timespec *deadline, cem_result_t *res)
+{
+    if (!p || !h || !z || !state || !state->mean || !res || !res->action)
+        return -EINVAL;
+    if (state->horizon != p->H || state->action_dim != p->A)
+        return -EINVAL;
+    if (!finite_all(h, p->D) || !finite_all(z, p->S))
+        return -EDOM;
+    if (deadline && (deadline->tv_nsec < 0 || deadline->tv_nsec >= 1000000000L))
+        return -EINVAL;
+    const cem_config_t *c = &p->cfg;
+    const double start = now_sec();
+    const double dl = deadline ? ts_sec(deadline) : INFINITY;
+    const double soft = dl - c->margin_s;
+    memcpy(p->h0, h, sizeof(float) * p->D);
+    memcpy(p->z0, z, sizeof(float) * p->S);
+    init_distribution(p, state);
+    p->job.seed = seed;
+    p->job.has_stop = deadline != NULL;
+    if (deadline)
+        p->job.stop = ts_from(dl - 0.5 * c->margin_s);
+
+    int done = 0, total = 0;
+    bool cut = false;
+    float best = -FLT_MAX;
+    for (int i = 0; i < c->iterations; i++) {
+        int kept = i > 0 ? p->nkeep : 0;
+        int n = population(c, i) + kept;
+        double t0 = now_sec();
+        if (deadline && t0 + 1.1 * p->cand_cost_s * n > soft) {
+            cut = true;
+            break;
+        }
+        if (!run_iteration(p, i, n, kept)) {
+            cut = true;
+            p->stats.aborted++;
+            break;
+        }
+        update_cost(p, now_sec() - t0, n);
+        refit(p, n);
+        best = p->ret[p->idx[0]];
+        done++;
+        total += n;
+    }
+
+    const int A = p->A;
+    res->iterations = done;
+    res->candidates = total;
+    res->deadline_cut = cut;
+    res->fallback = done == 0;
+    if (done == 0) {
+        /* the warm start's first action, or the middle of the bounds (init_distribution
+         * already clipped it); the caller's state is left as it was */
+        memcpy(res->action, p->mean, sizeof(float) * A);
+        res->predicted_return = NAN;
+    } else {
+        for (int d = 0; d < A; d++) {
+            float v = p->mean[d];
+            res->action[d] = v < p->lo[d] ? p->lo[d] : v > p->hi[d] ? p->hi[d] : v;
+        }
+        res->predicted_return = best;
+        memcpy(state->mean, p->mean, sizeof(float) * (size_t)p->H * A);
+        state->valid = true;
+        state->stale_tail = 0;
+    }
+    double end = now_sec();
+    res->plan_s = end - start;
+    res->iteration_s = p->cand_cost_s * c->candidates;
+    res->overrun = end > dl;
+    p->stats.plans++;
+    p->stats.iterations += (uint64_t)done;
+    p->stats.candidates += (uint64_t)total;
+    p->stats.deadline_cuts += cut;
+    p->stats.fallbacks += done == 0;
+    if (res->overrun) {
+        p->stats.overruns++;
+        if (end - dl > p->stats.max_overrun_s)
+            p->stats.max_overrun_s = end - dl;
+    }
+    return 0;
+}
+
+/* ---- create / destroy ---- */
+
+static size_t up(size_t floats)
+{
+    return (floats + ALIGN / sizeof(float) - 1) / (ALIGN / sizeof(float)) *
+           (ALIGN / sizeof(float));
+}
+
+/* Carves n floats out of *cur (one aligned allocation for many arrays). */
+static float *take(float **cur, size_t n)
+{
+    float *r = *cur;
+    *cur += up(n);
+    return r;
+}
+
+static int worker_init(cem_worker_t *w, const cem_planner_t *p, int rows)
+{
+    const size_t B = (size_t)rows;
+    size_t total = 2 * up(B * p->D) + 3 * up(B * p->S) + up(B) +
+                   up(B * p->A * p->H) + up(rssm_batch_workspace(p->m, rows));
+    w->mem = aligned_alloc(ALIGN, total * sizeof(float));
+    if (!w->mem)
+        return -ENOMEM;
+    memset(w->mem, 0, total * sizeof(float));
+    float *cur = w->mem;
+    w->h[0] = take(&cur, B * p->D);
+    w->h[1] = take(&cur, B * p->D);
+    w->z = take(&cur, B * p->S);
+    w->pm = take(&cur, B * p->S);
+    w->ps = take(&cur, B * p->S);
+    w->r = take(&cur, B);
+    w->noise = take(&cur, B * p->A * p->H);
+    w->ws = take(&cur, rssm_batch_workspace(p->m, rows));
+    return 0;
+}
+
+/* Runs two undisturbed iterations from a zero belief: measures the cost per candidate for
+ * the first deadline decision and makes OpenBLAS set up its per-thread buffers now. */
+static void calibrate(cem_planner_t *p)
+{
+    memset(p->h0, 0, sizeof(float) * p->D);
+    memset(p->z0, 0, sizeof(float) * p->S);
+    cem_plan_state_t none = {.horizon = p->H, .action_dim = p->A, .valid = false};
+    init_distribution(p, &none);
+    p->job.seed = 0;
+    p->job.has_stop = false;
+    for (int i = 0; i < 2; i++) { /* the second run is warm: its time is kept */
+        double t0 = now_sec();
+        run_iteration(p, 0, p->cfg.candidates, 0);
+        p->cand_cost_s = (now_sec() - t0) / p->cfg.candidates;
+    }
+}
+
+int cem_create(const rssm_model_t *m, const cem_config_t *cfg, cem_planner_t **out,
+               char *err, size_t errlen)
+{
+    if (!out) {
+        set_err(err, errlen, "no output pointer");
+        return -EINVAL;
+    }
+    *out = NULL;
+    if (!m) {
+        set_err(err, errlen, "no model");
+        return -EINVAL;
+    }
+    cem_config_t c;
+    if (cfg)
+        c = *cfg;
+    else
+        cem_config_default(&c);
+    int rc = cem_config_validate(&c, err, errlen);
+    if (rc)
+        return rc;
+    const rssm_info_t *info = rssm_info(m);
+    if (c.use_value && !info->has_value) {
+        set_err(err, errlen, "use_value is set but the model has no value head");
+        return -EINVAL;
+    }
+    cem_planner_t *p = calloc(1, sizeof *p);
+    if (!p) {
+        set_err(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    p->m = m;
+    p->cfg = c;
+    p->D = info->dims.deter;
+    p->S = info->dims.stoch;
+    p->A = info->dims.action;
+    p->H = c.horizon;
+    p->nkeep = (int)lround(c.keep_elites * c.top_k);
+    p->cap = c.candidates + p->nkeep;
+    p->use_value = c.use_value;
+    p->discount_h = (float)pow(info->discount, c.horizon);
+    const int H = p->H, A = p->A;
+
+    /* rows per block: activations of one row are about hidden + 8 deter + 3 stoch floats */
+    size_t row = (size_t)info->dims.hidden + 8 * (size_t)p->D + 3 * (size_t)p->S +
+                 (size_t)A * H;
+    int mb = (int)(BLOCK_BYTES / (row * sizeof(float)));
+    mb = mb < MIN_BLOCK ? MIN_BLOCK : mb;
+    p->max_block = mb;
+    int per_member = (p->cap + c.threads - 1) / c.threads;
+    int rows = per_member < mb ? per_member : mb;
+
+    int nsel = c.top_k > p->nkeep ? c.top_k : p->nkeep;
+    size_t total = up((size_t)H * p->cap * A) + 2 * up((size_t)p->cap) + up((size_t)nsel) +
+                   2 * up((size_t)H * A) + up((size_t)p->nkeep * H * A) +
+                   (c.noise_beta > 0.0 ? up((size_t)H * H) : 0) + 4 * up((size_t)A) +
+                   up((size_t)p->D) + up((size_t)p->S);
+    p->mem = aligned_alloc(ALIGN, total * sizeof(float));
+    p->workers = calloc((size_t)c.threads, sizeof *p->workers);
+    if (!p->mem || !p->workers) {
+        rc = -ENOMEM;
+        set_err(err, errlen, "out of memory");
+        goto fail;
+    }
+    memset(p->mem, 0, total * sizeof(float));
+    float *cur = p->mem;
+    p->act = take(&cur, (size_t)H * p->cap * A);
+    p->ret = take(&cur, (size_t)p->cap);
+    p->w = take(&cur, (size_t)p->cap);
+    p->idx = (int *)take(&cur, (size_t)nsel);
+    p->mean = take(&cur, (size_t)H * A);
+    p->std = take(&cur, (size_t)H * A);
+    p->elite = take(&cur, (size_t)p->nkeep * H * A);
+    if (c.noise_beta > 0.0) {
+        p->color = take(&cur, (size_t)H * H);
+        cem_noise_filter(p->color, H, (float)c.noise_beta);
+    }
+    p->lo = take(&cur, (size_t)A);
+    p->hi = take(&cur, (size_t)A);
+    p->mid = take(&cur, (size_t)A);
+    p->half = take(&cur, (size_t)A);
+    p->h0 = take(&cur, (size_t)p->D);
+    p->z0 = take(&cur, (size_t)p->S);
+    for (int d = 0; d < A; d++) {
+        p->lo[d] = info->action_low[d];
+        p->hi[d] = info->action_high[d];
+        p->mid[d] = 0.5f * (p->lo[d] + p->hi[d]);
+        p->half[d] = 0.5f * (p->hi[d] - p->lo[d]);
+    }
+    for (int i = 0; i < c.threads; i++) {
+        rc = worker_init(&p->workers[i], p, rows);
+        if (rc) {
+            set_err(err, errlen, "out of memory");
+            goto fail;
+        }
+    }
+    /* Parallelism comes from the team: OpenBLAS must run each call on the calling thread,
+     * otherwise its own pool would serialise the members' calls and oversubscribe. This
+     * is a process-wide setting. */
+    openblas_set_num_threads(1);
+    rc = cem_team_create(c.threads, NULL, NULL, &p->team);
+    if (rc) {
+        set_err(err, errlen, "cannot start %d planner threads: %s", c.threads - 1,
+                strerror(-rc));
+        goto fail;
+    }
+    calibrate(p);
+    *out = p;
+    return 0;
+fail:
+    cem_destroy(p);
+    return rc;
+}
+
+void cem_destroy(cem_planner_t *p)
+{
+    if (!p)
+        return;
+    cem_team_destroy(p->team);
+    if (p->workers)
+        for (int i = 0; i < p->cfg.threads; i++)
+            free(p->workers[i].mem);
+    free(p->workers);
+    free(p->mem);
+    free(p);
+}
+
+const cem_config_t *cem_get_config(const cem_planner_t *p)
+{
+    return &p->cfg;
+}
+
+const rssm_model_t *cem_model(const cem_planner_t *p)
+{
+    return p->m;
+}
+
+void cem_get_stats(const cem_planner_t *p, cem_stats_t *out)
+{
+    *out = p->stats;
+}

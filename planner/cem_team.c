@@ -1,0 +1,176 @@
+/*
+ * cem_team.c: the planner's fixed worker team (see cem_team.h).
+ *
+ * A job is published by bumping a generation counter; each worker runs its share and
+ * decrements `pending`, the last one wakes the caller. Both sides spin for a short while
+ * before sleeping: within a plan the next iteration starts a few microseconds after the
+ * previous one ends, and a futex round trip would cost more than the work on small models.
+ */
+#include "cem_team.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+
+#define SPIN_ITERS 2000
+
+typedef struct member {
+    struct cem_team *team;
+    int ith;
+} member_t;
+
+struct cem_team {
+    int nth;
+    int started;           /* threads actually running (for a partial create) */
+    pthread_t *threads;    /* [nth - 1] */
+    member_t *members;     /* [nth - 1] */
+    pthread_mutex_t mu;
+    pthread_cond_t wake;   /* workers wait here for a new generation */
+    pthread_cond_t done;   /* the caller waits here for pending == 0 */
+    atomic_uint gen;
+    atomic_int pending;
+    atomic_bool stop;
+    cem_team_fn fn;
+    void *arg;
+    void (*init)(void *, int);
+    void *init_arg;
+};
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+static unsigned wait_generation(struct cem_team *t, unsigned seen)
+{
+    unsigned g;
+    for (int i = 0; i < SPIN_ITERS; i++) {
+        g = atomic_load_explicit(&t->gen, memory_order_acquire);
+        if (g != seen)
+            return g;
+        cpu_relax();
+    }
+    pthread_mutex_lock(&t->mu);
+    while ((g = atomic_load_explicit(&t->gen, memory_order_acquire)) == seen)
+        pthread_cond_wait(&t->wake, &t->mu);
+    pthread_mutex_unlock(&t->mu);
+    return g;
+}
+
+static void *worker(void *p)
+{
+    member_t *me = p;
+    struct cem_team *t = me->team;
+    if (t->init)
+        t->init(t->init_arg, me->ith);
+    unsigned seen = 0;
+    for (;;) {
+        seen = wait_generation(t, seen);
+        if (atomic_load_explicit(&t->stop, memory_order_acquire))
+            break;
+        t->fn(t->arg, me->ith, t->nth);
+        if (atomic_fetch_sub_explicit(&t->pending, 1, memory_order_acq_rel) == 1) {
+            pthread_mutex_lock(&t->mu);
+            pthread_cond_signal(&t->done);
+            pthread_mutex_unlock(&t->mu);
+        }
+    }
+    return NULL;
+}
+
+static void publish(struct cem_team *t)
+{
+    pthread_mutex_lock(&t->mu);
+    atomic_fetch_add_explicit(&t->gen, 1, memory_order_release);
+    pthread_cond_broadcast(&t->wake);
+    pthread_mutex_unlock(&t->mu);
+}
+
+int cem_team_create(int nth, void (*init)(void *, int), void *init_arg, cem_team_t **out)
+{
+    if (!out || nth < 1)
+        return -EINVAL;
+    *out = NULL;
+    struct cem_team *t = calloc(1, sizeof *t);
+    if (!t)
+        return -ENOMEM;
+    t->nth = nth;
+    t->init = init;
+    t->init_arg = init_arg;
+    atomic_init(&t->gen, 0);
+    atomic_init(&t->pending, 0);
+    atomic_init(&t->stop, false);
+    pthread_mutex_init(&t->mu, NULL);
+    pthread_cond_init(&t->wake, NULL);
+    pthread_cond_init(&t->done, NULL);
+    int rc = 0;
+    if (nth > 1) {
+        t->threads = calloc((size_t)nth - 1, sizeof *t->threads);
+        t->members = calloc((size_t)nth - 1, sizeof *t->members);
+        if (!t->threads || !t->members) {
+            rc = -ENOMEM;
+            goto fail;
+        }
+        for (int i = 0; i < nth - 1; i++) {
+            t->members[i] = (member_t){t, i + 1};
+            int e = pthread_create(&t->threads[i], NULL, worker, &t->members[i]);
+            if (e) {
+                rc = -e;
+                goto fail;
+            }
+            t->started++;
+        }
+    }
+    *out = t;
+    return 0;
+fail:
+    cem_team_destroy(t);
+    return rc;
+}
+
+void cem_team_destroy(cem_team_t *t)
+{
+    if (!t)
+        return;
+    atomic_store_explicit(&t->stop, true, memory_order_release);
+    publish(t);
+    for (int i = 0; i < t->started; i++)
+        pthread_join(t->threads[i], NULL);
+    pthread_cond_destroy(&t->done);
+    pthread_cond_destroy(&t->wake);
+    pthread_mutex_destroy(&t->mu);
+    free(t->members);
+    free(t->threads);
+    free(t);
+}
+
+int cem_team_size(const cem_team_t *t)
+{
+    return t->nth;
+}
+
+void cem_team_run(cem_team_t *t, cem_team_fn fn, void *arg)
+{
+    if (t->nth == 1) {
+        fn(arg, 0, 1);
+        return;
+    }
+    t->fn = fn;
+    t->arg = arg;
+    atomic_store_explicit(&t->pending, t->nth - 1, memory_order_relaxed);
+    publish(t);
+    fn(arg, 0, t->nth);
+    for (int i = 0; i < SPIN_ITERS; i++) {
+        if (atomic_load_explicit(&t->pending, memory_order_acquire) == 0)
+            return;
+        cpu_relax();
+    }
+    pthread_mutex_lock(&t->mu);
+    while (atomic_load_explicit(&t->pending, memory_order_acquire) != 0)
+        pthread_cond_wait(&t->done, &t->mu);
+    pthread_mutex_unlock(&t->mu);
+}
