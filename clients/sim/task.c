@@ -6,11 +6,12 @@
 #include <stdio.h>
 #include <string.h>
 
-extern const sim_task_t sim_task_cartpole_swingup, sim_task_cartpole_balance;
-
+extern const sim_task_t sim_task_cartpole_swingup, sim_task_cartpole_balance,
+    sim_task_pendulum_swingup, sim_task_reacher_easy, sim_task_cheetah_run;
 
 const sim_task_t *const sim_tasks[] = {
-    &sim_task_cartpole_swingup, &sim_task_cartpole_balance, NULL,
+    &sim_task_cartpole_swingup, &sim_task_cartpole_balance, &sim_task_pendulum_swingup,
+    &sim_task_reacher_easy,     &sim_task_cheetah_run,      NULL,
 };
 
 const sim_task_t *sim_task_find(const char *name)
