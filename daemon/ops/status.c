@@ -251,7 +251,12 @@ static const char *prom_float(char buf[static 40], double v)
         return "NaN";
     if (isinf(v))
         return v > 0 ? "+Inf" : "-Inf";
-    snprintf(buf, 40, "%.17g", v);
+    /* the shortest of %.15g..%.17g that reads back exactly: le="0.015", not 0.01499.. */
+    for (int prec = 15; prec <= 17; prec++) {
+        snprintf(buf, 40, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v)
+            break;
+    }
     return buf;
 }
 
