@@ -2,7 +2,8 @@
  * cem_noise.c: the colored-noise filter of iCEM (see cem_noise.h).
  *
  * Column c of the filter is one Fourier basis function: c = 0 the constant, then cos and
- * sin pairs of frequencies k = 1, 2, ... (k / H cycles per step), and for even H the
+ * sin pairs of frequencies k = 1, 2, ... (k / H cycles per step, weighted sqrt(2) like the
+ * two halves of a real DFT, so beta = 0 gives exactly white noise), and for even H the
  * Nyquist cosine. With unit-variance white inputs the variance of step t is the squared
  * norm of row t; it is the same for every t (cos^2 + sin^2 = 1, cos^2(pi t) = 1), and each
  * row is scaled to norm 1.
@@ -23,9 +24,14 @@ void cem_noise_filter(float *filter, int H, float beta)
     amp[col] = a1, freq[col] = 0, is_sin[col] = 0, col++;
     for (int k = 1; col < H; k++) {
         double a = pow((double)k / H, -0.5 * beta);
-        amp[col] = a, freq[col] = k, is_sin[col] = 0, col++;
-        if (col < H && 2 * k != H)
-            amp[col] = a, freq[col] = k, is_sin[col] = 1, col++;
+        if (2 * k == H) { /* Nyquist: a real term alone */
+            amp[col] = a, freq[col] = k, is_sin[col] = 0, col++;
+            break;
+        }
+        /* a cos/sin pair carries both halves of +k and -k: sqrt(2) makes beta = 0 white */
+        amp[col] = a * sqrt(2.0), freq[col] = k, is_sin[col] = 0, col++;
+        if (col < H)
+            amp[col] = a * sqrt(2.0), freq[col] = k, is_sin[col] = 1, col++;
     }
     for (int t = 0; t < H; t++) {
         double row = 0.0;

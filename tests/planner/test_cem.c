@@ -201,9 +201,13 @@ static void test_converges_icem(void **state)
     cem_config_t c = small_config(2);
     c.population_decay = 0.7;
     c.keep_elites = 0.3;
-    c.noise_beta = 2.0;
     c.iterations = 10;
-    check_converges(&c, 0.05, 0.15);
+    check_converges(&c, 0.02, 0.05);
+    /* The optimum here steps from 0.8 to 0.3 after the first action, which time-correlated
+     * noise samples poorly: it converges, more slowly. */
+    c.noise_beta = 2.0;
+    c.iterations = 15;
+    check_converges(&c, 0.08, 0.25);
 }
 
 static void test_bounds(void **state)
