@@ -1,0 +1,380 @@
+/*
+ * conn.c: one client connection: read -> frame decoder -> request queue, reply buffers,
+ * idle timeout, close lifecycle (see conn.h).
+ */
+#include "conn.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wire.h"
+
+#define READ_CHUNK 16384
+#define ARENA_MIN 16384
+
+/* libuv asks for a read buffer per read; one per connection is enough because the
+ * decoder consumes every byte before the next read. */
+typedef struct conn_with_rbuf {
+    conn_t c;
+    uint8_t rbuf[READ_CHUNK];
+} conn_with_rbuf_t;
+
+/* ---- protobuf-c arena ---- */
+
+static void *arena_alloc(void *data, size_t size)
+{
+    conn_t *c = data;
+    size_t at = (c->arena_used + 15) & ~(size_t)15;
+    if (at + size > c->arena_cap) {
+        c->arena_used = SIZE_MAX; /* marks exhaustion for conn_unpack */
+        return NULL;
+    }
+    c->arena_used = at + size;
+    return c->arena + at;
+}
+
+static void arena_free(void *data, void *p)
+{
+    (void)data;
+    (void)p; /* reset wholesale before the next unpack */
+}
+
+Mpc__V1__Request *conn_unpack(conn_t *c, const uint8_t *payload, size_t len)
+{
+    for (;;) {
+        c->arena_used = 0;
+        Mpc__V1__Request *r = mpc__v1__request__unpack(&c->alloc, len, payload);
+        if (r) {
+            if (r->body_case == MPC__V1__REQUEST__BODY__NOT_SET)
+                return NULL;
+            return r;
+        }
+        if (c->arena_used != SIZE_MAX)
+            return NULL; /* the bytes are bad, not the arena small */
+        /* Unpacked messages are at most a few times their wire size; grow and retry. */
+        size_t cap = c->arena_cap * 2;
+        if (cap > 8 * len + (1u << 20))
+            return NULL;
+        uint8_t *a = realloc(c->arena, cap);
+        if (!a)
+            return NULL;
+        c->arena = a;
+        c->arena_cap = cap;
+    }
+}
+
+/* ---- queue ---- */
+
+static int on_frame(void *ctx, const uint8_t *payload, size_t len)
+{
+    conn_t *c = ctx;
+    if (c->nent == c->ents_cap) {
+        c->arena_used = 0;
+        /* Answered right away; the unpack only finds the id to echo. */
+        Mpc__V1__Request *r = mpc__v1__request__unpack(&c->alloc, len, payload);
+        conn_send_error(c, r ? r->id : 0, MPC__V1__ERROR__CODE__OVERLOADED,
+                        "more than %d requests queued on this connection", c->ents_cap);
+        server_conn_overflow(c->srv, c);
+        return 0;
+    }
+    if (c->qlen + len > c->qcap) {
+        size_t cap = c->qcap ? c->qcap : 4096;
+        while (cap < c->qlen + len)
+            cap *= 2;
+        uint8_t *q = realloc(c->qbuf, cap);
+        if (!q)
+            return -1;
+        c->qbuf = q;
+        c->qcap = cap;
+    }
+    memcpy(c->qbuf + c->qlen, payload, len);
+    conn_entry_t *e = &c->ents[(c->ent_head + c->nent) % c->ents_cap];
+    e->off = c->qlen;
+    e->len = len;
+    clock_gettime(CLOCK_MONOTONIC, &e->t_read);
+    c->qlen += len;
+    c->nent++;
+    return 0;
+}
+
+bool conn_peek(conn_t *c, const uint8_t **payload, size_t *len, struct timespec *t_read)
+{
+    if (!c->nent)
+        return false;
+    const conn_entry_t *e = &c->ents[c->ent_head];
+    *payload = c->qbuf + e->off;
+    *len = e->len;
+    *t_read = e->t_read;
+    return true;
+}
+
+void conn_pop(conn_t *c)
+{
+    if (!c->nent)
+        return;
+    c->ent_head = (c->ent_head + 1) % c->ents_cap;
+    c->nent--;
+    if (!c->nent) {
+        c->qlen = 0;
+        return;
+    }
+    /* Pipelining clients may never let the queue run empty: slide the bytes down once
+     * the consumed prefix is at least half of the buffer, so it cannot grow forever. */
+    size_t off = c->ents[c->ent_head].off;
+    if (off * 2 < c->qlen)
+        return;
+    memmove(c->qbuf, c->qbuf + off, c->qlen - off);
+    c->qlen -= off;
+    for (int i = 0; i < c->nent; i++)
+        c->ents[(c->ent_head + i) % c->ents_cap].off -= off;
+}
+
+int conn_queued(const conn_t *c)
+{
+    return c->nent;
+}
+
+/* ---- writing ---- */
+
+static void kick_write(conn_t *c);
+
+static void on_write(uv_write_t *req, int status)
+{
+    conn_t *c = req->data;
+    c->writing = false;
+    c->out[!c->filling].len = 0;
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    kick_write(c);
+    if (!c->writing && c->close_when_flushed)
+        conn_close(c);
+    else
+        server_conn_readable(c->srv, c);
+}
+
+static void kick_write(conn_t *c)
+{
+    if (c->writing || c->closing || !c->out[c->filling].len)
+        return;
+    conn_out_t *o = &c->out[c->filling];
+    c->filling = !c->filling;
+    uv_buf_t b = uv_buf_init((char *)o->buf, (unsigned)o->len);
+    c->wreq.data = c;
+    int rc = uv_write(&c->wreq, &c->h.stream, &b, 1, on_write);
+    if (rc) {
+        o->len = 0;
+        conn_close(c);
+        return;
+    }
+    c->writing = true;
+}
+
+int conn_send(conn_t *c, const Mpc__V1__Reply *rep)
+{
+    if (c->closing)
+        return 0;
+    conn_out_t *o = &c->out[c->filling];
+    size_t n = wire_reply_frame_size(rep);
+    if (o->len + n > o->cap) {
+        size_t cap = o->cap ? o->cap : 1024;
+        while (cap < o->len + n)
+            cap *= 2;
+        uint8_t *b = realloc(o->buf, cap);
+        if (!b) {
+            conn_close(c);
+            return -ENOMEM;
+        }
+        o->buf = b;
+        o->cap = cap;
+    }
+    o->len += wire_pack_reply(rep, o->buf + o->len);
+    kick_write(c);
+    return 0;
+}
+
+int conn_send_error(conn_t *c, uint64_t id, Mpc__V1__Error__Code code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    Mpc__V1__Reply rep = MPC__V1__REPLY__INIT;
+    Mpc__V1__Error e = MPC__V1__ERROR__INIT;
+    e.code = code;
+    e.message = msg;
+    rep.id = id;
+    rep.body_case = MPC__V1__REPLY__BODY_ERROR;
+    rep.error = &e;
+    return conn_send(c, &rep);
+}
+
+/* ---- reading ---- */
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)suggested;
+    conn_with_rbuf_t *cw = h->data;
+    *buf = uv_buf_init((char *)cw->rbuf, READ_CHUNK);
+}
+
+static void restart_idle(conn_t *c)
+{
+    double t = server_idle_timeout_s(c->srv);
+    if (t > 0 && !c->closing)
+        uv_timer_again(&c->idle);
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+    conn_t *c = stream->data;
+    (void)buf;
+    if (nread == 0)
+        return;
+    if (nread < 0) {
+        /* EOF or error: the client is gone; an in-flight step finishes and is dropped. */
+        conn_close(c);
+        return;
+    }
+    restart_idle(c);
+    int rc = frame_decoder_feed(c->dec, (const uint8_t *)buf->base, (size_t)nread, on_frame, c);
+    if (rc) {
+        conn_stop_reading(c);
+        server_conn_fatal(c->srv, c, rc);
+    }
+    server_conn_readable(c->srv, c);
+}
+
+void conn_stop_reading(conn_t *c)
+{
+    if (c->reading && !c->closing)
+        uv_read_stop(&c->h.stream);
+    c->reading = false;
+}
+
+static void on_idle(uv_timer_t *t)
+{
+    conn_t *c = t->data;
+    if (c->busy || c->nent || c->writing) {
+        restart_idle(c); /* slow work is not idleness */
+        return;
+    }
+    conn_close(c);
+}
+
+/* ---- lifecycle ---- */
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    conn_t *c = h->data;
+    if (--c->handles == 0)
+        server_conn_closed(c->srv, c);
+}
+
+static void free_conn(conn_t *c)
+{
+    frame_decoder_destroy(c->dec);
+    session_destroy(c->session);
+    free(c->qbuf);
+    free(c->ents);
+    free(c->out[0].buf);
+    free(c->out[1].buf);
+    free(c->arena);
+    free((conn_with_rbuf_t *)c);
+}
+
+int conn_accept(struct server *srv, uv_stream_t *listener, bool is_pipe, size_t max_frame,
+                int max_queued, conn_t **out)
+{
+    conn_with_rbuf_t *cw = calloc(1, sizeof *cw);
+    conn_t *c = &cw->c;
+    int rc;
+    *out = NULL;
+    if (!cw)
+        return UV_ENOMEM;
+    c->srv = srv;
+    c->ents_cap = max_queued;
+    c->arena_cap = ARENA_MIN;
+    c->alloc = (ProtobufCAllocator){arena_alloc, arena_free, c};
+    if (!(c->ents = calloc((size_t)max_queued, sizeof *c->ents)) ||
+        !(c->arena = malloc(c->arena_cap)) || frame_decoder_create(max_frame, &c->dec)) {
+        free_conn(c);
+        return UV_ENOMEM;
+    }
+    if (is_pipe)
+        uv_pipe_init(listener->loop, &c->h.pipe, 0);
+    else
+        uv_tcp_init(listener->loop, &c->h.tcp);
+    c->h.handle.data = cw;
+    c->handles = 1;
+    uv_timer_init(listener->loop, &c->idle);
+    c->idle.data = c;
+    c->handles++;
+    clock_gettime(CLOCK_MONOTONIC, &c->t_open);
+    if ((rc = uv_accept(listener, &c->h.stream))) {
+        conn_close(c);
+        return rc;
+    }
+    /* Replies are small and latency matters more than packet count. */
+    if (!is_pipe)
+        uv_tcp_nodelay(&c->h.tcp, 1);
+    snprintf(c->peer, sizeof c->peer, "unix");
+    if (!is_pipe) {
+        struct sockaddr_storage ss;
+        int len = sizeof ss;
+        char host[INET6_ADDRSTRLEN] = "?";
+        if (!uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len)) {
+            if (ss.ss_family == AF_INET6) {
+                uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof host);
+                snprintf(c->peer, sizeof c->peer, "[%s]:%d", host,
+                         ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+            } else {
+                uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof host);
+                snprintf(c->peer, sizeof c->peer, "%s:%d", host,
+                         ntohs(((struct sockaddr_in *)&ss)->sin_port));
+            }
+        }
+    }
+    /* The stream's data points at the wrapper (for on_alloc); on_read needs the conn,
+     * which is the wrapper's first member. */
+    if ((rc = uv_read_start(&c->h.stream, on_alloc, on_read))) {
+        conn_close(c);
+        return rc;
+    }
+    c->reading = true;
+    double t = server_idle_timeout_s(srv);
+    if (t > 0) {
+        uint64_t ms = (uint64_t)(t * 1000);
+        uv_timer_start(&c->idle, on_idle, ms, ms);
+    }
+    *out = c;
+    return 0;
+}
+
+bool conn_idle(const conn_t *c)
+{
+    return !c->busy && !c->nent && !c->writing && !c->out[c->filling].len;
+}
+
+void conn_close(conn_t *c)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    c->reading = false;
+    uv_close(&c->h.handle, on_handle_closed);
+    uv_close((uv_handle_t *)&c->idle, on_handle_closed);
+}
+
+bool conn_maybe_free(conn_t *c)
+{
+    if (!c->closing || c->handles || c->step.job.queued || c->reload)
+        return false;
+    free_conn(c);
+    return true;
+}

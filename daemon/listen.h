@@ -1,0 +1,60 @@
+/*
+ * listen.h: the daemon's protocol listeners: address parsing, TCP/Unix binding on libuv,
+ * and systemd socket activation.
+ *
+ * Addresses are "tcp://HOST:PORT" (IPv4, a host name, or IPv6 in brackets:
+ * tcp://[::1]:7070) and "unix:PATH" (unix://PATH is accepted too). A stale Unix socket
+ * file left by a crashed daemon is replaced; any other file at that path is an error.
+ */
+#ifndef MPCD_LISTEN_H
+#define MPCD_LISTEN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/un.h>
+#include <uv.h>
+
+typedef enum { LISTEN_TCP, LISTEN_UNIX } listen_kind_t;
+
+typedef struct listen_addr {
+    listen_kind_t kind;
+    char host[256]; /* TCP, without brackets */
+    int port;       /* TCP, 0..65535 (0 = pick a free one) */
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+} listen_addr_t;
+
+/* 0 or -EINVAL with a message naming the problem in err. */
+int listen_parse(const char *text, listen_addr_t *out, char *err, size_t errlen);
+
+typedef struct listener {
+    union {
+        uv_handle_t handle;
+        uv_stream_t stream;
+        uv_tcp_t tcp;
+        uv_pipe_t pipe;
+    } h;
+    listen_kind_t kind;
+    char name[300];    /* for logs: "tcp://127.0.0.1:7070", "unix:/run/mpcd.sock" */
+    bool unlink_path;  /* we created the socket file: remove it on close */
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+    void *data;        /* the server's */
+} listener_t;
+
+/* Binds and listens (backlog 128); cb is libuv's connection callback. The listener's
+ * handle is initialised on loop (close it with listen_close). 0 or a negative errno/uv
+ * error with err filled. */
+int listen_open(uv_loop_t *loop, listener_t *l, const listen_addr_t *a, int unix_mode,
+                uv_connection_cb cb, char *err, size_t errlen);
+
+/* Wraps an inherited listening descriptor (socket activation). */
+int listen_open_fd(uv_loop_t *loop, listener_t *l, int fd, uv_connection_cb cb, char *err,
+                   size_t errlen);
+
+/* Descriptors passed by systemd (SD_LISTEN_FDS_START..), or 0 when none / not built with
+ * libsystemd. Fills at most max. */
+int listen_activation_fds(int *fds, int max);
+
+/* Closes the handle (asynchronously) and removes the socket file we created. */
+void listen_close(listener_t *l, uv_close_cb cb);
+
+#endif

@@ -1,0 +1,307 @@
+/*
+ * reload.c: hot-swap. Reload requests (protocol, SIGHUP, file watch) wait in a FIFO and
+ * run one at a time: load + validate + smoke test + per-worker planners on libuv's thread
+ * pool (registry_model_load), then an atomic swap on the loop. Steps keep flowing the
+ * whole time; a step already in flight finishes on the model it started with (its
+ * reference keeps it alive), and every session re-syncs its belief on its next step.
+ * A refused file leaves the old model serving and is reported in the reply, the log,
+ * /status (last_reload_error) and the reload metrics.
+ *
+ * The file watch follows the atomic-rename pattern: it watches the model's directory and
+ * reloads (after a short debounce) when an entry with the model's file name changes, so
+ * `mv new.safetensors model.safetensors` triggers exactly one reload of a complete file.
+ */
+#include <errno.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "notify.h"
+#include "server_priv.h"
+
+#define WATCH_DEBOUNCE_MS 200
+
+static void start_next(server_t *s);
+
+static void watch_start(server_t *s);
+
+int reload_init(server_t *s, char *err, size_t errlen)
+{
+    (void)err;
+    (void)errlen;
+    uv_timer_init(s->loop, &s->reload.debounce);
+    s->reload.debounce.data = s;
+    return 0;
+}
+
+void reload_destroy(server_t *s)
+{
+    reload_req_t *r = s->reload.head;
+    while (r) {
+        reload_req_t *next = r->next;
+        free(r->path);
+        free(r);
+        r = next;
+    }
+    s->reload.head = s->reload.tail = NULL;
+    free(s->reload.path);
+    s->reload.path = NULL;
+}
+
+static void set_path(server_t *s, const char *path)
+{
+    char *p = strdup(path);
+    if (p) {
+        free(s->reload.path);
+        s->reload.path = p;
+    }
+}
+
+int reload_initial(server_t *s, const char *path, char *err, size_t errlen)
+{
+    registry_model_t *m;
+    int rc = registry_model_load(path, &s->cfg->planner, s->nworkers, NULL, &m, err, errlen);
+    mpcd_metrics_reload(s->metrics, rc == 0, rc ? 0 : m->load_s);
+    if (rc)
+        return rc;
+    registry_swap(&s->registry, m);
+    set_path(s, path);
+    const rssm_dims_t *d = &m->info->dims;
+    mpcd_log(MPCD_LOG_NOTICE,
+             "model version %llu: %s (%s; obs %d, action %d, deter %d, stoch %d; "
+             "loaded in %.1f ms)",
+             (unsigned long long)m->version, path, m->info->name, d->obs, d->action,
+             d->deter, d->stoch, m->load_s * 1e3);
+    if (s->cfg->watch)
+        watch_start(s);
+    return 0;
+}
+
+bool reload_request(server_t *s, conn_t *c, uint64_t id, const char *path)
+{
+    reload_req_t *r = calloc(1, sizeof *r);
+    if (!r || (path && *path && !(r->path = strdup(path)))) {
+        free(r);
+        if (c)
+            conn_send_error(c, id, MPC__V1__ERROR__CODE__INTERNAL, "out of memory");
+        return false;
+    }
+    r->conn = c;
+    r->id = id;
+    r->origin = c ? c->peer : "signal";
+    if (s->reload.tail)
+        s->reload.tail->next = r;
+    else
+        s->reload.head = r;
+    s->reload.tail = r;
+    if (c) {
+        c->reload = r;
+        c->busy = true;
+    }
+    start_next(s);
+    return c != NULL;
+}
+
+static void load_work(uv_work_t *w)
+{
+    server_t *s = w->data;
+    s->reload.rc = registry_model_load(s->reload.cur->path, &s->cfg->planner, s->nworkers,
+                                       s->reload.like, &s->reload.result, s->reload.err,
+                                       sizeof s->reload.err);
+}
+
+static void reply(server_t *s, reload_req_t *r, bool ok, double load_s, const char *msg)
+{
+    conn_t *c = r->conn;
+    if (!c)
+        return;
+    Mpc__V1__Reply rep = MPC__V1__REPLY__INIT;
+    Mpc__V1__ReloadReply rr = MPC__V1__RELOAD_REPLY__INIT;
+    rr.ok = ok;
+    rr.model_version = s->registry.version;
+    rr.message = (char *)msg;
+    rr.load_s = load_s;
+    rep.id = r->id;
+    rep.body_case = MPC__V1__REPLY__BODY_RELOAD;
+    rep.reload = &rr;
+    conn_send(c, &rep);
+    mpcd_metrics_request(s->metrics, MPCD_REQ_RELOAD, ok ? MPCD_OUTCOME_OK : MPCD_OUTCOME_ERROR);
+    c->reload = NULL;
+    c->busy = false;
+    server_conn_readable(s, c);
+}
+
+static void notify_ready(server_t *s)
+{
+    char st[256];
+    server_status_line(s, st, sizeof st);
+    mpcd_notify("READY=1");
+    mpcd_notifyf("STATUS=%s", st);
+}
+
+static void load_done(uv_work_t *w, int status)
+{
+    server_t *s = w->data;
+    reload_req_t *r = s->reload.cur;
+    registry_model_t *m = s->reload.result;
+    bool ok = status == 0 && s->reload.rc == 0;
+    s->reload.result = NULL;
+    registry_release(s->reload.like);
+    s->reload.like = NULL;
+    if (ok) {
+        registry_swap(&s->registry, m);
+        set_path(s, r->path);
+        s->reload.last_error[0] = 0;
+        mpcd_metrics_reload(s->metrics, true, m->load_s);
+        mpcd_log(MPCD_LOG_NOTICE, "model version %llu: %s (%s; loaded in %.1f ms; from %s)",
+                 (unsigned long long)m->version, r->path, m->info->name, m->load_s * 1e3,
+                 r->origin);
+        reply(s, r, true, m->load_s, "");
+    } else {
+        if (status)
+            snprintf(s->reload.err, sizeof s->reload.err, "reload cancelled");
+        snprintf(s->reload.last_error, sizeof s->reload.last_error, "%s", s->reload.err);
+        mpcd_metrics_reload(s->metrics, false, 0);
+        mpcd_log(MPCD_LOG_ERR, "reload refused, still serving model version %llu: %s",
+                 (unsigned long long)s->registry.version, s->reload.err);
+        reply(s, r, false, 0, s->reload.err);
+    }
+    free(r->path);
+    free(r);
+    s->reload.cur = NULL;
+    s->reload.running = false;
+    notify_ready(s);
+    start_next(s);
+    server_maybe_finish(s);
+}
+
+static void fail_now(server_t *s, reload_req_t *r, const char *msg)
+{
+    snprintf(s->reload.last_error, sizeof s->reload.last_error, "%s", msg);
+    mpcd_metrics_reload(s->metrics, false, 0);
+    mpcd_log(MPCD_LOG_ERR, "reload refused: %s", msg);
+    reply(s, r, false, 0, msg);
+    free(r->path);
+    free(r);
+}
+
+static void start_next(server_t *s)
+{
+    while (!s->reload.running && s->reload.head) {
+        reload_req_t *r = s->reload.head;
+        s->reload.head = r->next;
+        if (!s->reload.head)
+            s->reload.tail = NULL;
+        if (!r->path) {
+            if (!s->reload.path) {
+                fail_now(s, r, "no model path to reload (give one)");
+                continue;
+            }
+            if (!(r->path = strdup(s->reload.path))) {
+                fail_now(s, r, "out of memory");
+                continue;
+            }
+        }
+        s->reload.running = true;
+        s->reload.cur = r;
+        s->reload.like = registry_acquire(&s->registry);
+        s->reload.work.data = s;
+        mpcd_notify("RELOADING=1");
+        mpcd_log(MPCD_LOG_INFO, "reloading %s (from %s)", r->path, r->origin);
+        int rc = uv_queue_work(s->loop, &s->reload.work, load_work, load_done);
+        if (rc) {
+            s->reload.running = false;
+            s->reload.cur = NULL;
+            registry_release(s->reload.like);
+            s->reload.like = NULL;
+            fail_now(s, r, uv_strerror(rc));
+        }
+    }
+}
+
+/* ---- model reaping: joining planner threads and unmapping is not loop work ---- */
+
+static void reap_work(uv_work_t *w)
+{
+    server_t *s = w->data;
+    registry_reap(&s->registry);
+}
+
+static void reap_done(uv_work_t *w, int status)
+{
+    server_t *s = w->data;
+    (void)status;
+    s->reaping = false;
+    if (registry_dead_count(&s->registry))
+        reload_reap(s);
+    server_maybe_finish(s);
+}
+
+void reload_reap(server_t *s)
+{
+    if (s->reaping)
+        return;
+    s->reaping = true;
+    s->reap_work.data = s;
+    if (uv_queue_work(s->loop, &s->reap_work, reap_work, reap_done)) {
+        s->reaping = false;
+        registry_reap(&s->registry);
+    }
+}
+
+/* ---- file watch ---- */
+
+static void on_debounced(uv_timer_t *t)
+{
+    server_t *s = t->data;
+    mpcd_log(MPCD_LOG_NOTICE, "model file changed: reloading %s", s->reload.path);
+    reload_request(s, NULL, 0, NULL);
+}
+
+static void on_fs_event(uv_fs_event_t *h, const char *filename, int events, int status)
+{
+    server_t *s = h->data;
+    (void)events;
+    if (status < 0 || !filename || !s->reload.path || s->stopping)
+        return;
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", s->reload.path);
+    if (strcmp(filename, basename(tmp)))
+        return;
+    /* A rename shows up as several events; one reload after they settle. */
+    uv_timer_start(&s->reload.debounce, on_debounced, WATCH_DEBOUNCE_MS, 0);
+}
+
+static void watch_start(server_t *s)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", s->reload.path);
+    char *d = dirname(dir);
+    if (!s->reload.watch_inited) {
+        uv_fs_event_init(s->loop, &s->reload.watch);
+        s->reload.watch.data = s;
+        s->reload.watch_inited = true;
+    }
+    int rc = uv_fs_event_start(&s->reload.watch, on_fs_event, d, 0);
+    if (rc) {
+        mpcd_log(MPCD_LOG_WARNING, "cannot watch %s: %s", d, uv_strerror(rc));
+        return;
+    }
+    s->reload.watching = true;
+    mpcd_log(MPCD_LOG_INFO, "watching %s for a new %s", d, s->reload.path);
+}
+
+static void on_closed_quiet(uv_handle_t *h)
+{
+    (void)h;
+}
+
+void reload_stop_watch(server_t *s)
+{
+    if (s->reload.watch_inited && !uv_is_closing((uv_handle_t *)&s->reload.watch))
+        uv_close((uv_handle_t *)&s->reload.watch, on_closed_quiet);
+    if (!uv_is_closing((uv_handle_t *)&s->reload.debounce))
+        uv_close((uv_handle_t *)&s->reload.debounce, on_closed_quiet);
+}

@@ -1,0 +1,627 @@
+/*
+ * server.c: the mpcd event loop: accepts connections, serves each connection's requests
+ * in order (Hello, Step, Reset, Status, Reload), hands steps to the worker pool and
+ * writes their results back, and ties in hot-swap (reload.c), the HTTP status endpoint,
+ * signals, the systemd watchdog and graceful shutdown.
+ *
+ * The loop thread owns sockets, sessions and the current model pointer; a worker owns a
+ * session only while that session's single step is in flight, so session state needs no
+ * locks. The loop does I/O, validation and bookkeeping only; nothing here blocks.
+ */
+#include "server_priv.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "notify.h"
+#include "wire.h"
+
+static double ts_now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+double server_idle_timeout_s(const server_t *s)
+{
+    return s->cfg->idle_timeout_s;
+}
+
+/* ---- replies ---- */
+
+static void send_welcome(conn_t *c, uint64_t id, const registry_model_t *m, double deadline_ms)
+{
+    const rssm_info_t *info = m->info;
+    Mpc__V1__Reply rep = MPC__V1__REPLY__INIT;
+    Mpc__V1__Welcome w = MPC__V1__WELCOME__INIT;
+    w.session_id = c->session->id;
+    w.model_name = (char *)(info->task ? info->task : "");
+    w.model_version = m->version;
+    w.observation_size = (uint32_t)info->dims.obs;
+    w.action_size = (uint32_t)info->dims.action;
+    w.n_action_low = w.n_action_high = (size_t)info->dims.action;
+    w.action_low = (float *)info->action_low;
+    w.action_high = (float *)info->action_high;
+    w.control_period_s = info->control_period_s;
+    w.default_deadline_us = (uint32_t)llround(deadline_ms * 1000.0);
+    rep.id = id;
+    rep.body_case = MPC__V1__REPLY__BODY_WELCOME;
+    rep.welcome = &w;
+    conn_send(c, &rep);
+}
+
+static void send_ack(conn_t *c, uint64_t id)
+{
+    Mpc__V1__Reply rep = MPC__V1__REPLY__INIT;
+    Mpc__V1__Ack ack = MPC__V1__ACK__INIT;
+    rep.id = id;
+    rep.body_case = MPC__V1__REPLY__BODY_ACK;
+    rep.ack = &ack;
+    conn_send(c, &rep);
+}
+
+/* ---- requests ---- */
+
+static void count(server_t *s, mpcd_req_type_t t, mpcd_outcome_t o)
+{
+    mpcd_metrics_request(s->metrics, t, o);
+}
+
+static void do_hello(server_t *s, conn_t *c, uint64_t id, const Mpc__V1__Hello *h)
+{
+    registry_model_t *m = s->registry.current;
+    if (!m) {
+        conn_send_error(c, id, MPC__V1__ERROR__CODE__NOT_READY, "no model is loaded");
+        count(s, MPCD_REQ_HELLO, MPCD_OUTCOME_ERROR);
+        return;
+    }
+    if (s->cfg->auth_token && strcmp(h->auth_token ? h->auth_token : "", s->cfg->auth_token)) {
+        conn_send_error(c, id, MPC__V1__ERROR__CODE__UNAUTHENTICATED, "bad auth_token");
+        count(s, MPCD_REQ_HELLO, MPCD_OUTCOME_ERROR);
+        return;
+    }
+    const rssm_dims_t *d = &m->info->dims;
+    if ((h->observation_size && (int)h->observation_size != d->obs) ||
+        (h->action_size && (int)h->action_size != d->action)) {
+        conn_send_error(c, id, MPC__V1__ERROR__CODE__SIZE_MISMATCH,
+                        "client has observation_size %u and action_size %u; the model "
+                        "'%s' has observation_size %d and action_size %d",
+                        h->observation_size, h->action_size, m->info->name, d->obs,
+                        d->action);
+        count(s, MPCD_REQ_HELLO, MPCD_OUTCOME_ERROR);
+        return;
+    }
+    session_opts_t o = {.horizon = s->cfg->planner.horizon,
+                        .history = s->cfg->history,
+                        .posterior_sample = s->cfg->posterior_sample,
+                        .seed = s->cfg->seed};
+    session_t *ns;
+    if (session_create(++s->next_session_id, h->client_name, m, &o, &ns)) {
+        conn_send_error(c, id, MPC__V1__ERROR__CODE__INTERNAL, "out of memory");
+        count(s, MPCD_REQ_HELLO, MPCD_OUTCOME_ERROR);
+        return;
+    }
+    if (c->session) {
+        record_session_end(s, c);
+        session_destroy(c->session);
+    }
+    c->session = ns;
+    mpcd_log(MPCD_LOG_INFO, "session %llu: hello from %s (%s)",
+             (unsigned long long)ns->id, c->peer, ns->name[0] ? ns->name : "unnamed");
+    send_welcome(c, id, m, s->cfg->deadline_ms);
+    count(s, MPCD_REQ_HELLO, MPCD_OUTCOME_OK);
+}
+
+static void step_job_run(workq_job_t *job, int worker)
+{
+    conn_t *c = ((conn_t *)((char *)job - offsetof(conn_t, step.job)));
+    session_step(c->session, c->step.model, &c->step.model->slots[worker]);
+}
+
+/* Returns true when the step went to a worker (the connection is busy). */
+static bool do_step(server_t *s, conn_t *c, uint64_t id, const Mpc__V1__Step *st,
+                    const struct timespec *t_read)
+{
+    char err[256];
+    session_t *se = c->session;
+    if (!se) {
+        conn_send_error(c, id, MPC__V1__ERROR__CODE__NO_SESSION, "send Hello first");
+        count(s, MPCD_REQ_STEP, MPCD_OUTCOME_ERROR);
+        return false;
+    }
+    int rc = session_check_step(se, st->observation, st->n_observation, st->reward,
+                                st->reset, st->exploration_noise, err, sizeof err);
+    if (rc) {
+        conn_send_error(c, id,
+                        rc == -EMSGSIZE ? MPC__V1__ERROR__CODE__SIZE_MISMATCH
+                                        : MPC__V1__ERROR__CODE__INVALID_VALUE,
+                        "%s", err);
+        count(s, MPCD_REQ_STEP, MPCD_OUTCOME_ERROR);
+        return false;
+    }
+    session_step_in_t *in = &se->in;
+    memcpy(in->obs, st->observation, sizeof(float) * st->n_observation);
+    in->seq = st->seq;
+    in->reward = st->reward;
+    in->reset = st->reset;
+    in->noise = st->exploration_noise;
+    in->t_read = *t_read;
+    in->deadline = *t_read;
+    session_ts_add(&in->deadline, st->deadline_us ? st->deadline_us * 1e-6
+                                                  : s->cfg->deadline_ms * 1e-3);
+    c->step.c = c;
+    c->step.req_id = id;
+    c->step.model = registry_acquire(&s->registry);
+    c->step.job.fn = step_job_run;
+    c->busy = true;
+    workq_submit(&s->workq, &c->step.job);
+    return true;
+}
+
+static void finish_step(server_t *s, conn_t *c)
+{
+    session_t *se = c->session;
+    session_step_out_t *o = &se->out;
+    struct timespec t_reply;
+    registry_release(c->step.model);
+    c->step.model = NULL;
+    c->busy = false;
+    if (c->closing) {
+        record_step(s, c); /* the client left, but the transition happened */
+        return;
+    }
+    if (o->rc) {
+        conn_send_error(c, c->step.req_id, MPC__V1__ERROR__CODE__INTERNAL,
+                        "step failed: %s", strerror(-o->rc));
+        count(s, MPCD_REQ_STEP, MPCD_OUTCOME_ERROR);
+        return;
+    }
+    Mpc__V1__Reply rep = MPC__V1__REPLY__INIT;
+    Mpc__V1__Action a = MPC__V1__ACTION__INIT;
+    a.seq = se->in.seq;
+    a.n_action = (size_t)se->act_dim;
+    a.action = o->action;
+    a.predicted_return = o->predicted_return;
+    a.iterations = (uint32_t)o->iterations;
+    a.candidates = (uint32_t)o->candidates;
+    a.belief_us = (uint32_t)llround(o->belief_s * 1e6);
+    a.plan_us = (uint32_t)llround(o->plan_s * 1e6);
+    a.queue_us = (uint32_t)llround(o->queue_s * 1e6);
+    a.model_version = o->model_version;
+    a.deadline_cut = o->deadline_cut;
+    a.fallback = o->fallback;
+    rep.id = c->step.req_id;
+    rep.body_case = MPC__V1__REPLY__BODY_ACTION;
+    rep.action = &a;
+    conn_send(c, &rep);
+    clock_gettime(CLOCK_MONOTONIC, &t_reply);
+
+    mpcd_step_sample_t smp = {
+        .queue_s = o->queue_s, .belief_s = o->belief_s, .plan_s = o->plan_s,
+        .total_s = session_ts_diff(&t_reply, &se->in.t_read),
+        .slack_s = session_ts_diff(&se->in.deadline, &t_reply),
+        .iterations = o->iterations, .candidates = o->candidates,
+        .deadline_cut = o->deadline_cut, .fallback = o->fallback,
+        .kl_nats = o->kl_nats, .reward_error = o->reward_error};
+    smp.overrun = smp.slack_s < 0;
+    mpcd_metrics_step(s->metrics, &smp);
+    count(s, MPCD_REQ_STEP, o->shed ? MPCD_OUTCOME_SHED : MPCD_OUTCOME_OK);
+    se->last_total_s = smp.total_s;
+    if (o->resynced)
+        mpcd_log(MPCD_LOG_DEBUG, "session %llu: belief re-synced into model version %llu",
+                 (unsigned long long)se->id, (unsigned long long)o->model_version);
+    record_step(s, c);
+}
+
+/* Serves the connection's queued requests in order until one has to wait. */
+static void pump(server_t *s, conn_t *c)
+{
+    const uint8_t *payload;
+    size_t len;
+    struct timespec t_read;
+    while (!c->busy && !c->closing && conn_peek(c, &payload, &len, &t_read)) {
+        Mpc__V1__Request *r = conn_unpack(c, payload, len);
+        bool waiting = false;
+        if (!r) {
+            conn_send_error(c, 0, MPC__V1__ERROR__CODE__MALFORMED,
+                            "frame of %zu bytes is not an mpc.v1.Request with a body", len);
+            count(s, MPCD_REQ_INVALID, MPCD_OUTCOME_ERROR);
+            conn_pop(c);
+            continue;
+        }
+        switch (r->body_case) {
+        case MPC__V1__REQUEST__BODY_HELLO:
+            do_hello(s, c, r->id, r->hello);
+            break;
+        case MPC__V1__REQUEST__BODY_STEP:
+            waiting = do_step(s, c, r->id, r->step, &t_read);
+            break;
+        case MPC__V1__REQUEST__BODY_RESET:
+            if (!c->session) {
+                conn_send_error(c, r->id, MPC__V1__ERROR__CODE__NO_SESSION, "send Hello first");
+                count(s, MPCD_REQ_RESET, MPCD_OUTCOME_ERROR);
+                break;
+            }
+            record_session_end(s, c);
+            session_reset(c->session);
+            send_ack(c, r->id);
+            count(s, MPCD_REQ_RESET, MPCD_OUTCOME_OK);
+            break;
+        case MPC__V1__REQUEST__BODY_STATUS:
+            server_send_status(s, c, r->id);
+            count(s, MPCD_REQ_STATUS, MPCD_OUTCOME_OK);
+            break;
+        case MPC__V1__REQUEST__BODY_RELOAD:
+            waiting = reload_request(s, c, r->id, r->reload->path);
+            break;
+        default:
+            break;
+        }
+        conn_pop(c);
+        if (waiting)
+            break;
+    }
+    if (s->stopping && conn_idle(c) && !c->closing)
+        conn_close(c);
+}
+
+/* ---- conn hooks ---- */
+
+void server_conn_readable(server_t *s, conn_t *c)
+{
+    pump(s, c);
+}
+
+void server_conn_overflow(server_t *s, conn_t *c)
+{
+    (void)c;
+    count(s, MPCD_REQ_STEP, MPCD_OUTCOME_OVERLOADED);
+}
+
+void server_conn_fatal(server_t *s, conn_t *c, int frame_err)
+{
+    if (frame_err == FRAME_ETOO_LARGE) {
+        conn_send_error(c, 0, MPC__V1__ERROR__CODE__FRAME_TOO_LARGE,
+                        "frame larger than max-frame (%lld bytes); closing the connection",
+                        (long long)s->cfg->max_frame);
+    } else {
+        conn_send_error(c, 0, MPC__V1__ERROR__CODE__MALFORMED, "%s; closing the connection",
+                        frame_strerror(frame_err));
+    }
+    count(s, MPCD_REQ_INVALID, MPCD_OUTCOME_ERROR);
+    mpcd_log(MPCD_LOG_WARNING, "connection %s: %s", c->peer, frame_strerror(frame_err));
+    c->close_when_flushed = true;
+}
+
+static void unlink_conn(server_t *s, conn_t *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else if (s->conns == c)
+        s->conns = c->next;
+    else
+        return; /* never linked (accept failed) */
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    s->nconns--;
+}
+
+void server_conn_closed(server_t *s, conn_t *c)
+{
+    unlink_conn(s, c);
+    if (c->session && !c->busy) {
+        record_session_end(s, c);
+        mpcd_log(MPCD_LOG_INFO, "session %llu: closed after %llu steps",
+                 (unsigned long long)c->session->id, (unsigned long long)c->session->steps);
+    }
+    if (c->reload)
+        c->reload->conn = NULL; /* its reply has nowhere to go */
+    c->reload = NULL;
+    if (!conn_maybe_free(c)) {
+        /* A step is still in flight: finish_step frees it. Keep it listed as a zombie. */
+        c->next = s->zombies;
+        s->zombies = c;
+    }
+    server_maybe_finish(s);
+}
+
+static void on_connection(uv_stream_t *ls, int status)
+{
+    listener_t *l = ls->data;
+    server_t *s = l->data;
+    if (status < 0) {
+        mpcd_log(MPCD_LOG_WARNING, "%s: accept: %s", l->name, uv_strerror(status));
+        return;
+    }
+    conn_t *c;
+    int rc = conn_accept(s, ls, l->kind == LISTEN_UNIX, (size_t)s->cfg->max_frame,
+                         s->cfg->max_queued, &c);
+    if (rc) {
+        mpcd_log(MPCD_LOG_WARNING, "%s: accept: %s", l->name, uv_strerror(rc));
+        return;
+    }
+    c->next = s->conns;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    s->nconns++;
+    if (s->nconns > s->cfg->max_connections) {
+        conn_send_error(c, 0, MPC__V1__ERROR__CODE__OVERLOADED,
+                        "too many connections (max-connections %d)", s->cfg->max_connections);
+        count(s, MPCD_REQ_INVALID, MPCD_OUTCOME_OVERLOADED);
+        conn_stop_reading(c);
+        c->close_when_flushed = true;
+        mpcd_log(MPCD_LOG_WARNING, "%s: refused %s: %d connections", l->name, c->peer,
+                 s->cfg->max_connections);
+        return;
+    }
+    mpcd_log(MPCD_LOG_DEBUG, "%s: connection from %s", l->name, c->peer);
+}
+
+/* ---- worker results ---- */
+
+static void on_done(uv_async_t *a)
+{
+    server_t *s = a->data;
+    workq_job_t *j = workq_take_done(&s->workq);
+    while (j) {
+        workq_job_t *next = j->next;
+        conn_t *c = ((conn_t *)((char *)j - offsetof(conn_t, step.job)));
+        finish_step(s, c);
+        if (c->closing) {
+            /* a zombie: its handles may be closed already */
+            conn_t **p = &s->zombies;
+            while (*p && *p != c)
+                p = &(*p)->next;
+            if (*p && conn_maybe_free(c))
+                *p = c->next;
+        } else {
+            pump(s, c);
+        }
+        j = next;
+    }
+    if (registry_dead_count(&s->registry))
+        reload_reap(s);
+    server_maybe_finish(s);
+}
+
+static void wake_loop(void *ctx)
+{
+    uv_async_send(ctx);
+}
+
+/* ---- shutdown ---- */
+
+static void on_closed_quiet(uv_handle_t *h)
+{
+    (void)h;
+}
+
+void server_maybe_finish(server_t *s)
+{
+    if (!s->stopping || s->finished || s->nconns || s->zombies || s->reload.running ||
+        s->reaping)
+        return;
+    s->finished = true;
+    if (s->http)
+        mpcd_http_stop(s->http);
+    s->http = NULL;
+    reload_stop_watch(s);
+    uv_close((uv_handle_t *)&s->done_async, on_closed_quiet);
+    uv_close((uv_handle_t *)&s->sig_term, on_closed_quiet);
+    uv_close((uv_handle_t *)&s->sig_int, on_closed_quiet);
+    uv_close((uv_handle_t *)&s->sig_hup, on_closed_quiet);
+    uv_close((uv_handle_t *)&s->watchdog, on_closed_quiet);
+    uv_close((uv_handle_t *)&s->drain_timer, on_closed_quiet);
+}
+
+static void on_drain_timeout(uv_timer_t *t)
+{
+    server_t *s = t->data;
+    mpcd_log(MPCD_LOG_WARNING, "shutdown: %d connection(s) still busy after %g s; closing",
+             s->nconns, s->cfg->shutdown_timeout_s);
+    for (conn_t *c = s->conns; c; c = c->next)
+        conn_close(c);
+}
+
+static void begin_shutdown(server_t *s, const char *why)
+{
+    if (s->stopping)
+        return;
+    s->stopping = true;
+    mpcd_log(MPCD_LOG_NOTICE, "%s: stopping (answering %d connection(s) in flight)", why,
+             s->nconns);
+    mpcd_notify("STOPPING=1");
+    for (int i = 0; i < s->nlisteners; i++)
+        listen_close(&s->listeners[i], on_closed_quiet);
+    for (conn_t *c = s->conns, *next; c; c = next) {
+        next = c->next;
+        conn_stop_reading(c);
+        pump(s, c);
+    }
+    uv_timer_start(&s->drain_timer, on_drain_timeout,
+                   (uint64_t)(s->cfg->shutdown_timeout_s * 1000) + 1, 0);
+    server_maybe_finish(s);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    server_t *s = h->data;
+    if (signum == SIGHUP) {
+        mpcd_log(MPCD_LOG_NOTICE, "SIGHUP: reloading the model");
+        reload_request(s, NULL, 0, NULL);
+        return;
+    }
+    begin_shutdown(s, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static void on_watchdog(uv_timer_t *t)
+{
+    (void)t;
+    mpcd_notify("WATCHDOG=1");
+}
+
+/* ---- setup ---- */
+
+static int open_listeners(server_t *s, char *err, size_t errlen)
+{
+    int fds[CONFIG_MAX_LISTEN];
+    int n = listen_activation_fds(fds, CONFIG_MAX_LISTEN);
+    int rc;
+    if (n > 0) {
+        for (int i = 0; i < n; i++) {
+            listener_t *l = &s->listeners[s->nlisteners];
+            l->data = s;
+            l->h.handle.data = l;
+            if ((rc = listen_open_fd(s->loop, l, fds[i], on_connection, err, errlen)))
+                return rc;
+            l->h.handle.data = l;
+            s->nlisteners++;
+            mpcd_log(MPCD_LOG_INFO, "listening on %s (socket activation)", l->name);
+        }
+        return 0;
+    }
+    for (int i = 0; i < s->cfg->nlisten; i++) {
+        listen_addr_t a;
+        listener_t *l = &s->listeners[s->nlisteners];
+        if ((rc = listen_parse(s->cfg->listen[i], &a, err, errlen)))
+            return rc;
+        l->data = s;
+        rc = listen_open(s->loop, l, &a, s->cfg->unix_mode, on_connection, err, errlen);
+        l->h.handle.data = l;
+        s->nlisteners++; /* initialised: closed on failure */
+        if (rc)
+            return rc;
+        mpcd_log(MPCD_LOG_INFO, "listening on %s", l->name);
+    }
+    return 0;
+}
+
+static void close_walk(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+int server_create(const mpcd_config_t *cfg, server_t **out, char *err, size_t errlen)
+{
+    server_t *s = calloc(1, sizeof *s);
+    int rc = -ENOMEM;
+    *out = NULL;
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    s->cfg = cfg;
+    s->t_start = ts_now_s();
+    s->nworkers = cfg->workers > 0 ? cfg->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (s->nworkers < 1)
+        s->nworkers = 1;
+    s->loop = &s->loop_storage;
+    if ((rc = uv_loop_init(s->loop))) {
+        snprintf(err, errlen, "uv_loop_init: %s", uv_strerror(rc));
+        free(s);
+        return rc;
+    }
+    s->loop_ok = true;
+    uv_async_init(s->loop, &s->done_async, on_done);
+    s->done_async.data = s;
+    if ((rc = mpcd_metrics_create(&s->metrics))) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    if ((rc = registry_init(&s->registry, wake_loop, &s->done_async))) {
+        snprintf(err, errlen, "registry: %s", strerror(-rc));
+        goto fail;
+    }
+    s->registry_ok = true;
+    if ((rc = reload_init(s, err, errlen)))
+        goto fail;
+    if ((rc = record_init(s, err, errlen)))
+        goto fail;
+    if (cfg->model && (rc = reload_initial(s, cfg->model, err, errlen)))
+        goto fail;
+    if ((rc = workq_init(&s->workq, s->nworkers, wake_loop, &s->done_async))) {
+        snprintf(err, errlen, "cannot start %d workers: %s", s->nworkers, strerror(-rc));
+        goto fail;
+    }
+    s->workq_ok = true;
+    if ((rc = open_listeners(s, err, errlen)))
+        goto fail;
+    if (cfg->status_listen) {
+        char msg[256];
+        if ((rc = mpcd_http_start(s->loop, cfg->status_listen, s->metrics, server_snapshot, s,
+                                  &s->http, msg, sizeof msg))) {
+            snprintf(err, errlen, "status endpoint %s: %s", cfg->status_listen, msg);
+            goto fail;
+        }
+        mpcd_log(MPCD_LOG_INFO, "status endpoint on http://%s", mpcd_http_address(s->http));
+    }
+    uv_signal_init(s->loop, &s->sig_term);
+    uv_signal_init(s->loop, &s->sig_int);
+    uv_signal_init(s->loop, &s->sig_hup);
+    s->sig_term.data = s->sig_int.data = s->sig_hup.data = s;
+    uv_signal_start(&s->sig_term, on_signal, SIGTERM);
+    uv_signal_start(&s->sig_int, on_signal, SIGINT);
+    uv_signal_start(&s->sig_hup, on_signal, SIGHUP);
+    uv_timer_init(s->loop, &s->watchdog);
+    uv_timer_init(s->loop, &s->drain_timer);
+    s->drain_timer.data = s;
+    uint64_t wd = mpcd_notify_watchdog_usec();
+    if (wd) {
+        uint64_t ms = wd / 2000 ? wd / 2000 : 1; /* twice per period, systemd's advice */
+        uv_timer_start(&s->watchdog, on_watchdog, ms, ms);
+    }
+    *out = s;
+    return 0;
+fail:
+    server_destroy(s);
+    return rc < 0 ? rc : -EINVAL;
+}
+
+int server_run(server_t *s)
+{
+    char st[256];
+    server_status_line(s, st, sizeof st);
+    mpcd_notify("READY=1");
+    mpcd_notifyf("STATUS=%s", st);
+    mpcd_log(MPCD_LOG_NOTICE, "ready: %s", st);
+    uv_run(s->loop, UV_RUN_DEFAULT);
+    mpcd_log(MPCD_LOG_NOTICE, "stopped");
+    return 0;
+}
+
+void server_destroy(server_t *s)
+{
+    if (!s)
+        return;
+    if (s->workq_ok)
+        workq_destroy(&s->workq);
+    /* Startup failures leave handles open: close them and let the loop finish. */
+    if (s->loop_ok) {
+        for (int i = 0; i < s->nlisteners; i++)
+            listen_close(&s->listeners[i], NULL);
+        if (s->http)
+            mpcd_http_stop(s->http);
+        uv_walk(s->loop, close_walk, NULL);
+        uv_run(s->loop, UV_RUN_DEFAULT);
+        uv_loop_close(s->loop);
+    }
+    record_destroy(s);
+    reload_destroy(s);
+    if (s->registry_ok) {
+        s->registry.wake = NULL; /* the async handle is closed by now */
+        registry_destroy(&s->registry);
+    }
+    mpcd_metrics_destroy(s->metrics);
+    free(s->snap_sessions);
+    free(s);
+}

@@ -1,0 +1,105 @@
+/*
+ * server_priv.h: the server's state, shared by its parts: server.c (connections, requests,
+ * steps, shutdown), reload.c (hot-swap), snapshot.c (status) and record.c (episode
+ * recording). Private to daemon/.
+ */
+#ifndef MPCD_SERVER_PRIV_H
+#define MPCD_SERVER_PRIV_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "conn.h"
+#include "http_status.h"
+#include "listen.h"
+#include "metrics.h"
+#include "registry.h"
+#include "server.h"
+#include "status.h"
+#include "workq.h"
+
+/* One queued model reload: from a connection (answered when done), SIGHUP or the watch. */
+typedef struct reload_req {
+    struct reload_req *next;
+    char *path;      /* NULL: the current model's path */
+    conn_t *conn;    /* NULL when nobody waits for a reply (or it left) */
+    uint64_t id;     /* the Request id to echo */
+    const char *origin;
+} reload_req_t;
+
+typedef struct recorder recorder_t;
+
+struct server {
+    const mpcd_config_t *cfg;
+    uv_loop_t loop_storage, *loop;
+    bool loop_ok, registry_ok, workq_ok;
+    double t_start;
+    int nworkers;
+    mpcd_metrics_t *metrics;
+    registry_t registry;
+    workq_t workq;
+    uv_async_t done_async;   /* workers finished steps, or a model died */
+    listener_t listeners[CONFIG_MAX_LISTEN];
+    int nlisteners;
+    conn_t *conns;           /* open connections */
+    int nconns;
+    conn_t *zombies;         /* closed, waiting for their in-flight step */
+    uint64_t next_session_id;
+    mpcd_http_t *http;
+    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_timer_t watchdog, drain_timer;
+    bool stopping, finished;
+    /* hot-swap (reload.c) */
+    struct {
+        reload_req_t *head, *tail;
+        bool running;
+        reload_req_t *cur;
+        uv_work_t work;
+        registry_model_t *like;      /* the model serving when the load started */
+        registry_model_t *result;
+        int rc;
+        char err[768];
+        char last_error[768];        /* "" when the last attempt succeeded */
+        char *path;                  /* current model's file */
+        uv_fs_event_t watch;
+        uv_timer_t debounce;
+        bool watching, watch_inited;
+    } reload;
+    bool reaping;
+    uv_work_t reap_work;
+    /* status snapshot buffers (snapshot.c) */
+    mpcd_session_info_t *snap_sessions;
+    int snap_cap;
+    /* episode recording (record.c) */
+    recorder_t *recorder;
+};
+
+/* server.c */
+void server_maybe_finish(server_t *s);
+
+/* reload.c */
+int reload_init(server_t *s, char *err, size_t errlen);
+void reload_destroy(server_t *s);
+/* Loads the first model synchronously at startup. */
+int reload_initial(server_t *s, const char *path, char *err, size_t errlen);
+/* Queues a reload (path NULL or "": the current file). Returns true when conn must wait
+ * for the reply (it is sent when the reload ends). */
+bool reload_request(server_t *s, conn_t *c, uint64_t id, const char *path);
+/* Frees dead models off the loop. */
+void reload_reap(server_t *s);
+void reload_stop_watch(server_t *s);
+
+/* snapshot.c */
+void server_snapshot(void *ctx, mpcd_status_t *out);
+void server_send_status(server_t *s, conn_t *c, uint64_t id);
+void server_status_line(server_t *s, char *out, size_t outlen);
+
+/* record.c */
+int record_init(server_t *s, char *err, size_t errlen);
+void record_destroy(server_t *s);
+void record_step(server_t *s, conn_t *c);        /* after a step of c's session */
+void record_session_end(server_t *s, conn_t *c); /* episode over (reset, close) */
+
+#endif

@@ -1,0 +1,110 @@
+/*
+ * session.h: one client's control episode: belief, previous action, warm-start plan, RNG
+ * stream and a short history, plus the control step itself.
+ *
+ * The loop thread creates a session at Hello and validates every Step before handing it
+ * to a worker (session_check_step); while a step is in flight the worker owns the session
+ * (the loop never touches its state), and session_step runs the belief update, the CEM
+ * plan and the bookkeeping. No libuv and no protobuf here: the session is tested on its
+ * own with a real model.
+ *
+ * After a model swap the session's belief belongs to the old model; the next step re-syncs
+ * it by replaying the recent (observation, action) history through the new model from a
+ * zero state, so control goes on without an episode reset.
+ */
+#ifndef MPCD_SESSION_H
+#define MPCD_SESSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "planner.h"
+#include "registry.h"
+
+typedef struct session_opts {
+    int horizon;           /* planner horizon (warm-start length) */
+    int history;           /* pairs kept for re-sync */
+    bool posterior_sample; /* z' ~ q instead of its mean */
+    uint64_t seed;         /* base seed of the daemon */
+} session_opts_t;
+
+/* Input of one step, filled by the loop before submission. */
+typedef struct session_step_in {
+    uint64_t seq;
+    float *obs;               /* [O], owned by the session */
+    float reward;             /* reward of the previous action */
+    bool reset;
+    float noise;              /* exploration std relative to half the range */
+    struct timespec t_read;   /* when the frame was read */
+    struct timespec deadline; /* absolute, CLOCK_MONOTONIC */
+} session_step_in_t;
+
+/* Result of one step, filled by the worker. */
+typedef struct session_step_out {
+    float *action;            /* [A], owned by the session */
+    float predicted_return;
+    int iterations, candidates;
+    bool deadline_cut, fallback, overrun;
+    bool shed;                /* deadline already passed when a worker took it: no plan */
+    bool resynced;            /* the belief was replayed into a new model first */
+    double queue_s, belief_s, plan_s;
+    double kl_nats;           /* KL(q || p) of this step */
+    double reward_error;      /* reported - predicted reward of the previous action; NAN */
+    uint64_t model_version;
+    int rc;                   /* 0, or a negative errno (the step was not taken) */
+} session_step_out_t;
+
+typedef struct session {
+    uint64_t id;
+    char name[64];
+    int obs_dim, act_dim;          /* fixed for the session's life (swaps keep them) */
+    session_opts_t opts;
+    registry_model_t *model;       /* the belief's model; holds a reference */
+    int deter, stoch;              /* sizes of h and z for that model */
+    float *h, *z;                  /* belief [D], [S] */
+    float *a_prev;                 /* [A] */
+    bool started;                  /* a step happened in this episode */
+    cem_plan_state_t plan;
+    uint64_t rng;
+    int hist_len, hist_next;       /* ring of (obs, action) in this episode */
+    float *hist_obs;               /* [history, O] */
+    float *hist_act;               /* [history, A] */
+    uint64_t steps, episodes;
+    double surprise_mean;          /* EWMA of KL over recent steps */
+    double last_plan_s;
+    double last_total_s;           /* frame read -> reply queued (set by the loop) */
+    float last_predicted_return;
+    session_step_in_t in;
+    session_step_out_t out;
+} session_t;
+
+/* Creates a session on model (takes a new reference). 0 or -ENOMEM. */
+int session_create(uint64_t id, const char *name, registry_model_t *model,
+                   const session_opts_t *opts, session_t **out);
+/* Frees it and releases its model; accepts NULL. Not while a step is in flight. */
+void session_destroy(session_t *s);
+
+/* Starts a new episode: zero belief, no previous action, warm start and history cleared. */
+void session_reset(session_t *s);
+
+/* Validates a Step's fields on the loop thread. Returns 0, -EMSGSIZE (wrong observation
+ * size) or -EDOM (NaN/Inf or out of range), with a message naming the field in err. The
+ * session is not modified. */
+int session_check_step(const session_t *s, const float *obs, size_t n, float reward,
+                       bool reset, float noise, char *err, size_t errlen);
+
+/* Runs s->in through model (which may differ from s->model: then the belief is re-synced
+ * first) on one worker's slot, writing s->out. Worker thread. */
+void session_step(session_t *s, registry_model_t *model, registry_slot_t *slot);
+
+/* Replays the history through model into a fresh belief (used by session_step after a
+ * swap; exposed for tests). 0 or -ENOMEM. */
+int session_resync(session_t *s, registry_model_t *model, registry_slot_t *slot);
+
+/* CLOCK_MONOTONIC helpers shared by the daemon. */
+double session_ts_diff(const struct timespec *a, const struct timespec *b); /* a - b, s */
+void session_ts_add(struct timespec *t, double seconds);
+
+#endif

@@ -1,0 +1,155 @@
+/*
+ * snapshot.c: the daemon's state as one mpcd_status_t (for the HTTP endpoint's /status
+ * and /metrics), and the protocol's StatusReply built from the same snapshot and metrics,
+ * so `mpcctl status` and `curl /status` always agree.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "server_priv.h"
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static void fill_sessions(server_t *s)
+{
+    if (s->snap_cap < s->nconns) {
+        int cap = s->nconns * 2;
+        mpcd_session_info_t *p = realloc(s->snap_sessions, sizeof *p * (size_t)cap);
+        if (!p)
+            return; /* keep the old capacity; fewer sessions are listed */
+        s->snap_sessions = p;
+        s->snap_cap = cap;
+    }
+}
+
+void server_snapshot(void *ctx, mpcd_status_t *out)
+{
+    server_t *s = ctx;
+    const registry_model_t *m = s->registry.current;
+    double now = now_s();
+    memset(out, 0, sizeof *out);
+    out->version = MPCD_VERSION;
+    out->uptime_s = now - s->t_start;
+    out->ready = m != NULL && !s->stopping;
+    out->model = m ? m->model : NULL;
+    out->model_version = s->registry.version;
+    out->model_path = s->reload.path ? s->reload.path : "";
+    out->model_load_s = m ? m->load_s : 0;
+    out->last_reload_error = s->reload.last_error;
+    out->planner = &s->cfg->planner;
+    out->default_deadline_ms = s->cfg->deadline_ms;
+    out->workers = s->nworkers;
+    fill_sessions(s);
+    int n = 0;
+    for (conn_t *c = s->conns; c && n < s->snap_cap; c = c->next) {
+        const session_t *se = c->session;
+        if (!se)
+            continue;
+        mpcd_session_info_t *i = &s->snap_sessions[n++];
+        memset(i, 0, sizeof *i);
+        i->id = se->id;
+        snprintf(i->name, sizeof i->name, "%s", se->name);
+        snprintf(i->peer, sizeof i->peer, "%s", c->peer);
+        /* A session in flight belongs to a worker; its counters may be one step stale,
+         * which a status reader cannot tell apart from asking a moment earlier. */
+        i->steps = se->steps;
+        i->episodes = se->episodes;
+        i->age_s = now - ((double)c->t_open.tv_sec + c->t_open.tv_nsec * 1e-9);
+        i->last_total_ms = se->last_total_s * 1e3;
+        i->last_predicted_return = se->last_predicted_return;
+        i->last_plan_ms = se->last_plan_s * 1e3;
+        i->mean_surprise = isfinite(se->surprise_mean) ? se->surprise_mean : 0;
+        i->model_version = se->model ? se->model->version : 0;
+    }
+    out->sessions_count = n;
+    out->sessions = s->snap_sessions;
+}
+
+static void latency(Mpc__V1__LatencySummary *l, mpcd_metrics_t *m, mpcd_stage_t stage)
+{
+    mpcd_latency_summary_t x;
+    mpcd_metrics_summary(m, stage, &x);
+    mpc__v1__latency_summary__init(l);
+    l->count = x.count;
+    l->p50_us = x.p50 * 1e6;
+    l->p90_us = x.p90 * 1e6;
+    l->p99_us = x.p99 * 1e6;
+    l->max_us = x.max * 1e6;
+}
+
+void server_send_status(server_t *s, conn_t *c, uint64_t id)
+{
+    mpcd_status_t st;
+    mpcd_totals_t t;
+    server_snapshot(s, &st);
+    mpcd_metrics_totals(s->metrics, &t);
+    Mpc__V1__StatusReply r = MPC__V1__STATUS_REPLY__INIT;
+    Mpc__V1__LatencySummary lat[MPCD_STAGE_COUNT];
+    const registry_model_t *m = s->registry.current;
+    r.version = (char *)MPCD_VERSION;
+    r.uptime_s = st.uptime_s;
+    r.ready = st.ready;
+    r.model_name = (char *)(m && m->info->task ? m->info->task : "");
+    r.model_version = st.model_version;
+    r.model_path = (char *)st.model_path;
+    r.sessions = (uint64_t)st.sessions_count;
+    r.requests = t.requests;
+    r.errors = t.errors;
+    r.deadline_cuts = t.deadline_cuts;
+    r.fallbacks = t.fallbacks;
+    r.overruns = t.overruns;
+    r.reloads_ok = t.reloads_ok;
+    r.reloads_failed = t.reloads_failed;
+    r.last_reload_error = (char *)st.last_reload_error;
+    for (int i = 0; i < MPCD_STAGE_COUNT; i++)
+        latency(&lat[i], s->metrics, (mpcd_stage_t)i);
+    r.total = &lat[MPCD_STAGE_TOTAL];
+    r.plan = &lat[MPCD_STAGE_PLAN];
+    r.belief = &lat[MPCD_STAGE_BELIEF];
+    r.queue = &lat[MPCD_STAGE_QUEUE];
+    Mpc__V1__SessionSummary *sum = calloc((size_t)st.sessions_count + 1, sizeof *sum);
+    Mpc__V1__SessionSummary **ptrs = calloc((size_t)st.sessions_count + 1, sizeof *ptrs);
+    char *json = mpcd_status_json(&st, s->metrics);
+    if (sum && ptrs) {
+        for (int i = 0; i < st.sessions_count; i++) {
+            const mpcd_session_info_t *in = &st.sessions[i];
+            mpc__v1__session_summary__init(&sum[i]);
+            sum[i].session_id = in->id;
+            sum[i].client_name = (char *)in->name;
+            sum[i].steps = in->steps;
+            sum[i].episodes = in->episodes;
+            sum[i].last_plan_us = in->last_plan_ms * 1e3;
+            sum[i].mean_surprise = in->mean_surprise;
+            ptrs[i] = &sum[i];
+        }
+        r.n_session = (size_t)st.sessions_count;
+        r.session = ptrs;
+    }
+    r.json = json ? json : (char *)"";
+    Mpc__V1__Reply rep = MPC__V1__REPLY__INIT;
+    rep.id = id;
+    rep.body_case = MPC__V1__REPLY__BODY_STATUS;
+    rep.status = &r;
+    conn_send(c, &rep);
+    free(json);
+    free(sum);
+    free(ptrs);
+}
+
+void server_status_line(server_t *s, char *out, size_t outlen)
+{
+    const registry_model_t *m = s->registry.current;
+    if (m)
+        snprintf(out, outlen, "serving %s version %llu, %d session(s)", m->info->name,
+                 (unsigned long long)m->version, s->nconns);
+    else
+        snprintf(out, outlen, "no model loaded (waiting for a Reload)");
+}
