@@ -266,28 +266,29 @@ static int on_url(http_parser *p, const char *at, size_t len)
     return 0;
 }
 
+/* Adds len to one of the request's byte counters; -1 (the parser stops) past its limit. */
+static int count_bytes(conn_t *c, size_t *counter, size_t len, size_t limit, limit_t what)
+{
+    *counter += len;
+    if (*counter > limit) {
+        c->limit_hit = what;
+        return -1;
+    }
+    return 0;
+}
+
 static int on_header_data(http_parser *p, const char *at, size_t len)
 {
     (void)at;
     conn_t *c = p->data;
-    c->header_bytes += len;
-    if (c->header_bytes > HTTP_MAX_HEADER_BYTES) {
-        c->limit_hit = LIMIT_HEADERS;
-        return -1;
-    }
-    return 0;
+    return count_bytes(c, &c->header_bytes, len, HTTP_MAX_HEADER_BYTES, LIMIT_HEADERS);
 }
 
 static int on_body(http_parser *p, const char *at, size_t len)
 {
     (void)at;
     conn_t *c = p->data;
-    c->body_bytes += len;
-    if (c->body_bytes > HTTP_MAX_BODY) {
-        c->limit_hit = LIMIT_BODY;
-        return -1;
-    }
-    return 0;
+    return count_bytes(c, &c->body_bytes, len, HTTP_MAX_BODY, LIMIT_BODY);
 }
 
 static int on_message_complete(http_parser *p)
