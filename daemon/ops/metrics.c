@@ -76,6 +76,7 @@ static const struct series_desc {
     const char *name, *prom, *help;
     const double *bounds;
     int nbounds;
+    bool integer; /* report a bucket's lower bound: exact for small counts */
 } series_desc[MPCD_SERIES_COUNT] = {
     [MPCD_SERIES_QUEUE] = {"queue", "mpcd_step_queue_seconds",
                            "Time from reading a Step frame to a planner worker taking it.",
@@ -101,7 +102,7 @@ static const struct series_desc {
                                   reward_bounds, NBOUNDS(reward_bounds)},
     [MPCD_SERIES_ITERATIONS] = {"iterations", "mpcd_plan_iterations",
                                 "CEM iterations completed per plan.", iteration_bounds,
-                                NBOUNDS(iteration_bounds)},
+                                NBOUNDS(iteration_bounds), true},
 };
 
 static double monotonic_now(void *ctx)
@@ -176,8 +177,9 @@ static int log_bucket(double v)
     return v < 0 ? LOG_NMAG - mag : LOG_NMAG + mag;
 }
 
-/* The middle of a bucket, the estimate a percentile reports. */
-static double log_bucket_mid(int idx)
+/* The value a percentile reports for a bucket: its middle (at = 0.5), or its lower end
+ * (at = 0, exact for integers below 2 * LOG_SUB, where a bucket is at most 1 wide). */
+static double log_bucket_value(int idx, double at)
 {
     int mag = idx - LOG_NMAG;
     double sign = mag < 0 ? -1.0 : 1.0;
@@ -185,7 +187,7 @@ static double log_bucket_mid(int idx)
     if (mag == 0)
         return 0.0;
     int o = (mag - 1) / LOG_SUB, sub = (mag - 1) % LOG_SUB;
-    double frac = 0.5 + (sub + 0.5) / (2.0 * LOG_SUB);
+    double frac = 0.5 + (sub + at) / (2.0 * LOG_SUB);
     return sign * ldexp(frac, o + LOG_EMIN);
 }
 
@@ -361,7 +363,7 @@ void mpcd_metrics_window(mpcd_metrics_t *m, mpcd_series_t s, mpcd_latency_summar
                 rank = 1;
             if (seen < rank)
                 break;
-            double v = log_bucket_mid(b);
+            double v = log_bucket_value(b, series_desc[s].integer ? 0.0 : 0.5);
             *res[k++] = v < mn ? mn : v > mx ? mx : v;
         }
     }

@@ -181,7 +181,8 @@ char *mpcd_status_json(const mpcd_status_t *st, mpcd_metrics_t *m)
     cJSON_AddStringToObject(root, "version", str_or_empty(st->version));
     cJSON_AddNumberToObject(root, "uptime_s", st->uptime_s);
     cJSON_AddBoolToObject(root, "ready", st->ready);
-    cJSON_AddStringToObject(root, "model_name", in != NULL ? str_or_empty(in->name) : "");
+    /* the task, as StatusReply.model_name and Welcome.model_name carry it */
+    cJSON_AddStringToObject(root, "model_name", in != NULL ? str_or_empty(in->task) : "");
     cJSON_AddNumberToObject(root, "model_version", (double)st->model_version);
     cJSON_AddStringToObject(root, "model_path", str_or_empty(st->model_path));
     cJSON_AddNumberToObject(root, "model_load_s", st->model_load_s);

@@ -158,7 +158,7 @@ static void test_json_with_model(void **state)
     const rssm_info_t *in = rssm_info(f->model);
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(doc, "ready")));
     assert_true(num(doc, "model_version") == 3);
-    assert_string_equal(cJSON_GetObjectItem(doc, "model_name")->valuestring, in->name);
+    assert_string_equal(cJSON_GetObjectItem(doc, "model_name")->valuestring, in->task);
     const cJSON *model = cJSON_GetObjectItem(doc, "model");
     assert_string_equal(cJSON_GetObjectItem(model, "path")->valuestring, f->st.model_path);
     assert_true(num(model, "dims.obs") == in->dims.obs);
