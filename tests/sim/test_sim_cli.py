@@ -1,0 +1,179 @@
+"""test_sim_cli.py: the mpc-sim command line (no daemon needed).
+
+Runs the built binary ($MPC_SIM): help and task list, refused command lines, random and
+zero episodes, --record files read back with numpy (the trainer's reader when torch is
+there), their agreement with the printed returns and the --csv log, determinism per seed,
+no overwriting, --max-steps, and the exit status and message when mpcd is unreachable.
+"""
+import csv
+import glob
+import os
+import re
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
+SIM = os.environ.get("MPC_SIM")
+TASKS = {"cartpole-swingup": (5, 1, 125), "cartpole-balance": (5, 1, 125),
+         "pendulum-swingup": (3, 1, 500), "reacher-easy": (6, 2, 250),
+         "cheetah-run": (17, 6, 250)}
+
+pytestmark = pytest.mark.skipif(not SIM or not os.access(SIM, os.X_OK),
+                                reason="mpc-sim is not built (set MPC_SIM)")
+
+
+def sim(*args, check=True):
+    p = subprocess.run([SIM, *map(str, args)], capture_output=True, text=True, timeout=120)
+    if check and p.returncode != 0:
+        raise AssertionError(f"mpc-sim {args} exited {p.returncode}:\n{p.stdout}{p.stderr}")
+    return p
+
+
+def returns_of(stdout):
+    return [float(m) for m in re.findall(r"^episode \d+/\d+: return (\S+)", stdout, re.M)]
+
+
+def load(path):
+    with np.load(path, allow_pickle=False) as f:
+        assert sorted(f.files) == ["action", "observation", "reward"]
+        return {k: f[k] for k in f.files}
+
+
+def test_help_and_list():
+    p = sim("--help")
+    for section in ("NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "EXIT STATUS", "--record",
+                    "--realtime", "--explore", "--csv", "--max-steps", "--deadline-ms"):
+        assert section in p.stdout
+    p = sim("--list-tasks")
+    for task, (obs, act, _) in TASKS.items():
+        assert re.search(rf"^{task}\s+{obs}\s+{act}\s", p.stdout, re.M), p.stdout
+    p = sim("--print-mjcf", "reacher-easy")
+    assert p.stdout.startswith("<mujoco") and "wrist" in p.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "--task is required"),
+    (["--task", "nope"], "unknown task 'nope'"),
+    (["--task", "cartpole-swingup", "--policy", "smart"], "--policy"),
+    (["--task", "cartpole-swingup", "--episodes", "0"], "--episodes"),
+    (["--task", "cartpole-swingup", "--episodes", "2x"], "--episodes"),
+    (["--task", "cartpole-swingup", "--explore", "-1"], "--explore"),
+    (["--task", "cartpole-swingup", "--max-steps", "1001"], "--max-steps"),
+    (["--task", "cartpole-swingup", "--deadline-ms", "nan"], "--deadline-ms"),
+    (["--task", "cartpole-swingup", "extra"], "unexpected argument"),
+    (["--task", "cartpole-swingup", "--bogus"], "--help"),
+])
+def test_bad_command_lines(args, message):
+    p = sim(*args, check=False)
+    assert p.returncode == 2
+    assert message in p.stderr
+
+
+def test_random_episodes_print_returns():
+    p = sim("--task", "cartpole-swingup", "--policy", "random", "--episodes", "3")
+    rets = returns_of(p.stdout)
+    assert len(rets) == 3 and all(0 <= r <= 1000 for r in rets)
+    assert "cartpole-swingup, policy random, 3 episodes: return mean" in p.stdout
+
+
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_record_every_task(tmp_path, task):
+    obs_dim, act_dim, steps = TASKS[task]
+    p = sim("--task", task, "--episodes", "2", "--seed", "3", "--record", tmp_path / "ep")
+    files = sorted(glob.glob(str(tmp_path / "ep" / f"{task}-*.npz")))
+    assert len(files) == 2
+    for path, ret in zip(files, returns_of(p.stdout)):
+        ep = load(path)
+        assert ep["observation"].dtype == np.float32
+        assert ep["observation"].shape == (steps + 1, obs_dim)
+        assert ep["action"].shape == (steps, act_dim)
+        assert ep["reward"].shape == (steps,)
+        assert np.all(np.abs(ep["action"]) <= 1.0)
+        assert np.all(ep["reward"] >= 0)
+        assert np.all(ep["reward"] <= 1000 // steps + 1e-4)
+        assert abs(float(ep["reward"].sum()) - ret) < 0.01
+        assert np.all(np.isfinite(ep["observation"]))
+
+
+def test_trainer_reads_the_files(tmp_path):
+    try:
+        sys.path.insert(0, os.path.join(REPO, "model", "train"))
+        from mpc_rssm.data import EpisodeBuffer
+    except ImportError as e:  # torch missing: numpy's reading is tested above
+        pytest.skip(f"trainer not importable: {e}")
+    sim("--task", "cartpole-swingup", "--episodes", "3", "--record", tmp_path)
+    buf = EpisodeBuffer(str(tmp_path))
+    assert len(buf) == 3 and buf.obs_dim == 5 and buf.action_dim == 1
+    assert buf.num_steps == 3 * 125
+
+
+def test_csv_matches_record(tmp_path):
+    log = tmp_path / "log.csv"
+    sim("--task", "reacher-easy", "--episodes", "2", "--max-steps", "20", "--record", tmp_path,
+        "--csv", log, "--seed", "8")
+    rows = list(csv.DictReader(open(log)))
+    assert len(rows) == 40
+    assert list(rows[0])[:3] == ["episode", "step", "time_s"]
+    assert "obs_5" in rows[0] and "action_1" in rows[0] and "latency_ms" in rows[0]
+    ep = load(sorted(glob.glob(str(tmp_path / "*.npz")))[0])
+    assert ep["action"].shape == (20, 2)
+    for t, row in enumerate(rows[:20]):
+        assert int(row["episode"]) == 1 and int(row["step"]) == t
+        np.testing.assert_allclose([float(row[f"obs_{i}"]) for i in range(6)],
+                                   ep["observation"][t], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose([float(row["action_0"]), float(row["action_1"])],
+                                   ep["action"][t], rtol=1e-5, atol=1e-6)
+        assert abs(float(row["reward"]) - ep["reward"][t]) < 1e-5
+    assert float(rows[1]["time_s"]) == pytest.approx(0.08)
+
+
+def test_seed_determinism_and_no_overwrite(tmp_path):
+    for d in ("a", "b", "c"):
+        seed = 5 if d != "c" else 6
+        sim("--task", "cheetah-run", "--max-steps", "30", "--seed", seed, "--record",
+            tmp_path / d)
+    a, b, c = (load(glob.glob(str(tmp_path / d / "*.npz"))[0]) for d in "abc")
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    assert not np.array_equal(a["observation"], c["observation"])
+    # Two runs into one directory (within the same second, typically): 4 distinct files.
+    for _ in range(2):
+        sim("--task", "pendulum-swingup", "--episodes", "2", "--max-steps", "5", "--record",
+            tmp_path / "same")
+    names = os.listdir(tmp_path / "same")
+    assert len(names) == 4 and all(n.endswith(".npz") for n in names)
+
+
+def test_zero_policy_leaves_the_pole_down():
+    p = sim("--task", "cartpole-swingup", "--policy", "zero", "--episodes", "2")
+    assert all(r < 1.0 for r in returns_of(p.stdout))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_daemon():
+    p = sim("--task", "cartpole-swingup", "--policy", "mpcd", "--connect",
+            f"tcp://127.0.0.1:{free_port()}", "--timeout", "2000", check=False)
+    assert p.returncode == 3
+    assert "cannot reach mpcd" in p.stderr
+    p = sim("--task", "cartpole-swingup", "--policy", "mpcd", "--connect", "bogus://x",
+            check=False)
+    assert p.returncode == 2
+
+
+def test_record_dir_problems(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    p = sim("--task", "cartpole-swingup", "--record", blocker / "sub", check=False)
+    assert p.returncode == 4 and "--record" in p.stderr
+    p = sim("--task", "cartpole-swingup", "--csv", tmp_path / "no" / "dir.csv", check=False)
+    assert p.returncode == 4 and "--csv" in p.stderr
