@@ -96,6 +96,7 @@ static int open_tcp(uv_loop_t *loop, listener_t *l, const listen_addr_t *a, char
         return -EINVAL;
     }
     uv_tcp_init(loop, &l->h.tcp);
+    l->inited = true;
     rc = uv_tcp_bind(&l->h.tcp, res->ai_addr, res->ai_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0);
     freeaddrinfo(res);
     if (rc)
@@ -116,6 +117,7 @@ static int open_unix(uv_loop_t *loop, listener_t *l, const listen_addr_t *a, int
         unlink(a->path);
     }
     uv_pipe_init(loop, &l->h.pipe, 0);
+    l->inited = true;
     int rc = uv_pipe_bind(&l->h.pipe, a->path);
     if (rc) {
         snprintf(err, errlen, "%s: bind: %s", l->name, uv_strerror(rc));
@@ -181,11 +183,13 @@ int listen_open_fd(uv_loop_t *loop, listener_t *l, int fd, uv_connection_cb cb, 
         snprintf(l->name, sizeof l->name, "unix:%s (fd %d)",
                  ((struct sockaddr_un *)&ss)->sun_path, fd);
         uv_pipe_init(loop, &l->h.pipe, 0);
+        l->inited = true;
         rc = uv_pipe_open(&l->h.pipe, fd);
     } else {
         l->kind = LISTEN_TCP;
         snprintf(l->name, sizeof l->name, "tcp fd %d", fd);
         uv_tcp_init(loop, &l->h.tcp);
+        l->inited = true;
         rc = uv_tcp_open(&l->h.tcp, fd);
     }
     if (!rc)
@@ -219,6 +223,6 @@ void listen_close(listener_t *l, uv_close_cb cb)
         unlink(l->path);
         l->unlink_path = false;
     }
-    if (!uv_is_closing(&l->h.handle))
+    if (l->inited && !uv_is_closing(&l->h.handle))
         uv_close(&l->h.handle, cb);
 }

@@ -172,6 +172,7 @@ static void finish_step(server_t *s, conn_t *c)
     registry_release(c->step.model);
     c->step.model = NULL;
     c->busy = false;
+    session_publish(se);
     if (c->closing) {
         record_step(s, c); /* the client left, but the transition happened */
         return;
@@ -213,6 +214,7 @@ static void finish_step(server_t *s, conn_t *c)
     mpcd_metrics_step(s->metrics, &smp);
     count(s, MPCD_REQ_STEP, o->shed ? MPCD_OUTCOME_SHED : MPCD_OUTCOME_OK);
     se->last_total_s = smp.total_s;
+    session_publish(se);
     if (o->resynced)
         mpcd_log(MPCD_LOG_DEBUG, "session %llu: belief re-synced into model version %llu",
                  (unsigned long long)se->id, (unsigned long long)o->model_version);
@@ -250,6 +252,7 @@ static void pump(server_t *s, conn_t *c)
             }
             record_session_end(s, c);
             session_reset(c->session);
+            session_publish(c->session);
             send_ack(c, r->id);
             count(s, MPCD_REQ_RESET, MPCD_OUTCOME_OK);
             break;

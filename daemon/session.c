@@ -93,6 +93,7 @@ int session_create(uint64_t id, const char *name, registry_model_t *model,
     }
     registry_ref(model);
     s->model = model;
+    session_publish(s);
     *out = s;
     return 0;
 }
@@ -110,6 +111,17 @@ void session_destroy(session_t *s)
     free(s->out.action);
     cem_plan_state_free(&s->plan);
     free(s);
+}
+
+void session_publish(session_t *s)
+{
+    s->pub.steps = s->steps;
+    s->pub.episodes = s->episodes;
+    s->pub.model_version = s->model ? s->model->version : 0;
+    s->pub.surprise_mean = s->surprise_mean;
+    s->pub.last_plan_s = s->last_plan_s;
+    s->pub.last_total_s = s->last_total_s;
+    s->pub.last_predicted_return = s->last_predicted_return;
 }
 
 void session_reset(session_t *s)

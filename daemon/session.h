@@ -78,6 +78,13 @@ typedef struct session {
     float last_predicted_return;
     session_step_in_t in;
     session_step_out_t out;
+    /* Copies for status readers on the loop thread, refreshed by session_publish when no
+     * step is in flight (the fields above belong to a worker while one is). */
+    struct {
+        uint64_t steps, episodes, model_version;
+        double surprise_mean, last_plan_s, last_total_s;
+        float last_predicted_return;
+    } pub;
 } session_t;
 
 /* Creates a session on model (takes a new reference). 0 or -ENOMEM. */
@@ -102,6 +109,9 @@ void session_step(session_t *s, registry_model_t *model, registry_slot_t *slot);
 /* Replays the history through model into a fresh belief (used by session_step after a
  * swap; exposed for tests). 0 or -ENOMEM. */
 int session_resync(session_t *s, registry_model_t *model, registry_slot_t *slot);
+
+/* Copies the counters into s->pub (loop thread, no step in flight). */
+void session_publish(session_t *s);
 
 /* CLOCK_MONOTONIC helpers shared by the daemon. */
 double session_ts_diff(const struct timespec *a, const struct timespec *b); /* a - b, s */

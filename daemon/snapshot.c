@@ -58,16 +58,15 @@ void server_snapshot(void *ctx, mpcd_status_t *out)
         i->id = se->id;
         snprintf(i->name, sizeof i->name, "%s", se->name);
         snprintf(i->peer, sizeof i->peer, "%s", c->peer);
-        /* A session in flight belongs to a worker; its counters may be one step stale,
-         * which a status reader cannot tell apart from asking a moment earlier. */
-        i->steps = se->steps;
-        i->episodes = se->episodes;
+        /* pub: a session in flight belongs to a worker, so read the loop's copy. */
+        i->steps = se->pub.steps;
+        i->episodes = se->pub.episodes;
         i->age_s = now - ((double)c->t_open.tv_sec + c->t_open.tv_nsec * 1e-9);
-        i->last_total_ms = se->last_total_s * 1e3;
-        i->last_predicted_return = se->last_predicted_return;
-        i->last_plan_ms = se->last_plan_s * 1e3;
-        i->mean_surprise = isfinite(se->surprise_mean) ? se->surprise_mean : 0;
-        i->model_version = se->model ? se->model->version : 0;
+        i->last_total_ms = se->pub.last_total_s * 1e3;
+        i->last_predicted_return = se->pub.last_predicted_return;
+        i->last_plan_ms = se->pub.last_plan_s * 1e3;
+        i->mean_surprise = isfinite(se->pub.surprise_mean) ? se->pub.surprise_mean : 0;
+        i->model_version = se->pub.model_version;
     }
     out->sessions_count = n;
     out->sessions = s->snap_sessions;

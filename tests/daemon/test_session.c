@@ -1,0 +1,346 @@
+/*
+ * test_session.c: the model registry and the session's control step on real model files
+ * (written at build time by model/train/make_model.py):
+ *   argv[1] A: obs 3, action 1 in [-2, 2], deter 32, stoch 8
+ *   argv[2] B: same sizes for obs/action, deter 16, stoch 4 (a "retrained" model)
+ *   argv[3] C: obs 4 (must be refused as a replacement for A)
+ * Covers load/validate/refuse, versions and reference counting across a swap, step input
+ * validation, the step itself (bounds, statistics, KL, reward error), reset, shedding a
+ * step whose deadline passed, belief re-sync by history replay (exact when the history
+ * covers the episode), and that a steady-state step allocates nothing.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "registry.h"
+#include "session.h"
+
+static const char *path_a, *path_b, *path_c;
+
+/* ---- counting allocator (--wrap) ---- */
+static atomic_int allocs;
+static bool counting;
+void *__real_malloc(size_t);
+void *__real_calloc(size_t, size_t);
+void *__real_realloc(void *, size_t);
+void *__real_aligned_alloc(size_t, size_t);
+void *__wrap_malloc(size_t n)
+{
+    if (counting)
+        atomic_fetch_add(&allocs, 1);
+    return __real_malloc(n);
+}
+void *__wrap_calloc(size_t a, size_t b)
+{
+    if (counting)
+        atomic_fetch_add(&allocs, 1);
+    return __real_calloc(a, b);
+}
+void *__wrap_realloc(void *p, size_t n)
+{
+    if (counting)
+        atomic_fetch_add(&allocs, 1);
+    return __real_realloc(p, n);
+}
+void *__wrap_aligned_alloc(size_t a, size_t n)
+{
+    if (counting)
+        atomic_fetch_add(&allocs, 1);
+    return __real_aligned_alloc(a, n);
+}
+
+static int wakes;
+static void wake(void *ctx)
+{
+    (void)ctx;
+    wakes++;
+}
+
+static cem_config_t small_cfg(void)
+{
+    cem_config_t c;
+    cem_config_default(&c);
+    c.candidates = 64;
+    c.top_k = 8;
+    c.iterations = 3;
+    c.horizon = 5;
+    return c;
+}
+
+static registry_model_t *load(const char *path)
+{
+    cem_config_t cfg = small_cfg();
+    registry_model_t *m;
+    char err[512];
+    int rc = registry_model_load(path, &cfg, 2, NULL, &m, err, sizeof err);
+    if (rc)
+        fail_msg("load %s: %s", path, err);
+    return m;
+}
+
+static void far_deadline(session_t *s)
+{
+    clock_gettime(CLOCK_MONOTONIC, &s->in.t_read);
+    s->in.deadline = s->in.t_read;
+    session_ts_add(&s->in.deadline, 60.0); /* iterations, not time, end these plans */
+}
+
+static void set_obs(session_t *s, int t)
+{
+    for (int i = 0; i < s->obs_dim; i++)
+        s->in.obs[i] = (float)sin(0.3 * t + i);
+}
+
+static void test_registry_load_and_refuse(void **state)
+{
+    (void)state;
+    registry_t r;
+    wakes = 0;
+    assert_int_equal(registry_init(&r, wake, NULL), 0);
+    registry_model_t *a = load(path_a);
+    assert_int_equal(a->info->dims.obs, 3);
+    assert_int_equal(a->nslots, 2);
+    assert_true(a->load_s > 0);
+    registry_swap(&r, a);
+    assert_int_equal(a->version, 1);
+    assert_ptr_equal(r.current, a);
+
+    cem_config_t cfg = small_cfg();
+    registry_model_t *m;
+    char err[512];
+    assert_int_not_equal(registry_model_load(path_c, &cfg, 1, a, &m, err, sizeof err), 0);
+    assert_null(m);
+    assert_non_null(strstr(err, "4/1"));
+    assert_non_null(strstr(err, "3/1"));
+    assert_int_not_equal(registry_model_load("/nonexistent.safetensors", &cfg, 1, a, &m, err,
+                                             sizeof err),
+                         0);
+    assert_non_null(strstr(err, "/nonexistent.safetensors"));
+
+    /* A corrupt copy of A: truncated in the middle of its tensors. */
+    char bad[] = "/tmp/test_session_bad_XXXXXX";
+    int fd = mkstemp(bad);
+    FILE *f = fopen(path_a, "rb");
+    char buf[4096];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    assert_true(n > 1000);
+    assert_int_equal(write(fd, buf, n / 2), (ssize_t)(n / 2));
+    close(fd);
+    assert_int_not_equal(registry_model_load(bad, &cfg, 1, a, &m, err, sizeof err), 0);
+    unlink(bad);
+
+    /* Swap in B while a "session" still holds A: A dies only with the last reference. */
+    registry_model_t *held = registry_acquire(&r);
+    assert_ptr_equal(held, a);
+    registry_model_t *b = load(path_b);
+    registry_swap(&r, b);
+    assert_int_equal(b->version, 2);
+    assert_int_equal(registry_dead_count(&r), 0);
+    assert_int_equal(wakes, 0);
+    registry_release(held);
+    assert_int_equal(registry_dead_count(&r), 1);
+    assert_int_equal(wakes, 1);
+    assert_int_equal(registry_reap(&r), 1);
+    registry_destroy(&r); /* releases B */
+}
+
+static void test_check_step(void **state)
+{
+    (void)state;
+    registry_model_t *a = load(path_a);
+    session_opts_t o = {.horizon = 5, .history = 8, .seed = 1};
+    session_t *s;
+    char err[256];
+    assert_int_equal(session_create(7, "pytest", a, &o, &s), 0);
+    float obs[4] = {0, 0, 0, 0};
+    assert_int_equal(session_check_step(s, obs, 3, 0, false, 0, err, sizeof err), 0);
+    assert_int_equal(session_check_step(s, obs, 4, 0, false, 0, err, sizeof err), -EMSGSIZE);
+    assert_non_null(strstr(err, "4 values"));
+    assert_non_null(strstr(err, "expects 3"));
+    obs[1] = NAN;
+    assert_int_equal(session_check_step(s, obs, 3, 0, false, 0, err, sizeof err), -EDOM);
+    assert_non_null(strstr(err, "observation[1]"));
+    obs[1] = INFINITY;
+    assert_int_equal(session_check_step(s, obs, 3, 0, false, 0, err, sizeof err), -EDOM);
+    obs[1] = 0;
+    assert_int_equal(session_check_step(s, obs, 3, NAN, false, 0, err, sizeof err), -EDOM);
+    assert_int_equal(session_check_step(s, obs, 3, NAN, true, 0, err, sizeof err), 0);
+    assert_int_equal(session_check_step(s, obs, 3, 0, false, -1, err, sizeof err), -EDOM);
+    session_destroy(s);
+    registry_model_free(a); /* never published: refs back to 1 after the session */
+}
+
+static void test_steps_reset_and_shed(void **state)
+{
+    (void)state;
+    registry_model_t *a = load(path_a);
+    session_opts_t o = {.horizon = 5, .history = 8, .seed = 1};
+    session_t *s;
+    assert_int_equal(session_create(1, "t", a, &o, &s), 0);
+    for (int t = 0; t < 5; t++) {
+        set_obs(s, t);
+        s->in.reset = t == 0;
+        s->in.reward = 0.5f;
+        s->in.noise = 0;
+        far_deadline(s);
+        session_step(s, a, &a->slots[t % 2]);
+        session_step_out_t *out = &s->out;
+        assert_int_equal(out->rc, 0);
+        assert_true(out->action[0] >= -2 && out->action[0] <= 2);
+        assert_int_equal(out->iterations, 3);
+        assert_int_equal(out->candidates, 3 * 64);
+        assert_false(out->fallback);
+        assert_false(out->shed);
+        assert_true(isfinite(out->kl_nats) && out->kl_nats >= 0);
+        /* The first step of an episode has no previous action to judge. */
+        assert_true(t == 0 ? isnan(out->reward_error) : isfinite(out->reward_error));
+        assert_true(out->belief_s >= 0 && out->plan_s > 0 && out->queue_s >= 0);
+    }
+    assert_int_equal(s->steps, 5);
+    assert_int_equal(s->episodes, 1);
+    assert_int_equal(s->hist_len, 5);
+
+    /* Deadline already gone: no plan, the warm start's first action, flagged. */
+    set_obs(s, 5);
+    s->in.reset = false;
+    clock_gettime(CLOCK_MONOTONIC, &s->in.t_read);
+    s->in.deadline = s->in.t_read;
+    session_ts_add(&s->in.deadline, -0.001);
+    float warm = s->plan.mean[0];
+    session_step(s, a, &a->slots[0]);
+    assert_true(s->out.shed && s->out.fallback && s->out.deadline_cut);
+    assert_int_equal(s->out.iterations, 0);
+    assert_true(s->out.action[0] == warm);
+
+    /* Reset flag: new episode, history restarts. */
+    set_obs(s, 0);
+    s->in.reset = true;
+    far_deadline(s);
+    session_step(s, a, &a->slots[0]);
+    assert_int_equal(s->episodes, 2);
+    assert_int_equal(s->hist_len, 1);
+    session_reset(s);
+    assert_int_equal(s->hist_len, 0);
+    assert_false(s->plan.valid);
+
+    /* Exploration noise stays inside the bounds. */
+    for (int t = 0; t < 20; t++) {
+        set_obs(s, t);
+        s->in.reset = false;
+        s->in.noise = 5.0f;
+        far_deadline(s);
+        session_step(s, a, &a->slots[0]);
+        assert_true(s->out.action[0] >= -2 && s->out.action[0] <= 2);
+    }
+    session_destroy(s);
+    registry_model_free(a);
+}
+
+/* Replaying a history that covers the whole episode reproduces the live belief. */
+static void test_resync(void **state)
+{
+    (void)state;
+    registry_t r;
+    assert_int_equal(registry_init(&r, NULL, NULL), 0);
+    registry_swap(&r, load(path_a));
+    registry_model_t *a = r.current;
+    session_opts_t o = {.horizon = 5, .history = 16, .seed = 3};
+    session_t *s;
+    assert_int_equal(session_create(1, "t", a, &o, &s), 0);
+    for (int t = 0; t < 10; t++) {
+        set_obs(s, t);
+        s->in.reset = t == 0;
+        far_deadline(s);
+        session_step(s, a, &a->slots[0]);
+    }
+    float h[32], z[8], ap[1];
+    memcpy(h, s->h, sizeof h);
+    memcpy(z, s->z, sizeof z);
+    memcpy(ap, s->a_prev, sizeof ap);
+    /* Scramble, then replay through the same model. */
+    memset(s->h, 0, sizeof h);
+    assert_int_equal(session_resync(s, a, &a->slots[1]), 0);
+    for (int i = 0; i < 32; i++)
+        assert_float_equal(s->h[i], h[i], 1e-6);
+    for (int i = 0; i < 8; i++)
+        assert_float_equal(s->z[i], z[i], 1e-6);
+    assert_true(s->a_prev[0] == ap[0]);
+
+    /* Into B (smaller latent): the session adopts B's sizes and keeps planning. */
+    registry_swap(&r, load(path_b));
+    registry_model_t *b = r.current;
+    set_obs(s, 10);
+    s->in.reset = false;
+    far_deadline(s);
+    session_step(s, b, &b->slots[0]);
+    assert_int_equal(s->out.rc, 0);
+    assert_true(s->out.resynced);
+    assert_ptr_equal(s->model, b);
+    assert_int_equal(s->deter, 16);
+    assert_int_equal(s->stoch, 4);
+    assert_int_equal(s->out.model_version, 2);
+    assert_true(s->out.action[0] >= -2 && s->out.action[0] <= 2);
+    /* A is dead now that the session moved on (nobody else held it). */
+    assert_int_equal(registry_dead_count(&r), 1);
+    session_destroy(s);
+    registry_destroy(&r);
+}
+
+static void test_step_allocates_nothing(void **state)
+{
+    (void)state;
+    registry_model_t *a = load(path_a);
+    session_opts_t o = {.horizon = 5, .history = 4, .seed = 1};
+    session_t *s;
+    assert_int_equal(session_create(1, "t", a, &o, &s), 0);
+    for (int t = 0; t < 3; t++) { /* warm up */
+        set_obs(s, t);
+        s->in.reset = t == 0;
+        far_deadline(s);
+        session_step(s, a, &a->slots[0]);
+    }
+    atomic_store(&allocs, 0);
+    counting = true;
+    for (int t = 3; t < 20; t++) {
+        set_obs(s, t);
+        s->in.reset = t == 10;
+        s->in.noise = 0.3f;
+        far_deadline(s);
+        session_step(s, a, &a->slots[t % 2]);
+    }
+    counting = false;
+    assert_int_equal(atomic_load(&allocs), 0);
+    session_destroy(s);
+    registry_model_free(a);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 4) {
+        fprintf(stderr, "usage: %s MODEL_A MODEL_B MODEL_C\n", argv[0]);
+        return 2;
+    }
+    path_a = argv[1];
+    path_b = argv[2];
+    path_c = argv[3];
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_registry_load_and_refuse),
+        cmocka_unit_test(test_check_step),
+        cmocka_unit_test(test_steps_reset_and_shed),
+        cmocka_unit_test(test_resync),
+        cmocka_unit_test(test_step_allocates_nothing),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
