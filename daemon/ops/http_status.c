@@ -19,13 +19,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define HTTP_MAX_CONNS 64
-#define HTTP_MAX_URL 1024
-#define HTTP_MAX_HEADER_BYTES 8192
-#define HTTP_MAX_BODY 4096
-#define HTTP_IDLE_MS 30000
+#define HTTP_MAX_CONNS         64
+#define HTTP_MAX_URL           1024
+#define HTTP_MAX_HEADER_BYTES  8192
+#define HTTP_MAX_BODY          4096
+#define HTTP_IDLE_MS           30000
 #define HTTP_MAX_PENDING_WRITE (4u << 20) /* stop reading while this much is unsent */
-#define HTTP_READ_BUF 4096
+#define HTTP_READ_BUF          4096
 
 typedef struct conn conn_t;
 
@@ -108,16 +108,26 @@ static void conn_close(conn_t *c)
 static const char *reason(int code)
 {
     switch (code) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 413: return "Payload Too Large";
-    case 414: return "URI Too Long";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    default: return "Unknown";
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 413:
+        return "Payload Too Large";
+    case 414:
+        return "URI Too Long";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return "Unknown";
     }
 }
 
@@ -144,16 +154,16 @@ static void respond(conn_t *c, int code, const char *ctype, const char *body, bo
 {
     size_t blen = body != NULL ? strlen(body) : 0;
     char hdr[512];
-    int n = snprintf(hdr, sizeof hdr,
-                     "HTTP/1.1 %d %s\r\n"
-                     "Content-Type: %s\r\n"
-                     "Content-Length: %zu\r\n"
-                     "Cache-Control: no-store\r\n"
-                     "Connection: %s\r\n"
-                     "%s\r\n",
-                     code, reason(code), ctype, blen,
-                     c->close_after_write ? "close" : "keep-alive",
-                     extra_headers != NULL ? extra_headers : "");
+    int n =
+        snprintf(hdr, sizeof hdr,
+                 "HTTP/1.1 %d %s\r\n"
+                 "Content-Type: %s\r\n"
+                 "Content-Length: %zu\r\n"
+                 "Cache-Control: no-store\r\n"
+                 "Connection: %s\r\n"
+                 "%s\r\n",
+                 code, reason(code), ctype, blen, c->close_after_write ? "close" : "keep-alive",
+                 extra_headers != NULL ? extra_headers : "");
     if (n < 0 || (size_t)n >= sizeof hdr) {
         conn_close(c);
         return;
@@ -223,8 +233,8 @@ static void route(conn_t *c)
         return;
     }
     bool json = strcmp(path, "/status") == 0;
-    char *body = json ? mpcd_status_json(&st, h->metrics)
-                      : mpcd_status_prometheus(&st, h->metrics);
+    char *body =
+        json ? mpcd_status_json(&st, h->metrics) : mpcd_status_prometheus(&st, h->metrics);
     if (body == NULL) {
         respond_text(c, 500, "out of memory\n", head);
         return;
@@ -238,8 +248,8 @@ static void route(conn_t *c)
             memcpy(body + n, "\n", 2);
         }
     }
-    respond(c, 200, json ? "application/json" : "text/plain; version=0.0.4; charset=utf-8", body,
-            head, NULL);
+    respond(c, 200, json ? "application/json" : "text/plain; version=0.0.4; charset=utf-8",
+            body, head, NULL);
     free(body);
 }
 
@@ -322,8 +332,8 @@ static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
 
 static void fail_request(conn_t *c)
 {
-    static const int code[] = {[LIMIT_NONE] = 400, [LIMIT_URL] = 414, [LIMIT_HEADERS] = 431,
-                               [LIMIT_BODY] = 413};
+    static const int code[] = {
+        [LIMIT_NONE] = 400, [LIMIT_URL] = 414, [LIMIT_HEADERS] = 431, [LIMIT_BODY] = 413};
     char msg[160];
     if (c->limit_hit == LIMIT_NONE)
         snprintf(msg, sizeof msg, "malformed request: %s\n",

@@ -41,9 +41,12 @@ int mpcd_log_set_fd(int fd)
 
 int mpcd_log_parse_level(const char *name)
 {
-    static const struct { const char *name; int prio; } names[] = {
-        {"err", MPCD_LOG_ERR},       {"error", MPCD_LOG_ERR},   {"warning", MPCD_LOG_WARNING},
-        {"warn", MPCD_LOG_WARNING},  {"notice", MPCD_LOG_NOTICE}, {"info", MPCD_LOG_INFO},
+    static const struct {
+        const char *name;
+        int prio;
+    } names[] = {
+        {"err", MPCD_LOG_ERR},      {"error", MPCD_LOG_ERR},     {"warning", MPCD_LOG_WARNING},
+        {"warn", MPCD_LOG_WARNING}, {"notice", MPCD_LOG_NOTICE}, {"info", MPCD_LOG_INFO},
         {"debug", MPCD_LOG_DEBUG},
     };
     if (name == NULL)

@@ -22,13 +22,13 @@
 #include <string.h>
 #include <time.h>
 
-#define WIN_SLOTS 60
+#define WIN_SLOTS   60
 #define WIN_SECONDS 60
-#define LOG_SUB 8                      /* linear sub-buckets per octave */
-#define LOG_EMIN (-23)                 /* |v| < 2^-24 counts as zero */
-#define LOG_EMAX 16                    /* |v| >= 2^16 lands in the top bucket */
-#define LOG_NMAG ((LOG_EMAX - LOG_EMIN) * LOG_SUB)
-#define LOG_NB (2 * LOG_NMAG + 1)      /* negative magnitudes, zero, positive magnitudes */
+#define LOG_SUB     8     /* linear sub-buckets per octave */
+#define LOG_EMIN    (-23) /* |v| < 2^-24 counts as zero */
+#define LOG_EMAX    16    /* |v| >= 2^16 lands in the top bucket */
+#define LOG_NMAG    ((LOG_EMAX - LOG_EMIN) * LOG_SUB)
+#define LOG_NB      (2 * LOG_NMAG + 1) /* negative magnitudes, zero, positive magnitudes */
 
 typedef struct win_slot {
     int64_t second; /* which clock second this slot holds; INT64_MIN = never used */
@@ -59,14 +59,14 @@ struct mpcd_metrics {
 };
 
 /* Prometheus buckets. Latencies: a 20 ms default deadline, so finer steps around it. */
-static const double latency_bounds[] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025,
-                                        0.005,   0.0075, 0.01,    0.0125, 0.015, 0.0175,
-                                        0.02,    0.025,  0.03,    0.04,   0.05,  0.075,
-                                        0.1,     0.25,   0.5,     1.0,    2.5};
-static const double lateness_bounds[] = {-0.05,   -0.02,   -0.015, -0.01, -0.0075, -0.005,
-                                         -0.0025, -0.001,  -0.0005, 0.0,  0.0005,  0.001,
-                                         0.0025,  0.005,   0.01,   0.025, 0.05,    0.1};
-static const double surprise_bounds[] = {0.01, 0.03, 0.1, 0.3, 1, 2, 3, 5, 10, 20, 30, 100, 300};
+static const double latency_bounds[] = {
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.0125, 0.015, 0.0175,
+    0.02,    0.025,  0.03,    0.04,   0.05,  0.075,  0.1,   0.25,   0.5,  1.0,    2.5};
+static const double lateness_bounds[] = {-0.05,   -0.02,  -0.015,  -0.01, -0.0075, -0.005,
+                                         -0.0025, -0.001, -0.0005, 0.0,   0.0005,  0.001,
+                                         0.0025,  0.005,  0.01,    0.025, 0.05,    0.1};
+static const double surprise_bounds[] = {0.01, 0.03, 0.1, 0.3, 1,   2,  3,
+                                         5,    10,   20,  30,  100, 300};
 static const double reward_bounds[] = {0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1, 3, 10, 30, 100};
 static const double iteration_bounds[] = {0, 1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 30, 50, 100};
 
@@ -84,11 +84,13 @@ static const struct series_desc {
     [MPCD_SERIES_BELIEF] = {"belief", "mpcd_step_belief_seconds",
                             "Time of the belief update (RSSM filtering step) per Step.",
                             latency_bounds, NBOUNDS(latency_bounds)},
-    [MPCD_SERIES_PLAN] = {"plan", "mpcd_step_plan_seconds", "Time spent in CEM planning per Step.",
-                          latency_bounds, NBOUNDS(latency_bounds)},
-    [MPCD_SERIES_TOTAL] = {"total", "mpcd_step_total_seconds",
-                           "Time from reading a Step frame to its reply being queued for write.",
-                           latency_bounds, NBOUNDS(latency_bounds)},
+    [MPCD_SERIES_PLAN] = {"plan", "mpcd_step_plan_seconds",
+                          "Time spent in CEM planning per Step.", latency_bounds,
+                          NBOUNDS(latency_bounds)},
+    [MPCD_SERIES_TOTAL] =
+        {"total", "mpcd_step_total_seconds",
+         "Time from reading a Step frame to its reply being queued for write.", latency_bounds,
+         NBOUNDS(latency_bounds)},
     [MPCD_SERIES_LATENESS] = {"lateness", "mpcd_step_lateness_seconds",
                               "Reply time minus the Step's deadline (negative: in time).",
                               lateness_bounds, NBOUNDS(lateness_bounds)},
@@ -258,7 +260,8 @@ void mpcd_metrics_step(mpcd_metrics_t *m, const mpcd_step_sample_t *s)
     if (s->overrun)
         atomic_fetch_add_explicit(&m->overruns, 1, memory_order_relaxed);
     if (s->candidates > 0)
-        atomic_fetch_add_explicit(&m->candidates, (uint64_t)s->candidates, memory_order_relaxed);
+        atomic_fetch_add_explicit(&m->candidates, (uint64_t)s->candidates,
+                                  memory_order_relaxed);
 
     const double stage[MPCD_STAGE_COUNT] = {s->queue_s, s->belief_s, s->plan_s, s->total_s};
     for (int i = 0; i < MPCD_STAGE_COUNT; i++)

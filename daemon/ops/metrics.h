@@ -55,7 +55,7 @@ typedef enum {
 
 typedef struct mpcd_step_sample {
     double queue_s, belief_s, plan_s, total_s; /* total: frame read -> reply queued for write */
-    double slack_s;     /* deadline - reply time; negative = late (overrun) */
+    double slack_s; /* deadline - reply time; negative = late (overrun) */
     int iterations, candidates;
     bool deadline_cut, fallback, overrun;
     double kl_nats;      /* KL(posterior || prior) of this step; NAN when unknown */
@@ -99,9 +99,9 @@ uint64_t mpcd_metrics_requests(mpcd_metrics_t *m, mpcd_req_type_t type, mpcd_out
 typedef double (*mpcd_clock_fn)(void *ctx);
 void mpcd_metrics_set_clock(mpcd_metrics_t *m, mpcd_clock_fn now, void *ctx);
 
-const char *mpcd_req_type_name(mpcd_req_type_t t);  /* "hello", "step", ... */
-const char *mpcd_outcome_name(mpcd_outcome_t o);    /* "ok", "error", ... */
-const char *mpcd_stage_name(mpcd_stage_t s);        /* "queue", "belief", "plan", "total" */
-const char *mpcd_series_name(mpcd_series_t s);      /* stages, "lateness", "surprise", ... */
+const char *mpcd_req_type_name(mpcd_req_type_t t); /* "hello", "step", ... */
+const char *mpcd_outcome_name(mpcd_outcome_t o);   /* "ok", "error", ... */
+const char *mpcd_stage_name(mpcd_stage_t s);       /* "queue", "belief", "plan", "total" */
+const char *mpcd_series_name(mpcd_series_t s);     /* stages, "lateness", "surprise", ... */
 
 #endif

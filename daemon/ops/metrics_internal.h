@@ -12,7 +12,7 @@
 typedef struct mpcd_histogram {
     const char *name; /* Prometheus family, e.g. "mpcd_step_plan_seconds" */
     const char *help;
-    int nbounds;      /* finite upper bounds; +Inf is implicit */
+    int nbounds; /* finite upper bounds; +Inf is implicit */
     const double *bounds;
     uint64_t cumulative[MPCD_HIST_MAX_BOUNDS + 1]; /* le=bounds[i] ..., last = +Inf = count */
     double sum;

@@ -128,10 +128,14 @@ static cJSON *session_json(const mpcd_session_info_t *s)
 
 /* Key names carry the unit of each sliding-window series. */
 static const char *const window_key[MPCD_SERIES_COUNT] = {
-    [MPCD_SERIES_QUEUE] = "queue_s",           [MPCD_SERIES_BELIEF] = "belief_s",
-    [MPCD_SERIES_PLAN] = "plan_s",             [MPCD_SERIES_TOTAL] = "total_s",
-    [MPCD_SERIES_LATENESS] = "lateness_s",     [MPCD_SERIES_SURPRISE] = "surprise_nats",
-    [MPCD_SERIES_REWARD_ERROR] = "reward_error", [MPCD_SERIES_ITERATIONS] = "iterations",
+    [MPCD_SERIES_QUEUE] = "queue_s",
+    [MPCD_SERIES_BELIEF] = "belief_s",
+    [MPCD_SERIES_PLAN] = "plan_s",
+    [MPCD_SERIES_TOTAL] = "total_s",
+    [MPCD_SERIES_LATENESS] = "lateness_s",
+    [MPCD_SERIES_SURPRISE] = "surprise_nats",
+    [MPCD_SERIES_REWARD_ERROR] = "reward_error",
+    [MPCD_SERIES_ITERATIONS] = "iterations",
 };
 
 static void metrics_json(cJSON *root, mpcd_metrics_t *m)
@@ -152,9 +156,9 @@ static void metrics_json(cJSON *root, mpcd_metrics_t *m)
     for (int ty = 0; ty < MPCD_REQ_COUNT; ty++) {
         cJSON *o = cJSON_AddObjectToObject(byt, mpcd_req_type_name((mpcd_req_type_t)ty));
         for (int oc = 0; oc < MPCD_OUTCOME_COUNT; oc++)
-            cJSON_AddNumberToObject(o, mpcd_outcome_name((mpcd_outcome_t)oc),
-                                    (double)mpcd_metrics_requests(m, (mpcd_req_type_t)ty,
-                                                                  (mpcd_outcome_t)oc));
+            cJSON_AddNumberToObject(
+                o, mpcd_outcome_name((mpcd_outcome_t)oc),
+                (double)mpcd_metrics_requests(m, (mpcd_req_type_t)ty, (mpcd_outcome_t)oc));
     }
 
     cJSON *w = cJSON_AddObjectToObject(root, "last_minute");
@@ -308,7 +312,8 @@ static void metrics_prometheus(strbuf_t *b, mpcd_metrics_t *m)
     for (int t = 0; t < MPCD_REQ_COUNT; t++)
         for (int o = 0; o < MPCD_OUTCOME_COUNT; o++)
             sb_printf(b, "mpcd_requests_total{type=\"%s\",outcome=\"%s\"} %llu\n",
-                      mpcd_req_type_name((mpcd_req_type_t)t), mpcd_outcome_name((mpcd_outcome_t)o),
+                      mpcd_req_type_name((mpcd_req_type_t)t),
+                      mpcd_outcome_name((mpcd_outcome_t)o),
                       (unsigned long long)mpcd_metrics_requests(m, (mpcd_req_type_t)t,
                                                                 (mpcd_outcome_t)o));
     mpcd_totals_t t;
@@ -350,7 +355,8 @@ char *mpcd_status_prometheus(const mpcd_status_t *st, mpcd_metrics_t *m)
     sb_printf(&b, "mpcd_build_info{version=\"");
     sb_label_value(&b, st->version);
     sb_printf(&b, "\"} 1\n");
-    sample(&b, "mpcd_uptime_seconds", "gauge", "Seconds since the daemon started.", st->uptime_s);
+    sample(&b, "mpcd_uptime_seconds", "gauge", "Seconds since the daemon started.",
+           st->uptime_s);
     sample(&b, "mpcd_ready", "gauge", "1 when a model is loaded and steps are served.",
            st->ready ? 1 : 0);
     sample(&b, "mpcd_sessions", "gauge", "Open client sessions.", st->sessions_count);

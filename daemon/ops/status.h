@@ -17,18 +17,18 @@
 
 typedef struct mpcd_session_info {
     uint64_t id;
-    char name[64];  /* Hello.client_name */
-    char peer[96];  /* "127.0.0.1:50312", "unix" */
+    char name[64]; /* Hello.client_name */
+    char peer[96]; /* "127.0.0.1:50312", "unix" */
     uint64_t steps, episodes;
     double age_s, last_total_ms, last_predicted_return;
     /* added by D2 (zero when the daemon does not fill them) */
-    double last_plan_ms;  /* SessionSummary.last_plan_us / 1000 */
-    double mean_surprise; /* mean KL(posterior || prior) over recent steps, nats */
+    double last_plan_ms;    /* SessionSummary.last_plan_us / 1000 */
+    double mean_surprise;   /* mean KL(posterior || prior) over recent steps, nats */
     uint64_t model_version; /* model the session's belief is synced to */
 } mpcd_session_info_t;
 
 typedef struct mpcd_status {
-    const char *version;           /* daemon version */
+    const char *version; /* daemon version */
     double uptime_s;
     bool ready;                    /* a model is loaded and serving */
     const rssm_model_t *model;     /* NULL when none; metadata via rssm_info / rssm_metadata */

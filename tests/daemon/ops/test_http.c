@@ -64,12 +64,12 @@ static void fail_at(client_t *cl, int line, const char *fmt, ...)
     va_end(ap);
 }
 
-#define CHECK(cl, cond, ...)                                                                  \
-    do {                                                                                     \
-        if (!(cond)) {                                                                        \
-            fail_at((cl), __LINE__, __VA_ARGS__);                                             \
-            return;                                                                           \
-        }                                                                                     \
+#define CHECK(cl, cond, ...)                                                                   \
+    do {                                                                                       \
+        if (!(cond)) {                                                                         \
+            fail_at((cl), __LINE__, __VA_ARGS__);                                              \
+            return;                                                                            \
+        }                                                                                      \
     } while (0)
 
 typedef struct conn {
@@ -206,7 +206,8 @@ static void check_routes(client_t *cl, ctx_t *ctx)
     response_t r;
 
     CHECK(cl, get(c, "GET", "/healthz", &r), "healthz");
-    CHECK(cl, r.status == 200 && strcmp(r.body, "ok\n") == 0, "healthz: %d %s", r.status, r.body);
+    CHECK(cl, r.status == 200 && strcmp(r.body, "ok\n") == 0, "healthz: %d %s", r.status,
+          r.body);
     CHECK(cl, strstr(r.headers, "Connection: keep-alive") != NULL, "keep-alive: %s", r.headers);
     free(r.body);
 
@@ -266,10 +267,11 @@ static void check_pipelining_and_close(client_t *cl)
     response_t r;
     conn_t *c = conn_open(AF_INET, cl->port4);
     CHECK(cl, c->fd >= 0, "connect");
-    CHECK(cl, send_str(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
-                          "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
-                          "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-                          "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"),
+    CHECK(cl,
+          send_str(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+                      "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
+                      "GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                      "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"),
           "send");
     const int want[] = {200, 404, 200};
     for (int i = 0; i < 3; i++) {
@@ -294,7 +296,10 @@ static void check_pipelining_and_close(client_t *cl)
 static void check_bad_requests(client_t *cl)
 {
     response_t r;
-    static const struct { const char *what; int status; } cases[] = {
+    static const struct {
+        const char *what;
+        int status;
+    } cases[] = {
         {"garbage", 400}, {"header", 431}, {"url", 414}, {"body", 413}, {"version", 400},
     };
     static char big[16384];
@@ -313,7 +318,8 @@ static void check_bad_requests(client_t *cl)
             memset(big + n, 'u', 2000);
             strcpy(big + n + 2000, " HTTP/1.1\r\n\r\n");
         } else if (strcmp(w, "body") == 0) {
-            int n = snprintf(big, sizeof big, "GET /status HTTP/1.1\r\nContent-Length: 9000\r\n\r\n");
+            int n = snprintf(big, sizeof big,
+                             "GET /status HTTP/1.1\r\nContent-Length: 9000\r\n\r\n");
             memset(big + n, 'b', 9000);
             big[n + 9000] = '\0';
         } else {
@@ -405,9 +411,9 @@ static void test_server(void **state)
     mpcd_metrics_request(m, MPCD_REQ_STEP, MPCD_OUTCOME_OK);
     the_ctx.session = (mpcd_session_info_t){.id = 1, .name = "client", .peer = "unix"};
     char err[256];
-    assert_int_equal(mpcd_http_start(&loop, "127.0.0.1:0", m, snapshot, &the_ctx, &srv4, err,
-                                     sizeof err),
-                     0);
+    assert_int_equal(
+        mpcd_http_start(&loop, "127.0.0.1:0", m, snapshot, &the_ctx, &srv4, err, sizeof err),
+        0);
     client_t cl = {.port4 = mpcd_http_port(srv4)};
     assert_true(cl.port4 > 0);
     char want[64];
@@ -443,9 +449,10 @@ static void test_server(void **state)
 static void test_bad_addresses(void **state)
 {
     (void)state;
-    static const char *const bad[] = {"", "nonsense", "127.0.0.1", "127.0.0.1:", ":80",
-                                      "127.0.0.1:99999", "127.0.0.1:-1", "127.0.0.1:80x",
-                                      "[::1]9464", "[::1:9464", "999.1.1.1:80", "[zz]:80"};
+    static const char *const bad[] = {
+        "",          "nonsense",        "127.0.0.1",    "127.0.0.1:",
+        ":80",       "127.0.0.1:99999", "127.0.0.1:-1", "127.0.0.1:80x",
+        "[::1]9464", "[::1:9464",       "999.1.1.1:80", "[zz]:80"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         struct sockaddr_storage ss;
         char err[128] = "";

@@ -117,7 +117,7 @@ static void test_parse_level(void **state)
 /* ---- concurrency: whole records only ---- */
 
 #define THREADS 4
-#define LINES 2000
+#define LINES   2000
 
 static void *writer(void *arg)
 {

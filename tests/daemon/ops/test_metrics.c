@@ -61,8 +61,13 @@ static mpcd_metrics_t *new_metrics(double now)
 
 static mpcd_step_sample_t sample_total(double total_s)
 {
-    mpcd_step_sample_t s = {.queue_s = NAN, .belief_s = NAN, .plan_s = NAN, .total_s = total_s,
-                            .slack_s = NAN, .iterations = -1, .kl_nats = NAN,
+    mpcd_step_sample_t s = {.queue_s = NAN,
+                            .belief_s = NAN,
+                            .plan_s = NAN,
+                            .total_s = total_s,
+                            .slack_s = NAN,
+                            .iterations = -1,
+                            .kl_nats = NAN,
                             .reward_error = NAN};
     return s;
 }
@@ -202,9 +207,13 @@ static void test_signed_and_health_series(void **state)
     (void)state;
     mpcd_metrics_t *m = new_metrics(5);
     for (int i = 1; i <= 100; i++) {
-        mpcd_step_sample_t s = {.queue_s = 1e-4, .belief_s = 2e-4, .plan_s = 0.015,
-                                .total_s = 0.016, .slack_s = 0.00405 - 1e-4 * i,
-                                .iterations = i % 11, .candidates = 100,
+        mpcd_step_sample_t s = {.queue_s = 1e-4,
+                                .belief_s = 2e-4,
+                                .plan_s = 0.015,
+                                .total_s = 0.016,
+                                .slack_s = 0.00405 - 1e-4 * i,
+                                .iterations = i % 11,
+                                .candidates = 100,
                                 .kl_nats = i == 50 ? NAN : 0.5,
                                 .reward_error = i % 2 ? -0.2 : 0.2};
         mpcd_metrics_step(m, &s);
@@ -266,17 +275,23 @@ static void test_bucket_edges(void **state)
 
 /* ---- concurrency ---- */
 
-#define THREADS 4
+#define THREADS    4
 #define PER_THREAD 20000
 
 static void *recorder(void *arg)
 {
     mpcd_metrics_t *m = arg;
     for (int i = 0; i < PER_THREAD; i++) {
-        mpcd_step_sample_t s = {.queue_s = 1e-5, .belief_s = 1e-4, .plan_s = 0.01,
-                                .total_s = 0.0102, .slack_s = 0.01, .iterations = 10,
-                                .candidates = 1000, .deadline_cut = (i % 10) == 0,
-                                .kl_nats = 1.0, .reward_error = 0.1};
+        mpcd_step_sample_t s = {.queue_s = 1e-5,
+                                .belief_s = 1e-4,
+                                .plan_s = 0.01,
+                                .total_s = 0.0102,
+                                .slack_s = 0.01,
+                                .iterations = 10,
+                                .candidates = 1000,
+                                .deadline_cut = (i % 10) == 0,
+                                .kl_nats = 1.0,
+                                .reward_error = 0.1};
         mpcd_metrics_step(m, &s);
         mpcd_metrics_request(m, MPCD_REQ_STEP, MPCD_OUTCOME_OK);
     }

@@ -41,23 +41,42 @@ static int setup(void **state)
     for (int i = 0; i < 3; i++)
         mpcd_metrics_request(f->m, MPCD_REQ_STEP, MPCD_OUTCOME_OK);
     mpcd_metrics_request(f->m, MPCD_REQ_HELLO, MPCD_OUTCOME_ERROR);
-    mpcd_step_sample_t s = {.queue_s = 2e-5, .belief_s = 3e-4, .plan_s = 0.018,
-                            .total_s = 0.0185, .slack_s = 0.0015, .iterations = 7,
-                            .candidates = 7000, .deadline_cut = true, .kl_nats = 1.5,
+    mpcd_step_sample_t s = {.queue_s = 2e-5,
+                            .belief_s = 3e-4,
+                            .plan_s = 0.018,
+                            .total_s = 0.0185,
+                            .slack_s = 0.0015,
+                            .iterations = 7,
+                            .candidates = 7000,
+                            .deadline_cut = true,
+                            .kl_nats = 1.5,
                             .reward_error = -0.25};
     mpcd_metrics_step(f->m, &s);
     mpcd_metrics_reload(f->m, true, 0.05);
 
     cem_config_default(&f->cem);
-    f->sessions[0] = (mpcd_session_info_t){.id = 7, .name = "sim \"cartpole\"", .peer = "unix",
-                                           .steps = 120, .episodes = 2, .age_s = 3.5,
-                                           .last_total_ms = 18.5, .last_plan_ms = 18.0,
-                                           .mean_surprise = 1.25, .model_version = 1};
-    f->sessions[1] = (mpcd_session_info_t){.id = 8, .name = "bench/0", .peer = "127.0.0.1:5000"};
-    f->st = (mpcd_status_t){.version = "0.1.0", .uptime_s = 12.5, .ready = false,
-                            .model_version = 0, .last_reload_error = "",
-                            .planner = &f->cem, .default_deadline_ms = 20, .workers = 2,
-                            .sessions_count = 2, .sessions = f->sessions};
+    f->sessions[0] = (mpcd_session_info_t){.id = 7,
+                                           .name = "sim \"cartpole\"",
+                                           .peer = "unix",
+                                           .steps = 120,
+                                           .episodes = 2,
+                                           .age_s = 3.5,
+                                           .last_total_ms = 18.5,
+                                           .last_plan_ms = 18.0,
+                                           .mean_surprise = 1.25,
+                                           .model_version = 1};
+    f->sessions[1] =
+        (mpcd_session_info_t){.id = 8, .name = "bench/0", .peer = "127.0.0.1:5000"};
+    f->st = (mpcd_status_t){.version = "0.1.0",
+                            .uptime_s = 12.5,
+                            .ready = false,
+                            .model_version = 0,
+                            .last_reload_error = "",
+                            .planner = &f->cem,
+                            .default_deadline_ms = 20,
+                            .workers = 2,
+                            .sessions_count = 2,
+                            .sessions = f->sessions};
     *state = f;
     return 0;
 }
@@ -137,7 +156,8 @@ static void test_json_without_model(void **state)
     const cJSON *ss = cJSON_GetObjectItem(doc, "session");
     assert_int_equal(cJSON_GetArraySize(ss), 2);
     const cJSON *s0 = cJSON_GetArrayItem(ss, 0);
-    assert_string_equal(cJSON_GetObjectItem(s0, "client_name")->valuestring, "sim \"cartpole\"");
+    assert_string_equal(cJSON_GetObjectItem(s0, "client_name")->valuestring,
+                        "sim \"cartpole\"");
     assert_true(num(s0, "steps") == 120 && num(s0, "mean_surprise") == 1.25);
     cJSON_Delete(doc);
 
@@ -247,7 +267,8 @@ static void test_prometheus_structure(void **state)
     assert_non_null(text);
     assert_true(check_exposition(text) > 100);
     assert_non_null(strstr(text, "\nmpcd_requests_total{type=\"step\",outcome=\"ok\"} 3\n"));
-    assert_non_null(strstr(text, "\nmpcd_requests_total{type=\"hello\",outcome=\"error\"} 1\n"));
+    assert_non_null(
+        strstr(text, "\nmpcd_requests_total{type=\"hello\",outcome=\"error\"} 1\n"));
     assert_non_null(strstr(text, "\nmpcd_deadline_cuts_total 1\n"));
     assert_non_null(strstr(text, "\nmpcd_reloads_total{result=\"ok\"} 1\n"));
     assert_non_null(strstr(text, "\nmpcd_step_plan_seconds_bucket{le=\"0.02\"} 1\n"));
@@ -261,7 +282,8 @@ static void test_prometheus_structure(void **state)
     if (model_file != NULL) {
         assert_non_null(strstr(text, "\nmpcd_model_version 3\n"));
         /* quote, backslash and newline escaped in the label value */
-        assert_non_null(strstr(text, "path=\"/var/lib/mpcd/we\\\"ird\\\\model\\n.safetensors\""));
+        assert_non_null(
+            strstr(text, "path=\"/var/lib/mpcd/we\\\"ird\\\\model\\n.safetensors\""));
     }
     free(text);
 }
