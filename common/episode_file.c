@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,36 +14,28 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "errbuf.h"
 #include "npz.h"
 
 #define MAX_SEQ 1000000u
 
-static void fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 static int check(const episode_t *ep, char *err, size_t errlen)
 {
     if (ep == NULL || ep->task == NULL || ep->task[0] == '\0') {
-        fail(err, errlen, "episode: no task name");
+        errbuf_set(err, errlen, "episode: no task name");
         return -EINVAL;
     }
     for (const char *c = ep->task; *c; c++)
         if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
               (*c >= '0' && *c <= '9') || *c == '_' || *c == '-')) {
-            fail(err, errlen, "episode: task name '%s' is not [A-Za-z0-9_-]+", ep->task);
+            errbuf_set(err, errlen, "episode: task name '%s' is not [A-Za-z0-9_-]+", ep->task);
             return -EINVAL;
         }
     if (ep->steps < 1 || ep->obs_dim < 1 || ep->act_dim < 1 || ep->observation == NULL ||
         ep->action == NULL || ep->reward == NULL) {
-        fail(err, errlen, "episode: empty (steps %zu, observation size %zu, action size %zu)",
-             ep->steps, ep->obs_dim, ep->act_dim);
+        errbuf_set(err, errlen,
+                   "episode: empty (steps %zu, observation size %zu, action size %zu)",
+                   ep->steps, ep->obs_dim, ep->act_dim);
         return -EINVAL;
     }
     const struct {
@@ -57,7 +48,7 @@ static int check(const episode_t *ep, char *err, size_t errlen)
     for (size_t k = 0; k < sizeof(arr) / sizeof(arr[0]); k++)
         for (size_t i = 0; i < arr[k].n; i++)
             if (!isfinite(arr[k].v[i])) {
-                fail(err, errlen, "episode: %s[%zu] is not finite", arr[k].name, i);
+                errbuf_set(err, errlen, "episode: %s[%zu] is not finite", arr[k].name, i);
                 return -EINVAL;
             }
     return 0;
@@ -83,7 +74,7 @@ static int write_npz(FILE *f, const episode_t *ep, char *err, size_t errlen)
         return rc;
     if (fsync(fileno(f)) != 0) {
         rc = -errno;
-        fail(err, errlen, "episode: fsync: %s", strerror(errno));
+        errbuf_set(err, errlen, "episode: fsync: %s", strerror(errno));
     }
     return rc;
 }
@@ -96,13 +87,14 @@ int episode_write(const char *dir, const episode_t *ep, unsigned *seq, char *pat
         return rc;
     char tmp[PATH_MAX], final[PATH_MAX];
     if (snprintf(tmp, sizeof(tmp), "%s/.%s-XXXXXX", dir, ep->task) >= (int)sizeof(tmp)) {
-        fail(err, errlen, "episode: directory name too long: %s", dir);
+        errbuf_set(err, errlen, "episode: directory name too long: %s", dir);
         return -ENAMETOOLONG;
     }
     int fd = mkstemp(tmp);
     if (fd < 0) {
         rc = -errno;
-        fail(err, errlen, "episode: cannot create a file in %s: %s", dir, strerror(errno));
+        errbuf_set(err, errlen, "episode: cannot create a file in %s: %s", dir,
+                   strerror(errno));
         return rc;
     }
     /* mkstemp creates 0600; episodes are data for other users (the trainer) too. */
@@ -114,13 +106,13 @@ int episode_write(const char *dir, const episode_t *ep, unsigned *seq, char *pat
         rc = -errno;
         close(fd);
         unlink(tmp);
-        fail(err, errlen, "episode: %s: %s", tmp, strerror(-rc));
+        errbuf_set(err, errlen, "episode: %s: %s", tmp, strerror(-rc));
         return rc;
     }
     rc = write_npz(f, ep, err, errlen);
     if (fclose(f) != 0 && rc == 0) {
         rc = -errno;
-        fail(err, errlen, "episode: %s: %s", tmp, strerror(errno));
+        errbuf_set(err, errlen, "episode: %s: %s", tmp, strerror(errno));
     }
     if (rc < 0) {
         unlink(tmp);
@@ -142,7 +134,7 @@ int episode_write(const char *dir, const episode_t *ep, unsigned *seq, char *pat
         }
     }
     if (rc < 0)
-        fail(err, errlen, "episode: cannot name the file in %s: %s", dir, strerror(-rc));
+        errbuf_set(err, errlen, "episode: cannot name the file in %s: %s", dir, strerror(-rc));
     else if (path != NULL && pathlen > 0)
         snprintf(path, pathlen, "%s", final);
     unlink(tmp);

@@ -8,13 +8,14 @@
 #include "npz.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define ZIP_LIMIT 0xFFFFFFFFull /* classic zip: 32-bit sizes and offsets */
-#define DOS_DATE_1980 0x0021    /* 1980-01-01 */
+#include "errbuf.h"
+
+#define ZIP_LIMIT     0xFFFFFFFFull /* classic zip: 32-bit sizes and offsets */
+#define DOS_DATE_1980 0x0021        /* 1980-01-01 */
 
 typedef struct {
     char name[NPZ_MAX_NAME + 5]; /* + ".npy" */
@@ -23,20 +24,10 @@ typedef struct {
 
 struct npz_writer {
     FILE *f;
-    uint64_t offset;             /* bytes written so far */
+    uint64_t offset; /* bytes written so far */
     int n;
     npz_entry_t entry[NPZ_MAX_ARRAYS];
 };
-
-static void fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 unsigned long npz_crc32(unsigned long crc, const void *data, size_t n)
 {
@@ -107,7 +98,7 @@ static int write_all(npz_writer_t *w, const void *p, size_t n, char *err, size_t
 {
     if (n > 0 && fwrite(p, 1, n, w->f) != n) {
         int e = errno ? errno : EIO;
-        fail(err, errlen, "npz: write failed: %s", strerror(e));
+        errbuf_set(err, errlen, "npz: write failed: %s", strerror(e));
         return -e;
     }
     w->offset += n;
@@ -118,12 +109,12 @@ int npz_open(FILE *f, npz_writer_t **out, char *err, size_t errlen)
 {
     *out = NULL;
     if (f == NULL) {
-        fail(err, errlen, "npz: no output stream");
+        errbuf_set(err, errlen, "npz: no output stream");
         return -EINVAL;
     }
     npz_writer_t *w = calloc(1, sizeof(*w));
     if (w == NULL) {
-        fail(err, errlen, "npz: out of memory");
+        errbuf_set(err, errlen, "npz: out of memory");
         return -ENOMEM;
     }
     w->f = f;
@@ -135,15 +126,15 @@ static int check_name(const npz_writer_t *w, const char *name, char *err, size_t
 {
     size_t n = name ? strlen(name) : 0;
     if (n == 0 || n > NPZ_MAX_NAME) {
-        fail(err, errlen, "npz: array name must have 1 to %d characters", NPZ_MAX_NAME);
+        errbuf_set(err, errlen, "npz: array name must have 1 to %d characters", NPZ_MAX_NAME);
         return -EINVAL;
     }
     for (size_t i = 0; i < n; i++) {
         char c = name[i];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
               c == '_' || c == '-')) {
-            fail(err, errlen, "npz: array name '%s' has a character other than [A-Za-z0-9_-]",
-                 name);
+            errbuf_set(err, errlen,
+                       "npz: array name '%s' has a character other than [A-Za-z0-9_-]", name);
             return -EINVAL;
         }
     }
@@ -151,7 +142,7 @@ static int check_name(const npz_writer_t *w, const char *name, char *err, size_t
     snprintf(full, sizeof(full), "%s.npy", name);
     for (int i = 0; i < w->n; i++)
         if (strcmp(w->entry[i].name, full) == 0) {
-            fail(err, errlen, "npz: array '%s' is already in the archive", name);
+            errbuf_set(err, errlen, "npz: array '%s' is already in the archive", name);
             return -EEXIST;
         }
     return 0;
@@ -161,36 +152,37 @@ int npz_add_f32(npz_writer_t *w, const char *name, const float *data, const size
                 int ndim, char *err, size_t errlen)
 {
     if (w == NULL || (ndim > 0 && shape == NULL)) {
-        fail(err, errlen, "npz: invalid argument");
+        errbuf_set(err, errlen, "npz: invalid argument");
         return -EINVAL;
     }
     int rc = check_name(w, name, err, errlen);
     if (rc < 0)
         return rc;
     if (w->n == NPZ_MAX_ARRAYS) {
-        fail(err, errlen, "npz: more than %d arrays", NPZ_MAX_ARRAYS);
+        errbuf_set(err, errlen, "npz: more than %d arrays", NPZ_MAX_ARRAYS);
         return -ENOSPC;
     }
     if (ndim < 0 || ndim > NPZ_MAX_NDIM) {
-        fail(err, errlen, "npz: array '%s': rank %d outside 0..%d", name, ndim, NPZ_MAX_NDIM);
+        errbuf_set(err, errlen, "npz: array '%s': rank %d outside 0..%d", name, ndim,
+                   NPZ_MAX_NDIM);
         return -EINVAL;
     }
     uint64_t count = 1;
     for (int i = 0; i < ndim; i++) {
         if (shape[i] != 0 && count > ZIP_LIMIT / shape[i]) {
-            fail(err, errlen, "npz: array '%s' is larger than 4 GiB", name);
+            errbuf_set(err, errlen, "npz: array '%s' is larger than 4 GiB", name);
             return -EFBIG;
         }
         count *= shape[i];
     }
     if (count > 0 && data == NULL) {
-        fail(err, errlen, "npz: array '%s' has no data", name);
+        errbuf_set(err, errlen, "npz: array '%s' has no data", name);
         return -EINVAL;
     }
     char hdr[512];
     int hlen = npz_npy_header(hdr, sizeof(hdr), shape, ndim);
     if (hlen < 0) {
-        fail(err, errlen, "npz: array '%s': shape too long for an npy header", name);
+        errbuf_set(err, errlen, "npz: array '%s': shape too long for an npy header", name);
         return hlen;
     }
     uint64_t bytes = count * sizeof(float);
@@ -199,7 +191,7 @@ int npz_add_f32(npz_writer_t *w, const char *name, const float *data, const size
     snprintf(e->name, sizeof(e->name), "%s.npy", name);
     size_t name_len = strlen(e->name);
     if (size > ZIP_LIMIT || w->offset + 30 + name_len + size > ZIP_LIMIT) {
-        fail(err, errlen, "npz: array '%s' would take the archive past 4 GiB", name);
+        errbuf_set(err, errlen, "npz: array '%s' would take the archive past 4 GiB", name);
         return -EFBIG;
     }
     e->crc = (uint32_t)npz_crc32(npz_crc32(0, hdr, (size_t)hlen), data, (size_t)bytes);
@@ -207,17 +199,17 @@ int npz_add_f32(npz_writer_t *w, const char *name, const float *data, const size
     e->offset = (uint32_t)w->offset;
 
     unsigned char lh[30];
-    put32(lh, 0x04034b50);       /* local file header signature */
-    put16(lh + 4, 20);           /* version needed: 2.0 */
-    put16(lh + 6, 0);            /* flags */
-    put16(lh + 8, 0);            /* method: stored */
-    put16(lh + 10, 0);           /* time 00:00 */
+    put32(lh, 0x04034b50); /* local file header signature */
+    put16(lh + 4, 20);     /* version needed: 2.0 */
+    put16(lh + 6, 0);      /* flags */
+    put16(lh + 8, 0);      /* method: stored */
+    put16(lh + 10, 0);     /* time 00:00 */
     put16(lh + 12, DOS_DATE_1980);
     put32(lh + 14, e->crc);
-    put32(lh + 18, e->size);     /* compressed size */
-    put32(lh + 22, e->size);     /* uncompressed size */
+    put32(lh + 18, e->size); /* compressed size */
+    put32(lh + 22, e->size); /* uncompressed size */
     put16(lh + 26, (uint32_t)name_len);
-    put16(lh + 28, 0);           /* extra field length */
+    put16(lh + 28, 0); /* extra field length */
     if ((rc = write_all(w, lh, sizeof(lh), err, errlen)) < 0 ||
         (rc = write_all(w, e->name, name_len, err, errlen)) < 0 ||
         (rc = write_all(w, hdr, (size_t)hlen, err, errlen)) < 0 ||
@@ -235,9 +227,9 @@ static int write_directory(npz_writer_t *w, char *err, size_t errlen)
         const npz_entry_t *e = &w->entry[i];
         size_t name_len = strlen(e->name);
         unsigned char ch[46];
-        put32(ch, 0x02014b50);   /* central directory header signature */
-        put16(ch + 4, 20);       /* version made by: 2.0, MS-DOS attributes */
-        put16(ch + 6, 20);       /* version needed */
+        put32(ch, 0x02014b50); /* central directory header signature */
+        put16(ch + 4, 20);     /* version made by: 2.0, MS-DOS attributes */
+        put16(ch + 6, 20);     /* version needed */
         put16(ch + 8, 0);
         put16(ch + 10, 0);
         put16(ch + 12, 0);
@@ -246,11 +238,11 @@ static int write_directory(npz_writer_t *w, char *err, size_t errlen)
         put32(ch + 20, e->size);
         put32(ch + 24, e->size);
         put16(ch + 28, (uint32_t)name_len);
-        put16(ch + 30, 0);       /* extra */
-        put16(ch + 32, 0);       /* comment */
-        put16(ch + 34, 0);       /* disk number */
-        put16(ch + 36, 0);       /* internal attributes */
-        put32(ch + 38, 0);       /* external attributes */
+        put16(ch + 30, 0); /* extra */
+        put16(ch + 32, 0); /* comment */
+        put16(ch + 34, 0); /* disk number */
+        put16(ch + 36, 0); /* internal attributes */
+        put32(ch + 38, 0); /* external attributes */
         put32(ch + 42, e->offset);
         if ((rc = write_all(w, ch, sizeof(ch), err, errlen)) < 0 ||
             (rc = write_all(w, e->name, name_len, err, errlen)) < 0)
@@ -258,18 +250,18 @@ static int write_directory(npz_writer_t *w, char *err, size_t errlen)
     }
     uint64_t dir_size = w->offset - start;
     if (w->offset + 22 > ZIP_LIMIT) {
-        fail(err, errlen, "npz: archive larger than 4 GiB");
+        errbuf_set(err, errlen, "npz: archive larger than 4 GiB");
         return -EFBIG;
     }
     unsigned char end[22];
-    put32(end, 0x06054b50);      /* end of central directory signature */
+    put32(end, 0x06054b50); /* end of central directory signature */
     put16(end + 4, 0);
     put16(end + 6, 0);
     put16(end + 8, (uint32_t)w->n);
     put16(end + 10, (uint32_t)w->n);
     put32(end + 12, (uint32_t)dir_size);
     put32(end + 16, (uint32_t)start);
-    put16(end + 20, 0);          /* comment length */
+    put16(end + 20, 0); /* comment length */
     return write_all(w, end, sizeof(end), err, errlen);
 }
 
@@ -280,7 +272,7 @@ int npz_close(npz_writer_t *w, char *err, size_t errlen)
     int rc = write_directory(w, err, errlen);
     if (rc == 0 && fflush(w->f) != 0) {
         rc = errno ? -errno : -EIO;
-        fail(err, errlen, "npz: write failed: %s", strerror(-rc));
+        errbuf_set(err, errlen, "npz: write failed: %s", strerror(-rc));
     }
     free(w);
     return rc;

@@ -18,8 +18,8 @@
 #include <stdio.h>
 
 #define NPZ_MAX_ARRAYS 16
-#define NPZ_MAX_NAME 64  /* array name, without ".npy" */
-#define NPZ_MAX_NDIM 8
+#define NPZ_MAX_NAME   64 /* array name, without ".npy" */
+#define NPZ_MAX_NDIM   8
 
 typedef struct npz_writer npz_writer_t;
 

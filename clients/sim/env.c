@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SIM_EXIT_MUJOCO 4
+#define SIM_EXIT_MUJOCO      4
 #define MAX_PRINTED_WARNINGS 5
 
 struct sim_env {
@@ -83,8 +83,8 @@ int sim_env_create(const sim_task_t *task, sim_env_t **out, char *err, int errle
         goto fail;
     }
     if (e->w.m->nu != task->act_dim) {
-        snprintf(err, (size_t)errlen, "%s: model has %d actuators, task expects %d",
-                 task->name, e->w.m->nu, task->act_dim);
+        snprintf(err, (size_t)errlen, "%s: model has %d actuators, task expects %d", task->name,
+                 e->w.m->nu, task->act_dim);
         goto fail;
     }
     e->w.d = mj_makeData(e->w.m);

@@ -31,6 +31,8 @@ static const char *prog = "mpc-sim";
 /* Beyond tool.h's statuses. */
 enum { SIM_EXIT_FAILED = 4, SIM_EXIT_INTERRUPTED = 130 };
 
+/* The help text is laid out as it prints. */
+// clang-format off
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -100,6 +102,7 @@ static void usage(FILE *out)
 "            --deadline-ms 40 --realtime --record episodes/ --explore 0.3\n",
             MPC_CLIENT_DEFAULT_ADDRESS, MPC_CLIENT_DEFAULT_TIMEOUT_MS);
 }
+// clang-format on
 
 typedef struct {
     const sim_task_t *task;
@@ -108,7 +111,7 @@ typedef struct {
     long seed;
     const char *record;
     const char *csv;
-    long max_steps;            /* 0: full episodes */
+    long max_steps; /* 0: full episodes */
     double explore;
     const char *connect;
     double deadline_ms;
@@ -127,7 +130,8 @@ static void on_sigint(int sig)
 
 static void list_tasks(void)
 {
-    printf("%-18s %6s %6s %7s %9s  %s\n", "TASK", "OBS", "ACT", "REPEAT", "PERIOD", "OBSERVATION");
+    printf("%-18s %6s %6s %7s %9s  %s\n", "TASK", "OBS", "ACT", "REPEAT", "PERIOD",
+           "OBSERVATION");
     for (int i = 0; sim_tasks[i]; i++) {
         const sim_task_t *t = sim_tasks[i];
         sim_env_t *e;
@@ -177,7 +181,9 @@ static int parse_options(int argc, char **argv, options_t *o)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    *o = (options_t){.policy = SIM_POLICY_RANDOM, .episodes = 1, .seed = 1,
+    *o = (options_t){.policy = SIM_POLICY_RANDOM,
+                     .episodes = 1,
+                     .seed = 1,
                      .timeout_ms = MPC_CLIENT_DEFAULT_TIMEOUT_MS};
     int ch;
     while ((ch = getopt_long(argc, argv, "t:p:n:s:r:m:x:c:d:Rqh", longopts, NULL)) != -1) {
@@ -189,8 +195,8 @@ static int parse_options(int argc, char **argv, options_t *o)
             break;
         case 'p':
             if (sim_policy_parse(optarg, &o->policy) < 0) {
-                fprintf(stderr, "%s: --policy: expected random, zero or mpcd, got '%s'\n",
-                        prog, optarg);
+                fprintf(stderr, "%s: --policy: expected random, zero or mpcd, got '%s'\n", prog,
+                        optarg);
                 return TOOL_EXIT_USAGE;
             }
             break;
@@ -257,8 +263,8 @@ static int parse_options(int argc, char **argv, options_t *o)
         return TOOL_EXIT_USAGE;
     }
     if (o->policy != SIM_POLICY_MPCD && (o->connect || o->deadline_ms > 0))
-        fprintf(stderr, "%s: note: --connect and --deadline-ms only matter with --policy mpcd\n",
-                prog);
+        fprintf(stderr,
+                "%s: note: --connect and --deadline-ms only matter with --policy mpcd\n", prog);
     return -1;
 }
 
@@ -271,13 +277,13 @@ typedef struct {
     double low[MPC_CLIENT_MAX_ACTION], high[MPC_CLIENT_MAX_ACTION];
     int steps, obs_dim, act_dim;
     double period_s;
-    float *obs, *act, *rew;        /* (steps+1) x O, steps x A, steps */
+    float *obs, *act, *rew; /* (steps+1) x O, steps x A, steps */
     FILE *csv;
-    unsigned seq;                  /* next episode file number */
-    latency_samples_t ep_latency;  /* this episode's reply latencies (ms) */
-    latency_samples_t latency;     /* every reply's */
+    unsigned seq;                 /* next episode file number */
+    latency_samples_t ep_latency; /* this episode's reply latencies (ms) */
+    latency_samples_t latency;    /* every reply's */
     double *returns;
-    long done;                     /* finished episodes */
+    long done; /* finished episodes */
     unsigned long late, misses, deadline_cuts, fallbacks, decisions, iterations;
     bool progress;
     double progress_t;
@@ -376,7 +382,7 @@ static int run_episode(sim_run_t *r, long ep, double *ret)
         sim_decision_t dec;
         int rc = sim_policy_act(&r->policy, obs, r->obs_dim, prev_reward, t == 0, act, &dec);
         if (rc < 0)
-            return policy_failed(r, rc);
+            return interrupted ? SIM_EXIT_INTERRUPTED : policy_failed(r, rc);
         if (mpcd)
             count_reply(r, &dec);
         double reward = sim_env_step(r->env, act, obs + r->obs_dim);
@@ -399,9 +405,13 @@ static int run_episode(sim_run_t *r, long ep, double *ret)
 
 static int record_episode(sim_run_t *r, char *path, size_t pathlen)
 {
-    episode_t ep = {.task = r->o->task->name, .steps = (size_t)r->steps,
-                    .obs_dim = (size_t)r->obs_dim, .act_dim = (size_t)r->act_dim,
-                    .observation = r->obs, .action = r->act, .reward = r->rew};
+    episode_t ep = {.task = r->o->task->name,
+                    .steps = (size_t)r->steps,
+                    .obs_dim = (size_t)r->obs_dim,
+                    .act_dim = (size_t)r->act_dim,
+                    .observation = r->obs,
+                    .action = r->act,
+                    .reward = r->rew};
     char err[512];
     if (episode_write(r->o->record, &ep, &r->seq, path, pathlen, err, sizeof(err)) < 0) {
         fprintf(stderr, "%s: --record: %s\n", prog, err);
@@ -499,8 +509,9 @@ static int open_daemon(sim_run_t *r)
         return tool_call_failed(prog, "hello", r->policy.client, rc);
     const mpc_client_welcome_t *w = &r->policy.welcome;
     if (w->control_period_s > 0 && fabs(w->control_period_s - r->period_s) > 1e-6)
-        fprintf(stderr, "%s: warning: model '%s' was trained for a control period of %g s; "
-                        "%s steps every %g s\n",
+        fprintf(stderr,
+                "%s: warning: model '%s' was trained for a control period of %g s; "
+                "%s steps every %g s\n",
                 prog, w->model_name, w->control_period_s, o->task->name, r->period_s);
     fprintf(stderr, "%s: session %llu with model '%s' version %llu\n", prog,
             (unsigned long long)w->session_id, w->model_name,
@@ -523,8 +534,11 @@ static int prepare(sim_run_t *r, const options_t *o)
     for (int i = 0; i < r->act_dim; i++)
         sim_env_action_bounds(r->env, i, &r->low[i], &r->high[i]);
     sim_rng_seed(&r->env_rng, (uint64_t)o->seed, 1);
-    r->policy = (sim_policy_t){.kind = o->policy, .act_dim = r->act_dim, .low = r->low,
-                               .high = r->high, .explore = o->explore,
+    r->policy = (sim_policy_t){.kind = o->policy,
+                               .act_dim = r->act_dim,
+                               .low = r->low,
+                               .high = r->high,
+                               .explore = o->explore,
                                .deadline_us = (uint32_t)lround(o->deadline_ms * 1000)};
     sim_rng_seed(&r->policy.rng, (uint64_t)o->seed, 2);
     size_t steps = (size_t)r->steps;
@@ -593,8 +607,8 @@ int main(int argc, char **argv)
             fprintf(stderr, "%s: interrupted; the unfinished episode is not recorded\n", prog);
         print_summary(&r);
         if (sim_env_warnings() > 0)
-            fprintf(stderr, "%s: %lu MuJoCo warning%s (see above)\n", prog,
-                    sim_env_warnings(), sim_env_warnings() == 1 ? "" : "s");
+            fprintf(stderr, "%s: %lu MuJoCo warning%s (see above)\n", prog, sim_env_warnings(),
+                    sim_env_warnings() == 1 ? "" : "s");
     }
     return release(&r, rc);
 }

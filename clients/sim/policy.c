@@ -46,9 +46,11 @@ int sim_policy_hello(sim_policy_t *p, const char *client_name, int obs_dim, char
 static int ask_mpcd(sim_policy_t *p, const float *obs, int obs_dim, float prev_reward,
                     bool reset, float *action, sim_decision_t *dec)
 {
-    mpc_client_step_t step = {.seq = p->seq++, .observation = obs,
+    mpc_client_step_t step = {.seq = p->seq++,
+                              .observation = obs,
                               .observation_size = (size_t)obs_dim,
-                              .reward = reset ? 0.0f : prev_reward, .reset = reset,
+                              .reward = reset ? 0.0f : prev_reward,
+                              .reset = reset,
                               .deadline_us = p->deadline_us};
     mpc_client_action_t a;
     double t0 = tool_now_s();

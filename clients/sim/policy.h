@@ -25,19 +25,19 @@ typedef enum { SIM_POLICY_RANDOM, SIM_POLICY_ZERO, SIM_POLICY_MPCD } sim_policy_
 typedef struct {
     sim_policy_kind_t kind;
     int act_dim;
-    const double *low, *high;  /* act_dim bounds */
-    double explore;            /* noise scale; 0: none */
-    sim_rng_t rng;             /* random actions and noise */
+    const double *low, *high; /* act_dim bounds */
+    double explore;           /* noise scale; 0: none */
+    sim_rng_t rng;            /* random actions and noise */
     /* mpcd only */
     mpc_client_t *client;
-    uint32_t deadline_us;      /* 0: the daemon's default */
+    uint32_t deadline_us; /* 0: the daemon's default */
     uint64_t seq;
     mpc_client_welcome_t welcome;
 } sim_policy_t;
 
 /* What one decision cost and how it was made (mpcd fields stay 0 for other policies). */
 typedef struct {
-    double latency_ms;         /* request sent to action received */
+    double latency_ms; /* request sent to action received */
     uint32_t iterations;
     float predicted_return;
     bool deadline_cut, fallback;

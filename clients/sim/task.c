@@ -22,8 +22,7 @@ const sim_task_t *sim_task_find(const char *name)
     return NULL;
 }
 
-int sim_task_lookup(sim_world_t *w, int slot, int type, const char *name, char *err,
-                    int errlen)
+int sim_task_lookup(sim_world_t *w, int slot, int type, const char *name, char *err, int errlen)
 {
     int id = mj_name2id(w->m, type, name);
     if (id < 0) {

@@ -16,7 +16,7 @@
 #include "rng.h"
 
 #define SIM_EPISODE_PHYSICS_STEPS 1000
-#define SIM_TASK_MAX_IDS 8
+#define SIM_TASK_MAX_IDS          8
 
 /* A compiled model and its data, with the ids the task looked up once (bind). */
 typedef struct {
@@ -26,14 +26,14 @@ typedef struct {
 } sim_world_t;
 
 typedef struct {
-    const char *name;         /* "cartpole-swingup" */
-    const char *summary;      /* one line for --list-tasks */
-    const char *mjcf;         /* the model */
-    int action_repeat;        /* physics steps per control step */
-    int obs_dim;              /* observation vector size */
-    int act_dim;              /* actuators */
-    const char *obs_doc;      /* the observation vector, in words */
-    int settle_steps;         /* physics steps with zero action after reset (not counted) */
+    const char *name;    /* "cartpole-swingup" */
+    const char *summary; /* one line for --list-tasks */
+    const char *mjcf;    /* the model */
+    int action_repeat;   /* physics steps per control step */
+    int obs_dim;         /* observation vector size */
+    int act_dim;         /* actuators */
+    const char *obs_doc; /* the observation vector, in words */
+    int settle_steps;    /* physics steps with zero action after reset (not counted) */
     /* Looks up the names the task uses (into w->id); 0 or -1 with a message in err. */
     int (*bind)(sim_world_t *w, char *err, int errlen);
     /* Sets the initial state of an episode (after mj_resetData; may edit the model, e.g.

@@ -116,33 +116,21 @@ static double cartpole_reward(const sim_world_t *w)
     return upright * centered * control * velocity;
 }
 
-#define CARTPOLE_OBS_DOC                                                                   \
-    "cart position, cos(pole angle), sin(pole angle), cart velocity, pole angular velocity"
+/* The two tasks differ only in name, summary and start. */
+#define CARTPOLE_TASK(task_name, task_summary, reset_fn)                                       \
+    {                                                                                          \
+        .name = task_name, .summary = task_summary, .mjcf = cartpole_mjcf, .action_repeat = 8, \
+        .obs_dim = 5, .act_dim = 1,                                                            \
+        .obs_doc = "cart position, cos(pole angle), sin(pole angle), cart velocity, "          \
+                   "pole angular velocity",                                                    \
+        .bind = cartpole_bind, .reset = reset_fn, .observe = cartpole_observe,                 \
+        .reward = cartpole_reward,                                                             \
+    }
 
-const sim_task_t sim_task_cartpole_swingup = {
-    .name = "cartpole-swingup",
-    .summary = "swing the pole up from hanging down and balance it (dm_control)",
-    .mjcf = cartpole_mjcf,
-    .action_repeat = 8,
-    .obs_dim = 5,
-    .act_dim = 1,
-    .obs_doc = CARTPOLE_OBS_DOC,
-    .bind = cartpole_bind,
-    .reset = swingup_reset,
-    .observe = cartpole_observe,
-    .reward = cartpole_reward,
-};
+const sim_task_t sim_task_cartpole_swingup = CARTPOLE_TASK(
+    "cartpole-swingup", "swing the pole up from hanging down and balance it (dm_control)",
+    swingup_reset);
 
-const sim_task_t sim_task_cartpole_balance = {
-    .name = "cartpole-balance",
-    .summary = "keep the pole upright from a near-upright start (dm_control)",
-    .mjcf = cartpole_mjcf,
-    .action_repeat = 8,
-    .obs_dim = 5,
-    .act_dim = 1,
-    .obs_doc = CARTPOLE_OBS_DOC,
-    .bind = cartpole_bind,
-    .reset = balance_reset,
-    .observe = cartpole_observe,
-    .reward = cartpole_reward,
-};
+const sim_task_t sim_task_cartpole_balance = CARTPOLE_TASK(
+    "cartpole-balance", "keep the pole upright from a near-upright start (dm_control)",
+    balance_reset);

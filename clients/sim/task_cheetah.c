@@ -53,7 +53,8 @@ static const char cheetah_mjcf[] =
     "      <joint name='rootz' type='slide' axis='0 0 1' class='free'/>\n"
     "      <joint name='rooty' type='hinge' axis='0 1 0' class='free'/>\n"
     "      <geom name='torso' type='capsule' fromto='-0.5 0 0 0.5 0 0' size='0.046'/>\n"
-    "      <geom name='head' type='capsule' pos='0.6 0 0.1' euler='0 50 0' size='0.046 0.15'/>\n"
+    "      <geom name='head' type='capsule' pos='0.6 0 0.1' euler='0 50 0'\n"
+    "            size='0.046 0.15'/>\n"
     "      <body name='bthigh' pos='-0.5 0 0'>\n"
     "        <joint name='bthigh' range='-30 60' stiffness='240' damping='6'/>\n"
     "        <geom name='bthigh' type='capsule' pos='0.1 0 -0.13' euler='0 -218 0'\n"
@@ -101,8 +102,8 @@ static const char cheetah_mjcf[] =
 
 static int cheetah_bind(sim_world_t *w, char *err, int errlen)
 {
-    if (sim_task_lookup(w, ID_SPEED_SENSOR, mjOBJ_SENSOR, "torso_subtreelinvel", err,
-                        errlen) < 0)
+    const char *sensor = "torso_subtreelinvel";
+    if (sim_task_lookup(w, ID_SPEED_SENSOR, mjOBJ_SENSOR, sensor, err, errlen) < 0)
         return -1;
     if (w->m->nq != 9 || w->m->nv != 9) {
         snprintf(err, (size_t)errlen, "expected 9 joints, the model has nq %d", w->m->nq);

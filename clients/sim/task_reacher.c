@@ -38,8 +38,10 @@ static const char reacher_mjcf[] =
     "    <light name='light' pos='0 0 1'/>\n"
     "    <camera name='fixed' pos='0 0 0.75' quat='1 0 0 0'/>\n"
     "    <geom name='ground' type='plane' pos='0 0 0' size='0.625 0.625 10'/>\n"
-    "    <geom name='wall_x' type='plane' pos='-0.3 0 0.02' zaxis='1 0 0' size='0.02 0.3 0.02'/>\n"
-    "    <geom name='wall_y' type='plane' pos='0 -0.3 0.02' zaxis='0 1 0' size='0.3 0.02 0.02'/>\n"
+    "    <geom name='wall_x' type='plane' pos='-0.3 0 0.02' zaxis='1 0 0'\n"
+    "          size='0.02 0.3 0.02'/>\n"
+    "    <geom name='wall_y' type='plane' pos='0 -0.3 0.02' zaxis='0 1 0'\n"
+    "          size='0.3 0.02 0.02'/>\n"
     "    <geom name='wall_neg_x' type='plane' pos='0.3 0 0.02' zaxis='-1 0 0'\n"
     "          size='0.02 0.3 0.02'/>\n"
     "    <geom name='wall_neg_y' type='plane' pos='0 0.3 0.02' zaxis='0 -1 0'\n"
@@ -104,7 +106,8 @@ static double reacher_reward(const sim_world_t *w)
     const mjtNum *target = w->d->geom_xpos + 3 * w->id[ID_TARGET];
     const mjtNum *finger = w->d->geom_xpos + 3 * w->id[ID_FINGER];
     double dx = target[0] - finger[0], dy = target[1] - finger[1], dz = target[2] - finger[2];
-    double radii = w->m->geom_size[3 * w->id[ID_TARGET]] + w->m->geom_size[3 * w->id[ID_FINGER]];
+    double radii =
+        w->m->geom_size[3 * w->id[ID_TARGET]] + w->m->geom_size[3 * w->id[ID_FINGER]];
     return sim_tolerance(sqrt(dx * dx + dy * dy + dz * dz), 0.0, radii, 0.0,
                          SIM_SIGMOID_GAUSSIAN, 0.1);
 }

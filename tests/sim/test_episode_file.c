@@ -35,8 +35,13 @@ static int setup(void **state)
     f->act[1] = -0.5f;
     f->rew[0] = 1.0f;
     f->rew[1] = 0.25f;
-    f->ep = (episode_t){.task = "unit-test", .steps = 2, .obs_dim = 2, .act_dim = 1,
-                        .observation = f->obs, .action = f->act, .reward = f->rew};
+    f->ep = (episode_t){.task = "unit-test",
+                        .steps = 2,
+                        .obs_dim = 2,
+                        .act_dim = 1,
+                        .observation = f->obs,
+                        .action = f->act,
+                        .reward = f->rew};
     *state = f;
     return 0;
 }
@@ -77,8 +82,8 @@ static void test_name_and_sequence(void **state)
     fixture_t *f = *state;
     char path[512], first[512], err[256];
     unsigned seq = 0;
-    assert_int_equal(episode_write(f->dir, &f->ep, &seq, first, sizeof(first), err,
-                                   sizeof(err)), 0);
+    assert_int_equal(
+        episode_write(f->dir, &f->ep, &seq, first, sizeof(first), err, sizeof(err)), 0);
     assert_int_equal(seq, 1);
     /* DIR/unit-test-YYYYmmddTHHMMSS-000.npz */
     const char *base = first + strlen(f->dir) + 1;
@@ -94,8 +99,8 @@ static void test_name_and_sequence(void **state)
 
     /* Asking for the same number again must not replace the first file. */
     seq = 0;
-    assert_int_equal(episode_write(f->dir, &f->ep, &seq, path, sizeof(path), err,
-                                   sizeof(err)), 0);
+    assert_int_equal(episode_write(f->dir, &f->ep, &seq, path, sizeof(path), err, sizeof(err)),
+                     0);
     assert_string_not_equal(path, first);
     assert_true(seq >= 1);
     assert_int_equal(access(first, R_OK), 0);

@@ -48,7 +48,8 @@ static void test_npy_header(void **state)
     assert_int_equal(get16((unsigned char *)buf + 8), n - 10);
     assert_int_equal(buf[n - 1], '\n');
     buf[n - 1] = '\0';
-    assert_non_null(strstr(buf + 10, "{'descr': '<f4', 'fortran_order': False, 'shape': (126, 5), }"));
+    assert_non_null(
+        strstr(buf + 10, "{'descr': '<f4', 'fortran_order': False, 'shape': (126, 5), }"));
     n = npz_npy_header(buf, sizeof(buf), shape1, 1);
     buf[n - 1] = '\0';
     assert_non_null(strstr(buf + 10, "'shape': (125,), }"));

@@ -195,29 +195,49 @@ static void test_cheetah_goal(void **state)
     sim_env_destroy(e);
 }
 
-/* Rewards of random episodes stay in [0, action repeat] per control step. */
+/* Uniform random actions on one task, seeded. */
+typedef struct {
+    double low[6], high[6];
+    sim_policy_t policy;
+    sim_rng_t rng; /* initial states */
+} random_agent_t;
+
+static void random_agent_init(random_agent_t *a, sim_env_t *e, uint64_t seed)
+{
+    const sim_task_t *t = sim_env_task(e);
+    for (int k = 0; k < t->act_dim; k++)
+        sim_env_action_bounds(e, k, &a->low[k], &a->high[k]);
+    a->policy = (sim_policy_t){
+        .kind = SIM_POLICY_RANDOM, .act_dim = t->act_dim, .low = a->low, .high = a->high};
+    sim_rng_seed(&a->policy.rng, seed, 2);
+    sim_rng_seed(&a->rng, seed, 1);
+}
+
+/* One full episode; every control step's reward must be in [0, action repeat]. */
+static double random_episode(sim_env_t *e, random_agent_t *a)
+{
+    const sim_task_t *t = sim_env_task(e);
+    float obs[MAX_OBS], act[6];
+    sim_decision_t dec;
+    double ret = 0;
+    sim_env_reset(e, &a->rng, obs);
+    for (int s = 0; s < sim_env_episode_steps(e); s++) {
+        sim_policy_act(&a->policy, obs, t->obs_dim, 0, s == 0, act, &dec);
+        double r = sim_env_step(e, act, obs);
+        assert_true(r >= 0.0 && r <= t->action_repeat + 1e-9);
+        ret += r;
+    }
+    return ret;
+}
+
 static void test_rewards_bounded(void **state)
 {
     (void)state;
     for (int i = 0; sim_tasks[i]; i++) {
         sim_env_t *e = make_env(sim_tasks[i]->name);
-        const sim_task_t *t = sim_env_task(e);
-        double low[6], high[6];
-        for (int k = 0; k < t->act_dim; k++)
-            sim_env_action_bounds(e, k, &low[k], &high[k]);
-        sim_policy_t p = {.kind = SIM_POLICY_RANDOM, .act_dim = t->act_dim, .low = low,
-                          .high = high};
-        sim_rng_seed(&p.rng, 9, 2);
-        sim_rng_t rng;
-        sim_rng_seed(&rng, 9, 1);
-        float obs[MAX_OBS], act[6];
-        sim_decision_t dec;
-        sim_env_reset(e, &rng, obs);
-        for (int s = 0; s < sim_env_episode_steps(e); s++) {
-            sim_policy_act(&p, obs, t->obs_dim, 0, s == 0, act, &dec);
-            double r = sim_env_step(e, act, obs);
-            assert_true(r >= 0.0 && r <= t->action_repeat + 1e-9);
-        }
+        random_agent_t a;
+        random_agent_init(&a, e, 9);
+        random_episode(e, &a);
         sim_env_destroy(e);
     }
 }
@@ -338,26 +358,12 @@ static void test_determinism(void **state)
 static double mean_random_return(const char *task, int episodes, double *max_ret)
 {
     sim_env_t *e = make_env(task);
-    const sim_task_t *t = sim_env_task(e);
-    double low[6], high[6];
-    for (int k = 0; k < t->act_dim; k++)
-        sim_env_action_bounds(e, k, &low[k], &high[k]);
-    sim_policy_t p = {.kind = SIM_POLICY_RANDOM, .act_dim = t->act_dim, .low = low,
-                      .high = high};
-    sim_rng_seed(&p.rng, 11, 2);
-    sim_rng_t rng;
-    sim_rng_seed(&rng, 11, 1);
-    float obs[MAX_OBS], act[6];
-    sim_decision_t dec;
+    random_agent_t a;
+    random_agent_init(&a, e, 11);
     double sum = 0;
     *max_ret = 0;
     for (int ep = 0; ep < episodes; ep++) {
-        double ret = 0;
-        sim_env_reset(e, &rng, obs);
-        for (int s = 0; s < sim_env_episode_steps(e); s++) {
-            sim_policy_act(&p, obs, t->obs_dim, 0, s == 0, act, &dec);
-            ret += sim_env_step(e, act, obs);
-        }
+        double ret = random_episode(e, &a);
         sum += ret;
         *max_ret = fmax(*max_ret, ret);
     }
@@ -381,8 +387,7 @@ static void test_random_returns_are_low(void **state)
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         double max_ret, mean = mean_random_return(cases[i].task, 10, &max_ret);
-        print_message("%s: random mean return %.1f, best %.1f\n", cases[i].task, mean,
-                      max_ret);
+        print_message("%s: random mean return %.1f, best %.1f\n", cases[i].task, mean, max_ret);
         assert_true(mean >= cases[i].min_mean && mean <= cases[i].max_mean);
         assert_true(max_ret <= cases[i].max_episode);
     }
@@ -391,11 +396,16 @@ static void test_random_returns_are_low(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sizes_and_periods), cmocka_unit_test(test_cartpole_goal),
-        cmocka_unit_test(test_pendulum_goal),     cmocka_unit_test(test_reacher_goal),
-        cmocka_unit_test(test_cheetah_goal),      cmocka_unit_test(test_rewards_bounded),
-        cmocka_unit_test(test_energy),            cmocka_unit_test(test_limits),
-        cmocka_unit_test(test_determinism),       cmocka_unit_test(test_random_returns_are_low),
+        cmocka_unit_test(test_sizes_and_periods),
+        cmocka_unit_test(test_cartpole_goal),
+        cmocka_unit_test(test_pendulum_goal),
+        cmocka_unit_test(test_reacher_goal),
+        cmocka_unit_test(test_cheetah_goal),
+        cmocka_unit_test(test_rewards_bounded),
+        cmocka_unit_test(test_energy),
+        cmocka_unit_test(test_limits),
+        cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_random_returns_are_low),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -17,8 +17,7 @@ static const double low[2] = {-1.0, 0.0}, high[2] = {1.0, 4.0};
 
 static sim_policy_t make(sim_policy_kind_t kind, double explore)
 {
-    sim_policy_t p = {.kind = kind, .act_dim = 2, .low = low, .high = high,
-                      .explore = explore};
+    sim_policy_t p = {.kind = kind, .act_dim = 2, .low = low, .high = high, .explore = explore};
     sim_rng_seed(&p.rng, 1, 2);
     return p;
 }

@@ -34,8 +34,7 @@ static void test_sigmoids(void **state)
     /* Gaussian: 0.1 at one margin on either side, 0.1^(1/4) at half a margin. */
     assert_float_equal(sim_tolerance_gauss(2.0, 0, 0, 2.0), 0.1, 1e-12);
     assert_float_equal(sim_tolerance_gauss(-2.0, 0, 0, 2.0), 0.1, 1e-12);
-    assert_float_equal(sim_tolerance_gauss(1.0, 0, 0, 2.0), pow(0.1, 0.25),
-                       1e-12);
+    assert_float_equal(sim_tolerance_gauss(1.0, 0, 0, 2.0), pow(0.1, 0.25), 1e-12);
     /* Quadratic with 0 at the margin: 1 - x^2, 0 beyond. */
     assert_float_equal(sim_tolerance(0.5, 0, 0, 1.0, SIM_SIGMOID_QUADRATIC, 0.0), 0.75, 1e-12);
     assert_float_equal(sim_tolerance(-1.0, 0, 0, 1.0, SIM_SIGMOID_QUADRATIC, 0.0), 0.0, 1e-12);

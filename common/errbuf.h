@@ -1,0 +1,23 @@
+/*
+ * errbuf.h: filling a caller's "char *err, size_t errlen" message buffer (common/ helpers).
+ */
+#ifndef MPC_ERRBUF_H
+#define MPC_ERRBUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+
+/* printf into err when the caller gave one (err may be NULL or errlen 0). */
+__attribute__((format(printf, 3, 4))) static inline void errbuf_set(char *err, size_t errlen,
+                                                                    const char *fmt, ...)
+{
+    if (err == NULL || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+#endif
