@@ -41,6 +41,10 @@ struct mpcd_http {
     bool stopping;
     int port;
     char address[80];
+    /* Accepts and drops a connection when no conn_t can be allocated: libuv stops polling
+     * the listener until the pending connection is accepted. */
+    uv_tcp_t reject;
+    bool reject_busy;
 };
 
 typedef enum { LIMIT_NONE, LIMIT_URL, LIMIT_HEADERS, LIMIT_BODY } limit_t;
@@ -399,14 +403,34 @@ static void on_idle(uv_timer_t *t)
     conn_close(t->data);
 }
 
+static void reject_closed(uv_handle_t *handle)
+{
+    mpcd_http_t *h = handle->data;
+    h->reject_busy = false;
+    server_handle_closed(h);
+}
+
+static void reject(mpcd_http_t *h, uv_stream_t *server)
+{
+    if (h->reject_busy || uv_tcp_init(h->loop, &h->reject) < 0)
+        return; /* still pending: retried with the next connection */
+    h->reject.data = h;
+    h->reject_busy = true;
+    h->open_handles++;
+    uv_accept(server, (uv_stream_t *)&h->reject);
+    uv_close((uv_handle_t *)&h->reject, reject_closed);
+}
+
 static void on_connection(uv_stream_t *server, int status)
 {
     mpcd_http_t *h = server->data;
     if (status < 0 || h->stopping)
         return;
     conn_t *c = calloc(1, sizeof *c);
-    if (c == NULL)
-        return; /* stays in the backlog; retried on the next connection */
+    if (c == NULL) {
+        reject(h, server);
+        return;
+    }
     c->srv = h;
     uv_tcp_init(h->loop, &c->tcp);
     uv_timer_init(h->loop, &c->idle);

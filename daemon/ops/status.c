@@ -207,7 +207,8 @@ char *mpcd_status_json(const mpcd_status_t *st, mpcd_metrics_t *m)
     for (int i = 0; st->sessions != NULL && i < st->sessions_count; i++)
         cJSON_AddItemToArray(ss, session_json(&st->sessions[i]));
 
-    char *out = cJSON_PrintUnformatted(root); /* NULL if any allocation above failed */
+    /* An allocation that failed above leaves its key out; NULL only if printing fails. */
+    char *out = cJSON_PrintUnformatted(root);
     cJSON_Delete(root);
     return out;
 }

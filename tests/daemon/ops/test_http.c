@@ -3,8 +3,8 @@
  * loop with the status server on ephemeral loopback ports (IPv4 and, when the host has it,
  * IPv6); a client thread speaks raw HTTP/1.x to it: every route, HEAD, 404, 405, keep-alive,
  * pipelining, Connection: close, HTTP/1.0, malformed and oversized requests, the
- * connection cap. It then asks the loop (uv_async) to stop the server; the loop must end
- * with every handle closed.
+ * connection cap, a connection the server has no memory for. It then asks the loop (uv_async)
+ * to stop the server; the loop must end with every handle closed.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -25,6 +25,16 @@
 #include <unistd.h>
 
 #include "http_status.h"
+
+/* --wrap=calloc: fail the next connection's allocation (the only calloc that large) */
+static atomic_bool fail_big_calloc;
+void *__real_calloc(size_t n, size_t size);
+void *__wrap_calloc(size_t n, size_t size)
+{
+    if (n * size >= 4096 && atomic_exchange(&fail_big_calloc, false))
+        return NULL;
+    return __real_calloc(n, size);
+}
 
 typedef struct ctx {
     atomic_bool ready;
@@ -116,7 +126,8 @@ static int dial(int family, int port)
 
 static conn_t *conn_open(int family, int port)
 {
-    conn_t *c = calloc(1, sizeof *c);
+    conn_t *c = malloc(sizeof *c); /* not calloc: that one is the server's (see the wrap) */
+    c->len = 0;
     c->fd = dial(family, port);
     return c;
 }
@@ -360,6 +371,23 @@ static void check_connection_cap(client_t *cl)
         conn_free(c[i]);
 }
 
+/* Out of memory for a connection: it is dropped, and the listener keeps accepting. */
+static void check_oom_connection(client_t *cl)
+{
+    atomic_store(&fail_big_calloc, true);
+    conn_t *c = conn_open(AF_INET, cl->port4);
+    CHECK(cl, c->fd >= 0, "connect");
+    send_str(c, "GET /healthz HTTP/1.1\r\n\r\n");
+    CHECK(cl, at_eof(c), "connection without memory is closed");
+    conn_free(c);
+    CHECK(cl, !atomic_load(&fail_big_calloc), "the connection was allocated with calloc");
+    response_t r;
+    c = conn_open(AF_INET, cl->port4);
+    CHECK(cl, get(c, "GET", "/healthz", &r) && r.status == 200, "served after the failure");
+    free(r.body);
+    conn_free(c);
+}
+
 static void check_ipv6(client_t *cl)
 {
     if (cl->port6 == 0)
@@ -384,6 +412,8 @@ static void *client_main(void *arg)
         check_bad_requests(cl);
     if (cl->failure[0] == '\0')
         check_connection_cap(cl);
+    if (cl->failure[0] == '\0')
+        check_oom_connection(cl);
     if (cl->failure[0] == '\0')
         check_ipv6(cl);
     uv_async_send(cl->done);
