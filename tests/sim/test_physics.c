@@ -2,7 +2,8 @@
  * test_physics.c: physics sanity of every task (clients/sim/env.c, task_*.c): sizes and
  * control periods, reward exactly 1 in each goal state, rewards bounded, energy that
  * damping can only remove, joint limits that hold under full force, deterministic
- * episodes per seed, and random-policy returns in the expected low range.
+ * episodes per seed, random-policy returns in the expected low range, and no allocation
+ * by reset, step or the random policy (malloc is wrapped at link time to count).
  */
 #include <math.h>
 #include <setjmp.h>
@@ -17,6 +18,30 @@
 #include "policy.h"
 
 #define MAX_OBS 32
+
+/* Allocation counting (-Wl,--wrap): only while counting is set. */
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t size);
+void *__real_realloc(void *p, size_t n);
+static int counting, allocations;
+
+void *__wrap_malloc(size_t n)
+{
+    allocations += counting;
+    return __real_malloc(n);
+}
+
+void *__wrap_calloc(size_t n, size_t size)
+{
+    allocations += counting;
+    return __real_calloc(n, size);
+}
+
+void *__wrap_realloc(void *p, size_t n)
+{
+    allocations += counting;
+    return __real_realloc(p, n);
+}
 
 static sim_env_t *make_env(const char *name)
 {
@@ -393,6 +418,30 @@ static void test_random_returns_are_low(void **state)
     }
 }
 
+/* Episodes (reset, random actions, steps) allocate nothing once the env exists. */
+static void test_episodes_allocate_nothing(void **state)
+{
+    (void)state;
+    for (int i = 0; sim_tasks[i]; i++) {
+        sim_env_t *e = make_env(sim_tasks[i]->name);
+        random_agent_t a;
+        random_agent_init(&a, e, 1);
+        allocations = 0;
+        counting = 1;
+        random_episode(e, &a);
+        random_episode(e, &a);
+        counting = 0;
+        assert_int_equal(allocations, 0);
+        sim_env_destroy(e);
+    }
+    /* The counter works: creating an env allocates. */
+    counting = 1;
+    sim_env_t *e = make_env("cartpole-swingup");
+    counting = 0;
+    assert_true(allocations > 0);
+    sim_env_destroy(e);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -406,6 +455,7 @@ int main(void)
         cmocka_unit_test(test_limits),
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_random_returns_are_low),
+        cmocka_unit_test(test_episodes_allocate_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
