@@ -8,6 +8,8 @@
  */
 #include "config.h"
 
+#include <sys/socket.h>
+
 #include <ctype.h>
 #include <errno.h>
 #include <ini.h>
@@ -15,6 +17,9 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "http_status.h"
+#include "listen.h"
 
 
 typedef enum {
@@ -506,6 +511,18 @@ int config_validate(const mpcd_config_t *c, char *err, size_t errlen)
     }
     if (c->nlisten == 0) {
         fmt_err(err, errlen, "listen: at least one address is needed");
+        return -EINVAL;
+    }
+    for (int i = 0; i < c->nlisten; i++) {
+        listen_addr_t a;
+        if (listen_parse(c->listen[i], &a, msg, sizeof msg)) {
+            fmt_err(err, errlen, "listen: %s", msg);
+            return -EINVAL;
+        }
+    }
+    struct sockaddr_storage ss;
+    if (c->status_listen && mpcd_parse_hostport(c->status_listen, &ss, msg, sizeof msg)) {
+        fmt_err(err, errlen, "status-listen: %s", msg);
         return -EINVAL;
     }
     if (c->margin_ms >= c->deadline_ms) {
