@@ -2,6 +2,7 @@
  * main.c: mpcd's entry point: settings (config.c), --help / --check-config, then the
  * server (server.c) until SIGTERM.
  */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,8 @@ int main(int argc, char **argv)
         goto out;
     }
     mpcd_log_set_level(cfg.log_level);
+    /* A peer that vanished must cost an EPIPE on its connection, not the daemon. */
+    signal(SIGPIPE, SIG_IGN);
     server_t *s;
     if (server_create(&cfg, &s, err, sizeof err)) {
         mpcd_log(MPCD_LOG_ERR, "cannot start: %s", err);

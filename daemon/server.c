@@ -383,8 +383,9 @@ static void on_done(uv_async_t *a)
             conn_t **p = &s->zombies;
             while (*p && *p != c)
                 p = &(*p)->next;
+            conn_t *after = c->next;
             if (*p && conn_maybe_free(c))
-                *p = c->next;
+                *p = after;
         } else {
             pump(s, c);
         }
