@@ -105,6 +105,10 @@ static const struct series_desc {
     [MPCD_SERIES_ITERATIONS] = {"iterations", "mpcd_plan_iterations",
                                 "CEM iterations completed per plan.", iteration_bounds,
                                 NBOUNDS(iteration_bounds), true},
+    [MPCD_SERIES_OVERHEAD] = {"overhead", "mpcd_step_overhead_seconds",
+                              "Total step time minus planning time: queueing, belief update, "
+                              "decoding and I/O.",
+                              latency_bounds, NBOUNDS(latency_bounds)},
 };
 
 static double monotonic_now(void *ctx)
@@ -273,6 +277,8 @@ void mpcd_metrics_step(mpcd_metrics_t *m, const mpcd_step_sample_t *s)
     series_record(m, MPCD_SERIES_REWARD_ERROR, fabs(s->reward_error), sec);
     if (s->iterations >= 0)
         series_record(m, MPCD_SERIES_ITERATIONS, (double)s->iterations, sec);
+    if (valid_duration(s->total_s) && valid_duration(s->plan_s) && s->total_s >= s->plan_s)
+        series_record(m, MPCD_SERIES_OVERHEAD, s->total_s - s->plan_s, sec);
 }
 
 void mpcd_metrics_reload(mpcd_metrics_t *m, bool ok, double load_s)

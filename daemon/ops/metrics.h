@@ -50,6 +50,7 @@ typedef enum {
     MPCD_SERIES_SURPRISE,                    /* KL(posterior || prior), nats */
     MPCD_SERIES_REWARD_ERROR,                /* |reported - predicted reward| */
     MPCD_SERIES_ITERATIONS,                  /* CEM iterations per plan */
+    MPCD_SERIES_OVERHEAD,                    /* total - plan: what is not planning, s */
     MPCD_SERIES_COUNT
 } mpcd_series_t;
 

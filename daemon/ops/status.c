@@ -136,6 +136,7 @@ static const char *const window_key[MPCD_SERIES_COUNT] = {
     [MPCD_SERIES_SURPRISE] = "surprise_nats",
     [MPCD_SERIES_REWARD_ERROR] = "reward_error",
     [MPCD_SERIES_ITERATIONS] = "iterations",
+    [MPCD_SERIES_OVERHEAD] = "overhead_s",
 };
 
 static void metrics_json(cJSON *root, mpcd_metrics_t *m)

@@ -229,7 +229,11 @@ static void test_signed_and_health_series(void **state)
     assert_near_rel(s.p90, 0.5, 1e-9);
     mpcd_metrics_window(m, MPCD_SERIES_REWARD_ERROR, &s);
     assert_int_equal(s.count, 100);
-    assert_near_rel(s.max, 0.2, 1e-6); /* magnitude of the error */
+    assert_near_rel(s.max, 0.2, 1e-6);                /* magnitude of the error */
+    mpcd_metrics_window(m, MPCD_SERIES_OVERHEAD, &s); /* 0.016 - 0.015 every step */
+    assert_int_equal(s.count, 100);
+    assert_near_rel(s.p50, 0.001, 0.05);
+    assert_near_rel(s.max, 0.001, 1e-6);
     mpcd_metrics_window(m, MPCD_SERIES_ITERATIONS, &s);
     assert_true(s.max == 10);
     assert_true(s.p50 == 5); /* rank 50 of 0x9, 1x10, 2..10 x9; integers exact */

@@ -148,6 +148,7 @@ static void test_json_without_model(void **state)
     assert_true(num(doc, "last_minute.surprise_nats.p50") == 1.5);
     assert_true(num(doc, "last_minute.reward_error.max") == 0.25);
     assert_true(num(doc, "since_start.plan_s.count") == 1);
+    assert_true(fabs(num(doc, "last_minute.overhead_s.max") - 0.0005) < 1e-12); /* 18.5 - 18 ms */
     /* planner settings for learn.py's model card */
     assert_true(num(doc, "planner.candidates") == f->cem.candidates);
     assert_true(num(doc, "planner.horizon") == f->cem.horizon);
@@ -275,6 +276,7 @@ static void test_prometheus_structure(void **state)
     assert_non_null(strstr(text, "\nmpcd_step_plan_seconds_bucket{le=\"0.015\"} 0\n"));
     assert_non_null(strstr(text, "\nmpcd_step_plan_seconds_count 1\n"));
     assert_non_null(strstr(text, "\nmpcd_plan_iterations_bucket{le=\"8\"} 1\n"));
+    assert_non_null(strstr(text, "\nmpcd_step_overhead_seconds_bucket{le=\"0.001\"} 1\n"));
     assert_non_null(strstr(text, "\nmpcd_model_surprise_nats_sum 1.5\n"));
     assert_non_null(strstr(text, "\nmpcd_model_reward_error_sum 0.25\n"));
     assert_non_null(strstr(text, "\nmpcd_sessions 2\n"));

@@ -91,6 +91,7 @@ def test_metrics_after_steps(daemon, stepped):
         assert s["mpcd_step_%s_seconds_count" % stage] == STEPS
         assert s['mpcd_step_%s_seconds_bucket{le="+Inf"}' % stage] == STEPS
     assert s["mpcd_plan_iterations_count"] == STEPS
+    assert s["mpcd_step_overhead_seconds_count"] == STEPS
     assert s["mpcd_model_surprise_nats_count"] == STEPS
     assert s["mpcd_model_reward_error_count"] >= STEPS - 1  # none before the first action
     assert s["mpcd_sessions"] == 1 and s["mpcd_ready"] == 1 and s["mpcd_model_version"] == 1
