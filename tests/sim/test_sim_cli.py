@@ -177,3 +177,18 @@ def test_record_dir_problems(tmp_path):
     assert p.returncode == 4 and "--record" in p.stderr
     p = sim("--task", "cartpole-swingup", "--csv", tmp_path / "no" / "dir.csv", check=False)
     assert p.returncode == 4 and "--csv" in p.stderr
+
+
+def test_interrupt_exits_130_without_partial_episode(tmp_path):
+    import signal
+    import time
+    # Real-time pacing makes the first (only) episode last 10 s: interrupt it.
+    proc = subprocess.Popen([SIM, "--task", "cartpole-swingup", "--realtime", "--record",
+                             str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, out + err
+    assert "interrupted" in err
+    assert os.listdir(tmp_path) == []
