@@ -514,6 +514,12 @@ static int open_daemon(sim_run_t *r)
                 "%s: warning: model '%s' was trained for a control period of %g s; "
                 "%s steps every %g s\n",
                 prog, w->model_name, w->control_period_s, o->task->name, r->period_s);
+    for (int i = 0; i < r->act_dim; i++)
+        if (w->action_low[i] != (float)r->low[i] || w->action_high[i] != (float)r->high[i])
+            fprintf(stderr,
+                    "%s: warning: model's action %d bounds [%g, %g] differ from the task's "
+                    "[%g, %g]; actions are clipped to the task's\n",
+                    prog, i, w->action_low[i], w->action_high[i], r->low[i], r->high[i]);
     fprintf(stderr, "%s: session %llu with model '%s' version %llu\n", prog,
             (unsigned long long)w->session_id, w->model_name,
             (unsigned long long)w->model_version);
