@@ -84,6 +84,7 @@ typedef struct conn {
         uint64_t req_id;
     } step;
     struct reload_req *reload;  /* pending Reload of this connection */
+    void *rec;                  /* record.c's episode buffer (NULL: not recording) */
 } conn_t;
 
 /* Provided by the server (server.c). */

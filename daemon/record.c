@@ -1,34 +1,288 @@
 /*
- * record.c: --record DIR, each session's transitions appended to episode files in the
- * trainer's format (common/EPISODES.md). Not implemented yet: --record is refused at
- * start so nobody believes they are recording.
+ * record.c: --record DIR: every session's transitions become episode files the trainer
+ * reads (common/EPISODES.md, written by common/episode_file.c).
+ *
+ * Pairing: a Step carries o_t and r_{t-1} (the reward of the previous action) and gets
+ * a_t back. So a session's episode collects o_0, a_0, then per step r_{t-1}, o_t, a_t.
+ * When the episode ends (reset flag, Reset, a new Hello, the connection closing) the last
+ * action has no reward yet and is dropped: the file holds T = steps - 1 transitions
+ * (o_0..o_T, a_0..a_{T-1}, r_0..r_{T-1}). Very long episodes are cut every
+ * RECORD_MAX_STEPS steps, the cut's last observation starting the next file.
+ *
+ * Buffers live on the loop thread (amortised doubling: recording is opt-in and the only
+ * allocation on the step path it adds); writing a file is blocking I/O, so the finished
+ * buffers move to libuv's thread pool. Once DIR holds record-max-mb, recording stops
+ * with one warning (counted and logged as dropped episodes).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 
+#include "episode_file.h"
+#include "log.h"
 #include "server_priv.h"
+
+#define RECORD_MAX_STEPS 10000
+
+typedef struct rec_buf {
+    float *obs, *act, *rew;
+    size_t n_obs, n_act, n_rew, cap; /* cap in steps (obs rows) */
+    int O, A;
+    char task[64];
+} rec_buf_t;
+
+typedef struct rec_write {
+    uv_work_t work;
+    recorder_t *r;
+    server_t *server;
+    rec_buf_t buf;
+    int rc;
+    size_t bytes;
+    char path[4096], err[512];
+} rec_write_t;
+
+struct recorder {
+    char *dir;
+    uint64_t cap_bytes, used_bytes;
+    unsigned seq;
+    int writing;        /* files being written on the pool */
+    bool full_warned;
+    uint64_t written, dropped;
+};
+
+static uint64_t dir_bytes(const char *dir)
+{
+    uint64_t total = 0;
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    struct dirent *e;
+    char p[4352];
+    struct stat st;
+    while ((e = readdir(d))) {
+        size_t n = strlen(e->d_name);
+        if (n < 4 || strcmp(e->d_name + n - 4, ".npz"))
+            continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        if (!stat(p, &st))
+            total += (uint64_t)st.st_size;
+    }
+    closedir(d);
+    return total;
+}
 
 int record_init(server_t *s, char *err, size_t errlen)
 {
     if (!s->cfg->record)
         return 0;
-    snprintf(err, errlen, "record: --record is not implemented in this build yet");
-    return -ENOSYS;
+    const char *dir = s->cfg->record;
+    if (mkdir(dir, 0750) && errno != EEXIST) {
+        snprintf(err, errlen, "record: cannot create %s: %s", dir, strerror(errno));
+        return -errno;
+    }
+    struct stat st;
+    if (stat(dir, &st) || !S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "record: %s is not a directory", dir);
+        return -ENOTDIR;
+    }
+    recorder_t *r = calloc(1, sizeof *r);
+    if (!r || !(r->dir = strdup(dir))) {
+        free(r);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    r->cap_bytes = (uint64_t)s->cfg->record_max_mb << 20;
+    r->used_bytes = dir_bytes(dir);
+    s->recorder = r;
+    mpcd_log(MPCD_LOG_INFO, "recording episodes to %s (%.1f of %lld MB used)", dir,
+             r->used_bytes / 1048576.0, (long long)s->cfg->record_max_mb);
+    return 0;
+}
+
+static void buf_free(rec_buf_t *b)
+{
+    free(b->obs);
+    free(b->act);
+    free(b->rew);
+    memset(b, 0, sizeof *b);
 }
 
 void record_destroy(server_t *s)
 {
-    (void)s;
+    recorder_t *r = s->recorder;
+    if (!r)
+        return;
+    if (r->written || r->dropped)
+        mpcd_log(MPCD_LOG_INFO, "recorded %llu episode(s), dropped %llu",
+                 (unsigned long long)r->written, (unsigned long long)r->dropped);
+    free(r->dir);
+    free(r);
+    s->recorder = NULL;
+}
+
+static void write_work(uv_work_t *w)
+{
+    rec_write_t *x = w->data;
+    rec_buf_t *b = &x->buf;
+    episode_t ep = {.task = b->task, .steps = b->n_act, .obs_dim = (size_t)b->O,
+                    .act_dim = (size_t)b->A, .observation = b->obs, .action = b->act,
+                    .reward = b->rew};
+    unsigned seq = x->r->seq; /* a hint; episode_write skips names that exist */
+    x->rc = episode_write(x->r->dir, &ep, &seq, x->path, sizeof x->path, x->err, sizeof x->err);
+    struct stat st;
+    if (!x->rc && !stat(x->path, &st))
+        x->bytes = (uint64_t)st.st_size;
+}
+
+static void write_done(uv_work_t *w, int status)
+{
+    rec_write_t *x = w->data;
+    recorder_t *r = x->r;
+    r->writing--;
+    if (status || x->rc) {
+        r->dropped++;
+        mpcd_log(MPCD_LOG_ERR, "record: %s", status ? uv_strerror(status) : x->err);
+    } else {
+        r->written++;
+        r->used_bytes += x->bytes;
+        r->seq++;
+        mpcd_log(MPCD_LOG_DEBUG, "record: %s (%zu steps)", x->path, x->buf.n_act);
+    }
+    buf_free(&x->buf);
+    server_t *s = x->server;
+    free(x);
+    server_maybe_finish(s);
+}
+
+static void sanitize_task(char *out, size_t outlen, const char *task)
+{
+    size_t o = 0;
+    for (const char *c = task && *task ? task : "mpcd"; *c && o + 1 < outlen; c++)
+        out[o++] = ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
+                    (*c >= '0' && *c <= '9') || *c == '_' || *c == '-')
+                       ? *c
+                       : '_';
+    out[o] = 0;
+}
+
+/* Hands a finished episode to the pool. drop_last: the episode ended and its last action
+ * never got a reward, so that action is not a transition. */
+static void flush(server_t *s, rec_buf_t *b, bool drop_last)
+{
+    recorder_t *r = s->recorder;
+    if (drop_last && b->n_act > 0)
+        b->n_act--;
+    bool whole = b->n_act >= 1 && b->n_obs >= b->n_act + 1 && b->n_rew >= b->n_act;
+    if (!whole) {
+        b->n_obs = b->n_act = b->n_rew = 0;
+        return;
+    }
+    if (r->used_bytes >= r->cap_bytes) {
+        r->dropped++;
+        if (!r->full_warned)
+            mpcd_log(MPCD_LOG_WARNING,
+                     "record: %s holds %lld MB (record-max-mb); not recording further "
+                     "episodes",
+                     r->dir, (long long)s->cfg->record_max_mb);
+        r->full_warned = true;
+        b->n_obs = b->n_act = b->n_rew = 0;
+        return;
+    }
+    rec_write_t *x = calloc(1, sizeof *x);
+    if (!x) {
+        r->dropped++;
+        b->n_obs = b->n_act = b->n_rew = 0;
+        return;
+    }
+    x->r = r;
+    x->buf = *b; /* the pool owns the arrays now; the session starts fresh ones */
+    memset(b, 0, sizeof *b);
+    b->O = x->buf.O;
+    b->A = x->buf.A;
+    memcpy(b->task, x->buf.task, sizeof b->task);
+    x->work.data = x;
+    x->server = s;
+    if (uv_queue_work(s->loop, &x->work, write_work, write_done)) {
+        r->dropped++;
+        buf_free(&x->buf);
+        free(x);
+        return;
+    }
+    r->writing++;
+}
+
+static int grow(rec_buf_t *b, size_t need)
+{
+    if (need <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap * 2 : 256;
+    while (cap < need)
+        cap *= 2;
+    float *o = realloc(b->obs, sizeof(float) * cap * (size_t)b->O);
+    if (!o)
+        return -ENOMEM;
+    b->obs = o;
+    float *a = realloc(b->act, sizeof(float) * cap * (size_t)b->A);
+    if (!a)
+        return -ENOMEM;
+    b->act = a;
+    float *w = realloc(b->rew, sizeof(float) * cap);
+    if (!w)
+        return -ENOMEM;
+    b->rew = w;
+    b->cap = cap;
+    return 0;
 }
 
 void record_step(server_t *s, conn_t *c)
 {
-    (void)s;
-    (void)c;
+    session_t *se = c->session;
+    if (!s->recorder || !se || se->out.rc)
+        return;
+    rec_buf_t *b = c->rec;
+    if (!b) {
+        if (!(b = calloc(1, sizeof *b)))
+            return;
+        b->O = se->obs_dim;
+        b->A = se->act_dim;
+        sanitize_task(b->task, sizeof b->task, se->model->info->task);
+        c->rec = b;
+    }
+    bool new_episode = se->in.reset || b->n_obs == 0;
+    if (new_episode)
+        flush(s, b, true);
+    if (grow(b, b->n_obs + 1))
+        return; /* this step is lost; the buffer stays consistent */
+    if (!new_episode)
+        b->rew[b->n_rew++] = se->in.reward; /* r_{t-1} */
+    memcpy(b->obs + b->n_obs++ * (size_t)b->O, se->in.obs, sizeof(float) * (size_t)b->O);
+    if (!new_episode && b->n_act >= RECORD_MAX_STEPS) {
+        /* Cut a long episode here: complete up to o_t, which also starts the next file. */
+        flush(s, b, false);
+        if (grow(b, 1))
+            return;
+        memcpy(b->obs, se->in.obs, sizeof(float) * (size_t)b->O);
+        b->n_obs = 1;
+    }
+    memcpy(b->act + b->n_act++ * (size_t)b->A, se->out.action, sizeof(float) * (size_t)b->A);
 }
 
 void record_session_end(server_t *s, conn_t *c)
 {
-    (void)s;
-    (void)c;
+    rec_buf_t *b = c->rec;
+    if (!b)
+        return;
+    if (s->recorder)
+        flush(s, b, true);
+    buf_free(b);
+    free(b);
+    c->rec = NULL;
+}
+
+bool record_busy(server_t *s)
+{
+    return s->recorder && s->recorder->writing > 0;
 }

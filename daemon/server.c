@@ -174,7 +174,9 @@ static void finish_step(server_t *s, conn_t *c)
     c->busy = false;
     session_publish(se);
     if (c->closing) {
-        record_step(s, c); /* the client left, but the transition happened */
+        /* The client left, but the transition happened; its episode ends here. */
+        record_step(s, c);
+        record_session_end(s, c);
         return;
     }
     if (o->rc) {
@@ -411,7 +413,7 @@ static void on_closed_quiet(uv_handle_t *h)
 void server_maybe_finish(server_t *s)
 {
     if (!s->stopping || s->finished || s->nconns || s->zombies || s->reload.running ||
-        s->reaping)
+        s->reaping || record_busy(s))
         return;
     s->finished = true;
     if (s->http)

@@ -101,5 +101,6 @@ int record_init(server_t *s, char *err, size_t errlen);
 void record_destroy(server_t *s);
 void record_step(server_t *s, conn_t *c);        /* after a step of c's session */
 void record_session_end(server_t *s, conn_t *c); /* episode over (reset, close) */
+bool record_busy(server_t *s);                   /* files still being written */
 
 #endif

@@ -536,3 +536,53 @@ def test_check_config_and_help(models, tmp_path):
     r = subprocess.run([mpcd, "--listen", "localhost:7070"], capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 2 and "unknown scheme" in r.stderr
+
+
+def test_record_episodes(models, tmp_path):
+    import numpy as np
+    rec = tmp_path / "episodes"
+    d = start(models["a"], "--record", str(rec))
+    sent = []
+    try:
+        with mpc_client.Client(d.address, timeout=10) as c:
+            c.hello("pytest/record")
+            for ep, n in enumerate([20, 10]):
+                o, a, r = [], [], []
+                for t in range(n):
+                    x = obs(t + 100 * ep)
+                    act = c.step(x, seq=t, reset=(t == 0), reward=0.5 * t + ep)
+                    o.append(x)
+                    a.append(list(act.action))
+                    r.append(0.5 * t + ep)
+                sent.append((o, a, r))
+    finally:
+        assert d.stop() == 0, d.log_text()
+    files = sorted(rec.glob("daemon-test-*.npz"))
+    assert len(files) == 2, (files, d.log_text())
+    eps = [np.load(f) for f in files]
+    eps.sort(key=lambda e: -e["action"].shape[0])
+    for e, (o, a, r) in zip(eps, sent):
+        T = len(o) - 1  # the last action never got its reward
+        assert e["observation"].shape == (T + 1, 3) and e["observation"].dtype == np.float32
+        assert e["action"].shape == (T, 1) and e["reward"].shape == (T,)
+        np.testing.assert_allclose(e["observation"], np.array(o, np.float32), rtol=1e-6)
+        np.testing.assert_allclose(e["action"], np.array(a[:T], np.float32), rtol=1e-6)
+        # r_t is what the client reported with o_{t+1}
+        np.testing.assert_allclose(e["reward"], np.array(r[1:], np.float32), rtol=1e-6)
+
+
+def test_record_disk_cap(models, tmp_path):
+    rec = tmp_path / "episodes"
+    rec.mkdir()
+    (rec / "old.npz").write_bytes(b"\0" * (1 << 20))  # the cap is already used up
+    d = start(models["a"], "--record", str(rec), "--record-max-mb", "1")
+    try:
+        with mpc_client.Client(d.address, timeout=10) as c:
+            c.hello("pytest/cap")
+            for t in range(5):
+                c.step(obs(t), seq=t, reset=(t == 0), reward=1.0)
+            c.reset()
+    finally:
+        assert d.stop() == 0, d.log_text()
+    assert sorted(p.name for p in rec.iterdir()) == ["old.npz"]
+    assert "record-max-mb" in d.log_text()
