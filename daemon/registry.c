@@ -102,7 +102,11 @@ int registry_model_load(const char *path, const cem_config_t *cfg, int nslots,
     }
     char msg[512];
     if ((rc = rssm_load(path, &m->model, msg, sizeof msg))) {
-        snprintf(err, errlen, "%s: %s", path, msg);
+        /* librssm's messages name the file already, except sometimes the tensor only. */
+        if (strstr(msg, path))
+            snprintf(err, errlen, "%s", msg);
+        else
+            snprintf(err, errlen, "%s: %s", path, msg);
         goto fail;
     }
     m->info = rssm_info(m->model);
