@@ -132,6 +132,25 @@ static int open_unix(uv_loop_t *loop, listener_t *l, const listen_addr_t *a, int
     return rc;
 }
 
+/* l->name from the bound address ("tcp://[::1]:7070"). */
+static void name_bound_tcp(listener_t *l)
+{
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    char host[INET6_ADDRSTRLEN] = "";
+    if (uv_tcp_getsockname(&l->h.tcp, (struct sockaddr *)&ss, &len))
+        return;
+    if (ss.ss_family == AF_INET6) {
+        uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof host);
+        snprintf(l->name, sizeof l->name, "tcp://[%s]:%d", host,
+                 ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+    } else {
+        uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof host);
+        snprintf(l->name, sizeof l->name, "tcp://%s:%d", host,
+                 ntohs(((struct sockaddr_in *)&ss)->sin_port));
+    }
+}
+
 int listen_open(uv_loop_t *loop, listener_t *l, const listen_addr_t *a, int unix_mode,
                 uv_connection_cb cb, char *err, size_t errlen)
 {
@@ -145,24 +164,8 @@ int listen_open(uv_loop_t *loop, listener_t *l, const listen_addr_t *a, int unix
                                    : open_unix(loop, l, a, unix_mode, err, errlen);
     if (rc)
         return rc;
-    if (a->kind == LISTEN_TCP && a->port == 0) {
-        /* Port 0: name the port the kernel picked, so logs say where we listen. */
-        struct sockaddr_storage ss;
-        int len = sizeof ss;
-        char host[INET6_ADDRSTRLEN] = "";
-        if (!uv_tcp_getsockname(&l->h.tcp, (struct sockaddr *)&ss, &len)) {
-            int port;
-            if (ss.ss_family == AF_INET6) {
-                uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof host);
-                port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-                snprintf(l->name, sizeof l->name, "tcp://[%s]:%d", host, port);
-            } else {
-                uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof host);
-                port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-                snprintf(l->name, sizeof l->name, "tcp://%s:%d", host, port);
-            }
-        }
-    }
+    if (a->kind == LISTEN_TCP && a->port == 0)
+        name_bound_tcp(l); /* name the port the kernel picked */
     if ((rc = uv_listen(&l->h.stream, 128, cb)))
         snprintf(err, errlen, "%s: listen: %s", l->name, uv_strerror(rc));
     return rc;
@@ -180,8 +183,7 @@ int listen_open_fd(uv_loop_t *loop, listener_t *l, int fd, uv_connection_cb cb, 
     }
     if (ss.ss_family == AF_UNIX) {
         l->kind = LISTEN_UNIX;
-        snprintf(l->name, sizeof l->name, "unix:%s (fd %d)",
-                 ((struct sockaddr_un *)&ss)->sun_path, fd);
+        snprintf(l->name, sizeof l->name, "unix:%s", ((struct sockaddr_un *)&ss)->sun_path);
         uv_pipe_init(loop, &l->h.pipe, 0);
         l->inited = true;
         rc = uv_pipe_open(&l->h.pipe, fd);
@@ -191,6 +193,8 @@ int listen_open_fd(uv_loop_t *loop, listener_t *l, int fd, uv_connection_cb cb, 
         uv_tcp_init(loop, &l->h.tcp);
         l->inited = true;
         rc = uv_tcp_open(&l->h.tcp, fd);
+        if (!rc)
+            name_bound_tcp(l);
     }
     if (!rc)
         rc = uv_listen(&l->h.stream, 128, cb);

@@ -586,3 +586,68 @@ def test_record_disk_cap(models, tmp_path):
         assert d.stop() == 0, d.log_text()
     assert sorted(p.name for p in rec.iterdir()) == ["old.npz"]
     assert "record-max-mb" in d.log_text()
+
+
+def test_sd_notify_and_watchdog(models, tmp_path, monkeypatch):
+    path = str(tmp_path / "notify.sock")
+    ns = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    ns.bind(path)
+    ns.settimeout(20)
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    monkeypatch.setenv("WATCHDOG_USEC", "200000")
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    d = start(models["a"])
+
+    def until(state):
+        """Datagrams up to and including the one holding state."""
+        seen = []
+        while True:
+            msg = ns.recv(4096).decode()
+            seen.extend(msg.split("\n"))
+            if state in msg.split("\n"):
+                return seen
+
+    try:
+        first = until("READY=1")
+        assert any(m.startswith("STATUS=serving") for m in until("WATCHDOG=1"))
+        until("WATCHDOG=1")  # again: the daemon pings twice per WatchdogSec
+        d.signal(signal.SIGHUP)
+        until("RELOADING=1")
+        until("READY=1")
+        d.signal(signal.SIGTERM)
+        until("STOPPING=1")
+        assert d.proc.wait(timeout=20) == 0
+        assert first[-1] == "READY=1"
+    finally:
+        d.stop()
+        ns.close()
+
+
+def test_socket_activation(models):
+    activate = shutil.which("systemd-socket-activate")
+    if not activate:
+        pytest.skip("systemd-socket-activate is not installed")
+    port = free_port()
+    d = Mpcd(models["a"], extra_args=PLANNER)
+    d.port, d.status_port = port, free_port()
+    cmd = [activate, "-l", "127.0.0.1:%d" % port, find_mpcd(), "--model", models["a"],
+           "--status-listen", d.status_address, "--listen", "tcp://127.0.0.1:1"] + PLANNER
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:  # wait for systemd-socket-activate's socket (mpcd starts on demand)
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.05)
+        with mpc_client.Client("tcp://127.0.0.1:%d" % port, timeout=30) as c:
+            c.hello("activated")
+            assert c.step(obs(0), seq=0, reset=True).seq == 0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out = proc.communicate(timeout=20)[0]
+    assert proc.returncode == 0, out
+    assert "listening on tcp://127.0.0.1:%d (socket activation)" % port in out, out
+    assert "listening on tcp://127.0.0.1:1\n" not in out
