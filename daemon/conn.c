@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "listen.h"
 #include "wire.h"
 
 #define READ_CHUNK 16384
@@ -324,22 +325,10 @@ int conn_accept(struct server *srv, uv_stream_t *listener, bool is_pipe, size_t 
     if (!is_pipe)
         uv_tcp_nodelay(&c->h.tcp, 1);
     snprintf(c->peer, sizeof c->peer, "unix");
-    if (!is_pipe) {
-        struct sockaddr_storage ss;
-        int len = sizeof ss;
-        char host[INET6_ADDRSTRLEN] = "?";
-        if (!uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len)) {
-            if (ss.ss_family == AF_INET6) {
-                uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof host);
-                snprintf(c->peer, sizeof c->peer, "[%s]:%d", host,
-                         ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
-            } else {
-                uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof host);
-                snprintf(c->peer, sizeof c->peer, "%s:%d", host,
-                         ntohs(((struct sockaddr_in *)&ss)->sin_port));
-            }
-        }
-    }
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (!is_pipe && !uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len))
+        listen_format_addr(&ss, c->peer, sizeof c->peer);
     /* The stream's data points at the wrapper (for on_alloc); on_read needs the conn,
      * which is the wrapper's first member. */
     if ((rc = uv_read_start(&c->h.stream, on_alloc, on_read))) {

@@ -24,6 +24,7 @@
 #include <uv.h>
 
 #include "framing.h"
+#include "listen.h"
 #include "mpc.pb-c.h"
 #include "session.h"
 #include "workq.h"
@@ -43,12 +44,7 @@ typedef struct conn_out {
 } conn_out_t;
 
 typedef struct conn {
-    union {
-        uv_handle_t handle;
-        uv_stream_t stream;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } h;
+    listen_stream_t h;
     uv_timer_t idle;
     uv_write_t wreq;
     struct server *srv;

@@ -132,23 +132,28 @@ static int open_unix(uv_loop_t *loop, listener_t *l, const listen_addr_t *a, int
     return rc;
 }
 
+void listen_format_addr(const struct sockaddr_storage *ss, char *out, size_t outlen)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+    if (ss->ss_family == AF_INET6) {
+        uv_ip6_name((const struct sockaddr_in6 *)ss, host, sizeof host);
+        snprintf(out, outlen, "[%s]:%d", host, ntohs(((const struct sockaddr_in6 *)ss)->sin6_port));
+    } else {
+        uv_ip4_name((const struct sockaddr_in *)ss, host, sizeof host);
+        snprintf(out, outlen, "%s:%d", host, ntohs(((const struct sockaddr_in *)ss)->sin_port));
+    }
+}
+
 /* l->name from the bound address ("tcp://[::1]:7070"). */
 static void name_bound_tcp(listener_t *l)
 {
     struct sockaddr_storage ss;
     int len = sizeof ss;
-    char host[INET6_ADDRSTRLEN] = "";
+    char addr[INET6_ADDRSTRLEN + 10];
     if (uv_tcp_getsockname(&l->h.tcp, (struct sockaddr *)&ss, &len))
         return;
-    if (ss.ss_family == AF_INET6) {
-        uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof host);
-        snprintf(l->name, sizeof l->name, "tcp://[%s]:%d", host,
-                 ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
-    } else {
-        uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof host);
-        snprintf(l->name, sizeof l->name, "tcp://%s:%d", host,
-                 ntohs(((struct sockaddr_in *)&ss)->sin_port));
-    }
+    listen_format_addr(&ss, addr, sizeof addr);
+    snprintf(l->name, sizeof l->name, "tcp://%s", addr);
 }
 
 int listen_open(uv_loop_t *loop, listener_t *l, const listen_addr_t *a, int unix_mode,

@@ -26,13 +26,16 @@ typedef struct listen_addr {
 /* 0 or -EINVAL with a message naming the problem in err. */
 int listen_parse(const char *text, listen_addr_t *out, char *err, size_t errlen);
 
+/* A TCP or Unix stream handle, seen as whichever libuv type a call needs. */
+typedef union listen_stream {
+    uv_handle_t handle;
+    uv_stream_t stream;
+    uv_tcp_t tcp;
+    uv_pipe_t pipe;
+} listen_stream_t;
+
 typedef struct listener {
-    union {
-        uv_handle_t handle;
-        uv_stream_t stream;
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-    } h;
+    listen_stream_t h;
     listen_kind_t kind;
     char name[300];    /* for logs: "tcp://127.0.0.1:7070", "unix:/run/mpcd.sock" */
     bool inited;       /* the handle was initialised (must be closed) */
@@ -54,6 +57,9 @@ int listen_open_fd(uv_loop_t *loop, listener_t *l, int fd, uv_connection_cb cb, 
 /* Descriptors passed by systemd (SD_LISTEN_FDS_START..), or 0 when none / not built with
  * libsystemd. Fills at most max. */
 int listen_activation_fds(int *fds, int max);
+
+/* "HOST:PORT" or "[HOST]:PORT" of an IPv4/IPv6 address. */
+void listen_format_addr(const struct sockaddr_storage *ss, char *out, size_t outlen);
 
 /* Closes the handle (asynchronously) and removes the socket file we created. */
 void listen_close(listener_t *l, uv_close_cb cb);

@@ -152,7 +152,10 @@ static void load_done(uv_work_t *w, int status)
     s->reload.like = NULL;
     if (ok) {
         registry_swap(&s->registry, m);
+        bool moved = !s->reload.path || strcmp(s->reload.path, r->path);
         set_path(s, r->path);
+        if (moved && s->cfg->watch && !s->stopping)
+            watch_start(s); /* follow the file that now serves */
         s->reload.last_error[0] = 0;
         mpcd_metrics_reload(s->metrics, true, m->load_s);
         mpcd_log(MPCD_LOG_NOTICE, "model version %llu: %s (%s; loaded in %.1f ms; from %s)",
@@ -283,6 +286,9 @@ static void watch_start(server_t *s)
         uv_fs_event_init(s->loop, &s->reload.watch);
         s->reload.watch.data = s;
         s->reload.watch_inited = true;
+    } else if (s->reload.watching) {
+        uv_fs_event_stop(&s->reload.watch);
+        s->reload.watching = false;
     }
     int rc = uv_fs_event_start(&s->reload.watch, on_fs_event, d, 0);
     if (rc) {
