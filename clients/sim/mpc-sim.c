@@ -74,7 +74,9 @@ static void usage(FILE *out)
 "    -m, --max-steps N      end episodes after N control steps (default: 1000 physics\n"
 "                           steps / action repeat)\n"
 "    -x, --explore SCALE    add Gaussian noise of std SCALE * half the action range to\n"
-"                           each action (after the policy), clipped to the bounds\n"
+"                           each action (after the policy), clipped to the bounds;\n"
+"                           with --policy mpcd the daemon adds it (Step.exploration_noise)\n"
+"                           so its belief follows the action really applied (0 .. 10)\n"
 "    -c, --connect ADDR     mpcd's address, tcp://HOST:PORT or unix:PATH\n"
 "                           (default %s)\n"
 "    -d, --deadline-ms MS   per-step planning deadline sent to mpcd (default: the\n"
@@ -218,7 +220,7 @@ static int parse_options(int argc, char **argv, options_t *o)
                                   &o->max_steps);
             break;
         case 'x':
-            bad = tool_parse_double(prog, "--explore", optarg, 0, 100, &o->explore);
+            bad = tool_parse_double(prog, "--explore", optarg, 0, 10, &o->explore);
             break;
         case 'c':
             o->connect = optarg;

@@ -1,5 +1,6 @@
 /*
- * policy.c: random, zero and mpcd policies, and exploration noise (see policy.h).
+ * policy.c: random, zero and mpcd policies, and exploration noise (see policy.h): added
+ * here for random/zero, requested from the daemon (Step.exploration_noise) for mpcd.
  */
 #include "policy.h"
 
@@ -51,7 +52,8 @@ static int ask_mpcd(sim_policy_t *p, const float *obs, int obs_dim, float prev_r
                               .observation_size = (size_t)obs_dim,
                               .reward = reset ? 0.0f : prev_reward,
                               .reset = reset,
-                              .deadline_us = p->deadline_us};
+                              .deadline_us = p->deadline_us,
+                              .exploration_noise = (float)p->explore};
     mpc_client_action_t a;
     double t0 = tool_now_s();
     int rc = mpc_client_step(p->client, &step, &a);
@@ -93,9 +95,12 @@ int sim_policy_act(sim_policy_t *p, const float *obs, int obs_dim, float prev_re
         break;
     }
     }
+    /* mpcd adds the exploration noise itself (Step.exploration_noise) so that its belief
+     * update sees the action that was really applied; other policies get it here. */
+    const bool local_noise = p->explore > 0 && p->kind != SIM_POLICY_MPCD;
     for (int i = 0; i < p->act_dim; i++) {
         double a = action[i];
-        if (p->explore > 0)
+        if (local_noise)
             a += p->explore * 0.5 * (p->high[i] - p->low[i]) * sim_rng_normal(&p->rng);
         action[i] = (float)(a < p->low[i] ? p->low[i] : a > p->high[i] ? p->high[i] : a);
     }
