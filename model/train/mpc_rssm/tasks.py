@@ -8,12 +8,17 @@ TASKS = {
     # physics timestep 0.01 s, action repeat 8 -> 0.08 s per control step, 125 steps
     "cartpole-swingup": {"action_repeat": 8, "control_period_s": 0.08,
                          "action_low": [-1.0], "action_high": [1.0]},
+    "cartpole-balance": {"action_repeat": 8, "control_period_s": 0.08,
+                         "action_low": [-1.0], "action_high": [1.0]},
     # physics timestep 0.02 s, action repeat 2 (Dreamer)
     "pendulum-swingup": {"action_repeat": 2, "control_period_s": 0.04,
                          "action_low": [-1.0], "action_high": [1.0]},
     # physics timestep 0.02 s, action repeat 4 (PlaNet)
     "reacher-easy": {"action_repeat": 4, "control_period_s": 0.08,
                      "action_low": [-1.0, -1.0], "action_high": [1.0, 1.0]},
+    # physics timestep 0.01 s, action repeat 4 (PlaNet): 6 joint torques
+    "cheetah-run": {"action_repeat": 4, "control_period_s": 0.04,
+                    "action_low": [-1.0] * 6, "action_high": [1.0] * 6},
 }
 
 
