@@ -78,7 +78,7 @@ static int on_frame(void *ctx, const uint8_t *payload, size_t len)
         Mpc__V1__Request *r = mpc__v1__request__unpack(&c->alloc, len, payload);
         conn_send_error(c, r ? r->id : 0, MPC__V1__ERROR__CODE__OVERLOADED,
                         "more than %d requests queued on this connection", c->ents_cap);
-        server_conn_overflow(c->srv, c);
+        server_conn_overflow(c->srv, c, r);
         return 0;
     }
     if (c->qlen + len > c->qcap) {

@@ -85,7 +85,8 @@ typedef struct conn {
 
 /* Provided by the server (server.c). */
 void server_conn_readable(struct server *srv, conn_t *c);      /* requests were queued */
-void server_conn_overflow(struct server *srv, conn_t *c);      /* one answered OVERLOADED */
+void server_conn_overflow(struct server *srv, conn_t *c,       /* one answered OVERLOADED */
+                          const Mpc__V1__Request *r);          /* NULL: undecodable */
 void server_conn_fatal(struct server *srv, conn_t *c, int frame_err); /* stream unusable */
 void server_conn_closed(struct server *srv, conn_t *c);        /* handles closed */
 double server_idle_timeout_s(const struct server *srv);

@@ -100,8 +100,12 @@ bool reload_request(server_t *s, conn_t *c, uint64_t id, const char *path)
         c->reload = r;
         c->busy = true;
     }
+    /* A request refused at once is answered inside start_next; its connection's pump is
+     * the caller, so reply() must not re-enter it. */
+    s->reload.sync_conn = c;
     start_next(s);
-    return c != NULL;
+    s->reload.sync_conn = NULL;
+    return c != NULL && c->busy;
 }
 
 static void load_work(uv_work_t *w)
@@ -130,7 +134,8 @@ static void reply(server_t *s, reload_req_t *r, bool ok, double load_s, const ch
     mpcd_metrics_request(s->metrics, MPCD_REQ_RELOAD, ok ? MPCD_OUTCOME_OK : MPCD_OUTCOME_ERROR);
     c->reload = NULL;
     c->busy = false;
-    server_conn_readable(s, c);
+    if (c != s->reload.sync_conn)
+        server_conn_readable(s, c);
 }
 
 static void notify_ready(server_t *s)

@@ -136,7 +136,8 @@ static bool do_step(server_t *s, conn_t *c, uint64_t id, const Mpc__V1__Step *st
         return false;
     }
     int rc = session_check_step(se, st->observation, st->n_observation, st->reward,
-                                st->reset, st->exploration_noise, err, sizeof err);
+                                st->reset, st->exploration_noise, st->deadline_us, err,
+                                sizeof err);
     if (rc) {
         conn_send_error(c, id,
                         rc == -EMSGSIZE ? MPC__V1__ERROR__CODE__SIZE_MISMATCH
@@ -283,10 +284,18 @@ void server_conn_readable(server_t *s, conn_t *c)
     pump(s, c);
 }
 
-void server_conn_overflow(server_t *s, conn_t *c)
+void server_conn_overflow(server_t *s, conn_t *c, const Mpc__V1__Request *r)
 {
+    static const mpcd_req_type_t type_of[] = {
+        [MPC__V1__REQUEST__BODY_HELLO] = MPCD_REQ_HELLO,
+        [MPC__V1__REQUEST__BODY_STEP] = MPCD_REQ_STEP,
+        [MPC__V1__REQUEST__BODY_RESET] = MPCD_REQ_RESET,
+        [MPC__V1__REQUEST__BODY_STATUS] = MPCD_REQ_STATUS,
+        [MPC__V1__REQUEST__BODY_RELOAD] = MPCD_REQ_RELOAD,
+    };
     (void)c;
-    count(s, MPCD_REQ_STEP, MPCD_OUTCOME_OVERLOADED);
+    bool known = r && r->body_case > 0 && (size_t)r->body_case < sizeof type_of / sizeof *type_of;
+    count(s, known ? type_of[r->body_case] : MPCD_REQ_INVALID, MPCD_OUTCOME_OVERLOADED);
 }
 
 void server_conn_fatal(server_t *s, conn_t *c, int frame_err)
@@ -468,9 +477,24 @@ static void on_signal(uv_signal_t *h, int signum)
     begin_shutdown(s, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
+/* Pings systemd only while the daemon works: the loop runs (or we would not be here) and
+ * the workers make progress (a stuck planner stops the pings, and systemd restarts us). */
 static void on_watchdog(uv_timer_t *t)
 {
-    (void)t;
+    server_t *s = t->data;
+    int pending;
+    uint64_t done;
+    workq_progress(&s->workq, &pending, &done);
+    if (pending > 0 && done == s->wd_completed) {
+        if (++s->wd_stalled >= 2) {
+            mpcd_log(MPCD_LOG_ERR, "watchdog: %d step(s) pending and none finished for %d "
+                     "periods; not pinging systemd", pending, s->wd_stalled);
+            return;
+        }
+    } else {
+        s->wd_stalled = 0;
+    }
+    s->wd_completed = done;
     mpcd_notify("WATCHDOG=1");
 }
 
@@ -579,6 +603,7 @@ int server_create(const mpcd_config_t *cfg, server_t **out, char *err, size_t er
     uv_signal_start(&s->sig_int, on_signal, SIGINT);
     uv_signal_start(&s->sig_hup, on_signal, SIGHUP);
     uv_timer_init(s->loop, &s->watchdog);
+    s->watchdog.data = s;
     uv_timer_init(s->loop, &s->drain_timer);
     s->drain_timer.data = s;
     uint64_t wd = mpcd_notify_watchdog_usec();

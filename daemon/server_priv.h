@@ -51,11 +51,14 @@ struct server {
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t watchdog, drain_timer;
     bool stopping, finished;
+    uint64_t wd_completed;   /* watchdog: worker progress at the last tick */
+    int wd_stalled;          /* ticks without progress while steps were pending */
     /* hot-swap (reload.c) */
     struct {
         reload_req_t *head, *tail;
         bool running;
         reload_req_t *cur;
+        conn_t *sync_conn;           /* its Reload is being queued right now */
         uv_work_t work;
         registry_model_t *like;      /* the model serving when the load started */
         registry_model_t *result;

@@ -134,7 +134,8 @@ void session_reset(session_t *s)
 }
 
 int session_check_step(const session_t *s, const float *obs, size_t n, float reward,
-                       bool reset, float noise, char *err, size_t errlen)
+                       bool reset, float noise, uint32_t deadline_us, char *err,
+                       size_t errlen)
 {
     if (n != (size_t)s->obs_dim) {
         snprintf(err, errlen, "observation has %zu values; the model expects %d", n,
@@ -150,6 +151,11 @@ int session_check_step(const session_t *s, const float *obs, size_t n, float rew
     }
     if (!reset && !isfinite(reward)) {
         snprintf(err, errlen, "reward is %g; it must be finite", (double)reward);
+        return -EDOM;
+    }
+    if (deadline_us > SESSION_MAX_DEADLINE_US) {
+        snprintf(err, errlen, "deadline_us is %u; at most %u", deadline_us,
+                 SESSION_MAX_DEADLINE_US);
         return -EDOM;
     }
     if (!isfinite(noise) || noise < 0 || noise > 10) {

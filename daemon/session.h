@@ -100,7 +100,11 @@ void session_reset(session_t *s);
  * size) or -EDOM (NaN/Inf or out of range), with a message naming the field in err. The
  * session is not modified. */
 int session_check_step(const session_t *s, const float *obs, size_t n, float reward,
-                       bool reset, float noise, char *err, size_t errlen);
+                       bool reset, float noise, uint32_t deadline_us, char *err,
+                       size_t errlen);
+
+/* Longest per-request deadline accepted (a real-time step, not a batch job). */
+#define SESSION_MAX_DEADLINE_US 60000000u
 
 /* Runs s->in through model (which may differ from s->model: then the belief is re-synced
  * first) on one worker's slot, writing s->out. Worker thread. */

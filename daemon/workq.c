@@ -35,6 +35,7 @@ static void *worker_main(void *p)
 
         pthread_mutex_lock(&q->lock);
         q->running--;
+        q->completed++;
         job->next = NULL;
         if (q->done_tail)
             q->done_tail->next = job;
@@ -131,4 +132,12 @@ int workq_waiting(workq_t *q)
     int n = q->waiting;
     pthread_mutex_unlock(&q->lock);
     return n;
+}
+
+void workq_progress(workq_t *q, int *pending, uint64_t *completed)
+{
+    pthread_mutex_lock(&q->lock);
+    *pending = q->waiting + q->running;
+    *completed = q->completed;
+    pthread_mutex_unlock(&q->lock);
 }

@@ -14,6 +14,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdint.h>
 
 typedef struct workq_job workq_job_t;
 
@@ -35,6 +36,7 @@ typedef struct workq {
     workq_job_t *done_head, *done_tail;
     int waiting;                   /* jobs in the FIFO */
     int running;                   /* jobs a worker is running */
+    uint64_t completed;            /* jobs finished since start */
     bool stop;
     int nworkers;
     pthread_t *threads;
@@ -55,5 +57,8 @@ workq_job_t *workq_take_done(workq_t *q);
 
 /* Jobs waiting for a worker (not running). */
 int workq_waiting(workq_t *q);
+
+/* Jobs waiting or running, and jobs finished since start (for a liveness check). */
+void workq_progress(workq_t *q, int *pending, uint64_t *completed);
 
 #endif

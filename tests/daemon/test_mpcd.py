@@ -497,16 +497,23 @@ def test_unix_and_ipv6_listeners(models, tmp_path):
     assert not sock.exists()  # removed on exit
 
 
-def test_not_ready_without_model():
+def test_not_ready_until_reload(models):
     d = Mpcd(None, extra_args=PLANNER)
     d.start()
     try:
-        with mpc_client.Client(d.address, timeout=10) as c:
+        with mpc_client.Client(d.address, timeout=30) as c:
             with pytest.raises(mpc_client.DaemonError) as e:
                 c.hello("early")
             assert e.value.code_name == "NOT_READY"
             assert not c.status().ready
-        assert http_get(d, "/readyz")[0] == 503
+            assert http_get(d, "/readyz")[0] == 503
+            with pytest.raises(mpc_client.ReloadError):
+                c.reload()  # no path known yet
+            r = c.reload(models["a"])
+            assert r.ok and r.model_version == 1
+            assert http_get(d, "/readyz")[0] == 200
+            c.hello("late")
+            assert c.step(obs(0), seq=0, reset=True).model_version == 1
     finally:
         assert d.stop() == 0, d.log_text()
 
@@ -651,3 +658,20 @@ def test_socket_activation(models):
     assert proc.returncode == 0, out
     assert "listening on tcp://127.0.0.1:%d (socket activation)" % port in out, out
     assert "listening on tcp://127.0.0.1:1\n" not in out
+
+
+def test_auth_token(models):
+    d = start(models["a"], "--auth-token", "s3cret")
+    try:
+        with mpc_client.Client(d.address, timeout=10) as c:
+            for token in ["", "wrong"]:
+                with pytest.raises(mpc_client.DaemonError) as e:
+                    c.hello("intruder", auth_token=token)
+                assert e.value.code_name == "UNAUTHENTICATED"
+            with pytest.raises(mpc_client.DaemonError) as e:
+                c.step(obs(0), seq=0)
+            assert e.value.code_name == "NO_SESSION"
+            c.hello("friend", auth_token="s3cret")
+            assert c.step(obs(0), seq=0, reset=True).seq == 0
+    finally:
+        assert d.stop() == 0, d.log_text()

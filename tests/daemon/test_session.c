@@ -165,19 +165,23 @@ static void test_check_step(void **state)
     char err[256];
     assert_int_equal(session_create(7, "pytest", a, &o, &s), 0);
     float obs[4] = {0, 0, 0, 0};
-    assert_int_equal(session_check_step(s, obs, 3, 0, false, 0, err, sizeof err), 0);
-    assert_int_equal(session_check_step(s, obs, 4, 0, false, 0, err, sizeof err), -EMSGSIZE);
+    assert_int_equal(session_check_step(s, obs, 3, 0, false, 0, 0, err, sizeof err), 0);
+    assert_int_equal(session_check_step(s, obs, 4, 0, false, 0, 0, err, sizeof err), -EMSGSIZE);
     assert_non_null(strstr(err, "4 values"));
     assert_non_null(strstr(err, "expects 3"));
     obs[1] = NAN;
-    assert_int_equal(session_check_step(s, obs, 3, 0, false, 0, err, sizeof err), -EDOM);
+    assert_int_equal(session_check_step(s, obs, 3, 0, false, 0, 0, err, sizeof err), -EDOM);
     assert_non_null(strstr(err, "observation[1]"));
     obs[1] = INFINITY;
-    assert_int_equal(session_check_step(s, obs, 3, 0, false, 0, err, sizeof err), -EDOM);
+    assert_int_equal(session_check_step(s, obs, 3, 0, false, 0, 0, err, sizeof err), -EDOM);
     obs[1] = 0;
-    assert_int_equal(session_check_step(s, obs, 3, NAN, false, 0, err, sizeof err), -EDOM);
-    assert_int_equal(session_check_step(s, obs, 3, NAN, true, 0, err, sizeof err), 0);
-    assert_int_equal(session_check_step(s, obs, 3, 0, false, -1, err, sizeof err), -EDOM);
+    assert_int_equal(session_check_step(s, obs, 3, NAN, false, 0, 0, err, sizeof err), -EDOM);
+    assert_int_equal(session_check_step(s, obs, 3, NAN, true, 0, 0, err, sizeof err), 0);
+    assert_int_equal(session_check_step(s, obs, 3, 0, false, -1, 0, err, sizeof err), -EDOM);
+    assert_int_equal(session_check_step(s, obs, 3, 0, false, 0, 60000001u, err, sizeof err),
+                     -EDOM);
+    assert_non_null(strstr(err, "deadline_us"));
+    assert_int_equal(session_check_step(s, obs, 3, 0, false, 0, 60000000u, err, sizeof err), 0);
     session_destroy(s);
     registry_model_free(a); /* never published: refs back to 1 after the session */
 }
