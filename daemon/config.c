@@ -21,7 +21,6 @@
 #include "http_status.h"
 #include "listen.h"
 
-
 typedef enum {
     CFG_STR,    /* char *, "none" or "" clears it */
     CFG_LIST,   /* char *[CONFIG_MAX_LISTEN] + count, repeatable */
@@ -58,8 +57,8 @@ static const cfg_desc_t table[] = {
     {"listen", "server", CFG_LIST, F(listen), 0, 0, "tcp://127.0.0.1:7070", "ADDR",
      "Protocol listener: tcp://HOST:PORT (IPv6 as tcp://[::1]:7070) or unix:PATH. "
      "Repeat for several. Ignored under systemd socket activation."},
-    {"status-listen", "server", CFG_STR, F(status_listen), 0, 0, "127.0.0.1:9464",
-     "HOST:PORT", "HTTP status endpoint (/metrics, /status, /healthz, /readyz); \"none\" "
+    {"status-listen", "server", CFG_STR, F(status_listen), 0, 0, "127.0.0.1:9464", "HOST:PORT",
+     "HTTP status endpoint (/metrics, /status, /healthz, /readyz); \"none\" "
      "disables it."},
     {"max-connections", "server", CFG_INT, F(max_connections), 1, 65536, "256", "N",
      "Connections served at once; further ones get Error OVERLOADED and are closed."},
@@ -105,18 +104,20 @@ static const cfg_desc_t table[] = {
      "Sample imagined latents from the prior (PlaNet) instead of using its mean."},
     {"use-value", "planner", CFG_BOOL, F(planner.use_value), 0, 1, "true", NULL,
      "Add the value head's terminal value when the model has one."},
-    {"population-decay", "planner", CFG_DOUBLE, F(planner.population_decay), 0.01, 1, "1",
-     "X", "iCEM: candidates shrink by this factor per iteration (1 = off)."},
+    {"population-decay", "planner", CFG_DOUBLE, F(planner.population_decay), 0.01, 1, "1", "X",
+     "iCEM: candidates shrink by this factor per iteration (1 = off)."},
     {"keep-elites", "planner", CFG_DOUBLE, F(planner.keep_elites), 0, 1, "0", "FRAC",
      "iCEM: fraction of the elites carried into the next iteration."},
     {"noise-beta", "planner", CFG_DOUBLE, F(planner.noise_beta), 0, 4, "0", "BETA",
      "iCEM: colored-noise exponent of the samples (0 = white, 2 = iCEM)."},
     {"mppi", "planner", CFG_BOOL, F(planner.mppi), 0, 1, "false", NULL,
      "MPPI-style refit: weight all candidates by exp(temperature * (R - max R))."},
-    {"mppi-temperature", "planner", CFG_DOUBLE, F(planner.mppi_temperature), 0, 1e6, "1",
-     "T", "MPPI temperature."},
-    {"min-std", "planner", CFG_FLOAT, F(planner.min_std), 0, 1, "0.05", "X",
+    {"mppi-temperature", "planner", CFG_DOUBLE, F(planner.mppi_temperature), 0, 1e6, "1", "T",
+     "MPPI temperature."},
+    {"min-std", "planner", CFG_FLOAT, F(planner.min_std), 0, 1, "0", "X",
      "Floor on the sampling std, relative to half the action range."},
+    {"init-std", "planner", CFG_FLOAT, F(planner.init_std), 0.001, 10, "1", "X",
+     "Initial sampling std, relative to half the action range."},
     {"record", "record", CFG_STR, F(record), 0, 0, "none", "DIR",
      "Append each session's transitions to episode files in DIR (common/EPISODES.md)."},
     {"record-max-mb", "record", CFG_I64, F(record_max_mb), 1, 1 << 24, "1024", "MB",
@@ -127,7 +128,7 @@ static const cfg_desc_t table[] = {
 
 #define NTABLE (sizeof table / sizeof table[0])
 
-static const char *const level_names[] = {"emerg", "alert", "crit",  "err",
+static const char *const level_names[] = {"emerg",   "alert",  "crit", "err",
                                           "warning", "notice", "info", "debug"};
 
 static void fmt_err(char *err, size_t errlen, const char *fmt, ...)
@@ -203,8 +204,7 @@ static int set_string(char **slot, const char *v)
     return 0;
 }
 
-static int apply(mpcd_config_t *c, const cfg_desc_t *d, const char *v, char *err,
-                 size_t errlen)
+static int apply(mpcd_config_t *c, const cfg_desc_t *d, const char *v, char *err, size_t errlen)
 {
     void *p = (char *)c + d->offset;
     double x;
@@ -279,17 +279,25 @@ static int apply(mpcd_config_t *c, const cfg_desc_t *d, const char *v, char *err
         return -EINVAL;
     }
     switch (d->type) {
-    case CFG_INT: *(int *)p = (int)x; break;
-    case CFG_I64: *(int64_t *)p = (int64_t)x; break;
-    case CFG_DOUBLE: *(double *)p = x; break;
-    case CFG_FLOAT: *(float *)p = (float)x; break;
-    default: break;
+    case CFG_INT:
+        *(int *)p = (int)x;
+        break;
+    case CFG_I64:
+        *(int64_t *)p = (int64_t)x;
+        break;
+    case CFG_DOUBLE:
+        *(double *)p = x;
+        break;
+    case CFG_FLOAT:
+        *(float *)p = (float)x;
+        break;
+    default:
+        break;
     }
     return 0;
 }
 
-int config_set(mpcd_config_t *c, const char *name, const char *value, char *err,
-               size_t errlen)
+int config_set(mpcd_config_t *c, const char *name, const char *value, char *err, size_t errlen)
 {
     const cfg_desc_t *d = find(name);
     if (!d) {
@@ -646,18 +654,30 @@ void config_print(FILE *out, const mpcd_config_t *c)
             for (int k = 0; k < c->nlisten; k++)
                 fprintf(out, "%s = %s\n", d->name, c->listen[k]);
             break;
-        case CFG_INT: fprintf(out, "%s = %d\n", d->name, *(const int *)p); break;
-        case CFG_I64: fprintf(out, "%s = %lld\n", d->name, (long long)*(const int64_t *)p); break;
+        case CFG_INT:
+            fprintf(out, "%s = %d\n", d->name, *(const int *)p);
+            break;
+        case CFG_I64:
+            fprintf(out, "%s = %lld\n", d->name, (long long)*(const int64_t *)p);
+            break;
         case CFG_U64:
             fprintf(out, "%s = %llu\n", d->name, (unsigned long long)*(const uint64_t *)p);
             break;
-        case CFG_DOUBLE: fprintf(out, "%s = %.17g\n", d->name, *(const double *)p); break;
-        case CFG_FLOAT: fprintf(out, "%s = %.9g\n", d->name, (double)*(const float *)p); break;
+        case CFG_DOUBLE:
+            fprintf(out, "%s = %.17g\n", d->name, *(const double *)p);
+            break;
+        case CFG_FLOAT:
+            fprintf(out, "%s = %.9g\n", d->name, (double)*(const float *)p);
+            break;
         case CFG_BOOL:
             fprintf(out, "%s = %s\n", d->name, *(const bool *)p ? "true" : "false");
             break;
-        case CFG_MODE: fprintf(out, "%s = 0%o\n", d->name, (unsigned)*(const int *)p); break;
-        case CFG_LEVEL: fprintf(out, "%s = %s\n", d->name, level_names[*(const int *)p]); break;
+        case CFG_MODE:
+            fprintf(out, "%s = 0%o\n", d->name, (unsigned)*(const int *)p);
+            break;
+        case CFG_LEVEL:
+            fprintf(out, "%s = %s\n", d->name, level_names[*(const int *)p]);
+            break;
         }
     }
 }

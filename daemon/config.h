@@ -23,12 +23,12 @@
 
 typedef struct mpcd_config {
     /* [model] */
-    char *model;               /* model file; NULL: start without one (not ready) */
-    bool watch;                /* reload when the model file is replaced */
+    char *model; /* model file; NULL: start without one (not ready) */
+    bool watch;  /* reload when the model file is replaced */
     /* [server] */
     char *listen[CONFIG_MAX_LISTEN];
     int nlisten;
-    char *status_listen;       /* "HOST:PORT", or NULL when disabled ("none") */
+    char *status_listen; /* "HOST:PORT", or NULL when disabled ("none") */
     int max_connections;
     int64_t max_frame;         /* bytes */
     double idle_timeout_s;     /* 0: never */
@@ -37,19 +37,19 @@ typedef struct mpcd_config {
     char *auth_token;          /* NULL: Hello tokens are not checked */
     double shutdown_timeout_s; /* SIGTERM: longest wait for in-flight replies */
     /* [control] */
-    double deadline_ms;        /* default per-step deadline */
-    int workers;               /* planner worker threads; 0 = one per CPU */
-    int history;               /* (observation, action) pairs kept for re-sync */
-    bool posterior_sample;     /* z ~ q(z|h,e) instead of its mean */
-    uint64_t seed;             /* base of every session's RNG stream */
+    double deadline_ms;    /* default per-step deadline */
+    int workers;           /* planner worker threads; 0 = one per CPU */
+    int history;           /* (observation, action) pairs kept for re-sync */
+    bool posterior_sample; /* z ~ q(z|h,e) instead of its mean */
+    uint64_t seed;         /* base of every session's RNG stream */
     /* [planner] */
     cem_config_t planner;
-    double margin_ms;          /* mirrored into planner.margin_s */
+    double margin_ms; /* mirrored into planner.margin_s */
     /* [record] */
-    char *record;              /* directory; NULL: off */
-    int64_t record_max_mb;     /* disk cap for recorded episodes */
+    char *record;          /* directory; NULL: off */
+    int64_t record_max_mb; /* disk cap for recorded episodes */
     /* [log] */
-    int log_level;             /* syslog priority: 3 err .. 7 debug */
+    int log_level; /* syslog priority: 3 err .. 7 debug */
 } mpcd_config_t;
 
 /* What main() should do after parsing. */
@@ -74,8 +74,7 @@ int config_parse_args(mpcd_config_t *c, int argc, char **argv, config_action_t *
 int config_validate(const mpcd_config_t *c, char *err, size_t errlen);
 
 /* Sets one setting by name from text, as the INI parser and the CLI do. */
-int config_set(mpcd_config_t *c, const char *name, const char *value, char *err,
-               size_t errlen);
+int config_set(mpcd_config_t *c, const char *name, const char *value, char *err, size_t errlen);
 
 /* Man-page style help generated from the table. */
 void config_print_help(FILE *out, const char *prog);

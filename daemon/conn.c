@@ -14,7 +14,7 @@
 #include "wire.h"
 
 #define READ_CHUNK 16384
-#define ARENA_MIN 16384
+#define ARENA_MIN  16384
 
 /* libuv asks for a read buffer per read; one per connection is enough because the
  * decoder consumes every byte before the next read. */
@@ -293,11 +293,11 @@ int conn_accept(struct server *srv, uv_stream_t *listener, bool is_pipe, size_t 
                 int max_queued, conn_t **out)
 {
     conn_with_rbuf_t *cw = calloc(1, sizeof *cw);
-    conn_t *c = &cw->c;
     int rc;
     *out = NULL;
     if (!cw)
         return UV_ENOMEM;
+    conn_t *c = &cw->c;
     c->srv = srv;
     c->ents_cap = max_queued;
     c->arena_cap = ARENA_MIN;

@@ -34,8 +34,8 @@ struct registry_model;
 struct reload_req;
 
 typedef struct conn_entry {
-    size_t off, len;          /* payload bytes in qbuf */
-    struct timespec t_read;   /* when its last bytes were read */
+    size_t off, len;        /* payload bytes in qbuf */
+    struct timespec t_read; /* when its last bytes were read */
 } conn_entry_t;
 
 typedef struct conn_out {
@@ -48,47 +48,47 @@ typedef struct conn {
     uv_timer_t idle;
     uv_write_t wreq;
     struct server *srv;
-    struct conn *prev, *next;   /* the server's list */
+    struct conn *prev, *next; /* the server's list */
     char peer[96];
     struct timespec t_open;
     frame_decoder_t *dec;
     /* waiting requests */
     uint8_t *qbuf;
-    size_t qcap, qlen;          /* bytes; entries index into it */
-    conn_entry_t *ents;         /* ring of max_queued */
+    size_t qcap, qlen;  /* bytes; entries index into it */
+    conn_entry_t *ents; /* ring of max_queued */
     int ents_cap, nent, ent_head;
     /* replies */
     conn_out_t out[2];
-    int filling;                /* out[filling] collects, out[!filling] is being written */
+    int filling; /* out[filling] collects, out[!filling] is being written */
     bool writing;
     /* protobuf-c arena */
     uint8_t *arena;
     size_t arena_cap, arena_used;
     ProtobufCAllocator alloc;
     /* lifecycle */
-    int handles;                /* open libuv handles (stream + timer) */
-    bool closing;               /* conn_close called */
+    int handles;  /* open libuv handles (stream + timer) */
+    bool closing; /* conn_close called */
     bool reading;
-    bool close_when_flushed;    /* after a fatal protocol error */
+    bool close_when_flushed; /* after a fatal protocol error */
     /* server state */
-    bool busy;                  /* the head request is being served (step, reload) */
+    bool busy; /* the head request is being served (step, reload) */
     session_t *session;
     struct {
-        workq_job_t job;        /* first: the worker finds the conn from it */
+        workq_job_t job; /* first: the worker finds the conn from it */
         struct conn *c;
         struct registry_model *model;
         uint64_t req_id;
     } step;
-    struct reload_req *reload;  /* pending Reload of this connection */
-    void *rec;                  /* record.c's episode buffer (NULL: not recording) */
+    struct reload_req *reload; /* pending Reload of this connection */
+    void *rec;                 /* record.c's episode buffer (NULL: not recording) */
 } conn_t;
 
 /* Provided by the server (server.c). */
-void server_conn_readable(struct server *srv, conn_t *c);      /* requests were queued */
-void server_conn_overflow(struct server *srv, conn_t *c,       /* one answered OVERLOADED */
-                          const Mpc__V1__Request *r);          /* NULL: undecodable */
+void server_conn_readable(struct server *srv, conn_t *c); /* requests were queued */
+void server_conn_overflow(struct server *srv, conn_t *c,  /* one answered OVERLOADED */
+                          const Mpc__V1__Request *r);     /* NULL: undecodable */
 void server_conn_fatal(struct server *srv, conn_t *c, int frame_err); /* stream unusable */
-void server_conn_closed(struct server *srv, conn_t *c);        /* handles closed */
+void server_conn_closed(struct server *srv, conn_t *c);               /* handles closed */
 double server_idle_timeout_s(const struct server *srv);
 
 /* Called by the server with a listener's accept; the conn is linked into the server's

@@ -85,7 +85,8 @@ int listen_parse(const char *text, listen_addr_t *out, char *err, size_t errlen)
 static int open_tcp(uv_loop_t *loop, listener_t *l, const listen_addr_t *a, char *err,
                     size_t errlen)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
     char port[8];
@@ -137,7 +138,8 @@ void listen_format_addr(const struct sockaddr_storage *ss, char *out, size_t out
     char host[INET6_ADDRSTRLEN] = "?";
     if (ss->ss_family == AF_INET6) {
         uv_ip6_name((const struct sockaddr_in6 *)ss, host, sizeof host);
-        snprintf(out, outlen, "[%s]:%d", host, ntohs(((const struct sockaddr_in6 *)ss)->sin6_port));
+        snprintf(out, outlen, "[%s]:%d", host,
+                 ntohs(((const struct sockaddr_in6 *)ss)->sin6_port));
     } else {
         uv_ip4_name((const struct sockaddr_in *)ss, host, sizeof host);
         snprintf(out, outlen, "%s:%d", host, ntohs(((const struct sockaddr_in *)ss)->sin_port));
@@ -161,8 +163,8 @@ int listen_open(uv_loop_t *loop, listener_t *l, const listen_addr_t *a, int unix
 {
     l->kind = a->kind;
     if (a->kind == LISTEN_TCP)
-        snprintf(l->name, sizeof l->name, strchr(a->host, ':') ? "tcp://[%s]:%d" : "tcp://%s:%d",
-                 a->host, a->port);
+        snprintf(l->name, sizeof l->name,
+                 strchr(a->host, ':') ? "tcp://[%s]:%d" : "tcp://%s:%d", a->host, a->port);
     else
         snprintf(l->name, sizeof l->name, "unix:%s", a->path);
     int rc = a->kind == LISTEN_TCP ? open_tcp(loop, l, a, err, errlen)

@@ -37,11 +37,11 @@ typedef union listen_stream {
 typedef struct listener {
     listen_stream_t h;
     listen_kind_t kind;
-    char name[300];    /* for logs: "tcp://127.0.0.1:7070", "unix:/run/mpcd.sock" */
-    bool inited;       /* the handle was initialised (must be closed) */
-    bool unlink_path;  /* we created the socket file: remove it on close */
+    char name[300];   /* for logs: "tcp://127.0.0.1:7070", "unix:/run/mpcd.sock" */
+    bool inited;      /* the handle was initialised (must be closed) */
+    bool unlink_path; /* we created the socket file: remove it on close */
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-    void *data;        /* the server's */
+    void *data; /* the server's */
 } listener_t;
 
 /* Binds and listens (backlog 128); cb is libuv's connection callback. The listener's

@@ -48,7 +48,7 @@ struct recorder {
     char *dir;
     uint64_t cap_bytes, used_bytes;
     unsigned seq;
-    int writing;        /* files being written on the pool */
+    int writing; /* files being written on the pool */
     bool full_warned;
     uint64_t written, dropped;
 };
@@ -127,8 +127,12 @@ static void write_work(uv_work_t *w)
 {
     rec_write_t *x = w->data;
     rec_buf_t *b = &x->buf;
-    episode_t ep = {.task = b->task, .steps = b->n_act, .obs_dim = (size_t)b->O,
-                    .act_dim = (size_t)b->A, .observation = b->obs, .action = b->act,
+    episode_t ep = {.task = b->task,
+                    .steps = b->n_act,
+                    .obs_dim = (size_t)b->O,
+                    .act_dim = (size_t)b->A,
+                    .observation = b->obs,
+                    .action = b->act,
                     .reward = b->rew};
     unsigned seq = x->r->seq; /* a hint; episode_write skips names that exist */
     x->rc = episode_write(x->r->dir, &ep, &seq, x->path, sizeof x->path, x->err, sizeof x->err);

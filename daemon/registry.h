@@ -36,9 +36,9 @@ typedef struct registry_slot {
 typedef struct registry_model {
     rssm_model_t *model;
     const rssm_info_t *info;
-    uint64_t version;       /* set by registry_swap */
+    uint64_t version; /* set by registry_swap */
     char *path;
-    double load_s;          /* load + validate + smoke test + planners */
+    double load_s; /* load + validate + smoke test + planners */
     int nslots;
     registry_slot_t *slots; /* [nslots], one per worker */
     atomic_int refs;

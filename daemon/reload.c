@@ -72,8 +72,8 @@ int reload_initial(server_t *s, const char *path, char *err, size_t errlen)
     mpcd_log(MPCD_LOG_NOTICE,
              "model version %llu: %s (%s; obs %d, action %d, deter %d, stoch %d; "
              "loaded in %.1f ms)",
-             (unsigned long long)m->version, path, m->info->name, d->obs, d->action,
-             d->deter, d->stoch, m->load_s * 1e3);
+             (unsigned long long)m->version, path, m->info->name, d->obs, d->action, d->deter,
+             d->stoch, m->load_s * 1e3);
     if (s->cfg->watch)
         watch_start(s);
     return 0;
@@ -111,9 +111,9 @@ bool reload_request(server_t *s, conn_t *c, uint64_t id, const char *path)
 static void load_work(uv_work_t *w)
 {
     server_t *s = w->data;
-    s->reload.rc = registry_model_load(s->reload.cur->path, &s->cfg->planner, s->nworkers,
-                                       s->reload.like, &s->reload.result, s->reload.err,
-                                       sizeof s->reload.err);
+    s->reload.rc =
+        registry_model_load(s->reload.cur->path, &s->cfg->planner, s->nworkers, s->reload.like,
+                            &s->reload.result, s->reload.err, sizeof s->reload.err);
 }
 
 static void reply(server_t *s, reload_req_t *r, bool ok, double load_s, const char *msg)
@@ -131,7 +131,8 @@ static void reply(server_t *s, reload_req_t *r, bool ok, double load_s, const ch
     rep.body_case = MPC__V1__REPLY__BODY_RELOAD;
     rep.reload = &rr;
     conn_send(c, &rep);
-    mpcd_metrics_request(s->metrics, MPCD_REQ_RELOAD, ok ? MPCD_OUTCOME_OK : MPCD_OUTCOME_ERROR);
+    mpcd_metrics_request(s->metrics, MPCD_REQ_RELOAD,
+                         ok ? MPCD_OUTCOME_OK : MPCD_OUTCOME_ERROR);
     c->reload = NULL;
     c->busy = false;
     if (c != s->reload.sync_conn)

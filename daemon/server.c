@@ -92,8 +92,7 @@ static void do_hello(server_t *s, conn_t *c, uint64_t id, const Mpc__V1__Hello *
         conn_send_error(c, id, MPC__V1__ERROR__CODE__SIZE_MISMATCH,
                         "client has observation_size %u and action_size %u; the model "
                         "'%s' has observation_size %d and action_size %d",
-                        h->observation_size, h->action_size, m->info->name, d->obs,
-                        d->action);
+                        h->observation_size, h->action_size, m->info->name, d->obs, d->action);
         count(s, MPCD_REQ_HELLO, MPCD_OUTCOME_ERROR);
         return;
     }
@@ -112,8 +111,8 @@ static void do_hello(server_t *s, conn_t *c, uint64_t id, const Mpc__V1__Hello *
         session_destroy(c->session);
     }
     c->session = ns;
-    mpcd_log(MPCD_LOG_INFO, "session %llu: hello from %s (%s)",
-             (unsigned long long)ns->id, c->peer, ns->name[0] ? ns->name : "unnamed");
+    mpcd_log(MPCD_LOG_INFO, "session %llu: hello from %s (%s)", (unsigned long long)ns->id,
+             c->peer, ns->name[0] ? ns->name : "unnamed");
     send_welcome(c, id, m, s->cfg->deadline_ms);
     count(s, MPCD_REQ_HELLO, MPCD_OUTCOME_OK);
 }
@@ -135,9 +134,8 @@ static bool do_step(server_t *s, conn_t *c, uint64_t id, const Mpc__V1__Step *st
         count(s, MPCD_REQ_STEP, MPCD_OUTCOME_ERROR);
         return false;
     }
-    int rc = session_check_step(se, st->observation, st->n_observation, st->reward,
-                                st->reset, st->exploration_noise, st->deadline_us, err,
-                                sizeof err);
+    int rc = session_check_step(se, st->observation, st->n_observation, st->reward, st->reset,
+                                st->exploration_noise, st->deadline_us, err, sizeof err);
     if (rc) {
         conn_send_error(c, id,
                         rc == -EMSGSIZE ? MPC__V1__ERROR__CODE__SIZE_MISMATCH
@@ -154,8 +152,8 @@ static bool do_step(server_t *s, conn_t *c, uint64_t id, const Mpc__V1__Step *st
     in->noise = st->exploration_noise;
     in->t_read = *t_read;
     in->deadline = *t_read;
-    session_ts_add(&in->deadline, st->deadline_us ? st->deadline_us * 1e-6
-                                                  : s->cfg->deadline_ms * 1e-3);
+    session_ts_add(&in->deadline,
+                   st->deadline_us ? st->deadline_us * 1e-6 : s->cfg->deadline_ms * 1e-3);
     c->step.c = c;
     c->step.req_id = id;
     c->step.model = registry_acquire(&s->registry);
@@ -181,8 +179,8 @@ static void finish_step(server_t *s, conn_t *c)
         return;
     }
     if (o->rc) {
-        conn_send_error(c, c->step.req_id, MPC__V1__ERROR__CODE__INTERNAL,
-                        "step failed: %s", strerror(-o->rc));
+        conn_send_error(c, c->step.req_id, MPC__V1__ERROR__CODE__INTERNAL, "step failed: %s",
+                        strerror(-o->rc));
         count(s, MPCD_REQ_STEP, MPCD_OUTCOME_ERROR);
         return;
     }
@@ -206,13 +204,17 @@ static void finish_step(server_t *s, conn_t *c)
     conn_send(c, &rep);
     clock_gettime(CLOCK_MONOTONIC, &t_reply);
 
-    mpcd_step_sample_t smp = {
-        .queue_s = o->queue_s, .belief_s = o->belief_s, .plan_s = o->plan_s,
-        .total_s = session_ts_diff(&t_reply, &se->in.t_read),
-        .slack_s = session_ts_diff(&se->in.deadline, &t_reply),
-        .iterations = o->iterations, .candidates = o->candidates,
-        .deadline_cut = o->deadline_cut, .fallback = o->fallback,
-        .kl_nats = o->kl_nats, .reward_error = o->reward_error};
+    mpcd_step_sample_t smp = {.queue_s = o->queue_s,
+                              .belief_s = o->belief_s,
+                              .plan_s = o->plan_s,
+                              .total_s = session_ts_diff(&t_reply, &se->in.t_read),
+                              .slack_s = session_ts_diff(&se->in.deadline, &t_reply),
+                              .iterations = o->iterations,
+                              .candidates = o->candidates,
+                              .deadline_cut = o->deadline_cut,
+                              .fallback = o->fallback,
+                              .kl_nats = o->kl_nats,
+                              .reward_error = o->reward_error};
     smp.overrun = smp.slack_s < 0;
     mpcd_metrics_step(s->metrics, &smp);
     count(s, MPCD_REQ_STEP, o->shed ? MPCD_OUTCOME_SHED : MPCD_OUTCOME_OK);
@@ -294,7 +296,8 @@ void server_conn_overflow(server_t *s, conn_t *c, const Mpc__V1__Request *r)
         [MPC__V1__REQUEST__BODY_RELOAD] = MPCD_REQ_RELOAD,
     };
     (void)c;
-    bool known = r && r->body_case > 0 && (size_t)r->body_case < sizeof type_of / sizeof *type_of;
+    bool known =
+        r && r->body_case > 0 && (size_t)r->body_case < sizeof type_of / sizeof *type_of;
     count(s, known ? type_of[r->body_case] : MPCD_REQ_INVALID, MPCD_OUTCOME_OVERLOADED);
 }
 
@@ -487,8 +490,10 @@ static void on_watchdog(uv_timer_t *t)
     workq_progress(&s->workq, &pending, &done);
     if (pending > 0 && done == s->wd_completed) {
         if (++s->wd_stalled >= 2) {
-            mpcd_log(MPCD_LOG_ERR, "watchdog: %d step(s) pending and none finished for %d "
-                     "periods; not pinging systemd", pending, s->wd_stalled);
+            mpcd_log(MPCD_LOG_ERR,
+                     "watchdog: %d step(s) pending and none finished for %d "
+                     "periods; not pinging systemd",
+                     pending, s->wd_stalled);
             return;
         }
     } else {

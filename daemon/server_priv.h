@@ -23,9 +23,9 @@
 /* One queued model reload: from a connection (answered when done), SIGHUP or the watch. */
 typedef struct reload_req {
     struct reload_req *next;
-    char *path;      /* NULL: the current model's path */
-    conn_t *conn;    /* NULL when nobody waits for a reply (or it left) */
-    uint64_t id;     /* the Request id to echo */
+    char *path;   /* NULL: the current model's path */
+    conn_t *conn; /* NULL when nobody waits for a reply (or it left) */
+    uint64_t id;  /* the Request id to echo */
     const char *origin;
 } reload_req_t;
 
@@ -40,32 +40,32 @@ struct server {
     mpcd_metrics_t *metrics;
     registry_t registry;
     workq_t workq;
-    uv_async_t done_async;   /* workers finished steps, or a model died */
+    uv_async_t done_async; /* workers finished steps, or a model died */
     listener_t listeners[CONFIG_MAX_LISTEN];
     int nlisteners;
-    conn_t *conns;           /* open connections */
+    conn_t *conns; /* open connections */
     int nconns;
-    conn_t *zombies;         /* closed, waiting for their in-flight step */
+    conn_t *zombies; /* closed, waiting for their in-flight step */
     uint64_t next_session_id;
     mpcd_http_t *http;
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t watchdog, drain_timer;
     bool stopping, finished;
-    uint64_t wd_completed;   /* watchdog: worker progress at the last tick */
-    int wd_stalled;          /* ticks without progress while steps were pending */
+    uint64_t wd_completed; /* watchdog: worker progress at the last tick */
+    int wd_stalled;        /* ticks without progress while steps were pending */
     /* hot-swap (reload.c) */
     struct {
         reload_req_t *head, *tail;
         bool running;
         reload_req_t *cur;
-        conn_t *sync_conn;           /* its Reload is being queued right now */
+        conn_t *sync_conn; /* its Reload is being queued right now */
         uv_work_t work;
-        registry_model_t *like;      /* the model serving when the load started */
+        registry_model_t *like; /* the model serving when the load started */
         registry_model_t *result;
         int rc;
         char err[768];
-        char last_error[768];        /* "" when the last attempt succeeded */
-        char *path;                  /* current model's file */
+        char last_error[768]; /* "" when the last attempt succeeded */
+        char *path;           /* current model's file */
         uv_fs_event_t watch;
         uv_timer_t debounce;
         bool watching, watch_inited;

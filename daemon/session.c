@@ -133,9 +133,8 @@ void session_reset(session_t *s)
     s->hist_len = s->hist_next = 0;
 }
 
-int session_check_step(const session_t *s, const float *obs, size_t n, float reward,
-                       bool reset, float noise, uint32_t deadline_us, char *err,
-                       size_t errlen)
+int session_check_step(const session_t *s, const float *obs, size_t n, float reward, bool reset,
+                       float noise, uint32_t deadline_us, char *err, size_t errlen)
 {
     if (n != (size_t)s->obs_dim) {
         snprintf(err, errlen, "observation has %zu values; the model expects %d", n,

@@ -33,8 +33,8 @@ typedef struct session_opts {
 /* Input of one step, filled by the loop before submission. */
 typedef struct session_step_in {
     uint64_t seq;
-    float *obs;               /* [O], owned by the session */
-    float reward;             /* reward of the previous action */
+    float *obs;   /* [O], owned by the session */
+    float reward; /* reward of the previous action */
     bool reset;
     float noise;              /* exploration std relative to half the range */
     struct timespec t_read;   /* when the frame was read */
@@ -43,38 +43,38 @@ typedef struct session_step_in {
 
 /* Result of one step, filled by the worker. */
 typedef struct session_step_out {
-    float *action;            /* [A], owned by the session */
+    float *action; /* [A], owned by the session */
     float predicted_return;
     int iterations, candidates;
     bool deadline_cut, fallback, overrun;
-    bool shed;                /* deadline already passed when a worker took it: no plan */
-    bool resynced;            /* the belief was replayed into a new model first */
+    bool shed;     /* deadline already passed when a worker took it: no plan */
+    bool resynced; /* the belief was replayed into a new model first */
     double queue_s, belief_s, plan_s;
-    double kl_nats;           /* KL(q || p) of this step */
-    double reward_error;      /* reported - predicted reward of the previous action; NAN */
+    double kl_nats;      /* KL(q || p) of this step */
+    double reward_error; /* reported - predicted reward of the previous action; NAN */
     uint64_t model_version;
-    int rc;                   /* 0, or a negative errno (the step was not taken) */
+    int rc; /* 0, or a negative errno (the step was not taken) */
 } session_step_out_t;
 
 typedef struct session {
     uint64_t id;
     char name[64];
-    int obs_dim, act_dim;          /* fixed for the session's life (swaps keep them) */
+    int obs_dim, act_dim; /* fixed for the session's life (swaps keep them) */
     session_opts_t opts;
-    registry_model_t *model;       /* the belief's model; holds a reference */
-    int deter, stoch;              /* sizes of h and z for that model */
-    float *h, *z;                  /* belief [D], [S] */
-    float *a_prev;                 /* [A] */
-    bool started;                  /* a step happened in this episode */
+    registry_model_t *model; /* the belief's model; holds a reference */
+    int deter, stoch;        /* sizes of h and z for that model */
+    float *h, *z;            /* belief [D], [S] */
+    float *a_prev;           /* [A] */
+    bool started;            /* a step happened in this episode */
     cem_plan_state_t plan;
     uint64_t rng;
-    int hist_len, hist_next;       /* ring of (obs, action) in this episode */
-    float *hist_obs;               /* [history, O] */
-    float *hist_act;               /* [history, A] */
+    int hist_len, hist_next; /* ring of (obs, action) in this episode */
+    float *hist_obs;         /* [history, O] */
+    float *hist_act;         /* [history, A] */
     uint64_t steps, episodes;
-    double surprise_mean;          /* EWMA of KL over recent steps */
+    double surprise_mean; /* EWMA of KL over recent steps */
     double last_plan_s;
-    double last_total_s;           /* frame read -> reply queued (set by the loop) */
+    double last_total_s; /* frame read -> reply queued (set by the loop) */
     float last_predicted_return;
     session_step_in_t in;
     session_step_out_t out;
@@ -99,9 +99,8 @@ void session_reset(session_t *s);
 /* Validates a Step's fields on the loop thread. Returns 0, -EMSGSIZE (wrong observation
  * size) or -EDOM (NaN/Inf or out of range), with a message naming the field in err. The
  * session is not modified. */
-int session_check_step(const session_t *s, const float *obs, size_t n, float reward,
-                       bool reset, float noise, uint32_t deadline_us, char *err,
-                       size_t errlen);
+int session_check_step(const session_t *s, const float *obs, size_t n, float reward, bool reset,
+                       float noise, uint32_t deadline_us, char *err, size_t errlen);
 
 /* Longest per-request deadline accepted (a real-time step, not a batch job). */
 #define SESSION_MAX_DEADLINE_US 60000000u

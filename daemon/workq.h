@@ -32,11 +32,11 @@ typedef void (*workq_wake_cb)(void *ctx);
 typedef struct workq {
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    workq_job_t *head, *tail;      /* waiting */
+    workq_job_t *head, *tail; /* waiting */
     workq_job_t *done_head, *done_tail;
-    int waiting;                   /* jobs in the FIFO */
-    int running;                   /* jobs a worker is running */
-    uint64_t completed;            /* jobs finished since start */
+    int waiting;        /* jobs in the FIFO */
+    int running;        /* jobs a worker is running */
+    uint64_t completed; /* jobs finished since start */
     bool stop;
     int nworkers;
     pthread_t *threads;

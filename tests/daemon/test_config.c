@@ -274,8 +274,8 @@ static void test_help_and_roundtrip(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),        cmocka_unit_test(test_cli),
-        cmocka_unit_test(test_cli_errors),      cmocka_unit_test(test_validate),
+        cmocka_unit_test(test_defaults),           cmocka_unit_test(test_cli),
+        cmocka_unit_test(test_cli_errors),         cmocka_unit_test(test_validate),
         cmocka_unit_test(test_ini_and_precedence), cmocka_unit_test(test_ini_errors),
         cmocka_unit_test(test_help_and_roundtrip),
     };

@@ -123,9 +123,8 @@ static void test_registry_load_and_refuse(void **state)
     assert_null(m);
     assert_non_null(strstr(err, "4/1"));
     assert_non_null(strstr(err, "3/1"));
-    assert_int_not_equal(registry_model_load("/nonexistent.safetensors", &cfg, 1, a, &m, err,
-                                             sizeof err),
-                         0);
+    assert_int_not_equal(
+        registry_model_load("/nonexistent.safetensors", &cfg, 1, a, &m, err, sizeof err), 0);
     assert_non_null(strstr(err, "/nonexistent.safetensors"));
 
     /* A corrupt copy of A: truncated in the middle of its tensors. */
@@ -340,10 +339,8 @@ int main(int argc, char **argv)
     path_b = argv[2];
     path_c = argv[3];
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_registry_load_and_refuse),
-        cmocka_unit_test(test_check_step),
-        cmocka_unit_test(test_steps_reset_and_shed),
-        cmocka_unit_test(test_resync),
+        cmocka_unit_test(test_registry_load_and_refuse), cmocka_unit_test(test_check_step),
+        cmocka_unit_test(test_steps_reset_and_shed),     cmocka_unit_test(test_resync),
         cmocka_unit_test(test_step_allocates_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
