@@ -35,8 +35,10 @@
 
 #define ALIGN 64
 /* Rows per block are chosen so that one block's activations stay around this size (L2). */
-#define BLOCK_BYTES (768 * 1024)
+#define BLOCK_BYTES (4 << 20)
 #define MIN_BLOCK 16
+/* After this many plans in a row without a first iteration, one is tried anyway. */
+#define PROBE_EVERY 4
 
 typedef struct cem_worker {
     float *h[2];  /* [B, D] current and next deterministic state */
@@ -81,12 +83,17 @@ struct cem_planner {
         int block;     /* rows per block */
         int nblocks;
         bool has_stop;
-        struct timespec stop; /* abandon the iteration at this time */
+        double stop;      /* CLOCK_MONOTONIC seconds: no call may still run then */
+        double step_est;  /* first guess of one librssm call on a block (0: just try) */
         atomic_int next;
         atomic_bool abort;
+        atomic_llong rows_done; /* candidate-steps completed, also when abandoned */
     } job;
 
     double cand_cost_s; /* EWMA of one iteration's time per candidate */
+    double slow;        /* recent worst ratio of measured to EWMA cost, decaying to 1 */
+    double fixed_s;     /* EWMA of the refit after an iteration (independent of n) */
+    int skips;          /* consecutive plans whose first iteration was predicted not to fit */
     cem_stats_t stats;
 };
 
@@ -110,25 +117,6 @@ static double now_sec(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return ts_sec(&t);
-}
-
-static struct timespec ts_from(double s)
-{
-    struct timespec t;
-    t.tv_sec = (time_t)floor(s);
-    t.tv_nsec = (long)((s - (double)t.tv_sec) * 1e9);
-    if (t.tv_nsec >= 1000000000L) {
-        t.tv_sec++;
-        t.tv_nsec -= 1000000000L;
-    }
-    return t;
-}
-
-static bool ts_reached(const struct timespec *t)
-{
-    struct timespec n;
-    clock_gettime(CLOCK_MONOTONIC, &n);
-    return n.tv_sec > t->tv_sec || (n.tv_sec == t->tv_sec && n.tv_nsec >= t->tv_nsec);
 }
 
 /* ---- configuration ---- */
@@ -190,6 +178,8 @@ int cem_config_validate(const cem_config_t *c, char *err, size_t errlen)
           "mppi_temperature must be > 0 (got %g)", c->mppi_temperature);
     CHECK(isfinite(c->min_std) && c->min_std >= 0.0f && c->min_std <= 1.0f,
           "min_std must be in [0, 1] (got %g)", (double)c->min_std);
+    CHECK(c->block_rows >= 0 && c->block_rows <= 1000000,
+          "block_rows must be in 0..1000000 (got %d)", c->block_rows);
     CHECK(isfinite(c->init_std) && c->init_std > 0.0f && c->init_std <= 10.0f,
           "init_std must be in (0, 10] (got %g)", (double)c->init_std);
 #undef CHECK
@@ -284,8 +274,24 @@ static void sample_block(cem_planner_t *p, cem_worker_t *w, int j0, int j1)
     }
 }
 
-/* Imagines rows [j0, j1) over the horizon and writes their returns. Returns false when the
- * stop time passed (the iteration is abandoned). */
+/* Whether a librssm call expected to take `est` seconds may start: not when another
+ * member gave up, nor when it would still run at the stop time. Returns the time now
+ * through *t (0 without a deadline). */
+static bool may_start(cem_planner_t *p, double est, double *t)
+{
+    if (!p->job.has_stop) {
+        *t = 0.0;
+        return true;
+    }
+    *t = now_sec();
+    return !atomic_load_explicit(&p->job.abort, memory_order_relaxed) &&
+           *t + est <= p->job.stop;
+}
+
+/* Imagines rows [j0, j1) over the horizon and writes their returns. With a deadline,
+ * every librssm call first checks that it can end before the stop time, judged by the
+ * duration of the same call on the previous step; returns false when it cannot (the
+ * iteration is abandoned). */
 static bool rollout_block(cem_planner_t *p, cem_worker_t *w, int j0, int j1)
 {
     const rssm_model_t *m = p->m;
@@ -297,7 +303,10 @@ static bool rollout_block(cem_planner_t *p, cem_worker_t *w, int j0, int j1)
     }
     float *ret = p->ret + j0;
     memset(ret, 0, sizeof(float) * n);
+    double est_img = p->job.step_est * n, est_rew = est_img, t0, t1;
     for (int t = 0; t < H; t++) {
+        if (!may_start(p, est_img, &t0))
+            return false;
         const float *a = p->act + ((size_t)t * p->cap + j0) * A;
         rssm_imagine_batch(m, n, h, z, a, hn, w->pm, w->ps, w->ws);
         if (p->cfg.sample_latent) {
@@ -309,15 +318,19 @@ static bool rollout_block(cem_planner_t *p, cem_worker_t *w, int j0, int j1)
         } else {
             memcpy(z, w->pm, sizeof(float) * (size_t)n * S);
         }
+        if (!may_start(p, est_rew, &t1))
+            return false;
+        est_img = t1 - t0;
         rssm_reward_batch(m, n, hn, z, w->r, w->ws);
         for (int i = 0; i < n; i++)
             ret[i] += w->r[i];
         float *tmp = h;
         h = hn;
         hn = tmp;
-        if (p->job.has_stop && (atomic_load_explicit(&p->job.abort, memory_order_relaxed) ||
-                                ts_reached(&p->job.stop)))
-            return false;
+        if (p->job.has_stop) {
+            est_rew = now_sec() - t1;
+            atomic_fetch_add_explicit(&p->job.rows_done, n, memory_order_relaxed);
+        }
     }
     if (p->use_value) {
         rssm_value_batch(m, n, h, z, w->r, w->ws);
@@ -370,7 +383,16 @@ static bool run_iteration(cem_planner_t *p, int iter, int n, int kept)
     plan_blocks(p, n);
     atomic_store_explicit(&p->job.next, 0, memory_order_relaxed);
     atomic_store_explicit(&p->job.abort, false, memory_order_relaxed);
-    cem_team_run(p->team, iteration_job, p);
+    atomic_store_explicit(&p->job.rows_done, 0, memory_order_relaxed);
+    /* With a deadline, a member that was preempted mid-call is not waited for: the
+     * iteration is abandoned, it finishes its call in the background (it only touches
+     * this iteration's buffers), and the next plan waits for it first. */
+    double until = p->job.has_stop ? p->job.stop : INFINITY;
+    if (!cem_team_run_until(p->team, iteration_job, p, until)) {
+        atomic_store_explicit(&p->job.abort, true, memory_order_relaxed);
+        p->stats.stragglers++;
+        return false;
+    }
     return !atomic_load_explicit(&p->job.abort, memory_order_relaxed);
 }
 
@@ -397,15 +419,30 @@ static void refit(cem_planner_t *p, int n)
                    p->act + ((size_t)t * p->cap + p->idx[e]) * A, sizeof(float) * A);
 }
 
-static void update_cost(cem_planner_t *p, double elapsed, int n)
+static void update_cost(cem_planner_t *p, double elapsed, double n)
 {
     double c = elapsed / n;
-    if (p->cand_cost_s <= 0.0)
+    if (p->cand_cost_s <= 0.0) {
         p->cand_cost_s = c;
-    else if (c > p->cand_cost_s) /* react fast to slow-downs, slowly to speed-ups */
+        return;
+    }
+    /* Remember how much slower than expected iterations recently were (preemption, cold
+     * caches): the next prediction is scaled by it, so one hiccup makes the planner more
+     * careful for a while rather than overrunning again. */
+    double r = c / p->cand_cost_s, decayed = 1.0 + (p->slow - 1.0) * 0.8;
+    p->slow = r > decayed ? r : decayed;
+    p->slow = p->slow < 2.0 ? p->slow : 2.0; /* beyond that the per-call check stops it */
+    if (c > p->cand_cost_s) /* react fast to slow-downs, slowly to speed-ups */
         p->cand_cost_s = 0.5 * p->cand_cost_s + 0.5 * c;
     else
         p->cand_cost_s = 0.9 * p->cand_cost_s + 0.1 * c;
+}
+
+/* Predicted wall time of an iteration of n candidates plus its refit. */
+static double predict_cost(const cem_planner_t *p, int n)
+{
+    double f = p->slow > 1.1 ? p->slow : 1.1;
+    return f * p->cand_cost_s * n + p->fixed_s;
 }
 
 /* Warm start (or the middle of the bounds) into p->mean; std = init_std * half range. */
@@ -446,32 +483,51 @@ int cem_plan(cem_planner_t *p, const float *h, const float *z, cem_plan_state_t 
     const double start = now_sec();
     const double dl = deadline ? ts_sec(deadline) : INFINITY;
     const double soft = dl - c->margin_s;
+    /* a straggler of the previous plan (see run_iteration) must finish first */
+    bool team_idle = cem_team_wait_until(p->team, soft);
     memcpy(p->h0, h, sizeof(float) * p->D);
     memcpy(p->z0, z, sizeof(float) * p->S);
     init_distribution(p, state);
     p->job.seed = seed;
     p->job.has_stop = deadline != NULL;
-    if (deadline)
-        p->job.stop = ts_from(dl - 0.5 * c->margin_s);
+    p->job.stop = dl - 0.5 * c->margin_s;
 
     int done = 0, total = 0;
     bool cut = false;
     float best = -FLT_MAX;
-    for (int i = 0; i < c->iterations; i++) {
+    for (int i = 0; i < c->iterations && team_idle; i++) {
         int kept = i > 0 ? p->nkeep : 0;
         int n = population(c, i) + kept;
         double t0 = now_sec();
-        if (deadline && t0 + 1.1 * p->cand_cost_s * n > soft) {
-            cut = true;
-            break;
+        /* one librssm call on a block of rows: this member's share of a step */
+        p->job.step_est = p->cand_cost_s * c->threads / (2.0 * p->H);
+        if (deadline && t0 + predict_cost(p, n) > soft) {
+            if (i > 0 || ++p->skips < PROBE_EVERY) {
+                cut = true;
+                break;
+            }
+            /* The estimate may be stale (one slow calibration or a busy spell): without
+             * a probe it would never be measured again. Try anyway, with the stop moved
+             * to half the remaining time, and learn the cost from what got done. */
+            p->skips = 0;
+            p->job.step_est = 0.0;
+            p->job.stop = t0 + 0.5 * (soft - t0);
+        } else if (i == 0) {
+            p->skips = 0;
         }
-        if (!run_iteration(p, i, n, kept)) {
+        if (!run_iteration(p, i, n, kept)) { /* (a straggler may still read p->job) */
+            long long rows = atomic_load_explicit(&p->job.rows_done, memory_order_relaxed);
+            if (rows > 0)
+                update_cost(p, now_sec() - t0, (double)rows / p->H);
             cut = true;
             p->stats.aborted++;
             break;
         }
-        update_cost(p, now_sec() - t0, n);
+        p->job.stop = dl - 0.5 * c->margin_s; /* after a probe */
+        double t1 = now_sec();
+        update_cost(p, t1 - t0, n);
         refit(p, n);
+        p->fixed_s = 0.9 * p->fixed_s + 0.1 * (now_sec() - t1);
         best = p->ret[p->idx[0]];
         done++;
         total += n;
@@ -480,7 +536,7 @@ int cem_plan(cem_planner_t *p, const float *h, const float *z, cem_plan_state_t 
     const int A = p->A;
     res->iterations = done;
     res->candidates = total;
-    res->deadline_cut = cut;
+    res->deadline_cut = cut || !team_idle;
     res->fallback = done == 0;
     if (done == 0) {
         /* the warm start's first action, or the middle of the bounds (init_distribution
@@ -499,12 +555,12 @@ int cem_plan(cem_planner_t *p, const float *h, const float *z, cem_plan_state_t 
     }
     double end = now_sec();
     res->plan_s = end - start;
-    res->iteration_s = p->cand_cost_s * c->candidates;
+    res->iteration_s = predict_cost(p, c->candidates);
     res->overrun = end > dl;
     p->stats.plans++;
     p->stats.iterations += (uint64_t)done;
     p->stats.candidates += (uint64_t)total;
-    p->stats.deadline_cuts += cut;
+    p->stats.deadline_cuts += res->deadline_cut;
     p->stats.fallbacks += done == 0;
     if (res->overrun) {
         p->stats.overruns++;
@@ -566,6 +622,7 @@ static void calibrate(cem_planner_t *p)
         run_iteration(p, 0, p->cfg.candidates, 0);
         p->cand_cost_s = (now_sec() - t0) / p->cfg.candidates;
     }
+    p->slow = 1.0;
 }
 
 int cem_create(const rssm_model_t *m, const cem_config_t *cfg, cem_planner_t **out,
@@ -613,7 +670,7 @@ int cem_create(const rssm_model_t *m, const cem_config_t *cfg, cem_planner_t **o
     /* rows per block: activations of one row are about hidden + 8 deter + 3 stoch floats */
     size_t row = (size_t)info->dims.hidden + 8 * (size_t)p->D + 3 * (size_t)p->S +
                  (size_t)A * H;
-    int mb = (int)(BLOCK_BYTES / (row * sizeof(float)));
+    int mb = c.block_rows ? c.block_rows : (int)(BLOCK_BYTES / (row * sizeof(float)));
     mb = mb < MIN_BLOCK ? MIN_BLOCK : mb;
     p->max_block = mb;
     int per_member = (p->cap + c.threads - 1) / c.threads;

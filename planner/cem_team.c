@@ -9,10 +9,12 @@
 #include "cem_team.h"
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
+#include <time.h>
 
 #define SPIN_ITERS 2000
 
@@ -106,7 +108,11 @@ int cem_team_create(int nth, void (*init)(void *, int), void *init_arg, cem_team
     atomic_init(&t->stop, false);
     pthread_mutex_init(&t->mu, NULL);
     pthread_cond_init(&t->wake, NULL);
-    pthread_cond_init(&t->done, NULL);
+    pthread_condattr_t ca; /* `done` is waited on with CLOCK_MONOTONIC deadlines */
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&t->done, &ca);
+    pthread_condattr_destroy(&ca);
     int rc = 0;
     if (nth > 1) {
         t->threads = calloc((size_t)nth - 1, sizeof *t->threads);
@@ -136,6 +142,7 @@ void cem_team_destroy(cem_team_t *t)
 {
     if (!t)
         return;
+    cem_team_wait(t);
     atomic_store_explicit(&t->stop, true, memory_order_release);
     publish(t);
     for (int i = 0; i < t->started; i++)
@@ -153,24 +160,65 @@ int cem_team_size(const cem_team_t *t)
     return t->nth;
 }
 
-void cem_team_run(cem_team_t *t, cem_team_fn fn, void *arg)
+static bool pending_zero(struct cem_team *t)
+{
+    return atomic_load_explicit(&t->pending, memory_order_acquire) == 0;
+}
+
+/* Waits for pending == 0 until `until` (CLOCK_MONOTONIC seconds, INFINITY: forever). */
+static bool wait_idle(struct cem_team *t, double until)
+{
+    for (int i = 0; i < SPIN_ITERS; i++) {
+        if (pending_zero(t))
+            return true;
+        cpu_relax();
+    }
+    struct timespec ts = {0};
+    bool timed = isfinite(until);
+    if (timed) {
+        ts.tv_sec = (time_t)floor(until);
+        ts.tv_nsec = (long)((until - floor(until)) * 1e9);
+        ts.tv_nsec = ts.tv_nsec > 999999999L ? 999999999L : ts.tv_nsec;
+    }
+    bool idle = true;
+    pthread_mutex_lock(&t->mu);
+    while (!pending_zero(t)) {
+        if (!timed) {
+            pthread_cond_wait(&t->done, &t->mu);
+        } else if (pthread_cond_timedwait(&t->done, &t->mu, &ts) == ETIMEDOUT) {
+            idle = pending_zero(t);
+            break;
+        }
+    }
+    pthread_mutex_unlock(&t->mu);
+    return idle;
+}
+
+bool cem_team_run_until(cem_team_t *t, cem_team_fn fn, void *arg, double until)
 {
     if (t->nth == 1) {
         fn(arg, 0, 1);
-        return;
+        return true;
     }
     t->fn = fn;
     t->arg = arg;
     atomic_store_explicit(&t->pending, t->nth - 1, memory_order_relaxed);
     publish(t);
     fn(arg, 0, t->nth);
-    for (int i = 0; i < SPIN_ITERS; i++) {
-        if (atomic_load_explicit(&t->pending, memory_order_acquire) == 0)
-            return;
-        cpu_relax();
-    }
-    pthread_mutex_lock(&t->mu);
-    while (atomic_load_explicit(&t->pending, memory_order_acquire) != 0)
-        pthread_cond_wait(&t->done, &t->mu);
-    pthread_mutex_unlock(&t->mu);
+    return wait_idle(t, until);
+}
+
+void cem_team_run(cem_team_t *t, cem_team_fn fn, void *arg)
+{
+    cem_team_run_until(t, fn, arg, INFINITY);
+}
+
+void cem_team_wait(cem_team_t *t)
+{
+    wait_idle(t, INFINITY);
+}
+
+bool cem_team_wait_until(cem_team_t *t, double until)
+{
+    return wait_idle(t, until);
 }

@@ -10,6 +10,8 @@
 #ifndef MPC_CEM_TEAM_H
 #define MPC_CEM_TEAM_H
 
+#include <stdbool.h>
+
 /* One member's share of a job: ith in [0, nth). */
 typedef void (*cem_team_fn)(void *arg, int ith, int nth);
 
@@ -26,5 +28,16 @@ int cem_team_size(const cem_team_t *t);
 
 /* Runs fn(arg, ith, nth) on every member and waits for all of them. Not reentrant. */
 void cem_team_run(cem_team_t *t, cem_team_fn fn, void *arg);
+
+/* The same, but stops waiting at `until` (CLOCK_MONOTONIC seconds): returns false when
+ * some member is still running its share then (preempted on a busy machine). The job's
+ * memory must then stay valid until cem_team_wait() returns; no new job may start before. */
+bool cem_team_run_until(cem_team_t *t, cem_team_fn fn, void *arg, double until);
+
+/* Waits until no member runs a job (immediate when none does). */
+void cem_team_wait(cem_team_t *t);
+
+/* The same, giving up at `until` (CLOCK_MONOTONIC seconds); true when the team is idle. */
+bool cem_team_wait_until(cem_team_t *t, double until);
 
 #endif

@@ -40,6 +40,7 @@ typedef struct cem_config {
     double mppi_temperature;
     float min_std;           /* floor on the per-step std, relative to half the range */
     float init_std;          /* initial std relative to half the range, default 1 */
+    int block_rows;          /* candidates per librssm call, 0 = automatic (tuning knob) */
 } cem_config_t;
 
 void cem_config_default(cem_config_t *cfg);
@@ -93,6 +94,7 @@ typedef struct cem_stats {
     uint64_t candidates;       /* evaluated in completed iterations */
     uint64_t deadline_cuts;    /* plans stopped early by the deadline */
     uint64_t aborted;          /* iterations abandoned mid-way at the deadline */
+    uint64_t stragglers;       /* of which a helper thread was still busy (preempted) */
     uint64_t fallbacks;        /* plans that returned the warm start */
     uint64_t overruns;         /* plans that returned after their deadline */
     double max_overrun_s;      /* worst lateness */

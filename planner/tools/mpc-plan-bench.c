@@ -60,6 +60,7 @@ static const char usage_text[] =
     "    --mppi                MPPI weighting instead of the top-K refit\n"
     "    --mppi-temperature X  MPPI temperature (1)\n"
     "    --min-std X           std floor relative to half the action range (0)\n"
+    "    --block-rows N        candidates per librssm call (0 = automatic)\n"
     "\n"
     "MEASUREMENT\n"
     "    --plans N             timed plans (20)\n"
@@ -74,6 +75,10 @@ static const char usage_text[] =
     "    plans, candidate_steps_per_s, gflops, flops_per_candidate_step, plan_ms_p50,\n"
     "    plan_ms_p99, plan_ms_max, plan_ms_mean, iterations_mean, deadline_cut_fraction,\n"
     "    overrun_fraction, overruns, max_overrun_ms, fallbacks, predicted_return_mean,\n"
+    "    cpu_candidate_steps_per_s (per CPU-second of the whole process, spinning\n"
+    "    included: steadier than wall time on a busy machine with --threads 1),\n"
+    "    iteration_ms_estimate (the planner's prediction for one full iteration),\n"
+    "    aborted_iterations, stragglers (cem_stats_t: see planner.h),\n"
     "    eval_return_mean (with --evaluate), sgemm_gflops_1t, sgemm_gflops_2t (with\n"
     "    --sgemm), and the configuration (model, deter, stoch, hidden, action_dim,\n"
     "    candidates, top, iterations, horizon, threads, deadline_ms, seed).\n"
@@ -186,6 +191,7 @@ static int parse(int argc, char **argv, opts_t *o)
         INT_OPT("--horizon", 1, 1000, o->cfg.horizon)
         INT_OPT("--threads", 1, 256, o->cfg.threads)
         INT_OPT("--plans", 1, 10000000, o->plans)
+        INT_OPT("--block-rows", 0, 1000000, o->cfg.block_rows)
         INT_OPT("--warmup", 0, 1000000, o->warmup)
         INT_OPT("--evaluate", 1, 100000, o->evaluate)
         NUM_OPT("--deadline-ms", 0.0, 1e6, o->deadline_ms)
@@ -217,11 +223,16 @@ static int parse(int argc, char **argv, opts_t *o)
     return 0;
 }
 
-static double now_s(void)
+static double clock_s(clockid_t id)
 {
     struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
+    clock_gettime(id, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static double now_s(void)
+{
+    return clock_s(CLOCK_MONOTONIC);
 }
 
 /* Best GFLOP/s of C = A B (n x n) with OpenBLAS on `threads` threads, over ~0.5 s. */
@@ -389,7 +400,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < NBELIEFS * S; i++)
         zs[i] = (float)lcg_normal(&bs);
 
-    double busy = 0.0, eval_sum = 0.0, pred_sum = 0.0, max_over = 0.0;
+    double iter_est = 0.0, busy = 0.0, cpu = 0.0, eval_sum = 0.0, pred_sum = 0.0, max_over = 0.0;
     long long cand_steps = 0, iters = 0;
     int cuts = 0, overruns = 0, fallbacks = 0, pred_n = 0;
     for (int k = -o.warmup; k < o.plans; k++) {
@@ -397,7 +408,7 @@ int main(int argc, char **argv)
         const float *h = hs + (size_t)b * D, *z = zs + (size_t)b * S;
         cem_plan_state_reset(&st); /* every plan from scratch: comparable across configs */
         cem_result_t res = {.action = action};
-        double t0 = now_s();
+        double t0 = now_s(), c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
         struct timespec dl;
         if (o.deadline_ms > 0) {
             double d = t0 + o.deadline_ms * 1e-3;
@@ -405,7 +416,7 @@ int main(int argc, char **argv)
             dl.tv_nsec = (long)((d - (double)dl.tv_sec) * 1e9);
         }
         rc = cem_plan(p, h, z, &st, o.seed + (uint64_t)(k + o.warmup), o.deadline_ms > 0 ? &dl : NULL, &res);
-        double el = now_s() - t0;
+        double el = now_s() - t0, cpu_el = clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
         if (rc) {
             fprintf(stderr, "mpc-plan-bench: cem_plan: %s\n", strerror(-rc));
             return 1;
@@ -414,8 +425,10 @@ int main(int argc, char **argv)
             continue;
         ms[k] = el * 1e3;
         busy += el;
+        cpu += cpu_el;
         cand_steps += (long long)res.candidates * H;
         iters += res.iterations;
+        iter_est = res.iteration_s;
         cuts += res.deadline_cut;
         fallbacks += res.fallback;
         if (res.overrun) {
@@ -432,6 +445,8 @@ int main(int argc, char **argv)
                                  o.cfg.use_value, (uint64_t)b);
     }
     qsort(ms, (size_t)o.plans, sizeof *ms, cmp_double);
+    cem_stats_t stats;
+    cem_get_stats(p, &stats);
     const double flops = (double)rssm_flops_per_imagine_step(m);
     const double csps = cand_steps / busy;
     const double gflops = csps * flops * 1e-9;
@@ -447,14 +462,17 @@ int main(int argc, char **argv)
                "\"plan_ms_p99\": %.4f, \"plan_ms_max\": %.4f, \"plan_ms_mean\": %.4f, "
                "\"iterations_mean\": %.3f, \"deadline_cut_fraction\": %.5f, "
                "\"overrun_fraction\": %.5f, \"overruns\": %d, \"max_overrun_ms\": %.4f, "
-               "\"fallbacks\": %d, \"predicted_return_mean\": %.6g",
+               "\"fallbacks\": %d, \"predicted_return_mean\": %.6g, "
+               "\"cpu_candidate_steps_per_s\": %.1f, \"iteration_ms_estimate\": %.4f, "
+               "\"aborted_iterations\": %llu, \"stragglers\": %llu",
                o.model ? o.model : "random", D, S, info->dims.hidden, A, o.cfg.candidates,
                o.cfg.top_k, o.cfg.iterations, H, o.cfg.threads, o.deadline_ms,
                (unsigned long long)o.seed, o.cfg.population_decay, o.cfg.keep_elites,
                o.cfg.noise_beta, o.cfg.mppi ? "true" : "false", n, csps, gflops, flops,
                pct(ms, n, 50), pct(ms, n, 99), ms[n - 1], mean_ms, (double)iters / n,
                (double)cuts / n, (double)overruns / n, overruns, max_over * 1e3, fallbacks,
-               pred_n ? pred_sum / pred_n : 0.0);
+               pred_n ? pred_sum / pred_n : 0.0, cand_steps / cpu, iter_est * 1e3,
+               (unsigned long long)stats.aborted, (unsigned long long)stats.stragglers);
         if (o.evaluate)
             printf(", \"eval_return_mean\": %.6g", eval_sum / n);
         if (o.sgemm)
@@ -468,9 +486,14 @@ int main(int argc, char **argv)
                o.deadline_ms);
         printf("plans        %d: p50 %.3f ms, p99 %.3f ms, max %.3f ms, mean %.3f ms\n", n,
                pct(ms, n, 50), pct(ms, n, 99), ms[n - 1], mean_ms);
-        printf("throughput   %.0f candidate-steps/s, %.2f GFLOP/s\n", csps, gflops);
-        printf("iterations   %.2f per plan; deadline cut %d, overruns %d (max %.3f ms), "
-               "fallbacks %d\n", (double)iters / n, cuts, overruns, max_over * 1e3, fallbacks);
+        printf("throughput   %.0f candidate-steps/s, %.2f GFLOP/s; %.0f candidate-steps per "
+               "CPU-second (all threads, spinning included)\n", csps, gflops, cand_steps / cpu);
+        printf("iterations   %.2f per plan (the planner expects %.3f ms for one); deadline cut "
+               "%d, overruns %d (max %.3f ms), fallbacks %d\n", (double)iters / n,
+               iter_est * 1e3, cuts, overruns, max_over * 1e3, fallbacks);
+        printf("             %llu iterations abandoned at the deadline (%llu waiting for a "
+               "preempted helper thread)\n", (unsigned long long)stats.aborted,
+               (unsigned long long)stats.stragglers);
         if (o.evaluate)
             printf("quality      %.5g mean return of the plans (%d rollouts each)\n",
                    eval_sum / n, o.evaluate);

@@ -1,0 +1,147 @@
+#!/usr/bin/python3
+"""bench_plan.py PLAN_BENCH_BIN OUTDIR [--plans N] [--deadline-plans N] [--threads T]
+
+The planner benchmark of issue 4, in one run on the same model files:
+  1. throughput: libplanner (mpc-plan-bench, T threads) vs the same CEM in PyTorch
+     (cem_torch.py, best of 1 and 2 torch threads) vs OpenBLAS sgemm (1024^3, 1 and 2
+     threads), PlaNet sizes (deter 200, stoch 30, hidden 200), action 1 and 6,
+     J in {100, 1000}, K = J / 10, I = 10, H = 12: candidate-steps/s, GFLOP/s, ratio to
+     PyTorch, fraction of the 2-thread sgemm figure;
+  2. deadline: 20 ms deadlines on the shipped model size (deter 64, stoch 16, hidden 64,
+     J = 1000) and on PlaNet sizes with J = 100: overrun fraction, iterations reached;
+  3. quality vs time budget (1, 5, 20, 50 ms): plain CEM vs the iCEM options and MPPI,
+     scored by 256 sampled rollouts of each returned plan.
+Prints tables, then one JSON line per measurement. Registered in suite 'bench' (not CI).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+import torch
+
+import cem_torch
+import rssm_testlib as lib
+
+PLANET = dict(deter=200, stoch=30, hidden=200, embed=200)
+SHIPPED = dict(deter=64, stoch=16, hidden=64, embed=64)
+VARIANTS = [
+    ("plain CEM", []),
+    ("iCEM decay 0.7", ["--population-decay", "0.7"]),
+    ("iCEM keep 0.3", ["--keep-elites", "0.3"]),
+    ("iCEM colored 2", ["--noise-beta", "2"]),
+    ("iCEM all three", ["--population-decay", "0.7", "--keep-elites", "0.3", "--noise-beta", "2"]),
+    ("MPPI T=10", ["--mppi", "--mppi-temperature", "10"]),
+]
+
+
+def write_model(outdir, name, action_dim, sizes):
+    path = os.path.join(outdir, f"{name}.safetensors")
+    model = lib.random_model(seed=0, obs_dim=5, action_dim=action_dim, **sizes)
+    lib.export_model(model, path)
+    return path, model
+
+
+def run_c(binary, model, *args):
+    cmd = [binary, "--model", model, "--json", *[str(a) for a in args]]
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    if run.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)}: {run.stderr.strip()}")
+    return json.loads(run.stdout)
+
+
+def throughput(args, lines):
+    print("\n1. throughput (I=10, H=12, K=J/10; C threads=%d; torch best of 1, 2 threads)"
+          % args.threads)
+    print(f"   {'A':>2} {'J':>5} {'C cand-steps/s':>15} {'GFLOP/s':>8} {'torch cs/s':>11} "
+          f"{'ratio':>6} {'sgemm 1t/2t':>12} {'of 2t':>6} {'C p50 ms':>9}")
+    for A in (1, 6):
+        path, model = write_model(args.outdir, f"planet-a{A}", A, PLANET)
+        low, high = -torch.ones(A), torch.ones(A)
+        first = True
+        for J in (100, 1000):
+            K = J // 10
+            plans = args.plans if J == 100 else max(3, args.plans // 4)
+            c = run_c(args.bin, path, "--candidates", J, "--top", K, "--iterations", 10,
+                      "--horizon", 12, "--threads", args.threads, "--plans", plans,
+                      *(["--sgemm"] if first else []))
+            if first:
+                sg1, sg2 = c["sgemm_gflops_1t"], c["sgemm_gflops_2t"]
+                first = False
+            best = None
+            for th in (1, 2):
+                ts = cem_torch.time_plans(model, low, high, J, K, 10, 12, th, max(2, plans // 2))
+                cs = J * 12 * 10 / min(ts)
+                if best is None or cs > best[0]:
+                    best = (cs, th)
+            ratio = c["candidate_steps_per_s"] / best[0]
+            frac = c["gflops"] / sg2
+            print(f"   {A:>2} {J:>5} {c['candidate_steps_per_s']:>15.0f} {c['gflops']:>8.2f} "
+                  f"{best[0]:>11.0f} {ratio:>6.2f} {sg1:>5.1f}/{sg2:<6.1f} {frac:>6.0%} "
+                  f"{c['plan_ms_p50']:>9.2f}")
+            lines.append({"bench": "throughput", "action_dim": A, "candidates": J,
+                          "c": c, "torch_candidate_steps_per_s": round(best[0], 1),
+                          "torch_threads": best[1], "ratio_to_torch": round(ratio, 3),
+                          "sgemm_gflops_1t": sg1, "sgemm_gflops_2t": sg2,
+                          "fraction_of_sgemm_2t": round(frac, 3)})
+
+
+def deadline(args, lines):
+    print("\n2. deadline 20 ms (%d plans each, C threads=%d)" % (args.deadline_plans, args.threads))
+    for name, sizes, J, iters in (("shipped 64/16/64", SHIPPED, 1000, 10),
+                                  ("PlaNet 200/30/200", PLANET, 100, 10)):
+        path, _ = write_model(args.outdir, "deadline-" + name.split()[0], 1, sizes)
+        c = run_c(args.bin, path, "--candidates", J, "--top", J // 10, "--iterations", iters,
+                  "--horizon", 12, "--threads", args.threads, "--deadline-ms", 20,
+                  "--plans", args.deadline_plans)
+        print(f"   {name:18s} J={J:<5} before deadline {1 - c['overrun_fraction']:.4%}  "
+              f"overruns {c['overruns']} (max {c['max_overrun_ms']:.3f} ms)  "
+              f"iterations {c['iterations_mean']:.2f}  cut {c['deadline_cut_fraction']:.0%}  "
+              f"fallbacks {c['fallbacks']}  p99 {c['plan_ms_p99']:.2f} ms")
+        lines.append({"bench": "deadline", "model": name, "candidates": J, "c": c})
+
+
+def quality(args, lines):
+    print("\n3. quality vs time budget: mean return of the returned plans (256 rollouts "
+          "each; shipped size, A=6, J=1000, K=100, H=12, iterations until the deadline)")
+    path, _ = write_model(args.outdir, "quality-a6", 6, SHIPPED)
+    budgets = (1, 5, 20, 50)
+    print("   " + f"{'variant':18s}" + "".join(f"{b:>9} ms" for b in budgets))
+    for name, extra in VARIANTS:
+        row = []
+        for b in budgets:
+            c = run_c(args.bin, path, "--candidates", 1000, "--top", 100, "--iterations",
+                      1000, "--horizon", 12, "--threads", args.threads, "--deadline-ms", b,
+                      "--plans", args.quality_plans, "--evaluate", 256, *extra)
+            row.append(c)
+            lines.append({"bench": "quality", "variant": name, "budget_ms": b, "c": c})
+        print("   " + f"{name:18s}" + "".join(f"{c['eval_return_mean']:>12.4f}" for c in row))
+    print("   (iterations reached: " + ", ".join(
+        f"{b} ms: {c['iterations_mean']:.1f}" for b, c in zip(budgets, row)) + " for the last row)")
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("bin")
+    p.add_argument("outdir")
+    p.add_argument("--plans", type=int, default=12)
+    p.add_argument("--deadline-plans", type=int, default=1000)
+    p.add_argument("--quality-plans", type=int, default=16)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--only", choices=["throughput", "deadline", "quality"])
+    args = p.parse_args()
+    os.makedirs(args.outdir, exist_ok=True)
+    print(f"mpc-plan-bench vs PyTorch {torch.__version__} CEM; {os.cpu_count()} CPUs online")
+    lines = []
+    for part in (throughput, deadline, quality):
+        if args.only in (None, part.__name__):
+            part(args, lines)
+    print()
+    for line in lines:
+        print(json.dumps(line))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
