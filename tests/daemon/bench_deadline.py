@@ -8,7 +8,8 @@ and prints, for 1 and 8 sessions by default:
     bound of the daemon's own figure (its clock starts when it reads the frame);
   - the daemon's lateness (reply queued - deadline) over the last minute from /status;
   - non-planning overhead per step = round trip - plan_us: framing, decode, queueing,
-    belief update, encode, loopback, client;
+    belief update, encode, loopback, client (Python: an upper bound), and the daemon's
+    own share of it, queue_us + belief_us;
   - steps, deadline cuts, fallbacks, errors.
 
     bench_deadline.py [--deadline-ms 20] [--seconds 5] [--sessions 1,8] [--json]
@@ -47,12 +48,12 @@ def summary(xs):
 
 
 def run_sessions(address, n, seconds, deadline_ms):
-    late, overhead, errors = [], [], []
+    late, overhead, inside, errors, worst = [], [], [], [], [(0.0, None)]
     counts = {"steps": 0, "cuts": 0, "fallbacks": 0}
     lock = threading.Lock()
 
     def client(k):
-        my_late, my_over, c_cut, c_fb, steps = [], [], 0, 0, 0
+        my_late, my_over, my_in, c_cut, c_fb, steps = [], [], [], 0, 0, 0
         try:
             with mpc_client.Client(address, timeout=10) as c:
                 c.hello("bench/%d" % k)
@@ -65,6 +66,11 @@ def run_sessions(address, n, seconds, deadline_ms):
                     rtt = time.monotonic() - t0
                     my_late.append((rtt - deadline_ms / 1000.0) * 1000.0)
                     my_over.append(rtt * 1000.0 - a.plan_us / 1000.0)
+                    my_in.append((a.queue_us + a.belief_us) / 1000.0)
+                    if rtt * 1000.0 > worst[0][0]:
+                        worst[0] = (rtt * 1000.0, "queue %.2f belief %.2f plan %.2f ms, "
+                                    "%d iterations" % (a.queue_us / 1e3, a.belief_us / 1e3,
+                                                       a.plan_us / 1e3, a.iterations))
                     c_cut += a.deadline_cut
                     c_fb += a.fallback
                     steps += 1
@@ -74,6 +80,7 @@ def run_sessions(address, n, seconds, deadline_ms):
         with lock:
             late.extend(my_late)
             overhead.extend(my_over)
+            inside.extend(my_in)
             counts["steps"] += steps
             counts["cuts"] += c_cut
             counts["fallbacks"] += c_fb
@@ -83,7 +90,8 @@ def run_sessions(address, n, seconds, deadline_ms):
         th.start()
     for th in threads:
         th.join()
-    return late, overhead, counts, errors
+    counts["worst"] = "%.2f ms round trip: %s" % worst[0]
+    return late, overhead, inside, counts, errors
 
 
 def daemon_lateness(d):
@@ -112,7 +120,7 @@ def main():
             d = Mpcd(model, deadline_ms=a.deadline_ms, extra_args=a.daemon_arg)
             d.start()
             try:
-                late, over, counts, errors = run_sessions(d.address, n, a.seconds,
+                late, over, inside, counts, errors = run_sessions(d.address, n, a.seconds,
                                                           a.deadline_ms)
                 dl = daemon_lateness(d)
             finally:
@@ -120,7 +128,9 @@ def main():
             row = {"sessions": n, "deadline_ms": a.deadline_ms, "steps": counts["steps"],
                    "deadline_cuts": counts["cuts"], "fallbacks": counts["fallbacks"],
                    "errors": len(errors), "client_lateness_ms": summary(late),
-                   "daemon_lateness_ms": dl, "overhead_ms": summary(over)}
+                   "daemon_lateness_ms": dl, "overhead_ms": summary(over),
+                   "queue_belief_ms": summary(inside),
+                   "slowest_step": counts["worst"]}
             if a.json:
                 print(json.dumps(row))
                 continue
@@ -129,9 +139,11 @@ def main():
                      len(errors)))
             for name, s in [("reply - deadline (client)", row["client_lateness_ms"]),
                             ("reply - deadline (daemon)", dl),
-                            ("non-planning overhead", row["overhead_ms"])]:
+                            ("non-planning overhead", row["overhead_ms"]),
+                            ("  of which queue + belief", row["queue_belief_ms"])]:
                 print("  %-27s p50 %8.3f  p99 %8.3f  max %8.3f ms"
                       % (name, s["p50"], s["p99"], s["max"]))
+            print("  slowest step: %s" % row["slowest_step"])
     return 0
 
 
