@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "listen.h"
+#include "log.h"
 #include "wire.h"
 
 #define READ_CHUNK 16384
@@ -98,6 +99,10 @@ static int on_frame(void *ctx, const uint8_t *payload, size_t len)
     clock_gettime(CLOCK_MONOTONIC, &e->t_read);
     c->qlen += len;
     c->nent++;
+    /* Serve it now if nothing is ahead of it: only requests that really wait (behind a
+     * step or a reload) count against max-queued, not a burst read in one chunk. */
+    if (!c->busy)
+        server_conn_readable(c->srv, c);
     return 0;
 }
 
@@ -141,6 +146,7 @@ int conn_queued(const conn_t *c)
 /* ---- writing ---- */
 
 static void kick_write(conn_t *c);
+static void apply_backpressure(conn_t *c);
 
 static void on_write(uv_write_t *req, int status)
 {
@@ -152,10 +158,12 @@ static void on_write(uv_write_t *req, int status)
         return;
     }
     kick_write(c);
-    if (!c->writing && c->close_when_flushed)
+    if (!c->writing && c->close_when_flushed) {
         conn_close(c);
-    else
-        server_conn_readable(c->srv, c);
+        return;
+    }
+    apply_backpressure(c);
+    server_conn_readable(c->srv, c);
 }
 
 static void kick_write(conn_t *c)
@@ -195,6 +203,7 @@ int conn_send(conn_t *c, const Mpc__V1__Reply *rep)
     }
     o->len += wire_pack_reply(rep, o->buf + o->len);
     kick_write(c);
+    apply_backpressure(c);
     return 0;
 }
 
@@ -256,6 +265,35 @@ void conn_stop_reading(conn_t *c)
     if (c->reading && !c->closing)
         uv_read_stop(&c->h.stream);
     c->reading = false;
+    c->read_done = true;
+}
+
+static size_t unsent(const conn_t *c)
+{
+    return c->out[0].len + c->out[1].len;
+}
+
+/* Reading follows the reply backlog (see CONN_OUT_HIGH in conn.h). */
+static void apply_backpressure(conn_t *c)
+{
+    if (c->closing || c->read_done)
+        return;
+    size_t n = unsent(c);
+    if (c->reading && n > CONN_OUT_HIGH) {
+        uv_read_stop(&c->h.stream);
+        c->reading = false;
+        c->read_paused = true;
+        mpcd_log(MPCD_LOG_DEBUG, "connection %s: %zu reply bytes unsent; reading paused",
+                 c->peer, n);
+    } else if (c->read_paused && n < CONN_OUT_LOW) {
+        if (uv_read_start(&c->h.stream, on_alloc, on_read)) {
+            conn_close(c);
+            return;
+        }
+        c->reading = true;
+        c->read_paused = false;
+        mpcd_log(MPCD_LOG_DEBUG, "connection %s: reading resumed", c->peer);
+    }
 }
 
 static void on_idle(uv_timer_t *t)

@@ -9,6 +9,10 @@
  * request that finds the queue full is answered at once with Error OVERLOADED (it cannot
  * wait in line: that is the point), which is the only reply that may overtake others.
  *
+ * Backpressure: while more than CONN_OUT_HIGH reply bytes wait for a client that does not
+ * read, the connection stops reading its requests (the client's sends block in the
+ * kernel) and resumes below CONN_OUT_LOW, so a slow reader cannot grow the daemon's memory.
+ *
  * Memory: payloads wait in one byte buffer, replies go out through two buffers (one being
  * written, one filling), and protobuf-c unpacks into a per-connection arena; all grow to
  * the largest message seen and are then reused, so a steady stream of steps allocates
@@ -28,6 +32,9 @@
 #include "mpc.pb-c.h"
 #include "session.h"
 #include "workq.h"
+
+#define CONN_OUT_HIGH (1u << 20)
+#define CONN_OUT_LOW  (256u << 10)
 
 struct server;
 struct registry_model;
@@ -66,9 +73,11 @@ typedef struct conn {
     size_t arena_cap, arena_used;
     ProtobufCAllocator alloc;
     /* lifecycle */
-    int handles;  /* open libuv handles (stream + timer) */
-    bool closing; /* conn_close called */
-    bool reading;
+    int handles;             /* open libuv handles (stream + timer) */
+    bool closing;            /* conn_close called */
+    bool reading;            /* uv_read_start is in effect */
+    bool read_done;          /* conn_stop_reading: never read again */
+    bool read_paused;        /* backpressure: too many reply bytes unsent */
     bool close_when_flushed; /* after a fatal protocol error */
     /* server state */
     bool busy; /* the head request is being served (step, reload) */

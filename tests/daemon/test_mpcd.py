@@ -675,3 +675,33 @@ def test_auth_token(models):
             assert c.step(obs(0), seq=0, reset=True).seq == 0
     finally:
         assert d.stop() == 0, d.log_text()
+
+
+def test_slow_reader_backpressure(models):
+    """A client that sends much faster than it reads: the daemon stops reading it (its
+    replies would pile up otherwise) and every request is still answered in order."""
+    d = start(models["a"], "--max-queued", "64", "--log-level", "debug")
+    try:
+        s = raw_connect(d)
+        n = 20000  # ~40 MB of replies: more than loopback's socket buffers hold
+        done = threading.Event()
+
+        def send():
+            for i in range(n):
+                s.sendall(frame(pb.Request(id=i, status=pb.Status())))
+            done.set()
+
+        th = threading.Thread(target=send)
+        th.start()
+        time.sleep(2.0)  # let the replies back up
+        replies = read_replies(s, n)
+        th.join()
+        assert done.is_set() and len(replies) == n
+        # Nothing waits behind a Status, so none of them counts against max-queued.
+        assert [r.id for r in replies] == list(range(n))
+        assert all(r.HasField("status") for r in replies)
+        s.close()
+        assert d.alive()
+        assert "reading paused" in d.log_text() and "reading resumed" in d.log_text()
+    finally:
+        assert d.stop() == 0, d.log_text()
