@@ -333,7 +333,7 @@ static void unlink_conn(server_t *s, conn_t *c)
 void server_conn_closed(server_t *s, conn_t *c)
 {
     unlink_conn(s, c);
-    if (c->session && !c->busy) {
+    if (c->session && !c->step.job.queued) { /* else finish_step ends it */
         record_session_end(s, c);
         mpcd_log(MPCD_LOG_INFO, "session %llu: closed after %llu steps",
                  (unsigned long long)c->session->id, (unsigned long long)c->session->steps);
