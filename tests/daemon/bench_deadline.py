@@ -8,8 +8,9 @@ and prints, for 1 and 8 sessions by default:
     bound of the daemon's own figure (its clock starts when it reads the frame);
   - the daemon's lateness (reply queued - deadline) over the last minute from /status;
   - non-planning overhead per step = round trip - plan_us: framing, decode, queueing,
-    belief update, encode, loopback, client (Python: an upper bound), and the daemon's
-    own share of it, queue_us + belief_us;
+    belief update, encode, loopback, client (Python: an upper bound); the daemon's own
+    figure (frame read -> reply queued, minus planning) from /status; and queue_us +
+    belief_us from the replies;
   - steps, deadline cuts, fallbacks, errors.
 
     bench_deadline.py [--deadline-ms 20] [--seconds 5] [--sessions 1,8] [--json]
@@ -94,10 +95,11 @@ def run_sessions(address, n, seconds, deadline_ms):
     return late, overhead, inside, counts, errors
 
 
-def daemon_lateness(d):
+def daemon_window(d, series):
+    """p50/p99/max in ms of one of /status's last-minute series (seconds)."""
     with urllib.request.urlopen("http://%s/status" % d.status_address, timeout=5) as r:
         doc = json.loads(r.read().decode())
-    w = doc.get("last_minute", {}).get("lateness_s", {})
+    w = doc.get("last_minute", {}).get(series, {})
     return {k: w.get(k, float("nan")) * 1000.0 for k in ("p50", "p99", "max")}
 
 
@@ -122,13 +124,15 @@ def main():
             try:
                 late, over, inside, counts, errors = run_sessions(d.address, n, a.seconds,
                                                           a.deadline_ms)
-                dl = daemon_lateness(d)
+                dl = daemon_window(d, "lateness_s")
+                dov = daemon_window(d, "overhead_s")
             finally:
                 d.stop()
             row = {"sessions": n, "deadline_ms": a.deadline_ms, "steps": counts["steps"],
                    "deadline_cuts": counts["cuts"], "fallbacks": counts["fallbacks"],
                    "errors": len(errors), "client_lateness_ms": summary(late),
                    "daemon_lateness_ms": dl, "overhead_ms": summary(over),
+                   "daemon_overhead_ms": dov,
                    "queue_belief_ms": summary(inside),
                    "slowest_step": counts["worst"]}
             if a.json:
@@ -139,7 +143,8 @@ def main():
                      len(errors)))
             for name, s in [("reply - deadline (client)", row["client_lateness_ms"]),
                             ("reply - deadline (daemon)", dl),
-                            ("non-planning overhead", row["overhead_ms"]),
+                            ("non-planning (client)", row["overhead_ms"]),
+                            ("non-planning (daemon)", dov),
                             ("  of which queue + belief", row["queue_belief_ms"])]:
                 print("  %-27s p50 %8.3f  p99 %8.3f  max %8.3f ms"
                       % (name, s["p50"], s["p99"], s["max"]))
