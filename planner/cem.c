@@ -432,8 +432,8 @@ static void update_cost(cem_planner_t *p, double elapsed, double n)
     double r = c / p->cand_cost_s, decayed = 1.0 + (p->slow - 1.0) * 0.8;
     p->slow = r > decayed ? r : decayed;
     p->slow = p->slow < 2.0 ? p->slow : 2.0; /* beyond that the per-call check stops it */
-    if (c > p->cand_cost_s) /* react fast to slow-downs, slowly to speed-ups */
-        p->cand_cost_s = 0.5 * p->cand_cost_s + 0.5 * c;
+    if (c > p->cand_cost_s) /* react faster to slow-downs than to speed-ups */
+        p->cand_cost_s = 0.7 * p->cand_cost_s + 0.3 * c;
     else
         p->cand_cost_s = 0.9 * p->cand_cost_s + 0.1 * c;
 }
@@ -516,8 +516,11 @@ int cem_plan(cem_planner_t *p, const float *h, const float *z, cem_plan_state_t 
             p->skips = 0;
         }
         if (!run_iteration(p, i, n, kept)) { /* (a straggler may still read p->job) */
+            /* Learn from the part that got done, once it is large enough for the steps
+             * still in flight (not counted) not to dominate: a quarter of the iteration. A
+             * probe that cannot do that in half the budget is rightly not repeated soon. */
             long long rows = atomic_load_explicit(&p->job.rows_done, memory_order_relaxed);
-            if (rows > 0)
+            if (rows * 4 >= (long long)n * p->H)
                 update_cost(p, now_sec() - t0, (double)rows / p->H);
             cut = true;
             p->stats.aborted++;

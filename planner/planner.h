@@ -35,7 +35,8 @@ typedef struct cem_config {
     double population_decay; /* J_i = max(2K, J * decay^i); 1.0 = off */
     double keep_elites;      /* fraction of the top K carried into the next iteration */
     double noise_beta;       /* colored noise exponent (0 = white, 2 = iCEM's choice) */
-    /* MPPI-style refit: exp(temperature * (R - max R)) weights over all candidates */
+    /* MPPI-style refit: exp(temperature * (R - max R)) weights over all candidates; the
+     * temperature is in units of 1 / return (too hot collapses the std too early) */
     bool mppi;
     double mppi_temperature;
     float min_std;           /* floor on the per-step std, relative to half the range */
@@ -57,8 +58,11 @@ typedef struct cem_plan_state {
     int stale_tail;  /* last steps re-initialised by shifts (planned from the middle) */
 } cem_plan_state_t;
 
+/* Allocates mean (0, -EINVAL or -ENOMEM); the state starts invalid. */
 int cem_plan_state_init(cem_plan_state_t *s, int horizon, int action_dim);
+/* Frees mean; accepts NULL and a state freed before. */
 void cem_plan_state_free(cem_plan_state_t *s);
+/* New episode: the next plan starts from the middle of the bounds. */
 void cem_plan_state_reset(cem_plan_state_t *s);
 /* Shift by one step after an action was taken (last step re-initialised). */
 void cem_plan_state_shift(cem_plan_state_t *s);
@@ -78,10 +82,14 @@ typedef struct cem_result {
 
 typedef struct cem_planner cem_planner_t;
 
-/* Sizes the workspace for this model and config and starts cfg->threads - 1 helper
- * threads. The model must outlive the planner. */
+/* Sizes the workspace for this model and config (cfg NULL = defaults), starts
+ * cfg->threads - 1 helper threads and runs two calibration iterations (their time is the
+ * first cost estimate for deadlines). Sets OpenBLAS to one thread, process-wide: the team
+ * is the parallelism. The model must outlive the planner. Returns 0, -EINVAL (bad config,
+ * use_value without a value head; err names the field) or -ENOMEM. */
 int cem_create(const rssm_model_t *m, const cem_config_t *cfg, cem_planner_t **out,
                char *err, size_t errlen);
+/* Joins the threads and frees everything; accepts NULL. */
 void cem_destroy(cem_planner_t *p);
 
 const cem_config_t *cem_get_config(const cem_planner_t *p);
@@ -105,7 +113,17 @@ void cem_get_stats(const cem_planner_t *p, cem_stats_t *out);
 /* Plans from belief (h [D], z [S]) until `deadline` (CLOCK_MONOTONIC, absolute; NULL = no
  * deadline). Reads the warm start from state and writes the new plan mean back (not
  * shifted: call cem_plan_state_shift before the next step). Deterministic for a given
- * seed, model, config and thread count. Returns 0 or a negative errno. */
+ * seed, model, config and thread count, as long as the deadline does not cut the plan.
+ *
+ * Deadline: an iteration starts only if its predicted cost (measured as the planner runs,
+ * first in cem_create) ends before deadline - margin_s; inside an iteration no librssm call
+ * starts that would still run at deadline - margin_s / 2 (the iteration is then dropped).
+ * The plan of the last completed iteration is returned; with none, the warm start's first
+ * action (res->fallback) and the state is left unchanged. Lateness is reported in
+ * res->overrun and counted in cem_stats_t, never hidden.
+ *
+ * Returns 0, -EINVAL (NULL pointers, res->action NULL, state sized for another horizon or
+ * action size, bad timespec) or -EDOM (non-finite h or z). Allocates nothing. */
 int cem_plan(cem_planner_t *p, const float *h, const float *z, cem_plan_state_t *state,
              uint64_t seed, const struct timespec *deadline, cem_result_t *res);
 

@@ -7,7 +7,8 @@
  *               against direct formulas
  *   cem_noise   the colored filter: unit variance per step, neighbouring steps correlated
  *               for beta = 2, identity-like (uncorrelated) for beta = 0
- *   cem_team    every member runs every job exactly once, many jobs in a row
+ *   cem_team    every member runs every job exactly once, many jobs in a row; a helper
+ *               that overruns the time limit is not waited for, and is waited for later
  */
 #include <errno.h>
 #include <math.h>
@@ -19,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -233,6 +235,57 @@ static void test_team(void **state)
     assert_int_equal(cem_team_create(0, NULL, NULL, &t), -EINVAL);
 }
 
+static double mono_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Member 1 is held until the test releases it (a preempted helper); member 0 returns. */
+typedef struct {
+    atomic_int finished;
+    atomic_bool release;
+} held_job_t;
+
+static void held_job(void *arg, int ith, int nth)
+{
+    (void)nth;
+    held_job_t *j = arg;
+    while (ith == 1 && !atomic_load(&j->release)) {
+        struct timespec d = {0, 1000 * 1000};
+        nanosleep(&d, NULL);
+    }
+    atomic_fetch_add(&j->finished, 1);
+}
+
+static void test_team_until(void **state)
+{
+    (void)state;
+    cem_team_t *t = NULL;
+    assert_int_equal(cem_team_create(2, NULL, NULL, &t), 0);
+    held_job_t held = {0};
+    /* the helper cannot finish before it is released: not waited for */
+    assert_false(cem_team_run_until(t, held_job, &held, mono_s() + 0.01));
+    assert_false(cem_team_wait_until(t, mono_s() + 0.001));
+    assert_int_equal(atomic_load(&held.finished), 1);
+    atomic_store(&held.release, true);
+    cem_team_wait(t);
+    assert_int_equal(atomic_load(&held.finished), 2);
+    assert_true(cem_team_wait_until(t, mono_s())); /* idle: true at once */
+    /* a job that ends in time (no time limit in practice) */
+    team_job_t job;
+    memset(&job, 0, sizeof job);
+    assert_true(cem_team_run_until(t, count_job, &job, mono_s() + 3600.0));
+    assert_int_equal(atomic_load(&job.calls[0]) + atomic_load(&job.calls[1]), 2);
+    /* destroy while a helper is still busy waits for it */
+    atomic_store(&held.release, false);
+    assert_false(cem_team_run_until(t, held_job, &held, mono_s() + 0.01));
+    atomic_store(&held.release, true);
+    cem_team_destroy(t);
+    assert_int_equal(atomic_load(&held.finished), 4);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -242,6 +295,7 @@ int main(void)
         cmocka_unit_test(test_refit),
         cmocka_unit_test(test_noise_filter),
         cmocka_unit_test(test_team),
+        cmocka_unit_test(test_team_until),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
