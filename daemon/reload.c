@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 #include "notify.h"
@@ -217,7 +218,12 @@ static void start_next(server_t *s)
         s->reload.cur = r;
         s->reload.like = registry_acquire(&s->registry);
         s->reload.work.data = s;
-        mpcd_notify("RELOADING=1");
+        /* MONOTONIC_USEC lets Type=notify-reload (systemd 253+) match this reload. */
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        mpcd_notifyf("RELOADING=1\nMONOTONIC_USEC=%llu",
+                     (unsigned long long)now.tv_sec * 1000000ull +
+                         (unsigned long long)now.tv_nsec / 1000);
         mpcd_log(MPCD_LOG_INFO, "reloading %s (from %s)", r->path, r->origin);
         int rc = uv_queue_work(s->loop, &s->reload.work, load_work, load_done);
         if (rc) {

@@ -619,7 +619,7 @@ def test_sd_notify_and_watchdog(models, tmp_path, monkeypatch):
         assert any(m.startswith("STATUS=serving") for m in until("WATCHDOG=1"))
         until("WATCHDOG=1")  # again: the daemon pings twice per WatchdogSec
         d.signal(signal.SIGHUP)
-        until("RELOADING=1")
+        assert any(m.startswith("MONOTONIC_USEC=") for m in until("RELOADING=1"))
         until("READY=1")
         d.signal(signal.SIGTERM)
         until("STOPPING=1")
