@@ -485,6 +485,9 @@ int cem_plan(cem_planner_t *p, const float *h, const float *z, cem_plan_state_t 
     const double soft = dl - c->margin_s;
     /* a straggler of the previous plan (see run_iteration) must finish first */
     bool team_idle = cem_team_wait_until(p->team, soft);
+    /* a slow spell is forgotten plan by plan too, not only when iterations run: a plan
+     * that starts an iteration which then runs slow is still cut by the per-call check */
+    p->slow = 1.0 + (p->slow - 1.0) * 0.7;
     memcpy(p->h0, h, sizeof(float) * p->D);
     memcpy(p->z0, z, sizeof(float) * p->S);
     init_distribution(p, state);
