@@ -9,10 +9,12 @@
  * depend on which thread ran which block.
  *
  * The deadline: the cost of an iteration per candidate is an EWMA kept across plans
- * (calibrated in cem_create); an iteration starts only if its predicted cost ends before
- * `deadline - margin`. As a second line of defence the workers check the clock after every
- * imagination step and abandon the iteration at `deadline - margin / 2` (the last
- * completed iteration's plan is returned). Every buffer is allocated in cem_create.
+ * (calibrated in cem_create) times a decaying slow-spell factor; an iteration starts only
+ * if its predicted cost ends before `deadline - margin`. As a second line of defence no
+ * librssm call starts that would, at the duration of its previous call, still run at
+ * `deadline - margin / 2`: the iteration is then abandoned and the last completed
+ * iteration's plan returned, without waiting for a preempted helper. A stale estimate is
+ * re-measured by a probe iteration (see cem_plan). Every buffer is allocated in cem_create.
  */
 #include "planner.h"
 
@@ -34,7 +36,8 @@
 #include "cem_team.h"
 
 #define ALIGN 64
-/* Rows per block are chosen so that one block's activations stay around this size (L2). */
+/* Rows per block: as many as keep one block's activations around this size. OpenBLAS packs
+ * the weights on every call, so more rows per call is cheaper, up to cache pressure. */
 #define BLOCK_BYTES (4 << 20)
 #define MIN_BLOCK 16
 /* After this many plans in a row without a first iteration, one is tried anyway. */
@@ -445,18 +448,23 @@ static double predict_cost(const cem_planner_t *p, int n)
     return f * p->cand_cost_s * n + p->fixed_s;
 }
 
-/* Warm start (or the middle of the bounds) into p->mean; std = init_std * half range. */
+/* The warm start for step t, dimension d: the state's mean where it is fresh, else the
+ * middle of the bounds; clipped to the bounds. */
+static float warm_value(const cem_planner_t *p, const cem_plan_state_t *s, int t, int d)
+{
+    int fresh = s->valid ? p->H - s->stale_tail : 0;
+    float v = t < fresh ? s->mean[t * p->A + d] : p->mid[d];
+    v = isfinite(v) ? v : p->mid[d];
+    return v < p->lo[d] ? p->lo[d] : v > p->hi[d] ? p->hi[d] : v;
+}
+
+/* Warm start into p->mean; std = init_std * half range. */
 static void init_distribution(cem_planner_t *p, const cem_plan_state_t *s)
 {
-    const int H = p->H, A = p->A;
-    int fresh = s->valid ? H - s->stale_tail : 0;
-    for (int t = 0; t < H; t++)
-        for (int d = 0; d < A; d++) {
-            float v = t < fresh ? s->mean[t * A + d] : p->mid[d];
-            v = isfinite(v) ? v : p->mid[d];
-            v = v < p->lo[d] ? p->lo[d] : v > p->hi[d] ? p->hi[d] : v;
-            p->mean[t * A + d] = v;
-            p->std[t * A + d] = p->cfg.init_std * p->half[d];
+    for (int t = 0; t < p->H; t++)
+        for (int d = 0; d < p->A; d++) {
+            p->mean[t * p->A + d] = warm_value(p, s, t, d);
+            p->std[t * p->A + d] = p->cfg.init_std * p->half[d];
         }
 }
 
@@ -488,12 +496,14 @@ int cem_plan(cem_planner_t *p, const float *h, const float *z, cem_plan_state_t 
     /* a slow spell is forgotten plan by plan too, not only when iterations run: a plan
      * that starts an iteration which then runs slow is still cut by the per-call check */
     p->slow = 1.0 + (p->slow - 1.0) * 0.7;
-    memcpy(p->h0, h, sizeof(float) * p->D);
-    memcpy(p->z0, z, sizeof(float) * p->S);
-    init_distribution(p, state);
-    p->job.seed = seed;
-    p->job.has_stop = deadline != NULL;
-    p->job.stop = dl - 0.5 * c->margin_s;
+    if (team_idle) { /* else a straggler still reads these: leave them alone */
+        memcpy(p->h0, h, sizeof(float) * p->D);
+        memcpy(p->z0, z, sizeof(float) * p->S);
+        init_distribution(p, state);
+        p->job.seed = seed;
+        p->job.has_stop = deadline != NULL;
+        p->job.stop = dl - 0.5 * c->margin_s;
+    }
 
     int done = 0, total = 0;
     bool cut = false;
@@ -545,9 +555,10 @@ int cem_plan(cem_planner_t *p, const float *h, const float *z, cem_plan_state_t 
     res->deadline_cut = cut || !team_idle;
     res->fallback = done == 0;
     if (done == 0) {
-        /* the warm start's first action, or the middle of the bounds (init_distribution
-         * already clipped it); the caller's state is left as it was */
-        memcpy(res->action, p->mean, sizeof(float) * A);
+        /* the warm start's first action, or the middle of the bounds; the caller's state
+         * is left as it was */
+        for (int d = 0; d < A; d++)
+            res->action[d] = warm_value(p, state, 0, d);
         res->predicted_return = NAN;
     } else {
         for (int d = 0; d < A; d++) {
