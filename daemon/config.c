@@ -68,12 +68,13 @@ static const cfg_desc_t table[] = {
     {"idle-timeout-s", "server", CFG_DOUBLE, F(idle_timeout_s), 0, 86400 * 7, "300", "S",
      "Close connections silent for this long (0 = never)."},
     {"max-queued", "server", CFG_INT, F(max_queued), 1, 4096, "16", "N",
-     "Requests a connection may have waiting; further ones are answered at once with "
-     "Error OVERLOADED."},
+     "Requests a connection may have waiting behind one in progress (a step or a "
+     "reload); further ones are answered at once with Error OVERLOADED."},
     {"unix-mode", "server", CFG_MODE, F(unix_mode), 0, 0777, "0660", "MODE",
      "Permission bits of unix: sockets (octal)."},
     {"auth-token", "server", CFG_STR, F(auth_token), 0, 0, "none", "TOKEN",
-     "When set, Hello must carry this token (Error UNAUTHENTICATED otherwise)."},
+     "When set, Hello must carry this token (Error UNAUTHENTICATED otherwise). Put it in "
+     "the config file: command lines are visible to other users."},
     {"shutdown-timeout-s", "server", CFG_DOUBLE, F(shutdown_timeout_s), 0, 3600, "10", "S",
      "On SIGTERM, wait at most this long for in-flight requests before exiting."},
     {"deadline-ms", "control", CFG_DOUBLE, F(deadline_ms), 0.1, 60000, "20", "MS",
