@@ -43,6 +43,7 @@ typedef struct cfg_desc {
     const char *def;
     const char *arg; /* placeholder in --help */
     const char *help;
+    bool secret; /* never printed back (--check-config) */
 } cfg_desc_t;
 
 #define F(field) offsetof(mpcd_config_t, field)
@@ -74,7 +75,8 @@ static const cfg_desc_t table[] = {
      "Permission bits of unix: sockets (octal)."},
     {"auth-token", "server", CFG_STR, F(auth_token), 0, 0, "none", "TOKEN",
      "When set, Hello must carry this token (Error UNAUTHENTICATED otherwise). Put it in "
-     "the config file: command lines are visible to other users."},
+     "the config file: command lines are visible to other users.",
+     true},
     {"shutdown-timeout-s", "server", CFG_DOUBLE, F(shutdown_timeout_s), 0, 3600, "10", "S",
      "On SIGTERM, wait at most this long for in-flight requests before exiting."},
     {"deadline-ms", "control", CFG_DOUBLE, F(deadline_ms), 0.1, 60000, "20", "MS",
@@ -648,7 +650,10 @@ void config_print(FILE *out, const mpcd_config_t *c)
         switch (d->type) {
         case CFG_STR: {
             const char *s = *(char *const *)p;
-            fprintf(out, "%s = %s\n", d->name, s ? s : "none");
+            if (d->secret && s)
+                fprintf(out, "# %s = (set, not shown)\n", d->name);
+            else
+                fprintf(out, "%s = %s\n", d->name, s ? s : "none");
             break;
         }
         case CFG_LIST:

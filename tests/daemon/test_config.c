@@ -240,7 +240,7 @@ static void test_help_and_roundtrip(void **state)
         assert_non_null(strstr(buf, *s));
     /* Every key of the effective config is documented as an option. */
     for (char *line = strtok(ini, "\n"); line; line = strtok(NULL, "\n")) {
-        if (line[0] == '[')
+        if (line[0] == '[' || line[0] == '#')
             continue;
         char key[64], opt[80];
         assert_int_equal(sscanf(line, "%63s", key), 1);
@@ -269,6 +269,16 @@ static void test_help_and_roundtrip(void **state)
     free(path);
     free(ini);
     free(buf);
+
+    /* A secret is not printed back. */
+    assert_int_equal(parse(&c, &act, err, 2, "--auth-token", "hunter2"), 0);
+    f = open_memstream(&ini, &ilen);
+    config_print(f, &c);
+    fclose(f);
+    assert_null(strstr(ini, "hunter2"));
+    assert_non_null(strstr(ini, "# auth-token = (set, not shown)"));
+    free(ini);
+    config_free(&c);
 }
 
 int main(void)
