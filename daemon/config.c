@@ -23,6 +23,7 @@
 
 typedef enum {
     CFG_STR,    /* char *, "none" or "" clears it */
+    CFG_SECRET, /* a CFG_STR never printed back (--check-config) */
     CFG_LIST,   /* char *[CONFIG_MAX_LISTEN] + count, repeatable */
     CFG_INT,    /* int in [min, max] */
     CFG_I64,    /* int64_t in [min, max] */
@@ -43,7 +44,6 @@ typedef struct cfg_desc {
     const char *def;
     const char *arg; /* placeholder in --help */
     const char *help;
-    bool secret; /* never printed back (--check-config) */
 } cfg_desc_t;
 
 #define F(field) offsetof(mpcd_config_t, field)
@@ -73,10 +73,9 @@ static const cfg_desc_t table[] = {
      "reload); further ones are answered at once with Error OVERLOADED."},
     {"unix-mode", "server", CFG_MODE, F(unix_mode), 0, 0777, "0660", "MODE",
      "Permission bits of unix: sockets (octal)."},
-    {"auth-token", "server", CFG_STR, F(auth_token), 0, 0, "none", "TOKEN",
+    {"auth-token", "server", CFG_SECRET, F(auth_token), 0, 0, "none", "TOKEN",
      "When set, Hello must carry this token (Error UNAUTHENTICATED otherwise). Put it in "
-     "the config file: command lines are visible to other users.",
-     true},
+     "the config file: command lines are visible to other users."},
     {"shutdown-timeout-s", "server", CFG_DOUBLE, F(shutdown_timeout_s), 0, 3600, "10", "S",
      "On SIGTERM, wait at most this long for in-flight requests before exiting."},
     {"deadline-ms", "control", CFG_DOUBLE, F(deadline_ms), 0.1, 60000, "20", "MS",
@@ -214,6 +213,7 @@ static int apply(mpcd_config_t *c, const cfg_desc_t *d, const char *v, char *err
     bool b;
     switch (d->type) {
     case CFG_STR:
+    case CFG_SECRET:
         return set_string(p, v);
     case CFG_LIST:
         if (c->nlisten >= CONFIG_MAX_LISTEN) {
@@ -340,7 +340,7 @@ void config_free(mpcd_config_t *c)
     if (!c)
         return;
     for (size_t i = 0; i < NTABLE; i++) {
-        if (table[i].type == CFG_STR) {
+        if (table[i].type == CFG_STR || table[i].type == CFG_SECRET) {
             char **s = (char **)((char *)c + table[i].offset);
             free(*s);
             *s = NULL;
@@ -648,9 +648,10 @@ void config_print(FILE *out, const mpcd_config_t *c)
             fprintf(out, "%s[%s]\n", i ? "\n" : "", section);
         }
         switch (d->type) {
-        case CFG_STR: {
+        case CFG_STR:
+        case CFG_SECRET: {
             const char *s = *(char *const *)p;
-            if (d->secret && s)
+            if (d->type == CFG_SECRET && s)
                 fprintf(out, "# %s = (set, not shown)\n", d->name);
             else
                 fprintf(out, "%s = %s\n", d->name, s ? s : "none");
