@@ -330,6 +330,16 @@ def test_sighup_and_watch(models, tmp_path):
             assert c.status().model_version == 3, d.log_text()
             a = c.step(obs(1), seq=1)
             assert a.model_version == 3
+            # A broken file renamed in is refused; version 3 keeps serving.
+            failed = c.status().reloads_failed
+            tmp.write_bytes(b"not a model")
+            os.rename(tmp, path)
+            deadline = time.monotonic() + 20
+            while c.status().reloads_failed == failed and time.monotonic() < deadline:
+                time.sleep(0.05)
+            st = c.status()
+            assert st.reloads_failed == failed + 1 and st.model_version == 3
+            assert c.step(obs(2), seq=2).model_version == 3
     finally:
         assert d.stop() == 0, d.log_text()
 
