@@ -204,14 +204,14 @@ static void test_noise_filter(void **state)
 
 typedef struct {
     atomic_int calls[8];
-    int nth_seen;
+    atomic_int nth_seen;
 } team_job_t;
 
 static void count_job(void *arg, int ith, int nth)
 {
     team_job_t *j = arg;
     atomic_fetch_add(&j->calls[ith], 1);
-    j->nth_seen = nth;
+    atomic_store(&j->nth_seen, nth);
 }
 
 static void test_team(void **state)
@@ -227,7 +227,7 @@ static void test_team(void **state)
             cem_team_run(t, count_job, &job);
         for (int i = 0; i < 8; i++)
             assert_int_equal(atomic_load(&job.calls[i]), i < nth ? 2000 : 0);
-        assert_int_equal(job.nth_seen, nth);
+        assert_int_equal(atomic_load(&job.nth_seen), nth);
         cem_team_destroy(t);
     }
     cem_team_destroy(NULL);
