@@ -380,6 +380,18 @@ def test_bad_frames(models):
             s = raw_connect(d)
             s.sendall(os.urandom(n))
             s.close()
+        # Well-framed random payloads: each gets exactly one reply, none kills the stream.
+        import random
+        rng = random.Random(5)
+        s = raw_connect(d)
+        n = 200
+        for i in range(n):
+            payload = bytes(rng.randrange(256) for _ in range(rng.randrange(0, 64)))
+            s.sendall(mpc_client.encode_varint(len(payload)) + payload)
+        s.sendall(frame(pb.Request(id=424242, status=pb.Status())))
+        replies = read_replies(s, n + 1)
+        assert len(replies) == n + 1 and replies[-1].id == 424242
+        s.close()
         with mpc_client.Client(d.address, timeout=10) as c:
             c.hello("after")
             assert c.step(obs(0), seq=0, reset=True).seq == 0
