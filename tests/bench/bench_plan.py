@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import torch
 
@@ -61,10 +62,12 @@ def run_c(binary, model, *args):
 
 
 def throughput(args, lines):
-    print("\n1. throughput (I=10, H=12, K=J/10; C threads=%d; torch best of 1, 2 threads)"
-          % args.threads)
-    print(f"   {'model':8s} {'A':>2} {'J':>5} {'C cand-steps/s':>15} {'GFLOP/s':>8} {'torch cs/s':>11} "
-          f"{'ratio':>6} {'sgemm 1t/2t':>12} {'of 2t':>6} {'C p50 ms':>9}")
+    print("\n1. throughput (I=10, H=12, K=J/10). Wall: C on %d threads vs torch best of 1 and 2"
+          " threads. CPU: both on 1 thread, candidate-steps per CPU-second (steadier when the"
+          " machine is shared)" % args.threads)
+    print(f"   {'model':8s} {'A':>2} {'J':>5} {'C cs/s':>8} {'GFLOP/s':>8} {'torch':>8} "
+          f"{'ratio':>6} | {'C cpu':>8} {'torch cpu':>9} {'ratio':>6} | {'sgemm 1t/2t':>12} "
+          f"{'of 2t':>6} {'C p50 ms':>9}")
     for size, sizes, A in (("planet", PLANET, 1), ("planet", PLANET, 6), ("shipped", SHIPPED, 1)):
         path, model = write_model(args.outdir, f"{size}-a{A}", A, sizes)
         low, high = -torch.ones(A), torch.ones(A)
@@ -72,12 +75,20 @@ def throughput(args, lines):
         for J in (100, 1000):
             K = J // 10
             plans = args.plans if J == 100 else max(3, args.plans // 4)
-            c = run_c(args.bin, path, "--candidates", J, "--top", K, "--iterations", 10,
-                      "--horizon", 12, "--threads", args.threads, "--plans", plans,
+            common = ["--candidates", J, "--top", K, "--iterations", 10, "--horizon", 12,
+                      "--plans", plans]
+            c = run_c(args.bin, path, *common, "--threads", args.threads,
                       *(["--sgemm"] if first else []))
             if first:
                 sg1, sg2 = c["sgemm_gflops_1t"], c["sgemm_gflops_2t"]
                 first = False
+            c1 = run_c(args.bin, path, *common, "--threads", 1)
+            # CPU time first, after a pause: the 2-thread run's OpenMP workers spin for a
+            # while after it and their CPU time would be charged to this one
+            time.sleep(1.0)
+            tc = cem_torch.time_plans(model, low, high, J, K, 10, 12, 1, max(2, plans // 2),
+                                      cpu=True)
+            torch_cpu = J * 12 * 10 / min(tc)
             best = None
             for th in (1, 2):
                 ts = cem_torch.time_plans(model, low, high, J, K, 10, 12, th, max(2, plans // 2))
@@ -85,13 +96,18 @@ def throughput(args, lines):
                 if best is None or cs > best[0]:
                     best = (cs, th)
             ratio = c["candidate_steps_per_s"] / best[0]
+            ratio_cpu = c1["cpu_candidate_steps_per_s"] / torch_cpu
             frac = c["gflops"] / sg2
-            print(f"   {size:8s} {A:>2} {J:>5} {c['candidate_steps_per_s']:>15.0f} {c['gflops']:>8.2f} "
-                  f"{best[0]:>11.0f} {ratio:>6.2f} {sg1:>5.1f}/{sg2:<6.1f} {frac:>6.0%} "
-                  f"{c['plan_ms_p50']:>9.2f}")
+            print(f"   {size:8s} {A:>2} {J:>5} {c['candidate_steps_per_s']:>8.0f} "
+                  f"{c['gflops']:>8.2f} {best[0]:>8.0f} {ratio:>6.2f} | "
+                  f"{c1['cpu_candidate_steps_per_s']:>8.0f} {torch_cpu:>9.0f} {ratio_cpu:>6.2f} | "
+                  f"{sg1:>5.1f}/{sg2:<6.1f} {frac:>6.0%} {c['plan_ms_p50']:>9.2f}")
             lines.append({"bench": "throughput", "model": size, "action_dim": A, "candidates": J,
-                          "c": c, "torch_candidate_steps_per_s": round(best[0], 1),
+                          "c": c, "c_1thread": c1,
+                          "torch_candidate_steps_per_s": round(best[0], 1),
                           "torch_threads": best[1], "ratio_to_torch": round(ratio, 3),
+                          "torch_cpu_candidate_steps_per_s_1thread": round(torch_cpu, 1),
+                          "ratio_to_torch_cpu_1thread": round(ratio_cpu, 3),
                           "sgemm_gflops_1t": sg1, "sgemm_gflops_2t": sg2,
                           "fraction_of_sgemm_2t": round(frac, 3)})
 
