@@ -70,7 +70,8 @@ void cem_plan_state_shift(cem_plan_state_t *s);
 typedef struct cem_result {
     float *action;          /* caller-provided [A]: first action of the plan (the refitted
                                mean, as PlaNet), inside the action bounds */
-    float predicted_return; /* best predicted return among the last iteration's candidates */
+    float predicted_return; /* best predicted return among the last iteration's candidates;
+                               NaN on a fallback (nothing was predicted) */
     int iterations;         /* completed */
     int candidates;         /* evaluated in total */
     bool deadline_cut;      /* stopped before `iterations` because of the deadline */
