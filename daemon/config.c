@@ -57,7 +57,8 @@ static const cfg_desc_t table[] = {
      "the model path)."},
     {"listen", "server", CFG_LIST, F(listen), 0, 0, "tcp://127.0.0.1:7070", "ADDR",
      "Protocol listener: tcp://HOST:PORT (IPv6 as tcp://[::1]:7070) or unix:PATH. "
-     "Repeat for several. Ignored under systemd socket activation."},
+     "Repeat for several (tcp://[::]:PORT is IPv6 only: add tcp://0.0.0.0:PORT for IPv4). "
+     "Ignored under systemd socket activation."},
     {"status-listen", "server", CFG_STR, F(status_listen), 0, 0, "127.0.0.1:9464", "HOST:PORT",
      "HTTP status endpoint (/metrics, /status, /healthz, /readyz); \"none\" "
      "disables it."},
