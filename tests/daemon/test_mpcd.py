@@ -731,3 +731,25 @@ def test_slow_reader_backpressure(models):
         assert "reading paused" in d.log_text() and "reading resumed" in d.log_text()
     finally:
         assert d.stop() == 0, d.log_text()
+
+
+def test_large_messages(models):
+    """Requests far larger than the connection's initial buffers (arena growth)."""
+    d = start(models["a"])
+    try:
+        s = raw_connect(d)
+        name = "n" * 200000
+        s.sendall(frame(pb.Request(id=1, hello=pb.Hello(client_name=name))))
+        assert read_reply(s).HasField("welcome")
+        big = pb.Request(id=2, step=pb.Step(seq=0, observation=[0.5] * 100000, reset=True))
+        s.sendall(frame(big))
+        r = read_reply(s)
+        assert r.error.code == pb.Error.SIZE_MISMATCH and "100000" in r.error.message
+        s.sendall(frame(step_request(3, 0, reset=True)))
+        assert read_reply(s).action.seq == 0
+        s.sendall(frame(pb.Request(id=4, status=pb.Status())))
+        st = read_reply(s).status
+        assert [x.client_name for x in st.session] == ["n" * 63]
+        s.close()
+    finally:
+        assert d.stop() == 0, d.log_text()
