@@ -23,45 +23,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "alloc_count.h"
 #include "config.h"
 #include "mpcclient.h"
 #include "server.h"
 
 static const char *path_a, *path_b;
-
-/* ---- counting allocator (--wrap), blind to the client's thread ---- */
-static atomic_int allocs;
-static atomic_bool counting;
-static _Thread_local bool is_client;
-void *__real_malloc(size_t);
-void *__real_calloc(size_t, size_t);
-void *__real_realloc(void *, size_t);
-void *__real_aligned_alloc(size_t, size_t);
-static void count(void)
-{
-    if (atomic_load(&counting) && !is_client)
-        atomic_fetch_add(&allocs, 1);
-}
-void *__wrap_malloc(size_t n)
-{
-    count();
-    return __real_malloc(n);
-}
-void *__wrap_calloc(size_t a, size_t b)
-{
-    count();
-    return __real_calloc(a, b);
-}
-void *__wrap_realloc(void *p, size_t n)
-{
-    count();
-    return __real_realloc(p, n);
-}
-void *__wrap_aligned_alloc(size_t a, size_t n)
-{
-    count();
-    return __real_aligned_alloc(a, n);
-}
 
 typedef struct {
     server_t *s;
@@ -124,7 +91,7 @@ static void test_server_steady_state(void **state)
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, run, &ra), 0);
 
-    is_client = true;
+    alloc_ignore_thread = true; /* the client's own allocations are not the daemon's */
     mpc_client_t *c;
     assert_int_equal(mpc_client_create(&c), 0);
     assert_int_equal(mpc_client_connect(c, listen, 5000), 0);
@@ -133,11 +100,9 @@ static void test_server_steady_state(void **state)
     assert_int_equal(w.model_version, 1);
     steps(c, 0, 20); /* warm up: buffers grow to their steady size */
 
-    atomic_store(&allocs, 0);
-    atomic_store(&counting, true);
+    alloc_count_start();
     steps(c, 20, 200);
-    atomic_store(&counting, false);
-    assert_int_equal(atomic_load(&allocs), 0);
+    assert_int_equal(alloc_count_stop(), 0);
 
     /* Hot-swap through a second connection while the first keeps stepping. */
     mpc_client_t *ctl;
@@ -149,11 +114,9 @@ static void test_server_steady_state(void **state)
     assert_true(rr.ok);
     assert_int_equal(rr.model_version, 2);
     steps(c, 220, 20); /* re-sync happens here (allocation allowed: sizes may change) */
-    atomic_store(&allocs, 0);
-    atomic_store(&counting, true);
+    alloc_count_start();
     steps(c, 240, 100);
-    atomic_store(&counting, false);
-    assert_int_equal(atomic_load(&allocs), 0);
+    assert_int_equal(alloc_count_stop(), 0);
 
     mpc_client_destroy(ctl);
     mpc_client_destroy(c);

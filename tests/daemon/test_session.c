@@ -23,42 +23,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "alloc_count.h"
 #include "registry.h"
 #include "session.h"
 
 static const char *path_a, *path_b, *path_c;
-
-/* ---- counting allocator (--wrap) ---- */
-static atomic_int allocs;
-static bool counting;
-void *__real_malloc(size_t);
-void *__real_calloc(size_t, size_t);
-void *__real_realloc(void *, size_t);
-void *__real_aligned_alloc(size_t, size_t);
-void *__wrap_malloc(size_t n)
-{
-    if (counting)
-        atomic_fetch_add(&allocs, 1);
-    return __real_malloc(n);
-}
-void *__wrap_calloc(size_t a, size_t b)
-{
-    if (counting)
-        atomic_fetch_add(&allocs, 1);
-    return __real_calloc(a, b);
-}
-void *__wrap_realloc(void *p, size_t n)
-{
-    if (counting)
-        atomic_fetch_add(&allocs, 1);
-    return __real_realloc(p, n);
-}
-void *__wrap_aligned_alloc(size_t a, size_t n)
-{
-    if (counting)
-        atomic_fetch_add(&allocs, 1);
-    return __real_aligned_alloc(a, n);
-}
 
 static int wakes;
 static void wake(void *ctx)
@@ -314,8 +283,7 @@ static void test_step_allocates_nothing(void **state)
         far_deadline(s);
         session_step(s, a, &a->slots[0]);
     }
-    atomic_store(&allocs, 0);
-    counting = true;
+    alloc_count_start();
     for (int t = 3; t < 20; t++) {
         set_obs(s, t);
         s->in.reset = t == 10;
@@ -323,8 +291,7 @@ static void test_step_allocates_nothing(void **state)
         far_deadline(s);
         session_step(s, a, &a->slots[t % 2]);
     }
-    counting = false;
-    assert_int_equal(atomic_load(&allocs), 0);
+    assert_int_equal(alloc_count_stop(), 0);
     session_destroy(s);
     registry_model_free(a);
 }
