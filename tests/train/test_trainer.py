@@ -200,3 +200,14 @@ def test_cli_rejects_bad_input(tmp_path):
     assert r.returncode == 2 and "no .npz episodes" in r.stderr
     r = run_train("--data", str(tmp_path), "--resume", "--no-progress")
     assert r.returncode == 2 and "--checkpoint" in r.stderr
+
+
+def test_resume_overrides_only_what_the_command_line_gives():
+    from mpc_rssm.learn import build_parser as learn_parser
+    from mpc_rssm.train_cli import build_parser as train_parser, resume_overrides
+    argv = ["--data", "d", "--resume", "--checkpoint", "c", "--free-nats", "1.5",
+            "--lr", "3e-4"]
+    assert resume_overrides(train_parser, argv) == {"free_nats": 1.5, "lr": 3e-4}
+    assert resume_overrides(train_parser, ["--data", "d"]) == {}
+    argv = ["--task", "cartpole-swingup", "--out", "o", "--resume", "--free-nats=0.5"]
+    assert resume_overrides(learn_parser, argv) == {"free_nats": 0.5}

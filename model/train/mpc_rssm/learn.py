@@ -160,8 +160,9 @@ class Daemon:
 
 # -- the loop ----------------------------------------------------------------------------
 class Learner:
-    def __init__(self, args):
+    def __init__(self, args, argv=None):
         self.args = args
+        self.argv = sys.argv[1:] if argv is None else argv
         self.out = os.path.abspath(args.out)
         self.ep_dir = os.path.join(self.out, "episodes")
         self.eval_dir = os.path.join(self.out, "eval")
@@ -271,7 +272,8 @@ class Learner:
     def trainer(self, buffer):
         a = self.args
         if os.path.exists(self.ckpt):
-            t = Trainer.load(self.ckpt, {"lr": a.lr})
+            from .train_cli import resume_overrides
+            t = Trainer.load(self.ckpt, resume_overrides(build_parser, self.argv))
             self.say(f"resumed trainer at step {t.step}")
             return t
         from .train_cli import model_config_from, train_config_from
@@ -443,7 +445,7 @@ def main(argv=None):
         print("mpc-learn: need 1 <= --seed-episodes <= --episodes", file=sys.stderr)
         return 2
     try:
-        return Learner(args).run()
+        return Learner(args, argv).run()
     except LoopError as e:
         print(f"mpc-learn: {e}", file=sys.stderr)
         return 1

@@ -81,6 +81,17 @@ def train_config_from(args):
     return TrainConfig(**names)
 
 
+def resume_overrides(build_parser, argv):
+    """TrainConfig fields given explicitly on the command line. On --resume they replace the
+    checkpoint's saved values (e.g. a new --free-nats or --lr); every other field keeps the
+    value the run started with."""
+    probe = build_parser()
+    for action in probe._actions:
+        action.default = argparse.SUPPRESS
+    given = vars(probe.parse_args(argv))
+    return {f: v for f, v in given.items() if f in TrainConfig.__dataclass_fields__}
+
+
 def model_config_from(args, obs_dim, action_dim):
     return RSSMConfig(obs_dim=obs_dim, action_dim=action_dim, deter=args.deter,
                       stoch=args.stoch, hidden=args.hidden, embed=args.embed,
@@ -153,7 +164,7 @@ def main(argv=None):
         return 2
     if args.resume:
         try:
-            trainer = Trainer.load(args.checkpoint, {"lr": args.lr})
+            trainer = Trainer.load(args.checkpoint, resume_overrides(build_parser, argv))
         except (OSError, ValueError, RuntimeError, KeyError) as e:
             print(f"mpc-train: cannot resume from {args.checkpoint}: {e}", file=sys.stderr)
             return 2
