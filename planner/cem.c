@@ -136,13 +136,22 @@ void cem_config_default(cem_config_t *cfg)
     cfg->margin_s = 0.0005;
     cfg->sample_latent = true;
     cfg->use_value = false;
-    cfg->population_decay = 1.0;
+    cfg->population_decay = 1.0; /* plain CEM; cem_config_icem() turns iCEM on */
     cfg->keep_elites = 0.0;
     cfg->noise_beta = 0.0;
     cfg->mppi = false;
     cfg->mppi_temperature = 1.0;
     cfg->min_std = 0.0f;
     cfg->init_std = 1.0f;
+}
+
+void cem_config_icem(cem_config_t *cfg)
+{
+    /* tests/bench/bench_plan.py and the trained cartpole model both plan better per
+     * iteration and per millisecond with these (see planner/README.md) */
+    cfg->population_decay = 0.7;
+    cfg->keep_elites = 0.3;
+    cfg->noise_beta = 2.0;
 }
 
 int cem_config_validate(const cem_config_t *c, char *err, size_t errlen)

@@ -57,6 +57,8 @@ static const char usage_text[] =
     "    --population-decay X  iCEM: J_i = max(2K, J X^i) (1 = off)\n"
     "    --keep-elites X       iCEM: fraction of the top K kept across iterations (0)\n"
     "    --noise-beta X        iCEM: colored noise exponent (0 = white)\n"
+    "    --icem                the three iCEM options at cem_config_icem()'s values\n"
+    "    --plain               the three iCEM options off (the default)\n"
     "    --mppi                MPPI weighting instead of the top-K refit\n"
     "    --mppi-temperature X  MPPI temperature (1)\n"
     "    --min-std X           std floor relative to half the action range (0)\n"
@@ -148,6 +150,13 @@ static int parse(int argc, char **argv, opts_t *o)
         if (!strcmp(a, "--mean-latent")) { o->cfg.sample_latent = false; continue; }
         if (!strcmp(a, "--use-value")) { o->cfg.use_value = true; continue; }
         if (!strcmp(a, "--mppi")) { o->cfg.mppi = true; continue; }
+        if (!strcmp(a, "--icem")) { cem_config_icem(&o->cfg); continue; }
+        if (!strcmp(a, "--plain")) {
+            o->cfg.population_decay = 1.0;
+            o->cfg.keep_elites = 0.0;
+            o->cfg.noise_beta = 0.0;
+            continue;
+        }
         if (!strcmp(a, "--sgemm")) { o->sgemm = true; continue; }
         if (!strcmp(a, "--json")) { o->json = true; continue; }
         if (i + 1 >= argc)

@@ -27,13 +27,15 @@ import rssm_testlib as lib
 
 PLANET = dict(deter=200, stoch=30, hidden=200, embed=200)
 SHIPPED = dict(deter=64, stoch=16, hidden=64, embed=64)
+# Every variant starts from --plain (the iCEM options are libplanner's defaults).
 VARIANTS = [
-    ("plain CEM", []),
-    ("iCEM decay 0.7", ["--population-decay", "0.7"]),
-    ("iCEM keep 0.3", ["--keep-elites", "0.3"]),
-    ("iCEM colored 2", ["--noise-beta", "2"]),
-    ("iCEM all three", ["--population-decay", "0.7", "--keep-elites", "0.3", "--noise-beta", "2"]),
-    ("MPPI T=10", ["--mppi", "--mppi-temperature", "10"]),
+    ("plain CEM", ["--plain"]),
+    ("iCEM decay 0.7", ["--plain", "--population-decay", "0.7"]),
+    ("iCEM keep 0.3", ["--plain", "--keep-elites", "0.3"]),
+    ("iCEM colored 2", ["--plain", "--noise-beta", "2"]),
+    ("iCEM all three", ["--plain", "--population-decay", "0.7", "--keep-elites", "0.3",
+                        "--noise-beta", "2"]),
+    ("MPPI T=10", ["--plain", "--mppi", "--mppi-temperature", "10"]),
 ]
 
 
@@ -76,7 +78,7 @@ def throughput(args, lines):
             K = J // 10
             plans = args.plans if J == 100 else max(3, args.plans // 4)
             common = ["--candidates", J, "--top", K, "--iterations", 10, "--horizon", 12,
-                      "--plans", plans]
+                      "--plans", plans, "--plain"]  # the same algorithm as cem_torch.py
             c = run_c(args.bin, path, *common, "--threads", args.threads,
                       *(["--sgemm"] if first else []))
             if first:
@@ -120,7 +122,7 @@ def deadline(args, lines):
         path, _ = write_model(args.outdir, "deadline-" + name.split()[0], 1, sizes)
         c = run_c(args.bin, path, "--candidates", J, "--top", J // 10, "--iterations", iters,
                   "--horizon", 12, "--threads", args.threads, "--deadline-ms", 20,
-                  "--plans", args.deadline_plans)
+                  "--plans", args.deadline_plans)  # libplanner's defaults
         print(f"   {name:18s} J={J:<5} expected iteration {c['iteration_ms_estimate']:.1f} ms  "
               f"before deadline {1 - c['overrun_fraction']:.4%}  "
               f"overruns {c['overruns']} (max {c['max_overrun_ms']:.3f} ms)  "

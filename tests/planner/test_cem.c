@@ -88,6 +88,7 @@ static int teardown(void **state)
     return 0;
 }
 
+/* PlaNet's plain CEM, smaller than the defaults. */
 static cem_config_t small_config(int threads)
 {
     cem_config_t c;
@@ -97,6 +98,9 @@ static cem_config_t small_config(int threads)
     c.iterations = 8;
     c.horizon = 6;
     c.threads = threads;
+    c.population_decay = 1.0;
+    c.keep_elites = 0.0;
+    c.noise_beta = 0.0;
     return c;
 }
 
@@ -204,8 +208,9 @@ static void test_converges_icem(void **state)
     c.iterations = 10;
     check_converges(&c, 0.02, 0.05);
     /* The optimum here steps from 0.8 to 0.3 after the first action, which time-correlated
-     * noise samples poorly: it converges, more slowly. */
-    c.noise_beta = 2.0;
+     * noise samples poorly: it converges, more slowly. These are cem_config_icem()'s. */
+    cem_config_icem(&c);
+    assert_true(c.noise_beta > 0.0 && c.keep_elites > 0.0 && c.population_decay < 1.0);
     c.iterations = 15;
     check_converges(&c, 0.08, 0.25);
 }
@@ -442,6 +447,8 @@ static void test_bad_config(void **state)
     assert_int_equal(c.iterations, 10);
     assert_int_equal(c.horizon, 12);
     assert_true(c.threads >= 1);
+    assert_true(c.sample_latent && !c.mppi && !c.use_value);
+    assert_true(c.population_decay == 1.0 && c.keep_elites == 0.0 && c.noise_beta == 0.0);
     c.top_k = 2000;
     assert_int_equal(cem_config_validate(&c, err, sizeof err), -EINVAL);
     assert_non_null(strstr(err, "top_k"));
