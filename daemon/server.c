@@ -369,7 +369,12 @@ static void on_connection(uv_stream_t *ls, int status)
         s->conns->prev = c;
     s->conns = c;
     s->nconns++;
-    if (s->nconns > s->cfg->max_connections) {
+    /* Count the connections still open: one being closed (its fd already shut, its
+     * handles not yet released) no longer takes a place. */
+    int open = 0;
+    for (conn_t *x = s->conns; x; x = x->next)
+        open += !x->closing;
+    if (open > s->cfg->max_connections) {
         conn_send_error(c, 0, MPC__V1__ERROR__CODE__OVERLOADED,
                         "too many connections (max-connections %d)", s->cfg->max_connections);
         count(s, MPCD_REQ_INVALID, MPCD_OUTCOME_OVERLOADED);
