@@ -39,7 +39,7 @@
 /* Rows per block: as many as keep one block's activations around this size. OpenBLAS packs
  * the weights on every call, so more rows per call is cheaper, up to cache pressure. */
 #define BLOCK_BYTES (4 << 20)
-#define MIN_BLOCK 16
+#define MIN_BLOCK   16
 /* After this many plans in a row without a first iteration, one is tried anyway. */
 #define PROBE_EVERY 4
 
@@ -58,36 +58,36 @@ struct cem_planner {
     const rssm_model_t *m;
     cem_config_t cfg;
     int D, S, A, H;
-    int cap;         /* most candidates in one iteration: J + kept elites */
-    int nkeep;       /* elites carried into the next iteration (iCEM) */
-    int max_block;   /* rows per block, at most */
+    int cap;       /* most candidates in one iteration: J + kept elites */
+    int nkeep;     /* elites carried into the next iteration (iCEM) */
+    int max_block; /* rows per block, at most */
     bool use_value;
-    float discount_h;  /* discount^H for the terminal value */
-    float *act;      /* [H, cap, A] candidate actions, time-major */
-    float *ret;      /* [cap] predicted returns */
-    float *w;        /* [cap] MPPI weights */
-    int *idx;        /* [max(K, nkeep)] elites, best first */
-    float *mean;     /* [H, A] */
-    float *std;      /* [H, A] */
-    float *elite;    /* [nkeep, H, A] actions of the kept elites */
-    float *color;    /* [H, H] colored-noise filter (NULL: white noise) */
+    float discount_h;            /* discount^H for the terminal value */
+    float *act;                  /* [H, cap, A] candidate actions, time-major */
+    float *ret;                  /* [cap] predicted returns */
+    float *w;                    /* [cap] MPPI weights */
+    int *idx;                    /* [max(K, nkeep)] elites, best first */
+    float *mean;                 /* [H, A] */
+    float *std;                  /* [H, A] */
+    float *elite;                /* [nkeep, H, A] actions of the kept elites */
+    float *color;                /* [H, H] colored-noise filter (NULL: white noise) */
     float *lo, *hi, *mid, *half; /* [A] bounds, middle, half range */
-    float *h0, *z0;  /* [D], [S] the belief being planned from */
-    cem_worker_t *workers; /* [threads] */
+    float *h0, *z0;              /* [D], [S] the belief being planned from */
+    cem_worker_t *workers;       /* [threads] */
     cem_team_t *team;
     void *mem;
 
     /* the iteration being run by the team */
     struct {
         uint64_t seed;
-        int iter;      /* index inside this plan (for the random streams) */
-        int n;         /* candidates */
-        int kept;      /* of which the first `kept` are carried-over elites */
-        int block;     /* rows per block */
+        int iter;  /* index inside this plan (for the random streams) */
+        int n;     /* candidates */
+        int kept;  /* of which the first `kept` are carried-over elites */
+        int block; /* rows per block */
         int nblocks;
         bool has_stop;
-        double stop;      /* CLOCK_MONOTONIC seconds: no call may still run then */
-        double step_est;  /* first guess of one librssm call on a block (0: just try) */
+        double stop;     /* CLOCK_MONOTONIC seconds: no call may still run then */
+        double step_est; /* first guess of one librssm call on a block (0: just try) */
         atomic_int next;
         atomic_bool abort;
         atomic_llong rows_done; /* candidate-steps completed, also when abandoned */
@@ -156,12 +156,12 @@ void cem_config_icem(cem_config_t *cfg)
 
 int cem_config_validate(const cem_config_t *c, char *err, size_t errlen)
 {
-#define CHECK(cond, ...)                                                                   \
-    do {                                                                                   \
-        if (!(cond)) {                                                                     \
-            set_err(err, errlen, __VA_ARGS__);                                             \
-            return -EINVAL;                                                                \
-        }                                                                                  \
+#define CHECK(cond, ...)                                                                       \
+    do {                                                                                       \
+        if (!(cond)) {                                                                         \
+            set_err(err, errlen, __VA_ARGS__);                                                 \
+            return -EINVAL;                                                                    \
+        }                                                                                      \
     } while (0)
     CHECK(c, "no configuration");
     CHECK(c->candidates >= 1 && c->candidates <= 1000000,
@@ -322,8 +322,8 @@ static bool rollout_block(cem_planner_t *p, cem_worker_t *w, int j0, int j1)
         const float *a = p->act + ((size_t)t * p->cap + j0) * A;
         rssm_imagine_batch(m, n, h, z, a, hn, w->pm, w->ps, w->ws);
         if (p->cfg.sample_latent) {
-            uint64_t key = cem_rng_key(p->job.seed, (uint64_t)p->job.iter, CEM_RNG_LATENT,
-                                       (uint64_t)t);
+            uint64_t key =
+                cem_rng_key(p->job.seed, (uint64_t)p->job.iter, CEM_RNG_LATENT, (uint64_t)t);
             cem_rng_normals(z, (int64_t)n * S, key, (uint64_t)j0 * (uint64_t)S);
             for (size_t k = 0; k < (size_t)n * S; k++)
                 z[k] = w->pm[k] + w->ps[k] * z[k];
@@ -444,7 +444,7 @@ static void update_cost(cem_planner_t *p, double elapsed, double n)
     double r = c / p->cand_cost_s, decayed = 1.0 + (p->slow - 1.0) * 0.8;
     p->slow = r > decayed ? r : decayed;
     p->slow = p->slow < 2.0 ? p->slow : 2.0; /* beyond that the per-call check stops it */
-    if (c > p->cand_cost_s) /* react faster to slow-downs than to speed-ups */
+    if (c > p->cand_cost_s)                  /* react faster to slow-downs than to speed-ups */
         p->cand_cost_s = 0.7 * p->cand_cost_s + 0.3 * c;
     else
         p->cand_cost_s = 0.9 * p->cand_cost_s + 0.1 * c;
@@ -615,8 +615,8 @@ static float *take(float **cur, size_t n)
 static int worker_init(cem_worker_t *w, const cem_planner_t *p, int rows)
 {
     const size_t B = (size_t)rows;
-    size_t total = 2 * up(B * p->D) + 3 * up(B * p->S) + up(B) +
-                   up(B * p->A * p->H) + up(rssm_batch_workspace(p->m, rows));
+    size_t total = 2 * up(B * p->D) + 3 * up(B * p->S) + up(B) + up(B * p->A * p->H) +
+                   up(rssm_batch_workspace(p->m, rows));
     w->mem = aligned_alloc(ALIGN, total * sizeof(float));
     if (!w->mem)
         return -ENOMEM;
@@ -651,8 +651,8 @@ static void calibrate(cem_planner_t *p)
     p->slow = 1.0;
 }
 
-int cem_create(const rssm_model_t *m, const cem_config_t *cfg, cem_planner_t **out,
-               char *err, size_t errlen)
+int cem_create(const rssm_model_t *m, const cem_config_t *cfg, cem_planner_t **out, char *err,
+               size_t errlen)
 {
     if (!out) {
         set_err(err, errlen, "no output pointer");
@@ -694,8 +694,8 @@ int cem_create(const rssm_model_t *m, const cem_config_t *cfg, cem_planner_t **o
     const int H = p->H, A = p->A;
 
     /* rows per block: activations of one row are about hidden + 8 deter + 3 stoch floats */
-    size_t row = (size_t)info->dims.hidden + 8 * (size_t)p->D + 3 * (size_t)p->S +
-                 (size_t)A * H;
+    size_t row =
+        (size_t)info->dims.hidden + 8 * (size_t)p->D + 3 * (size_t)p->S + (size_t)A * H;
     int mb = c.block_rows ? c.block_rows : (int)(BLOCK_BYTES / (row * sizeof(float)));
     mb = mb < MIN_BLOCK ? MIN_BLOCK : mb;
     p->max_block = mb;

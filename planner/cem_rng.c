@@ -61,10 +61,17 @@ static void pairs(float *restrict out, uint32_t p0, uint32_t k0, uint32_t k1, ui
         float r = sqrtf(-2.0f * log_approx(u1));
         /* angle 2 pi u2 = 2y + pi with y in [-pi/2, pi/2) */
         float y = pi * (u2 - 0.5f), y2 = y * y;
-        float s = y * (1.0f + y2 * (-1.0f / 6 + y2 * (1.0f / 120 + y2 * (-1.0f / 5040 +
-                  y2 * (1.0f / 362880 + y2 * (-1.0f / 39916800))))));
-        float c = 1.0f + y2 * (-0.5f + y2 * (1.0f / 24 + y2 * (-1.0f / 720 + y2 * (1.0f / 40320 +
-                  y2 * (-1.0f / 3628800 + y2 * (1.0f / 479001600))))));
+        float s =
+            y * (1.0f + y2 * (-1.0f / 6 +
+                              y2 * (1.0f / 120 +
+                                    y2 * (-1.0f / 5040 +
+                                          y2 * (1.0f / 362880 + y2 * (-1.0f / 39916800))))));
+        float c =
+            1.0f +
+            y2 * (-0.5f + y2 * (1.0f / 24 +
+                                y2 * (-1.0f / 720 +
+                                      y2 * (1.0f / 40320 + y2 * (-1.0f / 3628800 +
+                                                                 y2 * (1.0f / 479001600))))));
         out[2 * i] = -r * (1.0f - 2.0f * s * s);
         out[2 * i + 1] = -r * (2.0f * s * c);
     }

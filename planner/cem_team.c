@@ -25,12 +25,12 @@ typedef struct member {
 
 struct cem_team {
     int nth;
-    int started;           /* threads actually running (for a partial create) */
-    pthread_t *threads;    /* [nth - 1] */
-    member_t *members;     /* [nth - 1] */
+    int started;        /* threads actually running (for a partial create) */
+    pthread_t *threads; /* [nth - 1] */
+    member_t *members;  /* [nth - 1] */
     pthread_mutex_t mu;
-    pthread_cond_t wake;   /* workers wait here for a new generation */
-    pthread_cond_t done;   /* the caller waits here for pending == 0 */
+    pthread_cond_t wake; /* workers wait here for a new generation */
+    pthread_cond_t done; /* the caller waits here for pending == 0 */
     atomic_uint gen;
     atomic_int pending;
     atomic_bool stop;

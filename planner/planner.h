@@ -22,15 +22,15 @@
 #include "rssm.h"
 
 typedef struct cem_config {
-    int candidates;          /* J, default 1000 */
-    int top_k;               /* K, default 100 */
-    int iterations;          /* I, default 10 */
-    int horizon;             /* H, default 12 */
-    int threads;             /* team size incl. the calling thread; default: online CPUs,
-                                at most 4 (the daemon sets its own) */
-    double margin_s;         /* stop this long before the deadline, default 0.0005 */
-    bool sample_latent;      /* sample z ~ prior (PlaNet, default) or use the prior mean */
-    bool use_value;          /* add discount^H * v(s_H) when the model has a value head */
+    int candidates;     /* J, default 1000 */
+    int top_k;          /* K, default 100 */
+    int iterations;     /* I, default 10 */
+    int horizon;        /* H, default 12 */
+    int threads;        /* team size incl. the calling thread; default: online CPUs,
+                           at most 4 (the daemon sets its own) */
+    double margin_s;    /* stop this long before the deadline, default 0.0005 */
+    bool sample_latent; /* sample z ~ prior (PlaNet, default) or use the prior mean */
+    bool use_value;     /* add discount^H * v(s_H) when the model has a value head */
     /* iCEM (Pinneri et al. 2020): off by default (PlaNet's plain CEM); cem_config_icem()
      * sets the values the benchmark found better */
     double population_decay; /* J_i = max(2K, J * decay^i); 1.0 = off */
@@ -40,9 +40,9 @@ typedef struct cem_config {
      * temperature is in units of 1 / return (too hot collapses the std too early) */
     bool mppi;
     double mppi_temperature;
-    float min_std;           /* floor on the per-step std, relative to half the range */
-    float init_std;          /* initial std relative to half the range, default 1 */
-    int block_rows;          /* candidates per librssm call, 0 = automatic (tuning knob) */
+    float min_std;  /* floor on the per-step std, relative to half the range */
+    float init_std; /* initial std relative to half the range, default 1 */
+    int block_rows; /* candidates per librssm call, 0 = automatic (tuning knob) */
 } cem_config_t;
 
 void cem_config_default(cem_config_t *cfg);
@@ -59,9 +59,9 @@ int cem_config_validate(const cem_config_t *cfg, char *err, size_t errlen);
 typedef struct cem_plan_state {
     int horizon;
     int action_dim;
-    bool valid;      /* false: start from mean 0 (the middle of the bounds) */
-    float *mean;     /* [horizon, action_dim], in action units */
-    int stale_tail;  /* last steps re-initialised by shifts (planned from the middle) */
+    bool valid;     /* false: start from mean 0 (the middle of the bounds) */
+    float *mean;    /* [horizon, action_dim], in action units */
+    int stale_tail; /* last steps re-initialised by shifts (planned from the middle) */
 } cem_plan_state_t;
 
 /* Allocates mean (0, -EINVAL or -ENOMEM); the state starts invalid. */
@@ -94,8 +94,8 @@ typedef struct cem_planner cem_planner_t;
  * first cost estimate for deadlines). Sets OpenBLAS to one thread, process-wide: the team
  * is the parallelism. The model must outlive the planner. Returns 0, -EINVAL (bad config,
  * use_value without a value head; err names the field) or -ENOMEM. */
-int cem_create(const rssm_model_t *m, const cem_config_t *cfg, cem_planner_t **out,
-               char *err, size_t errlen);
+int cem_create(const rssm_model_t *m, const cem_config_t *cfg, cem_planner_t **out, char *err,
+               size_t errlen);
 /* Joins the threads and frees everything; accepts NULL. */
 void cem_destroy(cem_planner_t *p);
 
@@ -105,14 +105,14 @@ const rssm_model_t *cem_model(const cem_planner_t *p);
 /* Counters over the planner's lifetime (read by the caller's thread between plans). */
 typedef struct cem_stats {
     uint64_t plans;
-    uint64_t iterations;       /* completed */
-    uint64_t candidates;       /* evaluated in completed iterations */
-    uint64_t deadline_cuts;    /* plans stopped early by the deadline */
-    uint64_t aborted;          /* iterations abandoned mid-way at the deadline */
-    uint64_t stragglers;       /* of which a helper thread was still busy (preempted) */
-    uint64_t fallbacks;        /* plans that returned the warm start */
-    uint64_t overruns;         /* plans that returned after their deadline */
-    double max_overrun_s;      /* worst lateness */
+    uint64_t iterations;    /* completed */
+    uint64_t candidates;    /* evaluated in completed iterations */
+    uint64_t deadline_cuts; /* plans stopped early by the deadline */
+    uint64_t aborted;       /* iterations abandoned mid-way at the deadline */
+    uint64_t stragglers;    /* of which a helper thread was still busy (preempted) */
+    uint64_t fallbacks;     /* plans that returned the warm start */
+    uint64_t overruns;      /* plans that returned after their deadline */
+    double max_overrun_s;   /* worst lateness */
 } cem_stats_t;
 
 void cem_get_stats(const cem_planner_t *p, cem_stats_t *out);

@@ -134,8 +134,8 @@ static int parse(int argc, char **argv, opts_t *o)
 {
     memset(o, 0, sizeof *o);
     cem_config_default(&o->cfg);
-    o->spec = (random_model_spec_t){.obs = 5, .action = 1, .deter = 200, .stoch = 30,
-                                    .hidden = 200, .embed = 200};
+    o->spec = (random_model_spec_t){
+        .obs = 5, .action = 1, .deter = 200, .stoch = 30, .hidden = 200, .embed = 200};
     o->seed = 1;
     o->plans = 20;
     o->warmup = 2;
@@ -146,40 +146,69 @@ static int parse(int argc, char **argv, opts_t *o)
             exit(0);
         }
         /* flags without a value */
-        if (!strcmp(a, "--value")) { o->spec.has_value = 1; continue; }
-        if (!strcmp(a, "--mean-latent")) { o->cfg.sample_latent = false; continue; }
-        if (!strcmp(a, "--use-value")) { o->cfg.use_value = true; continue; }
-        if (!strcmp(a, "--mppi")) { o->cfg.mppi = true; continue; }
-        if (!strcmp(a, "--icem")) { cem_config_icem(&o->cfg); continue; }
+        if (!strcmp(a, "--value")) {
+            o->spec.has_value = 1;
+            continue;
+        }
+        if (!strcmp(a, "--mean-latent")) {
+            o->cfg.sample_latent = false;
+            continue;
+        }
+        if (!strcmp(a, "--use-value")) {
+            o->cfg.use_value = true;
+            continue;
+        }
+        if (!strcmp(a, "--mppi")) {
+            o->cfg.mppi = true;
+            continue;
+        }
+        if (!strcmp(a, "--icem")) {
+            cem_config_icem(&o->cfg);
+            continue;
+        }
         if (!strcmp(a, "--plain")) {
             o->cfg.population_decay = 1.0;
             o->cfg.keep_elites = 0.0;
             o->cfg.noise_beta = 0.0;
             continue;
         }
-        if (!strcmp(a, "--sgemm")) { o->sgemm = true; continue; }
-        if (!strcmp(a, "--json")) { o->json = true; continue; }
+        if (!strcmp(a, "--sgemm")) {
+            o->sgemm = true;
+            continue;
+        }
+        if (!strcmp(a, "--json")) {
+            o->json = true;
+            continue;
+        }
         if (i + 1 >= argc)
-            return fail_arg(a, NULL, strncmp(a, "--", 2) ? "unknown argument" : "needs a value or is unknown");
+            return fail_arg(a, NULL,
+                            strncmp(a, "--", 2) ? "unknown argument"
+                                                : "needs a value or is unknown");
         const char *v = argv[++i];
         long n;
         double x;
-#define INT_OPT(name, lo, hi, field)                                                       \
-    if (!strcmp(a, name)) {                                                                \
-        if (!parse_int(v, lo, hi, &n))                                                     \
-            return fail_arg(a, v, "expected an integer in " #lo ".." #hi);                 \
-        field = (int)n;                                                                    \
-        continue;                                                                          \
+#define INT_OPT(name, lo, hi, field)                                                           \
+    if (!strcmp(a, name)) {                                                                    \
+        if (!parse_int(v, lo, hi, &n))                                                         \
+            return fail_arg(a, v, "expected an integer in " #lo ".." #hi);                     \
+        field = (int)n;                                                                        \
+        continue;                                                                              \
     }
-#define NUM_OPT(name, lo, hi, field)                                                       \
-    if (!strcmp(a, name)) {                                                                \
-        if (!parse_num(v, lo, hi, &x))                                                     \
-            return fail_arg(a, v, "expected a number in [" #lo ", " #hi "]");              \
-        field = x;                                                                         \
-        continue;                                                                          \
+#define NUM_OPT(name, lo, hi, field)                                                           \
+    if (!strcmp(a, name)) {                                                                    \
+        if (!parse_num(v, lo, hi, &x))                                                         \
+            return fail_arg(a, v, "expected a number in [" #lo ", " #hi "]");                  \
+        field = x;                                                                             \
+        continue;                                                                              \
     }
-        if (!strcmp(a, "--model")) { o->model = v; continue; }
-        if (!strcmp(a, "--write-model")) { o->write_model = v; continue; }
+        if (!strcmp(a, "--model")) {
+            o->model = v;
+            continue;
+        }
+        if (!strcmp(a, "--write-model")) {
+            o->write_model = v;
+            continue;
+        }
         if (!strcmp(a, "--seed")) {
             char *end;
             errno = 0;
@@ -390,7 +419,8 @@ int main(int argc, char **argv)
         return 1;
     }
     /* a fixed set of beliefs: h in (-1, 1) like a GRU state, z ~ N(0, 1) */
-    float *hs = malloc(sizeof(float) * NBELIEFS * D), *zs = malloc(sizeof(float) * NBELIEFS * S);
+    float *hs = malloc(sizeof(float) * NBELIEFS * D),
+          *zs = malloc(sizeof(float) * NBELIEFS * S);
     float *action = malloc(sizeof(float) * A);
     float *mid = malloc(sizeof(float) * (size_t)H * A); /* what a fallback plays */
     double *ms = malloc(sizeof(double) * (size_t)o.plans);
@@ -409,7 +439,8 @@ int main(int argc, char **argv)
     for (int i = 0; i < NBELIEFS * S; i++)
         zs[i] = (float)lcg_normal(&bs);
 
-    double iter_est = 0.0, busy = 0.0, cpu = 0.0, eval_sum = 0.0, pred_sum = 0.0, max_over = 0.0;
+    double iter_est = 0.0, busy = 0.0, cpu = 0.0, eval_sum = 0.0, pred_sum = 0.0,
+           max_over = 0.0;
     long long cand_steps = 0, iters = 0;
     int cuts = 0, overruns = 0, fallbacks = 0, pred_n = 0;
     for (int k = -o.warmup; k < o.plans; k++) {
@@ -424,7 +455,8 @@ int main(int argc, char **argv)
             dl.tv_sec = (time_t)d;
             dl.tv_nsec = (long)((d - (double)dl.tv_sec) * 1e9);
         }
-        rc = cem_plan(p, h, z, &st, o.seed + (uint64_t)(k + o.warmup), o.deadline_ms > 0 ? &dl : NULL, &res);
+        rc = cem_plan(p, h, z, &st, o.seed + (uint64_t)(k + o.warmup),
+                      o.deadline_ms > 0 ? &dl : NULL, &res);
         double el = now_s() - t0, cpu_el = clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
         if (rc) {
             fprintf(stderr, "mpc-plan-bench: cem_plan: %s\n", strerror(-rc));
@@ -450,8 +482,8 @@ int main(int argc, char **argv)
             pred_n++;
         }
         if (o.evaluate)
-            eval_sum += evaluate(&ev, m, h, z, res.fallback ? mid : st.mean, H,
-                                 o.cfg.use_value, (uint64_t)b);
+            eval_sum += evaluate(&ev, m, h, z, res.fallback ? mid : st.mean, H, o.cfg.use_value,
+                                 (uint64_t)b);
     }
     qsort(ms, (size_t)o.plans, sizeof *ms, cmp_double);
     cem_stats_t stats;
@@ -490,25 +522,26 @@ int main(int argc, char **argv)
     } else {
         printf("model        %s (D=%d S=%d H=%d A=%d), %.0f FLOP per candidate-step\n",
                o.model ? o.model : "random", D, S, info->dims.hidden, A, flops);
-        printf("planner      J=%d K=%d I=%d H=%d threads=%d deadline=%g ms\n",
-               o.cfg.candidates, o.cfg.top_k, o.cfg.iterations, H, o.cfg.threads,
-               o.deadline_ms);
+        printf("planner      J=%d K=%d I=%d H=%d threads=%d deadline=%g ms\n", o.cfg.candidates,
+               o.cfg.top_k, o.cfg.iterations, H, o.cfg.threads, o.deadline_ms);
         printf("plans        %d: p50 %.3f ms, p99 %.3f ms, max %.3f ms, mean %.3f ms\n", n,
                pct(ms, n, 50), pct(ms, n, 99), ms[n - 1], mean_ms);
         printf("throughput   %.0f candidate-steps/s, %.2f GFLOP/s; %.0f candidate-steps per "
-               "CPU-second (all threads, spinning included)\n", csps, gflops, cand_steps / cpu);
+               "CPU-second (all threads, spinning included)\n",
+               csps, gflops, cand_steps / cpu);
         printf("iterations   %.2f per plan (the planner expects %.3f ms for one); deadline cut "
-               "%d, overruns %d (max %.3f ms), fallbacks %d\n", (double)iters / n,
-               iter_est * 1e3, cuts, overruns, max_over * 1e3, fallbacks);
+               "%d, overruns %d (max %.3f ms), fallbacks %d\n",
+               (double)iters / n, iter_est * 1e3, cuts, overruns, max_over * 1e3, fallbacks);
         printf("             %llu iterations abandoned at the deadline (%llu waiting for a "
-               "preempted helper thread)\n", (unsigned long long)stats.aborted,
-               (unsigned long long)stats.stragglers);
+               "preempted helper thread)\n",
+               (unsigned long long)stats.aborted, (unsigned long long)stats.stragglers);
         if (o.evaluate)
             printf("quality      %.5g mean return of the plans (%d rollouts each)\n",
                    eval_sum / n, o.evaluate);
         if (o.sgemm)
             printf("sgemm        %.2f GFLOP/s 1 thread, %.2f GFLOP/s 2 threads (1024^3); "
-                   "planner = %.0f%% of the 2-thread figure\n", g1, g2, 100.0 * gflops / g2);
+                   "planner = %.0f%% of the 2-thread figure\n",
+                   g1, g2, 100.0 * gflops / g2);
     }
     evaluator_free(&ev);
     cem_plan_state_free(&st);

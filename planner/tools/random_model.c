@@ -93,7 +93,8 @@ int random_model_create(const random_model_spec_t *s, const char *path, rssm_mod
         strcat(hi, a ? ",1.0" : "1.0");
     }
     char *h = hdr + 8;
-    int len = snprintf(h, hcap,
+    int len = snprintf(
+        h, hcap,
         "{\"__metadata__\":{\"format\":\"mpc-rssm\",\"format_version\":\"1.0\","
         "\"obs_dim\":\"%d\",\"action_dim\":\"%d\",\"deter\":\"%d\",\"stoch\":\"%d\","
         "\"hidden\":\"%d\",\"embed\":\"%d\",\"min_std\":\"0.1\",\"activation\":\"relu\","
@@ -101,8 +102,7 @@ int random_model_create(const random_model_spec_t *s, const char *path, rssm_mod
         "\"action_high\":\"[%s]\",\"task\":\"random\",\"name\":\"mpc-plan-bench-random\","
         "\"control_period_s\":\"0.05\",\"discount\":\"0.99\",\"seed\":\"%llu\","
         "\"trainer\":\"mpc-plan-bench (random init)\"}",
-        O, A, D, S, H, E, s->has_value ? "true" : "false", lo, hi,
-        (unsigned long long)s->seed);
+        O, A, D, S, H, E, s->has_value ? "true" : "false", lo, hi, (unsigned long long)s->seed);
     size_t off = 0;
     for (int i = 0; i < n; i++) {
         size_t bytes = 4 * (size_t)t[i].shape[0] * (size_t)(t[i].rank == 2 ? t[i].shape[1] : 1);

@@ -21,7 +21,7 @@ typedef struct random_model_spec {
 
 /* Builds, validates and loads the model; writes the file too when path is not NULL.
  * Returns 0 or a negative rssm_err_t with err filled. */
-int random_model_create(const random_model_spec_t *spec, const char *path,
-                        rssm_model_t **out, char *err, size_t errlen);
+int random_model_create(const random_model_spec_t *spec, const char *path, rssm_model_t **out,
+                        char *err, size_t errlen);
 
 #endif

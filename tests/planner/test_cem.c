@@ -69,7 +69,8 @@ static int setup(void **state)
 {
     (void)state;
     char err[256];
-    if (rssm_load(lq_path, &lq, err, sizeof err) || rssm_load(rand_path, &rnd, err, sizeof err)) {
+    if (rssm_load(lq_path, &lq, err, sizeof err) ||
+        rssm_load(rand_path, &rnd, err, sizeof err)) {
         fprintf(stderr, "test_cem: %s\n", err);
         return -1;
     }
@@ -338,7 +339,8 @@ static void test_deadline(void **state)
         assert_int_equal(cem_plan(p, h, z, &st, (uint64_t)k, &dl, &res), 0);
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
-        bool before = now.tv_sec < dl.tv_sec || (now.tv_sec == dl.tv_sec && now.tv_nsec <= dl.tv_nsec);
+        bool before =
+            now.tv_sec < dl.tv_sec || (now.tv_sec == dl.tv_sec && now.tv_nsec <= dl.tv_nsec);
         if (before)
             assert_false(res.overrun); /* the flag never lies in this direction */
         assert_true(res.deadline_cut);
@@ -541,18 +543,12 @@ int main(int argc, char **argv)
     lq_path = argv[1];
     rand_path = argv[2];
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bad_config),
-        cmocka_unit_test(test_bad_input),
-        cmocka_unit_test(test_warm_start_shift),
-        cmocka_unit_test(test_fallback),
-        cmocka_unit_test(test_converges_plain),
-        cmocka_unit_test(test_converges_mppi),
-        cmocka_unit_test(test_converges_icem),
-        cmocka_unit_test(test_terminal_value),
-        cmocka_unit_test(test_bounds),
-        cmocka_unit_test(test_determinism),
-        cmocka_unit_test(test_deadline),
-        cmocka_unit_test(test_no_allocation),
+        cmocka_unit_test(test_bad_config),       cmocka_unit_test(test_bad_input),
+        cmocka_unit_test(test_warm_start_shift), cmocka_unit_test(test_fallback),
+        cmocka_unit_test(test_converges_plain),  cmocka_unit_test(test_converges_mppi),
+        cmocka_unit_test(test_converges_icem),   cmocka_unit_test(test_terminal_value),
+        cmocka_unit_test(test_bounds),           cmocka_unit_test(test_determinism),
+        cmocka_unit_test(test_deadline),         cmocka_unit_test(test_no_allocation),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

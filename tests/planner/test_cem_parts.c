@@ -46,7 +46,7 @@ static void test_rng_moments(void **state)
         beyond4 += fabs(v) > 4.0;
     }
     double mean = s / n, var = s2 / n - mean * mean;
-    assert_true(fabs(mean) < 0.005);      /* 5 sigma for n = 2^20 */
+    assert_true(fabs(mean) < 0.005); /* 5 sigma for n = 2^20 */
     assert_true(fabs(var - 1.0) < 0.007);
     assert_true(fabs(s3 / n) < 0.02);
     assert_true(fabs(s4 / n - 3.0) < 0.05); /* kurtosis of a normal */
@@ -289,12 +289,9 @@ static void test_team_until(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_rng_moments),
-        cmocka_unit_test(test_rng_ranges),
-        cmocka_unit_test(test_top_k),
-        cmocka_unit_test(test_refit),
-        cmocka_unit_test(test_noise_filter),
-        cmocka_unit_test(test_team),
+        cmocka_unit_test(test_rng_moments),  cmocka_unit_test(test_rng_ranges),
+        cmocka_unit_test(test_top_k),        cmocka_unit_test(test_refit),
+        cmocka_unit_test(test_noise_filter), cmocka_unit_test(test_team),
         cmocka_unit_test(test_team_until),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
