@@ -168,10 +168,33 @@ def main():
     for part in (throughput, deadline, quality):
         if args.only in (None, part.__name__):
             part(args, lines)
+    summary(lines)
     print()
     for line in lines:
         print(json.dumps(line))
     return 0
+
+
+def summary(lines):
+    """Issue 4's targets against this run (PlaNet sizes, action 1; wall-clock figures)."""
+    rows = []
+    for r in lines:
+        if r["bench"] == "throughput" and r["model"] == "planet" and r["action_dim"] == 1:
+            J = r["candidates"]
+            want = 1.5 if J == 1000 else 3.0
+            rows.append((f"J={J}: {want}x PyTorch", r["ratio_to_torch"] >= want,
+                         f"{r['ratio_to_torch']:.2f}x (per core {r['ratio_to_torch_cpu_1thread']:.2f}x)"))
+            if J == 1000:
+                rows.append(("J=1000: 80% of 2-thread sgemm", r["fraction_of_sgemm_2t"] >= 0.8,
+                             f"{r['fraction_of_sgemm_2t']:.0%}"))
+        if r["bench"] == "deadline":
+            ok = 1 - r["c"]["overrun_fraction"]
+            rows.append((f"20 ms deadline, {r['model']} J={r['candidates']}: 99.9% on time",
+                         ok >= 0.999, f"{ok:.2%}"))
+    if rows:
+        print("\ntargets (issue 4):")
+        for name, met, value in rows:
+            print(f"   {'met ' if met else 'MISS'}  {name:52s} {value}")
 
 
 if __name__ == "__main__":
