@@ -73,9 +73,11 @@ def test_daemon_errors_keep_session_usable(daemon):
 def test_timeout_then_late_reply_skipped(daemon):
     with mpc_client.Client(daemon.address, timeout=10) as c:
         c.hello("pytest/timeout")
-        c.timeout = 1e-4  # no plan comes back within 0.1 ms
+        c.timeout = 1e-4
+        # A 5 s deadline lets the planner run every iteration (tens of ms at least), so
+        # the reply cannot come back within 0.1 ms, however loaded the machine is.
         with pytest.raises(mpc_client.Timeout):
-            c.step([0.0, 0.0, 0.0], seq=1, reset=True)
+            c.step([0.0, 0.0, 0.0], seq=1, reset=True, deadline_us=5_000_000)
         c.timeout = 10
         assert c.step([0.0, 0.0, 0.0], seq=2).seq == 2
 
