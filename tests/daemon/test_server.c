@@ -91,7 +91,7 @@ static void test_server_steady_state(void **state)
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, run, &ra), 0);
 
-    alloc_ignore_thread = true; /* the client's own allocations are not the daemon's */
+    alloc_count_ignore_thread(); /* the client's own allocations are not the daemon's */
     mpc_client_t *c;
     assert_int_equal(mpc_client_create(&c), 0);
     assert_int_equal(mpc_client_connect(c, listen, 5000), 0);

@@ -8,8 +8,8 @@
  * the naive loops in rssm_naive.c on fresh random batches of several sizes.
  * Driven by test_parity.py, which writes the files for several architectures.
  *
- * The binary is linked with -Wl,--wrap for malloc/calloc/realloc/aligned_alloc, so calls
- * from librssm go through the counters below: the control path must allocate nothing.
+ * The binary is linked with the counting allocator (tests/common/alloc_count.h): the
+ * control path must allocate nothing.
  */
 #include <math.h>
 #include <pthread.h>
@@ -23,38 +23,11 @@
 
 #include <cmocka.h>
 
+#include "alloc_count.h"
 #include "rssm_approx.h"
 #include "rssm_naive.h"
 
 #define TOL 1e-4f
-
-/* ---- counting allocator (see the top comment) ---- */
-static int counting;
-static long allocations;
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t k, size_t n);
-void *__real_realloc(void *p, size_t n);
-void *__real_aligned_alloc(size_t a, size_t n);
-void *__wrap_malloc(size_t n)
-{
-    allocations += counting;
-    return __real_malloc(n);
-}
-void *__wrap_calloc(size_t k, size_t n)
-{
-    allocations += counting;
-    return __real_calloc(k, n);
-}
-void *__wrap_realloc(void *p, size_t n)
-{
-    allocations += counting;
-    return __real_realloc(p, n);
-}
-void *__wrap_aligned_alloc(size_t a, size_t n)
-{
-    allocations += counting;
-    return __real_aligned_alloc(a, n);
-}
 
 static const char *model_path, *ref_path;
 static rssm_model_t *model;
@@ -313,8 +286,7 @@ static void test_control_path_allocates_nothing(void **state)
     float *wb = calloc(rssm_batch_workspace(model, n), 4);
     float *wo = calloc(rssm_observe_workspace(model), 4);
     rssm_observe_out_t out = { hn, pm, ps, qm, qs };
-    long before = allocations;
-    counting = 1;
+    alloc_count_start();
     int rc = rssm_observe(model, h, z, a, obs, &out, wo);
     rssm_imagine_batch(model, n, h, z, a, hn, pm, ps, wb);
     rssm_reward_batch(model, n, h, z, r, wb);
@@ -322,15 +294,14 @@ static void test_control_path_allocates_nothing(void **state)
         rssm_value_batch(model, n, h, z, r, wb);
     if (info->has_decoder)
         rssm_decode_batch(model, n, h, z, obs, wb);
-    counting = 0;
+    long allocations = alloc_count_stop();
     assert_int_equal(rc, 0);
-    assert_int_equal(allocations - before, 0);
+    assert_int_equal(allocations, 0);
     /* and the counter works: loading does allocate */
     rssm_model_t *m2 = NULL;
-    counting = 1;
+    alloc_count_start();
     assert_int_equal(rssm_load(model_path, &m2, NULL, 0), 0);
-    counting = 0;
-    assert_true(allocations - before > 0);
+    assert_true(alloc_count_stop() > 0);
     rssm_destroy(m2);
     free(h), free(z), free(a), free(obs), free(hn), free(pm), free(ps), free(qm), free(qs);
     free(r), free(wb), free(wo);

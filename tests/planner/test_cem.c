@@ -8,13 +8,12 @@
  * Covers: convergence to the optimum (plain CEM, MPPI, iCEM options), actions within
  * bounds, determinism per seed and thread count, deadline (cut, fallback, overrun counted,
  * never asserted by wall time), warm-start shift, terminal value, bad configuration and
- * input, and zero allocation per plan (counting allocator via -Wl,--wrap).
+ * input, and zero allocation per plan (tests/common/alloc_count.h).
  */
 #include <errno.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
-#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -24,35 +23,8 @@
 
 #include <cmocka.h>
 
+#include "alloc_count.h"
 #include "planner.h"
-
-/* ---- counting allocator: calls from libplanner and librssm land here ---- */
-static atomic_int counting;
-static atomic_long allocations;
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t k, size_t n);
-void *__real_realloc(void *p, size_t n);
-void *__real_aligned_alloc(size_t a, size_t n);
-void *__wrap_malloc(size_t n)
-{
-    allocations += counting;
-    return __real_malloc(n);
-}
-void *__wrap_calloc(size_t k, size_t n)
-{
-    allocations += counting;
-    return __real_calloc(k, n);
-}
-void *__wrap_realloc(void *p, size_t n)
-{
-    allocations += counting;
-    return __real_realloc(p, n);
-}
-void *__wrap_aligned_alloc(size_t a, size_t n)
-{
-    allocations += counting;
-    return __real_aligned_alloc(a, n);
-}
 
 static const char *lq_path, *rand_path;
 static rssm_model_t *lq, *rnd;
@@ -521,14 +493,13 @@ static void test_no_allocation(void **state)
         assert_int_equal(cem_plan_state_init(&st, c.horizon, A), 0);
         float h[256] = {0}, z[256] = {0}, action[16];
         cem_result_t res = {.action = action};
-        counting = 1;
+        alloc_count_start();
         for (int k = 0; k < 4; k++) {
             struct timespec dl = in_ms(k == 3 ? 0.0 : 50.0);
             assert_int_equal(cem_plan(p, h, z, &st, (uint64_t)k, k ? &dl : NULL, &res), 0);
             cem_plan_state_shift(&st);
         }
-        counting = 0;
-        assert_int_equal(allocations, 0);
+        assert_int_equal(alloc_count_stop(), 0);
         cem_plan_state_free(&st);
         cem_destroy(p);
     }

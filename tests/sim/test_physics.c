@@ -3,7 +3,7 @@
  * control periods, reward exactly 1 in each goal state, rewards bounded, energy that
  * damping can only remove, joint limits that hold under full force, deterministic
  * episodes per seed, random-policy returns in the expected low range, and no allocation
- * by reset, step or the random policy (malloc is wrapped at link time to count).
+ * by reset, step or the random policy (tests/common/alloc_count.h counts).
  */
 #include <math.h>
 #include <setjmp.h>
@@ -14,34 +14,11 @@
 
 #include <cmocka.h>
 
+#include "alloc_count.h"
 #include "env.h"
 #include "policy.h"
 
 #define MAX_OBS 32
-
-/* Allocation counting (-Wl,--wrap): only while counting is set. */
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t size);
-void *__real_realloc(void *p, size_t n);
-static int counting, allocations;
-
-void *__wrap_malloc(size_t n)
-{
-    allocations += counting;
-    return __real_malloc(n);
-}
-
-void *__wrap_calloc(size_t n, size_t size)
-{
-    allocations += counting;
-    return __real_calloc(n, size);
-}
-
-void *__wrap_realloc(void *p, size_t n)
-{
-    allocations += counting;
-    return __real_realloc(p, n);
-}
 
 static sim_env_t *make_env(const char *name)
 {
@@ -426,19 +403,16 @@ static void test_episodes_allocate_nothing(void **state)
         sim_env_t *e = make_env(sim_tasks[i]->name);
         random_agent_t a;
         random_agent_init(&a, e, 1);
-        allocations = 0;
-        counting = 1;
+        alloc_count_start();
         random_episode(e, &a);
         random_episode(e, &a);
-        counting = 0;
-        assert_int_equal(allocations, 0);
+        assert_int_equal(alloc_count_stop(), 0);
         sim_env_destroy(e);
     }
     /* The counter works: creating an env allocates. */
-    counting = 1;
+    alloc_count_start();
     sim_env_t *e = make_env("cartpole-swingup");
-    counting = 0;
-    assert_true(allocations > 0);
+    assert_true(alloc_count_stop() > 0);
     sim_env_destroy(e);
 }
 
