@@ -157,6 +157,32 @@ def split_frame(buf):
     return None, 0
 
 
+def encode_frame(message):
+    """The delimited frame of a protobuf message: its varint length, then its bytes."""
+    payload = message.SerializeToString()
+    return encode_varint(len(payload)) + payload
+
+
+def read_messages(sock, message_class, buf=None):
+    """Yields a message_class parsed from each frame read from a blocking socket, until
+    the peer closes it. Bytes received past the last frame yielded stay in buf (a
+    bytearray the caller may pass to look at them). Used by fake daemons and raw-socket
+    tests; Client has its own loop for timeouts and reply ids."""
+    buf = bytearray() if buf is None else buf
+    while True:
+        payload, used = split_frame(buf)
+        if payload is not None:
+            del buf[:used]
+            message = message_class()
+            message.ParseFromString(payload)
+            yield message
+            continue
+        chunk = sock.recv(65536)
+        if not chunk:
+            return
+        buf += chunk
+
+
 class Client:
     """One connection to mpcd. Not thread-safe: use one per thread."""
 
@@ -255,11 +281,10 @@ class Client:
                                  "connect again")
         req = self.pb.Request(id=self.next_id, **body)
         self.next_id += 1
-        payload = req.SerializeToString()
         deadline = time.monotonic() + self.timeout
         self.sock.settimeout(self.timeout)
         try:
-            self.sock.sendall(encode_varint(len(payload)) + payload)
+            self.sock.sendall(encode_frame(req))
         except socket.timeout:
             raise self._lost(Timeout, "timed out sending the request") from None
         except OSError as e:

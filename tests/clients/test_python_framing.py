@@ -15,23 +15,7 @@ import mpc_client
 pb = mpc_client.load_pb2()
 
 
-def frame(reply):
-    payload = reply.SerializeToString()
-    return mpc_client.encode_varint(len(payload)) + payload
-
-
-def read_request(conn, buf):
-    while True:
-        payload, used = mpc_client.split_frame(buf)
-        if payload is not None:
-            del buf[:used]
-            req = pb.Request()
-            req.ParseFromString(payload)
-            return req
-        chunk = conn.recv(4096)
-        if not chunk:
-            return None
-        buf += chunk
+frame = mpc_client.encode_frame
 
 
 @pytest.fixture
@@ -44,9 +28,9 @@ def fake():
 
     def serve():
         conn, _ = srv.accept()
-        buf = bytearray()
+        requests = mpc_client.read_messages(conn, pb.Request)
         with conn:
-            state["script"](conn, lambda: read_request(conn, buf))
+            state["script"](conn, lambda: next(requests, None))
 
     def set_script(script):
         state["script"] = script

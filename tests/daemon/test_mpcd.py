@@ -9,6 +9,7 @@ limits, max connections and idle timeout; a client that leaves mid-plan; SIGTERM
 requests in flight; Unix and IPv6 listeners; the HTTP endpoint wired to the same state;
 --check-config / --help.
 """
+import itertools
 import json
 import math
 import os
@@ -78,26 +79,13 @@ def raw_connect(d):
     return s
 
 
-def frame(msg):
-    data = msg.SerializeToString()
-    return mpc_client.encode_varint(len(data)) + data
+frame = mpc_client.encode_frame
 
 
 def read_replies(s, n):
     """Up to n Replies (fewer when the daemon closes the connection first)."""
-    out, buf = [], b""
-    while len(out) < n:
-        payload, used = mpc_client.split_frame(buf)
-        if payload is not None:
-            buf = buf[used:]
-            rep = pb.Reply()
-            rep.ParseFromString(payload)
-            out.append(rep)
-            continue
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        buf += chunk
+    buf = bytearray()
+    out = list(itertools.islice(mpc_client.read_messages(s, pb.Reply, buf), n))
     assert not buf or len(out) < n, "bytes after the replies"
     return out
 

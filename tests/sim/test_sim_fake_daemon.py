@@ -30,9 +30,7 @@ pytestmark = pytest.mark.skipif(not SIM or not os.access(SIM, os.X_OK),
 pb = mpc_client.load_pb2()
 
 
-def frame(reply):
-    payload = reply.SerializeToString()
-    return mpc_client.encode_varint(len(payload)) + payload
+frame = mpc_client.encode_frame
 
 
 class FakeDaemon:
@@ -49,25 +47,10 @@ class FakeDaemon:
         self.thread = threading.Thread(target=self.serve, daemon=True)
         self.thread.start()
 
-    def requests(self, conn):
-        buf = bytearray()
-        while True:
-            payload, used = mpc_client.split_frame(buf)
-            if payload is not None:
-                del buf[:used]
-                req = pb.Request()
-                req.ParseFromString(payload)
-                yield req
-                continue
-            chunk = conn.recv(65536)
-            if not chunk:
-                return
-            buf += chunk
-
     def serve(self):
         conn, _ = self.srv.accept()
         with conn:
-            for req in self.requests(conn):
+            for req in mpc_client.read_messages(conn, pb.Request):
                 if req.WhichOneof("body") == "hello":
                     self.hello = req.hello
                     w = pb.Welcome(session_id=9, model_name="fake", model_version=3,
