@@ -52,8 +52,10 @@ def render(log, meta, model_path, planner_note):
                      f"deadline {fe['deadline_ms']:g} ms): return **{fe['mean']:.1f} ± "
                      f"{fe['std']:.1f}** (min {min(fe['returns']):.1f}, max "
                      f"{max(fe['returns']):.1f}).")
+    cmds = [cmd] + [" ".join(r["command"]) + f"   # resumed after {r['episodes_before']} "
+                    "episodes" for r in log.get("resumed_with", [])]
     lines += [f"- **Planner**: {planner_note}", "", "## Learning curve", "",
-              _curve_table(log), "", "## Reproduce", "", "```", cmd, "```", ""]
+              _curve_table(log), "", "## Reproduce", "", "```"] + cmds + ["```", ""]
     return "\n".join(lines)
 
 

@@ -198,7 +198,11 @@ class Learner:
                 raise LoopError(f"{self.log_path} exists: pass --resume to continue that run "
                                 "or pick another --out")
             with open(self.log_path) as f:
-                return json.load(f)
+                log = json.load(f)
+            # every resume may change options (e.g. --free-nats): the card lists them all
+            log.setdefault("resumed_with", []).append(
+                {"command": sys.argv, "episodes_before": len(log["episodes"])})
+            return log
         return {"task": self.args.task, "command": sys.argv, "config": vars(self.args),
                 "episodes": [], "evals": [], "wall_s": 0.0}
 
