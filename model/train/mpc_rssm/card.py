@@ -29,7 +29,8 @@ def render(log, meta, model_path, planner_note):
             f"embed {meta['embed']}, {meta['activation']}, min_std {meta['min_std']}, "
             f"value head: {'yes' if meta['has_value'] else 'no'}")
     cmd = " ".join(log.get("command", []))
-    eps = log.get("episodes", [])
+    # the episodes this model was trained on (the best model may predate the run's end)
+    eps = log.get("episodes", [])[:int(meta.get("collected_episodes", 10**9))]
     random_eps = sum(1 for e in eps if e["kind"] == "random")
     lines = [
         f"# {meta.get('task')} — shipped RSSM",
@@ -40,7 +41,8 @@ def render(log, meta, model_path, planner_note):
         f"- **Model**: {arch}; {size / 1024:.0f} KiB on disk.",
         f"- **Training data**: {len(eps)} episodes ({random_eps} random seed episodes, "
         f"{len(eps) - random_eps} collected by mpcd's planner with exploration noise "
-        f"{log['config'].get('explore')}), {sum(e['steps'] for e in eps)} control steps.",
+        f"{log['config'].get('explore')}), {sum(e['steps'] for e in eps)} control steps "
+        f"(the run went on to {len(log.get('episodes', []))} episodes).",
         f"- **Training**: {meta.get('train_steps')} Adam steps (PlaNet objective, batch "
         f"{meta['train_config']['batch']} x {meta['train_config']['length']}, lr "
         f"{meta['train_config']['lr']}, free nats {meta['train_config']['free_nats']}, "
