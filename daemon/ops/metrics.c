@@ -80,35 +80,35 @@ static const struct series_desc {
 } series_desc[MPCD_SERIES_COUNT] = {
     [MPCD_SERIES_QUEUE] = {"queue", "mpcd_step_queue_seconds",
                            "Time from reading a Step frame to a planner worker taking it.",
-                           latency_bounds, NBOUNDS(latency_bounds)},
+                           latency_bounds, NBOUNDS(latency_bounds), false},
     [MPCD_SERIES_BELIEF] = {"belief", "mpcd_step_belief_seconds",
                             "Time of the belief update (RSSM filtering step) per Step.",
-                            latency_bounds, NBOUNDS(latency_bounds)},
+                            latency_bounds, NBOUNDS(latency_bounds), false},
     [MPCD_SERIES_PLAN] = {"plan", "mpcd_step_plan_seconds",
                           "Time spent in CEM planning per Step.", latency_bounds,
-                          NBOUNDS(latency_bounds)},
+                          NBOUNDS(latency_bounds), false},
     [MPCD_SERIES_TOTAL] =
         {"total", "mpcd_step_total_seconds",
          "Time from reading a Step frame to its reply being queued for write.", latency_bounds,
-         NBOUNDS(latency_bounds)},
+         NBOUNDS(latency_bounds), false},
     [MPCD_SERIES_LATENESS] = {"lateness", "mpcd_step_lateness_seconds",
                               "Reply time minus the Step's deadline (negative: in time).",
-                              lateness_bounds, NBOUNDS(lateness_bounds)},
+                              lateness_bounds, NBOUNDS(lateness_bounds), false},
     [MPCD_SERIES_SURPRISE] = {"surprise", "mpcd_model_surprise_nats",
                               "KL(posterior || prior) of each belief update: how much the "
                               "observation surprised the model.",
-                              surprise_bounds, NBOUNDS(surprise_bounds)},
+                              surprise_bounds, NBOUNDS(surprise_bounds), false},
     [MPCD_SERIES_REWARD_ERROR] = {"reward_error", "mpcd_model_reward_error",
                                   "Absolute error between the reward the model predicted for "
                                   "the last action and the reward the client reported.",
-                                  reward_bounds, NBOUNDS(reward_bounds)},
+                                  reward_bounds, NBOUNDS(reward_bounds), false},
     [MPCD_SERIES_ITERATIONS] = {"iterations", "mpcd_plan_iterations",
                                 "CEM iterations completed per plan.", iteration_bounds,
                                 NBOUNDS(iteration_bounds), true},
     [MPCD_SERIES_OVERHEAD] = {"overhead", "mpcd_step_overhead_seconds",
                               "Total step time minus planning time: queueing, belief update, "
                               "decoding and I/O.",
-                              latency_bounds, NBOUNDS(latency_bounds)},
+                              latency_bounds, NBOUNDS(latency_bounds), false},
 };
 
 static double monotonic_now(void *ctx)
