@@ -1,10 +1,13 @@
 """End-to-end: the shipped cartpole model swings the pole up in MuJoCo through mpcd.
 
 Starts mpcd with model/zoo/cartpole-swingup.safetensors on a free loopback port, runs
-`mpc-sim --task cartpole-swingup --policy mpcd` for 2 recorded episodes with a generous
-deadline (so the check is not timing-sensitive, also under sanitizers), and asserts the
-mean return clears E2E_MIN_RETURN. Returns are read from the recorded episode files.
-Skips when mpcd / mpc-sim are not built or the model is not shipped.
+`mpc-sim --task cartpole-swingup --policy mpcd` for 2 recorded episodes, and asserts the
+mean return clears E2E_MIN_RETURN. The deadline is one no plan ever reaches, so every plan
+runs all the iterations of the model's settings and the returns depend on the model and
+the seed only, not on how fast the machine is (under ASan on two busy cores a 200 ms
+deadline cut every plan to about 6 of 10 iterations and one episode scored 252). Returns
+are read from the recorded episode files. Skips when mpcd / mpc-sim are not built or the
+model is not shipped.
 """
 import io
 import os
@@ -27,7 +30,7 @@ CONFIG = os.path.join(REPO, "model", "zoo", "cartpole-swingup.conf")
 # Random actions score 126 +- 63 per episode (mpc-sim, 100 episodes), so a mean of 2
 # episodes above 300 is control, not luck.
 E2E_MIN_RETURN = float(os.environ.get("E2E_MIN_RETURN", "300"))
-DEADLINE_MS = 200
+DEADLINE_MS = 20000  # never binds: a plan takes ~60 ms, ~350 ms under ASan
 
 
 def build_dirs():
@@ -52,7 +55,8 @@ def test_shipped_cartpole_swings_up(tmp_path):
         os.makedirs(rec)
         rc = run_logged([sim, "--task", "cartpole-swingup", "--policy", "mpcd",
                          "--connect", daemon.endpoint, "--episodes", "2", "--seed", "7",
-                         "--deadline-ms", str(DEADLINE_MS), "--record", rec], log, timeout=600)
+                         "--deadline-ms", str(DEADLINE_MS), "--timeout", str(3 * DEADLINE_MS),
+                         "--record", rec], log, timeout=600)
     finally:
         daemon.stop()
         log.seek(0)
