@@ -63,6 +63,18 @@ def obs(t):
     return [math.cos(0.1 * t), math.sin(0.1 * t), 0.05 * t]
 
 
+def wait_until(cond, timeout=20.0):
+    """Polls cond() until it gives a true value or timeout seconds pass; returns its last
+    value. For what the daemon does in its own time (closing, reloading): no fixed sleep
+    is enough on a loaded machine, and the caller asserts the outcome."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(0.05)
+
+
 def http_get(d, path):
     try:
         with urllib.request.urlopen("http://%s%s" % (d.status_address, path), timeout=5) as r:
@@ -241,9 +253,8 @@ def test_hot_swap_under_load(models):
                 r = c.reload(m)
                 assert r.ok and r.model_version == i + 2, r
                 time.sleep(0.3)
-        deadline = time.monotonic() + 30  # every session steps on the last model
-        while (len(last) < 8 or min(last.values()) < 4) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        # every session steps on the last model
+        wait_until(lambda: len(last) == 8 and min(last.values()) >= 4, timeout=30)
         stop.set()
         for t in threads:
             t.join()
@@ -267,9 +278,9 @@ def test_refused_reloads_keep_serving(models, tmp_path):
     garbage = tmp_path / "garbage.safetensors"
     garbage.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
     d = start(models["a"])
-    stop, results = threading.Event(), {}
+    stop, results, last = threading.Event(), {}, {}
     try:
-        threads = stream_sessions(d, 2, stop, results)
+        threads = stream_sessions(d, 2, stop, results, last=last)
         with mpc_client.Client(d.address, timeout=60) as c:
             for path, why in [(corrupt, None), (garbage, None), (models["wide"], "4/1"),
                               ("/nonexistent/m.safetensors", "nonexistent")]:
@@ -283,7 +294,7 @@ def test_refused_reloads_keep_serving(models, tmp_path):
             assert "nonexistent" in st.last_reload_error
             doc = json.loads(http_get(d, "/status")[1])
             assert "nonexistent" in doc["last_reload_error"]
-        time.sleep(0.2)
+        wait_until(lambda: len(last) == 2)  # both sessions have stepped
         stop.set()
         for t in threads:
             t.join()
@@ -304,17 +315,13 @@ def test_sighup_and_watch(models, tmp_path):
             c.hello("pytest/watch")
             c.step(obs(0), seq=0, reset=True)
             d.signal(signal.SIGHUP)
-            deadline = time.monotonic() + 20
-            while c.status().model_version < 2 and time.monotonic() < deadline:
-                time.sleep(0.05)
+            wait_until(lambda: c.status().model_version >= 2)
             assert c.status().model_version == 2
             # The atomic rename pattern: write elsewhere, rename over the watched path.
             tmp = tmp_path / "next.tmp"
             shutil.copy(models["b"], tmp)
             os.rename(tmp, path)
-            deadline = time.monotonic() + 20
-            while c.status().model_version < 3 and time.monotonic() < deadline:
-                time.sleep(0.05)
+            wait_until(lambda: c.status().model_version >= 3)
             assert c.status().model_version == 3, d.log_text()
             a = c.step(obs(1), seq=1)
             assert a.model_version == 3
@@ -322,9 +329,7 @@ def test_sighup_and_watch(models, tmp_path):
             failed = c.status().reloads_failed
             tmp.write_bytes(b"not a model")
             os.rename(tmp, path)
-            deadline = time.monotonic() + 20
-            while c.status().reloads_failed == failed and time.monotonic() < deadline:
-                time.sleep(0.05)
+            wait_until(lambda: c.status().reloads_failed != failed)
             st = c.status()
             assert st.reloads_failed == failed + 1 and st.model_version == 3
             assert c.step(obs(2), seq=2).model_version == 3
@@ -412,13 +417,27 @@ def test_queue_limit_and_pipelining(models):
 
 
 def test_max_connections_and_idle_timeout(models):
-    d = start(models["a"], "--max-connections", "2", "--idle-timeout-s", "0.5")
-    try:
-        time.sleep(0.2)  # the harness's readiness probe has gone
-        a, b = raw_connect(d), raw_connect(d)
-        for x in (a, b):
+    # The idle timeout leaves time for a and b to be taken while neither goes idle.
+    d = start(models["a"], "--max-connections", "2", "--idle-timeout-s", "2")
+
+    def served():
+        """A connection the daemon answered, or None (it was refused and closed)."""
+        x = raw_connect(d)
+        try:
             x.sendall(frame(pb.Request(id=1, status=pb.Status())))
-            assert read_reply(x).HasField("status")
+            r = read_reply(x)
+        except (BrokenPipeError, ConnectionResetError):
+            r = None  # refused: closed with our request unread
+        if r is not None and r.HasField("status"):
+            return x
+        assert r is None or r.error.code == pb.Error.OVERLOADED, r
+        x.close()
+        return None
+    try:
+        a = served()
+        # The harness's readiness probe holds a place until the daemon has seen it close.
+        b = wait_until(served)
+        assert a is not None and b is not None
         c = raw_connect(d)
         r = read_reply(c)
         assert r.error.code == pb.Error.OVERLOADED and "max-connections" in r.error.message
@@ -444,10 +463,11 @@ def test_disconnect_mid_plan(models):
             s.sendall(frame(step_request(2, 0, reset=True, deadline_us=300000)))
             time.sleep(0.02 * k)
             s.close()
-        time.sleep(0.5)
         with mpc_client.Client(d.address, timeout=10) as c:
             c.hello("after")
             assert c.step(obs(0), seq=0, reset=True).seq == 0
+            # the leavers' sessions go once their plans end (in the daemon's own time)
+            wait_until(lambda: len(c.status().session) == 1)
             st = c.status()
             assert [x.client_name for x in st.session] == ["after"]
     finally:
