@@ -486,7 +486,10 @@ def test_sigterm_answers_in_flight(models):
         for s in socks:
             s.sendall(frame(step_request(2, 0, reset=True, deadline_us=400000)) +
                       frame(step_request(3, 1, deadline_us=400000)))
-        time.sleep(0.05)
+        # In flight means read: once a round trip on another connection is answered, the
+        # loop has read the steps, which were readable before that connection existed.
+        with mpc_client.Client(d.address, timeout=30) as c:
+            c.status()
         d.signal(signal.SIGTERM)
         for s in socks:
             replies = read_replies(s, 2)
@@ -727,7 +730,8 @@ def test_slow_reader_backpressure(models):
 
         th = threading.Thread(target=send)
         th.start()
-        time.sleep(2.0)  # let the replies back up
+        # let the replies back up until the daemon stops reading (log lines are written at once)
+        wait_until(lambda: "reading paused" in d.log_text(), timeout=60)
         replies = read_replies(s, n)
         th.join()
         assert done.is_set() and len(replies) == n

@@ -179,6 +179,15 @@ def test_record_dir_problems(tmp_path):
     assert p.returncode == 4 and "--csv" in p.stderr
 
 
+def caught(pid, sig):
+    """Whether process pid has a handler installed for sig (/proc/PID/status SigCgt)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("SigCgt:"):
+                return bool(int(line.split()[1], 16) >> (sig - 1) & 1)
+    return False
+
+
 def test_interrupt_exits_130_without_partial_episode(tmp_path):
     import signal
     import time
@@ -186,6 +195,12 @@ def test_interrupt_exits_130_without_partial_episode(tmp_path):
     proc = subprocess.Popen([SIM, "--task", "cartpole-swingup", "--realtime", "--record",
                              str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
+    # A SIGINT before mpc-sim installs its handler would kill it (slow start under ASan on
+    # a loaded machine): wait for the handler (Linux: SigCgt), then for the episode to run.
+    deadline = time.monotonic() + 30
+    while not caught(proc.pid, signal.SIGINT) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.01)
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=30)

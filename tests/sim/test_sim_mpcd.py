@@ -61,14 +61,20 @@ def test_session_visible_and_realtime(tmp_path):
                                  "--connect", d.address, "--max-steps", "50", "--realtime"],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         status = None
-        if mpcctl:
-            time.sleep(1.0)  # 50 steps at 80 ms take 4 s
+        deadline = time.monotonic() + 60
+        while mpcctl and proc.poll() is None and time.monotonic() < deadline:
+            # 50 steps at 80 ms take 4 s: poll until the session shows (mpc-sim may take a
+            # while to start on a loaded machine)
             status = subprocess.run([mpcctl, "--connect", d.address, "status"],
                                     capture_output=True, text=True, timeout=30)
+            if status.returncode != 0 or "mpc-sim/cartpole-swingup" in status.stdout:
+                break
+            time.sleep(0.1)
         out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, out + err
     assert "(paced in real time)" in out
-    if status is not None:
+    if mpcctl:
+        assert status is not None, "mpc-sim ended before mpcctl could ask"
         assert status.returncode == 0, status.stderr
         assert "mpc-sim/cartpole-swingup" in status.stdout
 
