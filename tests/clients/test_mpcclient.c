@@ -44,7 +44,7 @@ struct fake {
     int fd;
     pthread_t thread;
     script_fn script;
-    int listen_fd;                   /* >= 0: accept one connection first */
+    int listen_fd; /* >= 0: accept one connection first */
     frame_decoder_t *decoder;
     Mpc__V1__Request *seen[MAX_SEEN];
     size_t n_seen;
@@ -276,8 +276,8 @@ static void send_reload(fake_t *f, uint64_t id, bool ok, const char *msg)
 
 /* --- scripts --- */
 
-#define OBS 5
-#define ACT 2
+#define OBS   5
+#define ACT   2
 #define STEPS 20
 
 static void script_session(fake_t *f)
@@ -321,8 +321,11 @@ static void test_hello_step_reset(void **state)
     assert_int_equal(mpc_client_step(c, &step, &act), MPC_CLIENT_EINVAL);
     assert_non_null(strstr(mpc_client_errmsg(c), "expects 5"));
 
-    step = (mpc_client_step_t){.observation = obs, .observation_size = OBS, .reward = 0.75f,
-                               .reset = true, .deadline_us = 15000,
+    step = (mpc_client_step_t){.observation = obs,
+                               .observation_size = OBS,
+                               .reward = 0.75f,
+                               .reset = true,
+                               .deadline_us = 15000,
                                .exploration_noise = 0.3f};
     for (int i = 0; i < STEPS; i++) {
         step.seq = 100 + (uint64_t)i;

@@ -140,18 +140,19 @@ static void test_observe_matches_pytorch(void **state)
     const rssm_dims_t *d = &rssm_info(model)->dims;
     const size_t D = (size_t)d->deter, S = (size_t)d->stoch;
     float *h = ref_need("in_h", N * D), *z = ref_need("in_z", N * S);
-    float *a = ref_need("in_a", (size_t)N * d->action), *o = ref_need("in_obs", (size_t)N * d->obs);
+    float *a = ref_need("in_a", (size_t)N * d->action),
+          *o = ref_need("in_obs", (size_t)N * d->obs);
     float *ws = alloc_floats(rssm_observe_workspace(model));
     float *out[5], *want[5], *naive[5];
-    const char *names[5] = { "observe_h", "observe_prior_mean", "observe_prior_std",
-                             "observe_post_mean", "observe_post_std" };
+    const char *names[5] = {"observe_h", "observe_prior_mean", "observe_prior_std",
+                            "observe_post_mean", "observe_post_std"};
     for (int k = 0; k < 5; k++) {
         size_t n = k == 0 ? D : S;
         out[k] = alloc_floats(n);
         naive[k] = alloc_floats(n);
         want[k] = ref_need(names[k], n);
     }
-    rssm_observe_out_t res = { out[0], out[1], out[2], out[3], out[4] };
+    rssm_observe_out_t res = {out[0], out[1], out[2], out[3], out[4]};
     assert_int_equal(rssm_observe(model, h, z, a, o, &res, ws), 0);
     naive_observe(model, h, z, a, o, naive[0], naive[1], naive[2], naive[3], naive[4]);
     for (int k = 0; k < 5; k++) {
@@ -229,7 +230,7 @@ static void test_blas_matches_naive(void **state)
     const rssm_dims_t *d = &info->dims;
     const size_t D = (size_t)d->deter, S = (size_t)d->stoch, A = (size_t)d->action;
     const size_t O = (size_t)d->obs;
-    const int sizes[] = { 1, 5, 64 };
+    const int sizes[] = {1, 5, 64};
     uint64_t seed = 42;
     for (size_t t = 0; t < sizeof sizes / sizeof *sizes; t++) {
         int n = sizes[t];
@@ -279,13 +280,14 @@ static void test_control_path_allocates_nothing(void **state)
     const rssm_info_t *info = rssm_info(model);
     const rssm_dims_t *d = &info->dims;
     const int n = 33;
-    size_t D = (size_t)d->deter, S = (size_t)d->stoch, A = (size_t)d->action, O = (size_t)d->obs;
+    size_t D = (size_t)d->deter, S = (size_t)d->stoch, A = (size_t)d->action,
+           O = (size_t)d->obs;
     float *h = calloc(n * D, 4), *z = calloc(n * S, 4), *a = calloc(n * A, 4);
     float *obs = calloc(n * O, 4), *hn = calloc(n * D, 4), *pm = calloc(n * S, 4);
     float *ps = calloc(n * S, 4), *qm = calloc(S, 4), *qs = calloc(S, 4), *r = calloc(n, 4);
     float *wb = calloc(rssm_batch_workspace(model, n), 4);
     float *wo = calloc(rssm_observe_workspace(model), 4);
-    rssm_observe_out_t out = { hn, pm, ps, qm, qs };
+    rssm_observe_out_t out = {hn, pm, ps, qm, qs};
     alloc_count_start();
     int rc = rssm_observe(model, h, z, a, obs, &out, wo);
     rssm_imagine_batch(model, n, h, z, a, hn, pm, ps, wb);
@@ -320,7 +322,8 @@ static void *thread_run(void *arg)
     thread_job_t *j = arg;
     const rssm_dims_t *d = &rssm_info(model)->dims;
     float *ws = malloc(sizeof(float) * rssm_batch_workspace(model, j->n));
-    float *pm = malloc(sizeof(float) * j->n * d->stoch), *ps = malloc(sizeof(float) * j->n * d->stoch);
+    float *pm = malloc(sizeof(float) * j->n * d->stoch),
+          *ps = malloc(sizeof(float) * j->n * d->stoch);
     for (int r = 0; ws && pm && ps && r < j->rounds; r++)
         rssm_imagine_batch(model, j->n, j->h, j->z, j->a, j->h_next, pm, ps, ws);
     free(ws), free(pm), free(ps);
@@ -338,7 +341,7 @@ static void test_shared_model_threads(void **state)
     pthread_t tid[THREADS];
     thread_job_t jobs[THREADS];
     for (int t = 0; t < THREADS; t++) {
-        jobs[t] = (thread_job_t){ N, h, z, a, alloc_floats(N * D), 200 };
+        jobs[t] = (thread_job_t){N, h, z, a, alloc_floats(N * D), 200};
         assert_int_equal(pthread_create(&tid[t], NULL, thread_run, &jobs[t]), 0);
     }
     for (int t = 0; t < THREADS; t++) {
@@ -352,8 +355,8 @@ static void test_shared_model_threads(void **state)
 static void test_observe_rejects_null(void **state)
 {
     (void)state;
-    float x[1] = { 0 };
-    rssm_observe_out_t out = { x, x, x, x, NULL };
+    float x[1] = {0};
+    rssm_observe_out_t out = {x, x, x, x, NULL};
     assert_int_equal(rssm_observe(model, x, x, x, x, &out, x), RSSM_EINVALID);
     assert_int_equal(rssm_observe(NULL, x, x, x, x, &out, x), RSSM_EINVALID);
 }
@@ -362,7 +365,7 @@ static void test_observe_rejects_null(void **state)
 static void test_approximations(void **state)
 {
     (void)state;
-    double worst[6] = { 0 };
+    double worst[6] = {0};
     for (double xd = -100.0; xd <= 100.0; xd += 1.0 / 1024 + 1e-7) {
         float x = (float)xd;
         double e = exp((double)x);
@@ -375,9 +378,10 @@ static void test_approximations(void **state)
         if (x < 0) /* ELU's negative side */
             worst[4] = fmax(worst[4], fabs((exp_approx(x) - 1.0f) - expm1((double)x)));
         float v = (float)exp(xd / 8); /* log over e^-12.5 .. e^12.5 */
-        worst[5] = fmax(worst[5], fabs(log_approx(v) - log((double)v)) / fmax(1.0, fabs(log((double)v))));
+        worst[5] = fmax(worst[5],
+                        fabs(log_approx(v) - log((double)v)) / fmax(1.0, fabs(log((double)v))));
     }
-    const char *names[6] = { "exp (rel)", "sigmoid", "tanh", "softplus", "elu", "log" };
+    const char *names[6] = {"exp (rel)", "sigmoid", "tanh", "softplus", "elu", "log"};
     for (int i = 0; i < 6; i++)
         if (!(worst[i] < 1e-6))
             fail_msg("%s approximation error %g", names[i], worst[i]);
@@ -389,7 +393,7 @@ static void test_approximations(void **state)
 static void test_kl_diag(void **state)
 {
     (void)state;
-    float m0[2] = { 0, 1 }, s0[2] = { 1, 2 }, m1[2] = { 0.5f, -1 }, s1[2] = { 2, 0.5f };
+    float m0[2] = {0, 1}, s0[2] = {1, 2}, m1[2] = {0.5f, -1}, s1[2] = {2, 0.5f};
     assert_true(fabsf(rssm_kl_diag(m0, s0, m0, s0, 2)) < 1e-7f);
     /* KL(N(0,1) || N(0.5, 2^2)) + KL(N(1, 2^2) || N(-1, 0.5^2)), computed by hand. */
     double want = (log(2.0) + (1 + 0.25) / 8 - 0.5) + (log(0.25) + (4 + 4) / 0.5 - 0.5);

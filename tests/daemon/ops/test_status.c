@@ -148,7 +148,8 @@ static void test_json_without_model(void **state)
     assert_true(num(doc, "last_minute.surprise_nats.p50") == 1.5);
     assert_true(num(doc, "last_minute.reward_error.max") == 0.25);
     assert_true(num(doc, "since_start.plan_s.count") == 1);
-    assert_true(fabs(num(doc, "last_minute.overhead_s.max") - 0.0005) < 1e-12); /* 18.5 - 18 ms */
+    assert_true(fabs(num(doc, "last_minute.overhead_s.max") - 0.0005) <
+                1e-12); /* 18.5 - 18 ms */
     /* planner settings for learn.py's model card */
     assert_true(num(doc, "planner.candidates") == f->cem.candidates);
     assert_true(num(doc, "planner.horizon") == f->cem.horizon);
