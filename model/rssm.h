@@ -100,6 +100,11 @@ void rssm_tensor_at(const rssm_model_t *m, int i, const char **name, int *rank, 
 int64_t rssm_param_count(const rssm_model_t *m);
 int64_t rssm_flops_per_imagine_step(const rssm_model_t *m);
 
+/* Whether the model's layers run on librssm's packed-weight AVX2 kernel (else OpenBLAS;
+ * MPC_RSSM_GEMM=blas at load time forces that). The kernel is fastest on batches whose
+ * activations fit in L2; OpenBLAS prefers bigger ones. */
+bool rssm_uses_kernel(const rssm_model_t *m);
+
 /* ---- belief update (one client, one step) ---- */
 
 /* Floats of workspace rssm_observe needs. */
@@ -126,10 +131,16 @@ int rssm_observe(const rssm_model_t *m, const float *h, const float *z, const fl
 size_t rssm_batch_workspace(const rssm_model_t *m, int max_batch);
 
 /* Prior step for n rows: h [n, D], z [n, S], a [n, A] -> h_next [n, D], prior mean and std
- * [n, S] each. Uses cblas_sgemm; allocates nothing. Outputs must not alias inputs. */
+ * [n, S] each. Allocates nothing. Outputs must not alias inputs. */
 void rssm_imagine_batch(const rssm_model_t *m, int n, const float *h, const float *z,
                         const float *a, float *h_next, float *prior_mean, float *prior_std,
                         float *ws);
+
+/* The same step when every row starts from one state: h0 [D] and z0 [S] (a planner's
+ * first step). h0's share of the GRU (W_hh h0, a third of the step) is computed once. */
+void rssm_imagine_batch_shared(const rssm_model_t *m, int n, const float *h0, const float *z0,
+                               const float *a, float *h_next, float *prior_mean,
+                               float *prior_std, float *ws);
 
 /* Reward head for n rows of (h [n, D], z [n, S]) -> reward [n]. */
 void rssm_reward_batch(const rssm_model_t *m, int n, const float *h, const float *z,

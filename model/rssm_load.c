@@ -20,6 +20,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "rssm_gemm.h"
 #include "rssm_private.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -31,8 +32,8 @@ const char *rssm_strerror(int err)
     switch (err) {
     case 0:
         return "success";
-#define XX(name, val, msg)                                                                 \
-    case val:                                                                              \
+#define XX(name, val, msg)                                                                     \
+    case val:                                                                                  \
         return msg;
         RSSM_ERRNO_MAP(XX)
 #undef XX
@@ -80,8 +81,7 @@ static int meta_int(const meta_ctx_t *c, const char *key, int lo, int hi, int *o
     return 0;
 }
 
-static int meta_double(const meta_ctx_t *c, const char *key, double lo, double hi,
-                       double *out)
+static int meta_double(const meta_ctx_t *c, const char *key, double lo, double hi, double *out)
 {
     const char *s;
     int rc = meta_need(c, key, &s);
@@ -173,7 +173,7 @@ static char *dup_or_null(const char *s)
 
 static int parse_metadata(rssm_model_t *m, const cJSON *obj, char *err, size_t errlen)
 {
-    meta_ctx_t c = { obj, err, errlen };
+    meta_ctx_t c = {obj, err, errlen};
     rssm_info_t *info = &m->info;
     rssm_dims_t *d = &info->dims;
     const char *act, *task;
@@ -259,14 +259,14 @@ static int tensor_specs(rssm_model_t *m, tensor_spec_t *out)
 {
     const rssm_dims_t *d = &m->info.dims;
     int n = 0;
-#define SPEC(nm, field, grp, r, cl)                                                        \
-    out[n++] = (tensor_spec_t){ nm, &m->field, RSSM_GROUP_##grp, r, cl };
+#define SPEC(nm, field, grp, r, cl)                                                            \
+    out[n++] = (tensor_spec_t){nm, &m->field, RSSM_GROUP_##grp, r, cl};
     RSSM_TENSOR_LIST(SPEC, d->obs, d->action, d->deter, d->stoch, d->hidden, d->embed)
 #undef SPEC
     return n;
 }
 
-#define RSSM_NSPECS 38
+#define RSSM_NSPECS                      38
 #define COUNT_ONE(nm, field, grp, r, cl) +1
 _Static_assert(0 RSSM_TENSOR_LIST(COUNT_ONE, 0, 0, 0, 0, 0, 0) == RSSM_NSPECS,
                "RSSM_NSPECS must match RSSM_TENSOR_LIST");
@@ -290,7 +290,7 @@ static void shape_text(char *buf, size_t len, int rank, const int64_t *shape)
 
 static int check_shape(const tensor_spec_t *s, const st_tensor_t *t, char *err, size_t errlen)
 {
-    int64_t want[2] = { s->rows, s->cols };
+    int64_t want[2] = {s->rows, s->cols};
     int want_rank = s->cols ? 2 : 1;
     bool ok = t->rank == want_rank;
     for (int i = 0; ok && i < want_rank; i++)
@@ -309,7 +309,7 @@ static int load_tensors(rssm_model_t *m, const st_file_t *f, char *err, size_t e
 {
     tensor_spec_t specs[RSSM_NSPECS];
     int nspecs = tensor_specs(m, specs);
-    const st_tensor_t *found[RSSM_NSPECS] = { 0 };
+    const st_tensor_t *found[RSSM_NSPECS] = {0};
     bool *used = calloc((size_t)f->ntensors + 1, sizeof(bool));
     size_t total = 0;
     int rc = 0;
@@ -324,11 +324,11 @@ static int load_tensors(rssm_model_t *m, const st_file_t *f, char *err, size_t e
                 used[j] = true;
             }
         if (!found[i]) {
-            rc = rssm__fail(err, errlen, RSSM_ETENSOR, "tensor '%s' is missing%s",
-                            specs[i].name,
-                            specs[i].group == RSSM_GROUP_VALUE     ? " (has_value is true)"
-                            : specs[i].group == RSSM_GROUP_DECODER ? " (has_decoder is true)"
-                                                                   : "");
+            rc =
+                rssm__fail(err, errlen, RSSM_ETENSOR, "tensor '%s' is missing%s", specs[i].name,
+                           specs[i].group == RSSM_GROUP_VALUE     ? " (has_value is true)"
+                           : specs[i].group == RSSM_GROUP_DECODER ? " (has_decoder is true)"
+                                                                  : "");
             goto out;
         }
         if ((rc = check_shape(&specs[i], found[i], err, errlen)))
@@ -396,6 +396,46 @@ static int list_tensors(rssm_model_t *m, const st_file_t *f, char *err, size_t e
     return 0;
 }
 
+/* Repacks every layer for rssm_gemm into one buffer (a no-op where the kernel is off). */
+static int pack_layers(rssm_model_t *m, char *err, size_t errlen)
+{
+    if (!rssm_gemm_enabled())
+        return 0;
+    const rssm_dims_t *d = &m->info.dims;
+    const int O = d->obs, A = d->action, D = d->deter, S = d->stoch, H = d->hidden,
+              E = d->embed;
+    struct {
+        rssm_linear_t *l;
+        int out, in;
+    } layers[] = {
+        {&m->enc[0], H, O},        {&m->enc[1], E, H},      {&m->img_in, H, S + A},
+        {&m->gru_ih, 3 * D, H},    {&m->gru_hh, 3 * D, D},  {&m->prior[0], H, D},
+        {&m->prior[1], 2 * S, H},  {&m->post[0], H, D + E}, {&m->post[1], 2 * S, H},
+        {&m->reward[0], H, D + S}, {&m->reward[1], H, H},   {&m->reward[2], 1, H},
+        {&m->value[0], H, D + S},  {&m->value[1], H, H},    {&m->value[2], 1, H},
+        {&m->dec[0], H, D + S},    {&m->dec[1], H, H},      {&m->dec[2], O, H},
+    };
+    const int nlayers = (int)(sizeof layers / sizeof layers[0]);
+    size_t total = 0;
+    for (int i = 0; i < nlayers; i++)
+        if (layers[i].l->w)
+            total += rssm_gemm_packed_size(layers[i].out, layers[i].in);
+    m->packed = aligned_alloc(RSSM_ALIGN_FLOATS * sizeof(float), total * sizeof(float));
+    if (!m->packed)
+        return rssm__fail(err, errlen, RSSM_ENOMEM, "out of memory for %zu packed weights",
+                          total);
+    float *dst = m->packed;
+    for (int i = 0; i < nlayers; i++) {
+        rssm_linear_t *l = layers[i].l;
+        if (!l->w)
+            continue;
+        rssm_gemm_pack(dst, l->w, l->b, layers[i].out, layers[i].in);
+        l->packed = dst;
+        dst += rssm_gemm_packed_size(layers[i].out, layers[i].in);
+    }
+    return 0;
+}
+
 int rssm_load_buffer(const void *data, size_t size, rssm_model_t **out, char *err,
                      size_t errlen)
 {
@@ -413,7 +453,8 @@ int rssm_load_buffer(const void *data, size_t size, rssm_model_t **out, char *er
         goto fail;
     }
     const cJSON *meta = f.metadata;
-    if ((rc = parse_metadata(m, meta, err, errlen)) || (rc = load_tensors(m, &f, err, errlen)) ||
+    if ((rc = parse_metadata(m, meta, err, errlen)) ||
+        (rc = load_tensors(m, &f, err, errlen)) || (rc = pack_layers(m, err, errlen)) ||
         (rc = copy_metadata(m, meta, err, errlen)) || (rc = list_tensors(m, &f, err, errlen)))
         goto fail;
     st_free(&f);
@@ -442,7 +483,8 @@ int rssm_load(const char *path, rssm_model_t **out, char *err, size_t errlen)
     if (size < 8) {
         close(fd);
         return rssm__fail(err, errlen, RSSM_EFORMAT,
-                          "%s: file is %zu bytes; too short for a safetensors header", path, size);
+                          "%s: file is %zu bytes; too short for a safetensors header", path,
+                          size);
     }
     void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);
@@ -461,6 +503,7 @@ void rssm_destroy(rssm_model_t *m)
     if (!m)
         return;
     free(m->weights);
+    free(m->packed);
     free(m->action_low);
     free(m->action_high);
     free(m->task);
@@ -528,6 +571,11 @@ int64_t rssm_param_count(const rssm_model_t *m)
         n += c;
     }
     return n;
+}
+
+bool rssm_uses_kernel(const rssm_model_t *m)
+{
+    return m && m->packed;
 }
 
 int64_t rssm_flops_per_imagine_step(const rssm_model_t *m)

@@ -21,9 +21,8 @@
 #include <string.h>
 
 #include "rssm_approx.h"
+#include "rssm_gemm.h"
 #include "rssm_private.h"
-
-typedef enum { ACT_NONE, ACT_RELU, ACT_ELU } act_t;
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define RSSM_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
@@ -31,50 +30,57 @@ typedef enum { ACT_NONE, ACT_RELU, ACT_ELU } act_t;
 #define RSSM_SIMD_CLONES
 #endif
 
-static act_t model_act(const rssm_model_t *m)
+static rssm_gemm_act_t model_act(const rssm_model_t *m)
 {
-    return m->info.activation == RSSM_ACT_ELU ? ACT_ELU : ACT_RELU;
+    return m->info.activation == RSSM_ACT_ELU ? RSSM_GEMM_ELU : RSSM_GEMM_RELU;
 }
 
 /* y[n, out] (+)= x[n, in] . w[:, 0:in]^T, where w rows are ldw floats long. */
 static void gemm_wt(int n, int out, int in, const float *x, int ldx, const float *w, int ldw,
                     float beta, float *y, int ldy)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, ldx, w, ldw,
-                beta, y, ldy);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out, in, 1.0f, x, ldx, w, ldw, beta,
+                y, ldy);
 }
 
 RSSM_SIMD_CLONES
-static void bias_act(int n, int out, float *restrict y, const float *restrict b, act_t act)
+static void bias_act(int n, int out, float *restrict y, const float *restrict b,
+                     rssm_gemm_act_t act)
 {
     for (int i = 0; i < n; i++) {
         float *restrict row = y + (size_t)i * out;
         for (int j = 0; j < out; j++)
             row[j] += b[j];
-        if (act == ACT_RELU)
+        if (act == RSSM_GEMM_RELU)
             for (int j = 0; j < out; j++)
                 row[j] = row[j] > 0.0f ? row[j] : 0.0f;
-        else if (act == ACT_ELU)
+        else if (act == RSSM_GEMM_ELU)
             for (int j = 0; j < out; j++)
                 row[j] = row[j] > 0.0f ? row[j] : exp_approx(row[j]) - 1.0f;
     }
 }
 
-/* y[n, out] = act(x[n, in] W^T + b) for a layer whose whole input is x. */
-static void linear(int n, int out, int in, const rssm_linear_t *l, const float *x, float *y,
-                   act_t act)
+/* y[n, out] = act([x1, x2] W^T + b) without building [x1, x2]: W = [W1 | W2]. x1's rows
+ * are ldx1 floats apart; 0 repeats one row (the kernel path only). */
+static void linear2(int n, int out, const rssm_linear_t *l, const float *x1, int ldx1, int in1,
+                    const float *x2, int in2, float *y, rssm_gemm_act_t act)
 {
-    gemm_wt(n, out, in, x, in, l->w, in, 0.0f, y, out);
+    if (l->packed) {
+        rssm_gemm(n, x1, ldx1, in1, x2, in2, in2, l->packed, out, act, y, out);
+        return;
+    }
+    assert(ldx1 >= in1);
+    gemm_wt(n, out, in1, x1, ldx1, l->w, in1 + in2, 0.0f, y, out);
+    if (in2 > 0)
+        gemm_wt(n, out, in2, x2, in2, l->w + in1, in1 + in2, 1.0f, y, out);
     bias_act(n, out, y, l->b, act);
 }
 
-/* y[n, out] = act([x1, x2] W^T + b) without building [x1, x2]: W = [W1 | W2]. */
-static void linear2(int n, int out, const rssm_linear_t *l, const float *x1, int in1,
-                    const float *x2, int in2, float *y, act_t act)
+/* y[n, out] = act(x[n, in] W^T + b) for a layer whose whole input is x. */
+static void linear(int n, int out, int in, const rssm_linear_t *l, const float *x, float *y,
+                   rssm_gemm_act_t act)
 {
-    gemm_wt(n, out, in1, x1, in1, l->w, in1 + in2, 0.0f, y, out);
-    gemm_wt(n, out, in2, x2, in2, l->w + in1, in1 + in2, 1.0f, y, out);
-    bias_act(n, out, y, l->b, act);
+    linear2(n, out, l, x, in, in, NULL, 0, y, act);
 }
 
 /* torch softplus (beta 1, threshold 20) + min_std. */
@@ -94,40 +100,50 @@ static void gaussian(int n, int s, const float *restrict raw, float min_std,
     }
 }
 
-/* torch.nn.GRUCell's gates (order r, z, n) from gi = x W_ih^T and gh = h W_hh^T [n, 3D].
+/* torch.nn.GRUCell's gates (order r, z, n) from gi = x W_ih^T + b_ih [n, 3D] and
+ * gh = h W_hh^T + b_hh, whose rows (and h's) are ldh * 3D (ldh * D) floats apart: ldh 0
+ * when every row starts from the same h.
  * Cloned for AVX2 where the CPU has it (8 lanes instead of SSE2's 4); the result is
  * the same function either way. */
 RSSM_SIMD_CLONES
 static void gru_gates(int n, int D, const float *restrict gi, const float *restrict gh,
-                      const float *restrict bi, const float *restrict bh,
-                      const float *restrict h, float *restrict h_next)
+                      const float *restrict h, int ldh, float *restrict h_next)
 {
     for (int i = 0; i < n; i++) {
-        const float *restrict xi = gi + (size_t)i * 3 * D, *restrict hh = gh + (size_t)i * 3 * D;
-        const float *restrict hp = h + (size_t)i * D;
+        const float *restrict xi = gi + (size_t)i * 3 * D;
+        const float *restrict hh = gh + (size_t)i * ldh * 3 * D;
+        const float *restrict hp = h + (size_t)i * ldh * D;
         float *restrict out = h_next + (size_t)i * D;
         for (int j = 0; j < D; j++) {
-            float r = sigmoid_approx(xi[j] + bi[j] + hh[j] + bh[j]);
-            float u = sigmoid_approx(xi[D + j] + bi[D + j] + hh[D + j] + bh[D + j]);
-            float c = tanh_approx(xi[2 * D + j] + bi[2 * D + j] + r * (hh[2 * D + j] + bh[2 * D + j]));
+            float r = sigmoid_approx(xi[j] + hh[j]);
+            float u = sigmoid_approx(xi[D + j] + hh[D + j]);
+            float c = tanh_approx(xi[2 * D + j] + r * hh[2 * D + j]);
             out[j] = c + u * (hp[j] - c);
         }
     }
 }
 
-/* h_next = GRUCell(act(W_in [z, a] + b), h). */
+/* h_next = GRUCell(act(W_in [z, a] + b), h). shared: h and z are one row for all n. */
 static void transition(const rssm_model_t *m, int n, const float *h, const float *z,
-                       const float *a, float *restrict h_next, float *ws)
+                       const float *a, bool shared, float *restrict h_next, float *ws)
 {
     const rssm_dims_t *d = &m->info.dims;
-    const int D = d->deter, H = d->hidden;
-    float *x = ws;                                  /* [n, H] */
-    float *gi = x + rssm__align((size_t)n * H);     /* [n, 3D] */
-    float *gh = gi + rssm__align((size_t)n * 3 * D); /* [n, 3D] */
-    linear2(n, H, &m->img_in, z, d->stoch, a, d->action, x, model_act(m));
-    gemm_wt(n, 3 * D, H, x, H, m->gru_wih, H, 0.0f, gi, 3 * D);
-    gemm_wt(n, 3 * D, D, h, D, m->gru_whh, D, 0.0f, gh, 3 * D);
-    gru_gates(n, D, gi, gh, m->gru_bih, m->gru_bhh, h, h_next);
+    const int D = d->deter, H = d->hidden, S = d->stoch;
+    float *x = ws;                                   /* [n, H] */
+    float *gi = x + rssm__align((size_t)n * H);      /* [n, 3D] */
+    float *gh = gi + rssm__align((size_t)n * 3 * D); /* [n, 3D]; [n, S] for a moment */
+    int ldz = S;
+    if (shared && m->img_in.packed) {
+        ldz = 0;
+    } else if (shared) { /* OpenBLAS needs the rows: gh's space is free until below */
+        for (int i = 0; i < n; i++)
+            memcpy(gh + (size_t)i * S, z, sizeof(float) * S);
+        z = gh;
+    }
+    linear2(n, H, &m->img_in, z, ldz, S, a, d->action, x, model_act(m));
+    linear(n, 3 * D, H, &m->gru_ih, x, gi, RSSM_GEMM_LINEAR);
+    linear(shared ? 1 : n, 3 * D, D, &m->gru_hh, h, gh, RSSM_GEMM_LINEAR);
+    gru_gates(n, D, gi, gh, h, shared ? 0 : 1, h_next);
 }
 
 /* Two-layer Gaussian head: raw = W1 act(W0 [x1, x2] + b0) + b1 -> (mean, std). */
@@ -136,13 +152,10 @@ static void gaussian_head(const rssm_model_t *m, const rssm_linear_t l[2], int n
                           float *std, float *ws)
 {
     const int H = m->info.dims.hidden, S = m->info.dims.stoch;
-    float *hid = ws;                                /* [n, H] */
-    float *raw = hid + rssm__align((size_t)n * H);  /* [n, 2S] */
-    if (x2)
-        linear2(n, H, &l[0], x1, in1, x2, in2, hid, model_act(m));
-    else
-        linear(n, H, in1, &l[0], x1, hid, model_act(m));
-    linear(n, 2 * S, H, &l[1], hid, raw, ACT_NONE);
+    float *hid = ws;                               /* [n, H] */
+    float *raw = hid + rssm__align((size_t)n * H); /* [n, 2S] */
+    linear2(n, H, &l[0], x1, in1, in1, x2, in2, hid, model_act(m));
+    linear(n, 2 * S, H, &l[1], hid, raw, RSSM_GEMM_LINEAR);
     gaussian(n, S, raw, m->info.min_std, mean, std);
 }
 
@@ -153,9 +166,9 @@ static void hz_head(const rssm_model_t *m, const rssm_linear_t l[3], int nout, i
     const rssm_dims_t *d = &m->info.dims;
     const int H = d->hidden;
     float *h1 = ws, *h2 = ws + rssm__align((size_t)n * H);
-    linear2(n, H, &l[0], h, d->deter, z, d->stoch, h1, model_act(m));
+    linear2(n, H, &l[0], h, d->deter, d->deter, z, d->stoch, h1, model_act(m));
     linear(n, H, H, &l[1], h1, h2, model_act(m));
-    linear(n, nout, H, &l[2], h2, out, ACT_NONE);
+    linear(n, nout, H, &l[2], h2, out, RSSM_GEMM_LINEAR);
 }
 
 size_t rssm_batch_workspace(const rssm_model_t *m, int max_batch)
@@ -163,7 +176,8 @@ size_t rssm_batch_workspace(const rssm_model_t *m, int max_batch)
     const rssm_dims_t *d = &m->info.dims;
     size_t n = max_batch > 0 ? (size_t)max_batch : 1;
     size_t hid = rssm__align(n * (size_t)d->hidden);
-    size_t trans = hid + 2 * rssm__align(n * 3 * (size_t)d->deter);
+    size_t gh = n * (size_t)(3 * d->deter > d->stoch ? 3 * d->deter : d->stoch);
+    size_t trans = hid + rssm__align(n * 3 * (size_t)d->deter) + rssm__align(gh);
     size_t prior = hid + rssm__align(n * 2 * (size_t)d->stoch);
     size_t head = 2 * hid;
     size_t ws = trans > prior ? trans : prior;
@@ -177,7 +191,19 @@ void rssm_imagine_batch(const rssm_model_t *m, int n, const float *h, const floa
     assert(m && ws);
     if (n <= 0)
         return;
-    transition(m, n, h, z, a, h_next, ws);
+    transition(m, n, h, z, a, false, h_next, ws);
+    gaussian_head(m, m->prior, n, h_next, m->info.dims.deter, NULL, 0, prior_mean, prior_std,
+                  ws);
+}
+
+void rssm_imagine_batch_shared(const rssm_model_t *m, int n, const float *h0, const float *z0,
+                               const float *a, float *h_next, float *prior_mean,
+                               float *prior_std, float *ws)
+{
+    assert(m && ws);
+    if (n <= 0)
+        return;
+    transition(m, n, h0, z0, a, true, h_next, ws);
     gaussian_head(m, m->prior, n, h_next, m->info.dims.deter, NULL, 0, prior_mean, prior_std,
                   ws);
 }
@@ -203,8 +229,8 @@ void rssm_value_batch(const rssm_model_t *m, int n, const float *h, const float 
     hz_head(m, m->value, 1, n, h, z, value, ws);
 }
 
-void rssm_decode_batch(const rssm_model_t *m, int n, const float *h, const float *z,
-                       float *obs, float *ws)
+void rssm_decode_batch(const rssm_model_t *m, int n, const float *h, const float *z, float *obs,
+                       float *ws)
 {
     const int O = m->info.dims.obs;
     assert(m && ws && m->info.has_decoder);
@@ -238,15 +264,15 @@ int rssm_observe(const rssm_model_t *m, const float *h, const float *z, const fl
         return RSSM_EINVALID;
     const rssm_dims_t *d = &m->info.dims;
     const int O = d->obs, H = d->hidden, E = d->embed;
-    float *on = ws;                             /* [O] normalised observation */
-    float *e0 = on + rssm__align((size_t)O);    /* [H] */
-    float *e = e0 + rssm__align((size_t)H);     /* [E] embedding */
+    float *on = ws;                          /* [O] normalised observation */
+    float *e0 = on + rssm__align((size_t)O); /* [H] */
+    float *e = e0 + rssm__align((size_t)H);  /* [E] embedding */
     float *scratch = e + rssm__align((size_t)E);
     for (int j = 0; j < O; j++)
         on[j] = (obs[j] - m->obs_mean[j]) / m->obs_std[j];
     linear(1, H, O, &m->enc[0], on, e0, model_act(m));
     linear(1, E, H, &m->enc[1], e0, e, model_act(m));
-    transition(m, 1, h, z, a_prev, out->h, scratch);
+    transition(m, 1, h, z, a_prev, false, out->h, scratch);
     gaussian_head(m, m->prior, 1, out->h, d->deter, NULL, 0, out->prior_mean, out->prior_std,
                   scratch);
     gaussian_head(m, m->post, 1, out->h, d->deter, e, E, out->post_mean, out->post_std,

@@ -19,10 +19,12 @@
 #define RSSM_FORMAT_MINOR 0
 #define RSSM_ALIGN_FLOATS 16       /* 64-byte alignment of every tensor and scratch buffer */
 
-/* One torch.nn.Linear: w [out, in] row-major, b [out]. */
+/* One torch.nn.Linear: w [out, in] row-major, b [out]; packed: both repacked for
+ * rssm_gemm at load time, or NULL where librssm uses OpenBLAS (see rssm_gemm.h). */
 typedef struct rssm_linear {
     const float *w;
     const float *b;
+    const float *packed;
 } rssm_linear_t;
 
 /* Which tensors a model has: the core ones always, the heads depending on metadata. */
@@ -41,10 +43,10 @@ enum { RSSM_GROUP_CORE = 0, RSSM_GROUP_VALUE = 1, RSSM_GROUP_DECODER = 2 };
     X("encoder.1.bias", enc[1].b, CORE, E, 0)                                          \
     X("img_in.weight", img_in.w, CORE, H, (S) + (A))     /* columns: [z, a] */         \
     X("img_in.bias", img_in.b, CORE, H, 0)                                             \
-    X("gru.weight_ih", gru_wih, CORE, 3 * (D), H)        /* rows: r, z, n gates */     \
-    X("gru.weight_hh", gru_whh, CORE, 3 * (D), D)                                      \
-    X("gru.bias_ih", gru_bih, CORE, 3 * (D), 0)                                        \
-    X("gru.bias_hh", gru_bhh, CORE, 3 * (D), 0)                                        \
+    X("gru.weight_ih", gru_ih.w, CORE, 3 * (D), H)       /* rows: r, z, n gates */     \
+    X("gru.weight_hh", gru_hh.w, CORE, 3 * (D), D)                                     \
+    X("gru.bias_ih", gru_ih.b, CORE, 3 * (D), 0)                                       \
+    X("gru.bias_hh", gru_hh.b, CORE, 3 * (D), 0)                                       \
     X("prior.0.weight", prior[0].w, CORE, H, D)                                        \
     X("prior.0.bias", prior[0].b, CORE, H, 0)                                          \
     X("prior.1.weight", prior[1].w, CORE, 2 * (S), H)    /* rows: mean, raw std */     \
@@ -83,15 +85,14 @@ struct rssm_model {
     rssm_info_t info;   /* dims etc.; its pointers point into this model */
     float *weights;     /* one aligned buffer holding every tensor below */
     size_t weights_len; /* floats */
+    float *packed;      /* the layers repacked for rssm_gemm, or NULL */
 
     const float *obs_mean; /* [O] */
     const float *obs_std;  /* [O] */
     rssm_linear_t enc[2];  /* [H, O], [E, H] */
     rssm_linear_t img_in;  /* [H, S + A] */
-    const float *gru_wih;  /* [3D, H] */
-    const float *gru_whh;  /* [3D, D] */
-    const float *gru_bih;  /* [3D] */
-    const float *gru_bhh;  /* [3D] */
+    rssm_linear_t gru_ih;  /* [3D, H], [3D]: rows r, z, n */
+    rssm_linear_t gru_hh;  /* [3D, D], [3D] */
     rssm_linear_t prior[2];  /* [H, D], [2S, H] */
     rssm_linear_t post[2];   /* [H, D + E], [2S, H] */
     rssm_linear_t reward[3]; /* [H, D + S], [H, H], [1, H] */

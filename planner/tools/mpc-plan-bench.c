@@ -75,8 +75,9 @@ static const char usage_text[] =
     "\n"
     "OUTPUT (--json keys)\n"
     "    plans, candidate_steps_per_s, gflops, flops_per_candidate_step, plan_ms_p50,\n"
-    "    plan_ms_p99, plan_ms_max, plan_ms_mean, iterations_mean, deadline_cut_fraction,\n"
-    "    overrun_fraction, overruns, max_overrun_ms, fallbacks, predicted_return_mean,\n"
+    "    plan_ms_p99, plan_ms_max, plan_ms_mean, plan_ms_min, iterations_mean,\n"
+    "    deadline_cut_fraction, overrun_fraction, overruns, max_overrun_ms, fallbacks,\n"
+    "    predicted_return_mean,\n"
     "    cpu_candidate_steps_per_s (per CPU-second of the whole process, spinning\n"
     "    included: steadier than wall time on a busy machine with --threads 1),\n"
     "    iteration_ms_estimate (the planner's prediction for one full iteration),\n"
@@ -501,6 +502,7 @@ int main(int argc, char **argv)
                "\"mppi\": %s, \"plans\": %d, \"candidate_steps_per_s\": %.1f, "
                "\"gflops\": %.3f, \"flops_per_candidate_step\": %.0f, \"plan_ms_p50\": %.4f, "
                "\"plan_ms_p99\": %.4f, \"plan_ms_max\": %.4f, \"plan_ms_mean\": %.4f, "
+               "\"plan_ms_min\": %.4f, "
                "\"iterations_mean\": %.3f, \"deadline_cut_fraction\": %.5f, "
                "\"overrun_fraction\": %.5f, \"overruns\": %d, \"max_overrun_ms\": %.4f, "
                "\"fallbacks\": %d, \"predicted_return_mean\": %.6g, "
@@ -510,7 +512,7 @@ int main(int argc, char **argv)
                o.cfg.top_k, o.cfg.iterations, H, o.cfg.threads, o.deadline_ms,
                (unsigned long long)o.seed, o.cfg.population_decay, o.cfg.keep_elites,
                o.cfg.noise_beta, o.cfg.mppi ? "true" : "false", n, csps, gflops, flops,
-               pct(ms, n, 50), pct(ms, n, 99), ms[n - 1], mean_ms, (double)iters / n,
+               pct(ms, n, 50), pct(ms, n, 99), ms[n - 1], mean_ms, ms[0], (double)iters / n,
                (double)cuts / n, (double)overruns / n, overruns, max_over * 1e3, fallbacks,
                pred_n ? pred_sum / pred_n : 0.0, cand_steps / cpu, iter_est * 1e3,
                (unsigned long long)stats.aborted, (unsigned long long)stats.stragglers);

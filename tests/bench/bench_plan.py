@@ -1,10 +1,12 @@
 #!/usr/bin/python3
 """bench_plan.py PLAN_BENCH_BIN OUTDIR [--plans N] [--deadline-plans N] [--threads T]
+                                       [--rounds N] [--only PART]
 
 The planner benchmark of issue 4, in one run on the same model files:
   1. throughput: libplanner (mpc-plan-bench, T threads) vs the same CEM in PyTorch
      (cem_torch.py, best of 1 and 2 torch threads) vs OpenBLAS sgemm (1024^3, 1 and 2
-     threads), PlaNet sizes (deter 200, stoch 30, hidden 200) with action 1 and 6, and the
+     threads), each side's best plan over alternating rounds (the machine is shared),
+     PlaNet sizes (deter 200, stoch 30, hidden 200) with action 1 and 6, and the
      shipped size (64/16/64) with action 1, J in {100, 1000}, K = J / 10, I = 10, H = 12:
      candidate-steps/s, GFLOP/s, ratio to PyTorch, fraction of the 2-thread sgemm figure;
   2. deadline: 20 ms deadlines on the shipped model size (deter 64, stoch 16, hidden 64,
@@ -63,10 +65,16 @@ def run_c(binary, model, *args):
     return json.loads(run.stdout)
 
 
+def best_of_rounds(args, measure):
+    """The best of args.rounds calls of measure(): rounds of C and torch alternate, so a
+    slow spell of the shared machine hits both sides instead of one."""
+    return [measure() for _ in range(args.rounds)]
+
+
 def throughput(args, lines):
-    print("\n1. throughput (I=10, H=12, K=J/10). Wall: C on %d threads vs torch best of 1 and 2"
-          " threads. CPU: both on 1 thread, candidate-steps per CPU-second (steadier when the"
-          " machine is shared)" % args.threads)
+    print("\n1. throughput (I=10, H=12, K=J/10), best plan of %d alternating rounds of C and "
+          "torch. Wall: C on %d threads vs torch best of 1 and 2 threads. CPU: both on 1 "
+          "thread, candidate-steps per CPU-second" % (args.rounds, args.threads))
     print(f"   {'model':8s} {'A':>2} {'J':>5} {'C cs/s':>8} {'GFLOP/s':>8} {'torch':>8} "
           f"{'ratio':>6} | {'C cpu':>8} {'torch cpu':>9} {'ratio':>6} | {'sgemm 1t/2t':>12} "
           f"{'of 2t':>6} {'C p50 ms':>9}")
@@ -77,38 +85,45 @@ def throughput(args, lines):
         for J in (100, 1000):
             K = J // 10
             plans = args.plans if J == 100 else max(3, args.plans // 4)
+            steps = J * 12 * 10
             common = ["--candidates", J, "--top", K, "--iterations", 10, "--horizon", 12,
                       "--plans", plans, "--plain"]  # the same algorithm as cem_torch.py
-            c = run_c(args.bin, path, *common, "--threads", args.threads,
-                      *(["--sgemm"] if first else []))
             if first:
-                sg1, sg2 = c["sgemm_gflops_1t"], c["sgemm_gflops_2t"]
+                sg = run_c(args.bin, path, *common[:-3], "--plans", 1, "--sgemm")
+                sg1, sg2 = sg["sgemm_gflops_1t"], sg["sgemm_gflops_2t"]
                 first = False
-            c1 = run_c(args.bin, path, *common, "--threads", 1)
-            # CPU time first, after a pause: the 2-thread run's OpenMP workers spin for a
-            # while after it and their CPU time would be charged to this one
-            time.sleep(1.0)
-            tc = cem_torch.time_plans(model, low, high, J, K, 10, 12, 1, max(2, plans // 2),
-                                      cpu=True)
-            torch_cpu = J * 12 * 10 / min(tc)
-            best = None
-            for th in (1, 2):
-                ts = cem_torch.time_plans(model, low, high, J, K, 10, 12, th, max(2, plans // 2))
-                cs = J * 12 * 10 / min(ts)
-                if best is None or cs > best[0]:
-                    best = (cs, th)
-            ratio = c["candidate_steps_per_s"] / best[0]
-            ratio_cpu = c1["cpu_candidate_steps_per_s"] / torch_cpu
-            frac = c["gflops"] / sg2
-            print(f"   {size:8s} {A:>2} {J:>5} {c['candidate_steps_per_s']:>8.0f} "
-                  f"{c['gflops']:>8.2f} {best[0]:>8.0f} {ratio:>6.2f} | "
-                  f"{c1['cpu_candidate_steps_per_s']:>8.0f} {torch_cpu:>9.0f} {ratio_cpu:>6.2f} | "
-                  f"{sg1:>5.1f}/{sg2:<6.1f} {frac:>6.0%} {c['plan_ms_p50']:>9.2f}")
+            c_runs, c1_runs, torch_wall, torch_cpu = [], [], {1: [], 2: []}, []
+            for _ in range(args.rounds):
+                c_runs.append(run_c(args.bin, path, *common, "--threads", args.threads))
+                c1_runs.append(run_c(args.bin, path, *common, "--threads", 1))
+                # CPU time first, after a pause: the 2-thread run's OpenMP workers spin for a
+                # while after it and their CPU time would be charged to this one
+                time.sleep(1.0)
+                torch_cpu += cem_torch.time_plans(model, low, high, J, K, 10, 12, 1,
+                                                  max(2, plans // 2), cpu=True)
+                for th in (1, 2):
+                    torch_wall[th] += cem_torch.time_plans(model, low, high, J, K, 10, 12, th,
+                                                           max(2, plans // 2))
+            c = min(c_runs, key=lambda r: r["plan_ms_min"])
+            c1 = max(c1_runs, key=lambda r: r["cpu_candidate_steps_per_s"])
+            c_cs = steps / (c["plan_ms_min"] * 1e-3)
+            c_gflops = c_cs * c["flops_per_candidate_step"] * 1e-9
+            torch_cs = {th: steps / min(ts) for th, ts in torch_wall.items()}
+            best = max(((cs, th) for th, cs in torch_cs.items()))
+            torch_cpu_cs = steps / min(torch_cpu)
+            ratio = c_cs / best[0]
+            ratio_cpu = c1["cpu_candidate_steps_per_s"] / torch_cpu_cs
+            frac = c_gflops / sg2
+            print(f"   {size:8s} {A:>2} {J:>5} {c_cs:>8.0f} {c_gflops:>8.2f} {best[0]:>8.0f} "
+                  f"{ratio:>6.2f} | {c1['cpu_candidate_steps_per_s']:>8.0f} {torch_cpu_cs:>9.0f} "
+                  f"{ratio_cpu:>6.2f} | {sg1:>5.1f}/{sg2:<6.1f} {frac:>6.0%} "
+                  f"{c['plan_ms_p50']:>9.2f}")
             lines.append({"bench": "throughput", "model": size, "action_dim": A, "candidates": J,
-                          "c": c, "c_1thread": c1,
+                          "c": c, "c_1thread": c1, "c_candidate_steps_per_s_best": round(c_cs, 1),
+                          "c_gflops_best": round(c_gflops, 3),
                           "torch_candidate_steps_per_s": round(best[0], 1),
                           "torch_threads": best[1], "ratio_to_torch": round(ratio, 3),
-                          "torch_cpu_candidate_steps_per_s_1thread": round(torch_cpu, 1),
+                          "torch_cpu_candidate_steps_per_s_1thread": round(torch_cpu_cs, 1),
                           "ratio_to_torch_cpu_1thread": round(ratio_cpu, 3),
                           "sgemm_gflops_1t": sg1, "sgemm_gflops_2t": sg2,
                           "fraction_of_sgemm_2t": round(frac, 3)})
@@ -160,6 +175,7 @@ def main():
     p.add_argument("--quality-plans", type=int, default=16)
     p.add_argument("--quality-j", type=int, default=300)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--only", choices=["throughput", "deadline", "quality"])
     args = p.parse_args()
     os.makedirs(args.outdir, exist_ok=True)

@@ -66,12 +66,12 @@ void naive_imagine(const rssm_model_t *m, const float *h, const float *z, const 
         double g[3], q[3];
         for (int k = 0; k < 3; k++) {
             size_t row = (size_t)k * D + j;
-            g[k] = m->gru_bih[row];
-            q[k] = m->gru_bhh[row];
+            g[k] = m->gru_ih.b[row];
+            q[k] = m->gru_hh.b[row];
             for (int c = 0; c < H; c++)
-                g[k] += (double)m->gru_wih[row * H + c] * x[c];
+                g[k] += (double)m->gru_ih.w[row * H + c] * x[c];
             for (int c = 0; c < D; c++)
-                q[k] += (double)m->gru_whh[row * D + c] * h[c];
+                q[k] += (double)m->gru_hh.w[row * D + c] * h[c];
         }
         double r = sigm(g[0] + q[0]), u = sigm(g[1] + q[1]);
         double n = tanh(g[2] + r * q[2]);
