@@ -2,7 +2,8 @@
 
 For several architectures, exports a random model and the PyTorch outputs of observe_step,
 imagine_step, reward, value and decode into the build directory, then runs the cmocka
-binary test_rssm_math on them (it also checks the BLAS path against a naive reference).
+binary test_rssm_math on them (it also checks the batched path against a naive reference),
+once on librssm's packed-weight kernel and once on OpenBLAS.
 Run by meson (suite 'unit') with RSSM_TEST_BIN and RSSM_TEST_DIR set.
 """
 import glob
@@ -40,25 +41,38 @@ def _paths(name):
     return binary, os.path.join(out, name + ".safetensors"), os.path.join(out, name + ".ref.safetensors")
 
 
+# librssm's two paths (MPC_RSSM_GEMM): its packed AVX2 kernel, where the CPU has one, and
+# OpenBLAS.
+PATHS = ("blas", "kernel")
+
+
+def _run(binary, model_path, ref_path, path):
+    env = dict(os.environ, MPC_RSSM_GEMM=path)
+    return subprocess.run([binary, model_path, ref_path], capture_output=True, text=True,
+                          env=env)
+
+
+@pytest.mark.parametrize("path", sorted(PATHS))
 @pytest.mark.parametrize("name", sorted(ARCHS))
-def test_c_matches_pytorch(name):
-    binary, model_path, ref_path = _paths(name)
+def test_c_matches_pytorch(name, path):
+    binary, model_path, ref_path = _paths(name + "-" + path)
     spec = dict(ARCHS[name])
     seed = sorted(ARCHS).index(name) + 7
     model = lib.random_model(seed=seed, **spec)
     lib.write_case(model, model_path, ref_path, n=13, seed=seed)
-    run = subprocess.run([binary, model_path, ref_path], capture_output=True, text=True)
+    run = _run(binary, model_path, ref_path, path)
     assert run.returncode == 0, run.stdout + run.stderr
 
 
 ZOO = sorted(glob.glob(os.path.join(lib.HERE, "..", "..", "model", "zoo", "*.safetensors")))
 
 
+@pytest.mark.parametrize("gemm", sorted(PATHS))
 @pytest.mark.parametrize("path", ZOO, ids=[os.path.basename(p) for p in ZOO])
-def test_c_matches_pytorch_on_zoo_models(path):
+def test_c_matches_pytorch_on_zoo_models(path, gemm):
     """Trained models shipped in model/zoo, exactly as the trainer's exporter wrote them."""
-    binary, _, ref_path = _paths("zoo-" + os.path.basename(path).rsplit(".", 1)[0])
+    binary, _, ref_path = _paths("zoo-" + os.path.basename(path).rsplit(".", 1)[0] + "-" + gemm)
     model, _ = lib.load_model(path)
     lib.safetensors_io.write(ref_path, lib.reference_outputs(model, 13, 5))
-    run = subprocess.run([binary, path, ref_path], capture_output=True, text=True)
+    run = _run(binary, path, ref_path, gemm)
     assert run.returncode == 0, run.stdout + run.stderr

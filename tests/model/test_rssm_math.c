@@ -25,6 +25,7 @@
 
 #include "alloc_count.h"
 #include "rssm_approx.h"
+#include "rssm_gemm.h"
 #include "rssm_naive.h"
 
 #define TOL 1e-4f
@@ -222,15 +223,16 @@ static float uniform(uint64_t *s)
     return (float)((*s >> 40) / (double)(1 << 24)) * 2.0f - 1.0f;
 }
 
-/* The BLAS path against the naive loops on random batches, sizes 1, 5 and 64. */
-static void test_blas_matches_naive(void **state)
+/* The batched path (kernel or BLAS) against the naive loops on random batches: sizes that
+ * cut into tiles of every height and into more than one kernel chunk (96 rows). */
+static void test_batch_matches_naive(void **state)
 {
     (void)state;
     const rssm_info_t *info = rssm_info(model);
     const rssm_dims_t *d = &info->dims;
     const size_t D = (size_t)d->deter, S = (size_t)d->stoch, A = (size_t)d->action;
     const size_t O = (size_t)d->obs;
-    const int sizes[] = {1, 5, 64};
+    const int sizes[] = {1, 5, 50, 64, 97};
     uint64_t seed = 42;
     for (size_t t = 0; t < sizeof sizes / sizeof *sizes; t++) {
         int n = sizes[t];
@@ -271,6 +273,59 @@ static void test_blas_matches_naive(void **state)
         free(h), free(z), free(a), free(ws), free(hn), free(pm), free(ps), free(r), free(v);
         free(obs), free(nh), free(npm), free(nps), free(nobs);
     }
+}
+
+/* rssm_imagine_batch_shared from one (h0, z0) equals rssm_imagine_batch on n copies. */
+static void test_shared_start_matches_rows(void **state)
+{
+    (void)state;
+    const rssm_dims_t *d = &rssm_info(model)->dims;
+    const size_t D = (size_t)d->deter, S = (size_t)d->stoch, A = (size_t)d->action;
+    const int sizes[] = {1, 7, 50, 100};
+    uint64_t seed = 7;
+    for (size_t t = 0; t < sizeof sizes / sizeof *sizes; t++) {
+        size_t n = (size_t)sizes[t];
+        float *h = alloc_floats(n * D), *z = alloc_floats(n * S), *a = alloc_floats(n * A);
+        for (size_t i = 0; i < D; i++)
+            h[i] = uniform(&seed);
+        for (size_t i = 0; i < S; i++)
+            z[i] = 2.0f * uniform(&seed);
+        for (size_t i = 1; i < n; i++) {
+            memcpy(h + i * D, h, sizeof(float) * D);
+            memcpy(z + i * S, z, sizeof(float) * S);
+        }
+        for (size_t i = 0; i < n * A; i++)
+            a[i] = uniform(&seed);
+        float *ws = alloc_floats(rssm_batch_workspace(model, (int)n));
+        float *out[2][3];
+        for (int k = 0; k < 2; k++) {
+            out[k][0] = alloc_floats(n * D);
+            out[k][1] = alloc_floats(n * S);
+            out[k][2] = alloc_floats(n * S);
+        }
+        rssm_imagine_batch(model, (int)n, h, z, a, out[0][0], out[0][1], out[0][2], ws);
+        rssm_imagine_batch_shared(model, (int)n, h, z, a, out[1][0], out[1][1], out[1][2], ws);
+        assert_close("shared start h'", out[1][0], out[0][0], n * D);
+        assert_close("shared start prior mean", out[1][1], out[0][1], n * S);
+        assert_close("shared start prior std", out[1][2], out[0][2], n * S);
+        for (int k = 0; k < 2; k++)
+            free(out[k][0]), free(out[k][1]), free(out[k][2]);
+        free(h), free(z), free(a), free(ws);
+    }
+}
+
+/* The path the environment asked for is the one the model runs on (MPC_RSSM_GEMM=blas
+ * forces OpenBLAS; otherwise the kernel wherever the CPU has AVX2 and FMA). */
+static void test_gemm_path(void **state)
+{
+    (void)state;
+    const char *env = getenv("MPC_RSSM_GEMM");
+    bool blas = env && strcmp(env, "blas") == 0;
+    printf("librssm path: %s\n", rssm_uses_kernel(model) ? "packed kernel" : "OpenBLAS");
+    if (blas)
+        assert_false(rssm_uses_kernel(model));
+    else
+        assert_int_equal(rssm_uses_kernel(model), rssm_gemm_enabled());
 }
 
 /* Every control-path call on caller-provided buffers: zero allocations. */
@@ -411,7 +466,9 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_observe_matches_pytorch),
         cmocka_unit_test(test_batch_matches_pytorch),
-        cmocka_unit_test(test_blas_matches_naive),
+        cmocka_unit_test(test_batch_matches_naive),
+        cmocka_unit_test(test_shared_start_matches_rows),
+        cmocka_unit_test(test_gemm_path),
         cmocka_unit_test(test_control_path_allocates_nothing),
         cmocka_unit_test(test_shared_model_threads),
         cmocka_unit_test(test_observe_rejects_null),
