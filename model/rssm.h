@@ -1,5 +1,6 @@
 /*
- * rssm.h: librssm, the Recurrent State Space Model runtime (PlaNet / Dreamer) on OpenBLAS.
+ * rssm.h: librssm, the Recurrent State Space Model runtime (PlaNet / Dreamer): its own
+ * packed-weight AVX2 kernel where the CPU has one, OpenBLAS otherwise.
  *
  * A model is loaded from an `mpc-rssm` safetensors file (model/FORMAT.md), validated
  * completely, and then immutable: one rssm_model_t may be shared by any number of threads.

@@ -1,12 +1,15 @@
 /*
- * rssm_math.c: the RSSM forward pass on OpenBLAS (belief update and batched imagination).
+ * rssm_math.c: the RSSM forward pass (belief update and batched imagination).
  *
- * Every linear layer is one row-major cblas_sgemm computing Y[n, out] = X[n, in] W^T with
- * W stored [out, in] like torch.nn.Linear (CblasTrans on the weight). Concatenated inputs
- * ([z, a], [h, e], [h, z]) are never copied: the weight's column blocks are two sgemm calls
- * with ldb = the full row length, the second accumulating (beta = 1). Bias, activation,
- * GRU gates and softplus run in plain loops over contiguous rows that the compiler can
- * vectorise; the activation is chosen once per layer, never per element.
+ * Every linear layer computes Y[n, out] = act(X[n, in] W^T + b) with W stored [out, in]
+ * like torch.nn.Linear, on one of two paths chosen when the model is loaded:
+ *   - librssm's packed-weight kernel (rssm_gemm.h), where the CPU has AVX2 and FMA: bias
+ *     and activation are applied in registers;
+ *   - otherwise one row-major cblas_sgemm (CblasTrans on the weight), then a bias and
+ *     activation loop over contiguous rows that the compiler can vectorise.
+ * Concatenated inputs ([z, a], [h, e], [h, z]) are never copied: both paths read the two
+ * parts in place (OpenBLAS: two calls on the weight's column blocks, the second with
+ * beta = 1). GRU gates and softplus run in plain vectorisable loops.
  * Scratch memory comes from the caller's workspace (see the *_workspace functions), so
  * nothing here allocates.
  *

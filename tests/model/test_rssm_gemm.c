@@ -30,7 +30,7 @@ static float uniform(uint64_t *s)
 
 static float *random_floats(size_t n, uint64_t *seed)
 {
-    float *x = aligned_alloc(64, (n + 16) * sizeof(float));
+    float *x = aligned_alloc(64, (n / 16 + 1) * 16 * sizeof(float)); /* size: 64-byte steps */
     assert_non_null(x);
     for (size_t i = 0; i < n; i++)
         x[i] = uniform(seed);
