@@ -4,8 +4,9 @@
  * Loop order, outermost first: chunks of up to CHUNK_ROWS rows (their inputs stay in L2),
  * panels of 16 outputs (one panel, at most 16 x 400 floats, stays in L1 while every row
  * block of the chunk passes over it), row blocks of 4-6 rows (the register tile: 12
- * accumulators cover the 5-cycle FMA latency on both FMA ports). A chunk is cut into
- * nearly equal blocks, so 50 rows run as 5 x 6 + 4 x 5 and never as 8 x 6 + 2.
+ * accumulators cover the 5-cycle FMA latency on both FMA ports; a last panel of at most 8
+ * outputs uses 8-12 rows x 8 instead). A chunk is cut into nearly equal blocks, so 50 rows
+ * run as 5 x 6 + 4 x 5 and never as 8 x 6 + 2.
  */
 #include "rssm_gemm.h"
 
@@ -68,34 +69,37 @@ static const int32_t MASKS[32] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
                                   0,  0,  0,  0,  0,  0,  0,  0,  0,  0};
 
 /* The accumulators are named variables, not an array: GCC keeps an array of __m256 in
- * memory and stores it on every k step. MR is a constant after inlining, so the rows past
- * it compile away. FOR_ROWS(X) expands X(0) ... X(5). */
-#define FOR_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5)
+ * memory and stores it on every k step. W (16 or 8 columns) and MR are constants after
+ * inlining, so the second half and the rows past MR compile away. A tile has 12
+ * accumulators either way: 6 rows x 16 or 12 rows x 8 (a panel's last 8 columns, where a
+ * 16-wide tile would compute 8 zero columns). FOR_ROWS(X) expands X(0) ... X(11). */
+#define FOR_ROWS(X) X(0) X(1) X(2) X(3) X(4) X(5) X(6) X(7) X(8) X(9) X(10) X(11)
 #define DECLARE(r)  __m256 c##r##0 = _mm256_setzero_ps(), c##r##1 = _mm256_setzero_ps();
 #define ROW_PTR(r)  const float *x##r = x + (size_t)(r < MR ? r : 0) * ldx;
 #define ROW_FMA(r)                                                                             \
     if (r < MR) {                                                                              \
         __m256 a = _mm256_broadcast_ss(x##r + k);                                              \
         c##r##0 = _mm256_fmadd_ps(a, b0, c##r##0);                                             \
-        c##r##1 = _mm256_fmadd_ps(a, b1, c##r##1);                                             \
+        if (W == 16)                                                                           \
+            c##r##1 = _mm256_fmadd_ps(a, b1, c##r##1);                                         \
     }
 #define ROW_STORE(r)                                                                           \
     if (r < MR)                                                                                \
-        store_row(c##r##0, c##r##1, bias0, bias1, act, nc, y + (size_t)(r)*ldy);
+        store_row(W, c##r##0, c##r##1, bias0, bias1, act, nc, y + (size_t)(r)*ldy);
 
-/* c += x[r][0:k] . panel for every row r of the tile; returns the panel after k steps. */
+/* c += x[r][0:k] . panel for every row r of the tile; leaves b after the k steps. */
 #define ACCUMULATE(x, ldx, kn)                                                                 \
     do {                                                                                       \
         FOR_ROWS(ROW_PTR)                                                                      \
         for (int k = 0; k < (kn); k++, b += PANEL) {                                           \
-            __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8);                         \
+            __m256 b0 = _mm256_load_ps(b), b1 = W == 16 ? _mm256_load_ps(b + 8) : b0;          \
             FOR_ROWS(ROW_FMA)                                                                  \
         }                                                                                      \
     } while (0)
 
 /* One output row of a tile: bias, ReLU in registers, a masked store for a partial panel,
  * ELU on the stored row (still in L1). */
-static ALWAYS_INLINE KERNEL_TARGET void store_row(__m256 v0, __m256 v1, __m256 bias0,
+static ALWAYS_INLINE KERNEL_TARGET void store_row(int W, __m256 v0, __m256 v1, __m256 bias0,
                                                   __m256 bias1, rssm_gemm_act_t act, int nc,
                                                   float *row)
 {
@@ -105,22 +109,24 @@ static ALWAYS_INLINE KERNEL_TARGET void store_row(__m256 v0, __m256 v1, __m256 b
         v0 = _mm256_max_ps(v0, _mm256_setzero_ps());
         v1 = _mm256_max_ps(v1, _mm256_setzero_ps());
     }
-    if (nc == PANEL) {
+    if (nc == W) {
         _mm256_storeu_ps(row, v0);
-        _mm256_storeu_ps(row + 8, v1);
+        if (W == 16)
+            _mm256_storeu_ps(row + 8, v1);
     } else {
         _mm256_maskstore_ps(row, _mm256_loadu_si256((const __m256i *)(MASKS + 16 - nc)), v0);
-        _mm256_maskstore_ps(row + 8, _mm256_loadu_si256((const __m256i *)(MASKS + 24 - nc)),
-                            v1);
+        if (W == 16)
+            _mm256_maskstore_ps(row + 8, _mm256_loadu_si256((const __m256i *)(MASKS + 24 - nc)),
+                                v1);
     }
     if (act == RSSM_GEMM_ELU)
         for (int c = 0; c < nc; c++)
             row[c] = row[c] > 0.0f ? row[c] : exp_approx(row[c]) - 1.0f;
 }
 
-/* One MR x 16 tile of y. */
-static ALWAYS_INLINE KERNEL_TARGET void tile(int MR, int nc, const float *x1, int ldx1, int k1,
-                                             const float *x2, int ldx2, int k2,
+/* One MR x W tile of y (nc <= W columns of it are stored). */
+static ALWAYS_INLINE KERNEL_TARGET void tile(int W, int MR, int nc, const float *x1, int ldx1,
+                                             int k1, const float *x2, int ldx2, int k2,
                                              const float *panel, const float *bias,
                                              rssm_gemm_act_t act, float *y, int ldy)
 {
@@ -140,23 +146,61 @@ static ALWAYS_INLINE KERNEL_TARGET void tile(int MR, int nc, const float *x1, in
     FOR_ROWS(ROW_STORE)
 }
 
-#define TILE_CASE(MR)                                                                          \
+#define TILE_CASE(W, MR)                                                                       \
     case MR:                                                                                   \
-        tile(MR, nc, x1, ldx1, k1, x2, ldx2, k2, panel, bias, act, y, ldy);                    \
+        tile(W, MR, nc, x1, ldx1, k1, x2, ldx2, k2, panel, bias, act, y, ldy);                 \
         break
 
+/* mr rows (at most rows_per_tile(nc)) of one panel. */
 KERNEL_TARGET
 static void tile_rows(int mr, int nc, const float *x1, int ldx1, int k1, const float *x2,
                       int ldx2, int k2, const float *panel, const float *bias,
                       rssm_gemm_act_t act, float *y, int ldy)
 {
-    switch (mr) {
-        TILE_CASE(1);
-        TILE_CASE(2);
-        TILE_CASE(3);
-        TILE_CASE(4);
-        TILE_CASE(5);
-        TILE_CASE(6);
+    if (nc > 8)
+        switch (mr) {
+            TILE_CASE(16, 1);
+            TILE_CASE(16, 2);
+            TILE_CASE(16, 3);
+            TILE_CASE(16, 4);
+            TILE_CASE(16, 5);
+            TILE_CASE(16, 6);
+        }
+    else
+        switch (mr) {
+            TILE_CASE(8, 1);
+            TILE_CASE(8, 2);
+            TILE_CASE(8, 3);
+            TILE_CASE(8, 4);
+            TILE_CASE(8, 5);
+            TILE_CASE(8, 6);
+            TILE_CASE(8, 7);
+            TILE_CASE(8, 8);
+            TILE_CASE(8, 9);
+            TILE_CASE(8, 10);
+            TILE_CASE(8, 11);
+            TILE_CASE(8, 12);
+        }
+}
+
+static int rows_per_tile(int nc)
+{
+    return nc > 8 ? TILE_ROWS : 2 * TILE_ROWS;
+}
+
+/* Rows [r0, r0 + rows) of one panel, cut into nearly equal tiles. */
+static void panel_rows(int r0, int rows, int nc, const float *x1, int ldx1, int k1,
+                       const float *x2, int ldx2, int k2, const float *panel, const float *bias,
+                       rssm_gemm_act_t act, float *y, int ldy)
+{
+    int per = rows_per_tile(nc);
+    int tiles = (rows + per - 1) / per;
+    int base = rows / tiles, extra = rows % tiles;
+    for (int t = 0; t < tiles; t++) {
+        int mr = base + (t < extra);
+        tile_rows(mr, nc, x1 + (size_t)r0 * ldx1, ldx1, k1, x2 ? x2 + (size_t)r0 * ldx2 : NULL,
+                  ldx2, k2, panel, bias, act, y + (size_t)r0 * ldy, ldy);
+        r0 += mr;
     }
 }
 
@@ -167,19 +211,11 @@ void rssm_gemm(int n, const float *x1, int ldx1, int k1, const float *x2, int ld
     const float *bias = packed + (size_t)panels * PANEL * in;
     for (int c0 = 0; c0 < n; c0 += CHUNK_ROWS) {
         int rows = n - c0 < CHUNK_ROWS ? n - c0 : CHUNK_ROWS;
-        int blocks = (rows + TILE_ROWS - 1) / TILE_ROWS;
-        int base = rows / blocks, extra = rows % blocks;
         for (int p = 0; p < panels; p++) {
             int nc = out - p * PANEL < PANEL ? out - p * PANEL : PANEL;
-            const float *panel = packed + (size_t)p * PANEL * in;
-            int r0 = c0;
-            for (int blk = 0; blk < blocks; blk++) {
-                int mr = base + (blk < extra);
-                tile_rows(mr, nc, x1 + (size_t)r0 * ldx1, ldx1, k1,
-                          x2 ? x2 + (size_t)r0 * ldx2 : NULL, ldx2, k2, panel, bias + p * PANEL,
-                          act, y + (size_t)r0 * ldy + p * PANEL, ldy);
-                r0 += mr;
-            }
+            panel_rows(c0, rows, nc, x1, ldx1, k1, x2, ldx2, k2,
+                       packed + (size_t)p * PANEL * in, bias + p * PANEL, act, y + p * PANEL,
+                       ldy);
         }
     }
 }
