@@ -26,14 +26,14 @@
 #include <stdint.h>
 
 /* Errors: 0 or one of these negative codes; loaders also fill a message. */
-#define RSSM_ERRNO_MAP(XX)                                                     \
-    XX(IO, -1, "cannot read the model file")                                   \
-    XX(FORMAT, -2, "not a valid safetensors container")                        \
-    XX(VERSION, -3, "unsupported format version")                              \
-    XX(METADATA, -4, "missing or inconsistent metadata")                       \
-    XX(TENSOR, -5, "missing, misplaced or misshapen tensor")                   \
-    XX(VALUE, -6, "non-finite or out-of-range value")                          \
-    XX(NOMEM, -7, "out of memory")                                             \
+#define RSSM_ERRNO_MAP(XX)                                                                     \
+    XX(IO, -1, "cannot read the model file")                                                   \
+    XX(FORMAT, -2, "not a valid safetensors container")                                        \
+    XX(VERSION, -3, "unsupported format version")                                              \
+    XX(METADATA, -4, "missing or inconsistent metadata")                                       \
+    XX(TENSOR, -5, "missing, misplaced or misshapen tensor")                                   \
+    XX(VALUE, -6, "non-finite or out-of-range value")                                          \
+    XX(NOMEM, -7, "out of memory")                                                             \
     XX(INVALID, -8, "invalid argument")
 
 typedef enum {
@@ -138,7 +138,8 @@ void rssm_imagine_batch(const rssm_model_t *m, int n, const float *h, const floa
                         float *ws);
 
 /* The same step when every row starts from one state: h0 [D] and z0 [S] (a planner's
- * first step). h0's share of the GRU (W_hh h0, a third of the step) is computed once. */
+ * first step). h0's share of the GRU (W_hh h0, a third of the step) is computed once per
+ * pass of up to 64 rows instead of once per row. */
 void rssm_imagine_batch_shared(const rssm_model_t *m, int n, const float *h0, const float *z0,
                                const float *a, float *h_next, float *prior_mean,
                                float *prior_std, float *ws);
@@ -152,8 +153,8 @@ void rssm_value_batch(const rssm_model_t *m, int n, const float *h, const float 
                       float *value, float *ws);
 
 /* Decoder (only when has_decoder) -> raw (de-normalised) observation [n, O]. */
-void rssm_decode_batch(const rssm_model_t *m, int n, const float *h, const float *z,
-                       float *obs, float *ws);
+void rssm_decode_batch(const rssm_model_t *m, int n, const float *h, const float *z, float *obs,
+                       float *ws);
 
 /* KL(q || p) between diagonal Gaussians of size s, in nats (summed over dimensions). */
 float rssm_kl_diag(const float *q_mean, const float *q_std, const float *p_mean,

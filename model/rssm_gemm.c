@@ -2,9 +2,9 @@
  * rssm_gemm.c: the packed-weight layer kernel (see rssm_gemm.h).
  *
  * Loop order, outermost first: chunks of up to CHUNK_ROWS rows (their inputs stay in L2),
- * panels of 16 outputs (one panel, at most 16 x 400 floats, stays in L1 while every row
- * block of the chunk passes over it), row blocks of 4-6 rows (the register tile: 12
- * accumulators cover the 5-cycle FMA latency on both FMA ports; a last panel of at most 8
+ * panels of 16 outputs (one panel, 16 x 200-400 floats for PlaNet sizes, stays in L1 while
+ * every row block of the chunk passes over it), row blocks of 4-6 rows (the register tile:
+ * 12 accumulators cover the 4-5-cycle FMA latency on both FMA ports; a last panel of at most 8
  * outputs uses 8-12 rows x 8 instead). A chunk is cut into nearly equal blocks, so 50 rows
  * run as 5 x 6 + 4 x 5 and never as 8 x 6 + 2.
  */
@@ -50,16 +50,14 @@ void rssm_gemm_pack(float *dst, const float *w, const float *b, int out, int in)
 #define KERNEL_TARGET __attribute__((target("avx2,fma")))
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 
+/* Asked when a model is loaded (not cached: a test or a bench may change the environment
+ * between loads). __builtin_cpu_supports reads what libgcc's constructor found. */
 bool rssm_gemm_enabled(void)
 {
-    static int enabled = -1; /* racy first use is harmless: every thread computes the same */
-    if (enabled < 0) {
-        const char *env = getenv("MPC_RSSM_GEMM");
-        __builtin_cpu_init();
-        enabled = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                  !(env && strcmp(env, "blas") == 0);
-    }
-    return enabled;
+    const char *env = getenv("MPC_RSSM_GEMM");
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+           !(env && strcmp(env, "blas") == 0);
 }
 
 /* Lane masks for a partial panel of nc < 16 columns: lane j of half h is on iff

@@ -5,9 +5,9 @@
  * times per second. OpenBLAS packs W on every call, writes Y and then the bias/activation
  * pass reads it again; for the planner's 50-500 row batches that costs a third of the time.
  * Here each weight is packed once when the model is loaded (panels of 16 outputs, k-major,
- * zero-padded, the bias after them), and one 6x16 register tile adds the bias and applies
- * the activation before it stores. Two inputs ([z, a], [h, z], ...) are read in place, like
- * the BLAS path, so nothing is concatenated.
+ * zero-padded, the bias after them), and 6x16 register tiles (12x8 for a last panel of at
+ * most 8 outputs) add the bias and apply the activation before they store. Two inputs ([z, a],
+ * [h, z], ...) are read in place, like the BLAS path, so nothing is concatenated.
  *
  * Without AVX2 and FMA (or with MPC_RSSM_GEMM=blas in the environment when a model is
  * loaded) librssm keeps its OpenBLAS path; both give the same results within float rounding.
@@ -21,7 +21,8 @@
 /* Activation applied to a layer's output (the model's ELU or ReLU, or none). */
 typedef enum { RSSM_GEMM_LINEAR, RSSM_GEMM_RELU, RSSM_GEMM_ELU } rssm_gemm_act_t;
 
-/* Whether this CPU runs the kernel and the environment did not ask for OpenBLAS. */
+/* Whether this CPU runs the kernel and the environment did not ask for OpenBLAS
+ * (MPC_RSSM_GEMM=blas); the loader asks once per model. */
 bool rssm_gemm_enabled(void);
 
 /* Floats that rssm_gemm_pack writes for an [out, in] layer (a multiple of 16). */

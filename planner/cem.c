@@ -335,7 +335,8 @@ static bool rollout_block(cem_planner_t *p, cem_worker_t *w, int j0, int j1)
         }
         if (!may_start(p, est_rew, &t1))
             return false;
-        est_img = t1 - t0;
+        if (t > 0) /* the shared first step skips W_hh h: it would under-predict the rest */
+            est_img = t1 - t0;
         rssm_reward_batch(m, n, hn, z, w->r, w->ws);
         for (int i = 0; i < n; i++)
             ret[i] += w->r[i];

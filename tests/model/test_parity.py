@@ -46,10 +46,22 @@ def _paths(name):
 PATHS = ("blas", "kernel")
 
 
+def _cpu_has_kernel():
+    try:
+        flags = open("/proc/cpuinfo").read().split()
+    except OSError:
+        return False
+    return "avx2" in flags and "fma" in flags
+
+
 def _run(binary, model_path, ref_path, path):
     env = dict(os.environ, MPC_RSSM_GEMM=path)
-    return subprocess.run([binary, model_path, ref_path], capture_output=True, text=True,
-                          env=env)
+    run = subprocess.run([binary, model_path, ref_path], capture_output=True, text=True,
+                         env=env)
+    # test_rssm_math prints the path the model ran on: the kernel wherever the CPU has it
+    want = "packed kernel" if path == "kernel" and _cpu_has_kernel() else "OpenBLAS"
+    assert f"librssm path: {want}" in run.stdout, run.stdout + run.stderr
+    return run
 
 
 @pytest.mark.parametrize("path", sorted(PATHS))

@@ -1,11 +1,12 @@
 /*
  * test_rssm_gemm.c: librssm's packed-weight kernel against a double-precision reference.
  *
- * Shapes cover every tile height (1-6 rows), partial panels (out not a multiple of 16,
- * out = 1), two inputs and one, rows that cross the 96-row chunk, a repeated first input
- * (ldx 0) and the three activations. Outputs are written into rows wider than `out`: the
- * columns past it must keep their sentinel (the masked stores of a partial panel).
- * Skipped where the CPU has no AVX2 + FMA (librssm then uses OpenBLAS only).
+ * Shapes cover every tile height (1-6 rows of 16 columns, 1-12 rows of a last panel of
+ * at most 8 columns), partial panels (out not a multiple of 16, out = 1), two inputs and one,
+ * rows that cross the 96-row chunk, a repeated first input (ldx 0) and the three activations.
+ * Outputs are written into rows wider than `out`: the columns past it must keep their sentinel
+ * (the masked stores of a partial panel). Skipped where the CPU has no AVX2 + FMA (librssm then
+ * uses OpenBLAS only).
  */
 #include <math.h>
 #include <setjmp.h>
@@ -90,7 +91,7 @@ static void test_shapes(void **state)
     if (!rssm_gemm_enabled())
         skip();
     uint64_t seed = 1;
-    const int rows[] = {1, 2, 3, 4, 5, 6, 7, 11, 13, 50, 97, 200};
+    const int rows[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 50, 97, 200};
     const int outs[] = {1, 7, 8, 15, 16, 17, 33, 60};
     for (size_t r = 0; r < sizeof rows / sizeof *rows; r++)
         for (size_t o = 0; o < sizeof outs / sizeof *outs; o++)
