@@ -93,14 +93,12 @@ static void gaussian(int n, int s, const float *restrict raw, float min_std,
 {
     for (int i = 0; i < n; i++) {
         const float *restrict r = raw + (size_t)i * 2 * s;
-        float *restrict mu = mean + (size_t)i * s, *restrict sd = std + (size_t)i * s;
-        for (int j = 0; j < s; j++)
-            mu[j] = r[j];
-        for (int j = 0; j < s; j++) {
-            float x = r[s + j];
-            sd[j] = softplus_approx(x) + min_std;
-        }
+        memcpy(mean + (size_t)i * s, r, sizeof(float) * (size_t)s);
+        memcpy(std + (size_t)i * s, r + s, sizeof(float) * (size_t)s);
     }
+    /* one flat loop: per row, s = 30 would leave 6 of every 30 to the scalar tail */
+    for (size_t k = 0; k < (size_t)n * s; k++)
+        std[k] = softplus_approx(std[k]) + min_std;
 }
 
 /* torch.nn.GRUCell's gates (order r, z, n) from gi = x W_ih^T + b_ih [n, 3D] and
