@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -396,42 +397,38 @@ static int list_tensors(rssm_model_t *m, const st_file_t *f, char *err, size_t e
     return 0;
 }
 
+/* Every matrix of RSSM_TENSOR_LIST is the `w` of an rssm_linear_t (its first member), so
+ * the list gives each layer and its [out, in] shape. */
+_Static_assert(offsetof(rssm_linear_t, w) == 0, "pack_layers finds layers by their weight");
+
+static rssm_linear_t *layer_of(const tensor_spec_t *s)
+{
+    return s->cols > 0 && *s->slot ? (rssm_linear_t *)(void *)s->slot : NULL;
+}
+
 /* Repacks every layer for rssm_gemm into one buffer (a no-op where the kernel is off). */
 static int pack_layers(rssm_model_t *m, char *err, size_t errlen)
 {
     if (!rssm_gemm_enabled())
         return 0;
-    const rssm_dims_t *d = &m->info.dims;
-    const int O = d->obs, A = d->action, D = d->deter, S = d->stoch, H = d->hidden,
-              E = d->embed;
-    struct {
-        rssm_linear_t *l;
-        int out, in;
-    } layers[] = {
-        {&m->enc[0], H, O},        {&m->enc[1], E, H},      {&m->img_in, H, S + A},
-        {&m->gru_ih, 3 * D, H},    {&m->gru_hh, 3 * D, D},  {&m->prior[0], H, D},
-        {&m->prior[1], 2 * S, H},  {&m->post[0], H, D + E}, {&m->post[1], 2 * S, H},
-        {&m->reward[0], H, D + S}, {&m->reward[1], H, H},   {&m->reward[2], 1, H},
-        {&m->value[0], H, D + S},  {&m->value[1], H, H},    {&m->value[2], 1, H},
-        {&m->dec[0], H, D + S},    {&m->dec[1], H, H},      {&m->dec[2], O, H},
-    };
-    const int nlayers = (int)(sizeof layers / sizeof layers[0]);
+    tensor_spec_t specs[RSSM_NSPECS];
+    int nspecs = tensor_specs(m, specs);
     size_t total = 0;
-    for (int i = 0; i < nlayers; i++)
-        if (layers[i].l->w)
-            total += rssm_gemm_packed_size(layers[i].out, layers[i].in);
+    for (int i = 0; i < nspecs; i++)
+        if (layer_of(&specs[i]))
+            total += rssm_gemm_packed_size(specs[i].rows, specs[i].cols);
     m->packed = aligned_alloc(RSSM_ALIGN_FLOATS * sizeof(float), total * sizeof(float));
     if (!m->packed)
         return rssm__fail(err, errlen, RSSM_ENOMEM, "out of memory for %zu packed weights",
                           total);
     float *dst = m->packed;
-    for (int i = 0; i < nlayers; i++) {
-        rssm_linear_t *l = layers[i].l;
-        if (!l->w)
+    for (int i = 0; i < nspecs; i++) {
+        rssm_linear_t *l = layer_of(&specs[i]);
+        if (!l)
             continue;
-        rssm_gemm_pack(dst, l->w, l->b, layers[i].out, layers[i].in);
+        rssm_gemm_pack(dst, l->w, l->b, specs[i].rows, specs[i].cols);
         l->packed = dst;
-        dst += rssm_gemm_packed_size(layers[i].out, layers[i].in);
+        dst += rssm_gemm_packed_size(specs[i].rows, specs[i].cols);
     }
     return 0;
 }
