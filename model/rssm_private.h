@@ -12,12 +12,12 @@
 
 #include "rssm.h"
 
-#define RSSM_MAX_DIM 4096          /* largest accepted value of any metadata dimension */
-#define RSSM_HEADER_CAP (16u << 20) /* largest accepted safetensors JSON header (bytes) */
-#define RSSM_MAX_TENSORS 1024      /* more entries than this is not an mpc-rssm file */
+#define RSSM_MAX_DIM      4096        /* largest accepted value of any metadata dimension */
+#define RSSM_HEADER_CAP   (16u << 20) /* largest accepted safetensors JSON header (bytes) */
+#define RSSM_MAX_TENSORS  1024        /* more entries than this is not an mpc-rssm file */
 #define RSSM_FORMAT_MAJOR 1
 #define RSSM_FORMAT_MINOR 0
-#define RSSM_ALIGN_FLOATS 16       /* 64-byte alignment of every tensor and scratch buffer */
+#define RSSM_ALIGN_FLOATS 16 /* 64-byte alignment of every tensor and scratch buffer */
 
 /* One torch.nn.Linear: w [out, in] row-major, b [out]; packed: both repacked for
  * rssm_gemm at load time, or NULL where librssm uses OpenBLAS (see rssm_gemm.h). */
@@ -34,44 +34,44 @@ enum { RSSM_GROUP_CORE = 0, RSSM_GROUP_VALUE = 1, RSSM_GROUP_DECODER = 2 };
  * X(name, slot, group, rows, cols): every tensor of an mpc-rssm file in file order.
  * cols == 0 means a vector of `rows` elements. The sizes use O A D S H E from rssm_dims_t.
  */
-#define RSSM_TENSOR_LIST(X, O, A, D, S, H, E)                                          \
-    X("obs_mean", obs_mean, CORE, O, 0)                   /* [O] */                    \
-    X("obs_std", obs_std, CORE, O, 0)                     /* [O], > 0 */               \
-    X("encoder.0.weight", enc[0].w, CORE, H, O)                                        \
-    X("encoder.0.bias", enc[0].b, CORE, H, 0)                                          \
-    X("encoder.1.weight", enc[1].w, CORE, E, H)                                        \
-    X("encoder.1.bias", enc[1].b, CORE, E, 0)                                          \
-    X("img_in.weight", img_in.w, CORE, H, (S) + (A))     /* columns: [z, a] */         \
-    X("img_in.bias", img_in.b, CORE, H, 0)                                             \
-    X("gru.weight_ih", gru_ih.w, CORE, 3 * (D), H)       /* rows: r, z, n gates */     \
-    X("gru.weight_hh", gru_hh.w, CORE, 3 * (D), D)                                     \
-    X("gru.bias_ih", gru_ih.b, CORE, 3 * (D), 0)                                       \
-    X("gru.bias_hh", gru_hh.b, CORE, 3 * (D), 0)                                       \
-    X("prior.0.weight", prior[0].w, CORE, H, D)                                        \
-    X("prior.0.bias", prior[0].b, CORE, H, 0)                                          \
-    X("prior.1.weight", prior[1].w, CORE, 2 * (S), H)    /* rows: mean, raw std */     \
-    X("prior.1.bias", prior[1].b, CORE, 2 * (S), 0)                                    \
-    X("posterior.0.weight", post[0].w, CORE, H, (D) + (E)) /* columns: [h, e] */       \
-    X("posterior.0.bias", post[0].b, CORE, H, 0)                                       \
-    X("posterior.1.weight", post[1].w, CORE, 2 * (S), H)                               \
-    X("posterior.1.bias", post[1].b, CORE, 2 * (S), 0)                                 \
-    X("reward.0.weight", reward[0].w, CORE, H, (D) + (S)) /* columns: [h, z] */        \
-    X("reward.0.bias", reward[0].b, CORE, H, 0)                                        \
-    X("reward.1.weight", reward[1].w, CORE, H, H)                                      \
-    X("reward.1.bias", reward[1].b, CORE, H, 0)                                        \
-    X("reward.2.weight", reward[2].w, CORE, 1, H)                                      \
-    X("reward.2.bias", reward[2].b, CORE, 1, 0)                                        \
-    X("value.0.weight", value[0].w, VALUE, H, (D) + (S))                               \
-    X("value.0.bias", value[0].b, VALUE, H, 0)                                         \
-    X("value.1.weight", value[1].w, VALUE, H, H)                                       \
-    X("value.1.bias", value[1].b, VALUE, H, 0)                                         \
-    X("value.2.weight", value[2].w, VALUE, 1, H)                                       \
-    X("value.2.bias", value[2].b, VALUE, 1, 0)                                         \
-    X("decoder.0.weight", dec[0].w, DECODER, H, (D) + (S))                             \
-    X("decoder.0.bias", dec[0].b, DECODER, H, 0)                                       \
-    X("decoder.1.weight", dec[1].w, DECODER, H, H)                                     \
-    X("decoder.1.bias", dec[1].b, DECODER, H, 0)                                       \
-    X("decoder.2.weight", dec[2].w, DECODER, O, H)                                     \
+#define RSSM_TENSOR_LIST(X, O, A, D, S, H, E)                                                  \
+    X("obs_mean", obs_mean, CORE, O, 0) /* [O] */                                              \
+    X("obs_std", obs_std, CORE, O, 0)   /* [O], > 0 */                                         \
+    X("encoder.0.weight", enc[0].w, CORE, H, O)                                                \
+    X("encoder.0.bias", enc[0].b, CORE, H, 0)                                                  \
+    X("encoder.1.weight", enc[1].w, CORE, E, H)                                                \
+    X("encoder.1.bias", enc[1].b, CORE, E, 0)                                                  \
+    X("img_in.weight", img_in.w, CORE, H, (S) + (A)) /* columns: [z, a] */                     \
+    X("img_in.bias", img_in.b, CORE, H, 0)                                                     \
+    X("gru.weight_ih", gru_ih.w, CORE, 3 * (D), H) /* rows: r, z, n gates */                   \
+    X("gru.weight_hh", gru_hh.w, CORE, 3 * (D), D)                                             \
+    X("gru.bias_ih", gru_ih.b, CORE, 3 * (D), 0)                                               \
+    X("gru.bias_hh", gru_hh.b, CORE, 3 * (D), 0)                                               \
+    X("prior.0.weight", prior[0].w, CORE, H, D)                                                \
+    X("prior.0.bias", prior[0].b, CORE, H, 0)                                                  \
+    X("prior.1.weight", prior[1].w, CORE, 2 * (S), H) /* rows: mean, raw std */                \
+    X("prior.1.bias", prior[1].b, CORE, 2 * (S), 0)                                            \
+    X("posterior.0.weight", post[0].w, CORE, H, (D) + (E)) /* columns: [h, e] */               \
+    X("posterior.0.bias", post[0].b, CORE, H, 0)                                               \
+    X("posterior.1.weight", post[1].w, CORE, 2 * (S), H)                                       \
+    X("posterior.1.bias", post[1].b, CORE, 2 * (S), 0)                                         \
+    X("reward.0.weight", reward[0].w, CORE, H, (D) + (S)) /* columns: [h, z] */                \
+    X("reward.0.bias", reward[0].b, CORE, H, 0)                                                \
+    X("reward.1.weight", reward[1].w, CORE, H, H)                                              \
+    X("reward.1.bias", reward[1].b, CORE, H, 0)                                                \
+    X("reward.2.weight", reward[2].w, CORE, 1, H)                                              \
+    X("reward.2.bias", reward[2].b, CORE, 1, 0)                                                \
+    X("value.0.weight", value[0].w, VALUE, H, (D) + (S))                                       \
+    X("value.0.bias", value[0].b, VALUE, H, 0)                                                 \
+    X("value.1.weight", value[1].w, VALUE, H, H)                                               \
+    X("value.1.bias", value[1].b, VALUE, H, 0)                                                 \
+    X("value.2.weight", value[2].w, VALUE, 1, H)                                               \
+    X("value.2.bias", value[2].b, VALUE, 1, 0)                                                 \
+    X("decoder.0.weight", dec[0].w, DECODER, H, (D) + (S))                                     \
+    X("decoder.0.bias", dec[0].b, DECODER, H, 0)                                               \
+    X("decoder.1.weight", dec[1].w, DECODER, H, H)                                             \
+    X("decoder.1.bias", dec[1].b, DECODER, H, 0)                                               \
+    X("decoder.2.weight", dec[2].w, DECODER, O, H)                                             \
     X("decoder.2.bias", dec[2].b, DECODER, O, 0)
 
 /* A tensor as listed in the file (for rssm_tensor_at). */
@@ -87,12 +87,12 @@ struct rssm_model {
     size_t weights_len; /* floats */
     float *packed;      /* the layers repacked for rssm_gemm, or NULL */
 
-    const float *obs_mean; /* [O] */
-    const float *obs_std;  /* [O] */
-    rssm_linear_t enc[2];  /* [H, O], [E, H] */
-    rssm_linear_t img_in;  /* [H, S + A] */
-    rssm_linear_t gru_ih;  /* [3D, H], [3D]: rows r, z, n */
-    rssm_linear_t gru_hh;  /* [3D, D], [3D] */
+    const float *obs_mean;   /* [O] */
+    const float *obs_std;    /* [O] */
+    rssm_linear_t enc[2];    /* [H, O], [E, H] */
+    rssm_linear_t img_in;    /* [H, S + A] */
+    rssm_linear_t gru_ih;    /* [3D, H], [3D]: rows r, z, n */
+    rssm_linear_t gru_hh;    /* [3D, D], [3D] */
     rssm_linear_t prior[2];  /* [H, D], [2S, H] */
     rssm_linear_t post[2];   /* [H, D + E], [2S, H] */
     rssm_linear_t reward[3]; /* [H, D + S], [H, H], [1, H] */
@@ -117,10 +117,10 @@ typedef struct st_tensor {
 } st_tensor_t;
 
 typedef struct st_file {
-    void *json;            /* cJSON root */
-    st_tensor_t *tensors;  /* sorted by offset (file order) */
+    void *json;           /* cJSON root */
+    st_tensor_t *tensors; /* sorted by offset (file order) */
     int ntensors;
-    const void *metadata;  /* cJSON object "__metadata__" or NULL */
+    const void *metadata;      /* cJSON object "__metadata__" or NULL */
     const unsigned char *data; /* start of the data section */
     size_t data_size;
 } st_file_t;
