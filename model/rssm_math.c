@@ -64,7 +64,7 @@ static void bias_act(int n, int out, float *restrict y, const float *restrict b,
 }
 
 /* y[n, out] = act([x1, x2] W^T + b) without building [x1, x2]: W = [W1 | W2]. x1's rows
- * are ldx1 floats apart; 0 repeats one row (the kernel path only). */
+ * are ldx1 floats apart; 0 repeats one row. */
 static void linear2(int n, int out, const rssm_linear_t *l, const float *x1, int ldx1, int in1,
                     const float *x2, int in2, float *y, rssm_gemm_act_t act)
 {
@@ -72,8 +72,13 @@ static void linear2(int n, int out, const rssm_linear_t *l, const float *x1, int
         rssm_gemm(n, x1, ldx1, in1, x2, in2, in2, l->packed, out, act, y, out);
         return;
     }
-    assert(ldx1 >= in1);
-    gemm_wt(n, out, in1, x1, ldx1, l->w, in1 + in2, 0.0f, y, out);
+    if (ldx1 == 0) { /* one row for all: OpenBLAS computes it once, then it is copied */
+        gemm_wt(1, out, in1, x1, in1, l->w, in1 + in2, 0.0f, y, out);
+        for (int i = 1; i < n; i++)
+            memcpy(y + (size_t)i * out, y, sizeof(float) * (size_t)out);
+    } else {
+        gemm_wt(n, out, in1, x1, ldx1, l->w, in1 + in2, 0.0f, y, out);
+    }
     if (in2 > 0)
         gemm_wt(n, out, in2, x2, in2, l->w + in1, in1 + in2, 1.0f, y, out);
     bias_act(n, out, y, l->b, act);
@@ -132,16 +137,8 @@ static void transition(const rssm_model_t *m, int n, const float *h, const float
     const int D = d->deter, H = d->hidden, S = d->stoch;
     float *x = ws;                                   /* [n, H] */
     float *gi = x + rssm__align((size_t)n * H);      /* [n, 3D] */
-    float *gh = gi + rssm__align((size_t)n * 3 * D); /* [n, 3D]; [n, S] for a moment */
-    int ldz = S;
-    if (shared && m->img_in.packed) {
-        ldz = 0;
-    } else if (shared) { /* OpenBLAS needs the rows: gh's space is free until below */
-        for (int i = 0; i < n; i++)
-            memcpy(gh + (size_t)i * S, z, sizeof(float) * S);
-        z = gh;
-    }
-    linear2(n, H, &m->img_in, z, ldz, S, a, d->action, x, model_act(m));
+    float *gh = gi + rssm__align((size_t)n * 3 * D); /* [n, 3D] */
+    linear2(n, H, &m->img_in, z, shared ? 0 : S, S, a, d->action, x, model_act(m));
     linear(n, 3 * D, H, &m->gru_ih, x, gi, RSSM_GEMM_LINEAR);
     linear(shared ? 1 : n, 3 * D, D, &m->gru_hh, h, gh, RSSM_GEMM_LINEAR);
     gru_gates(n, D, gi, gh, h, shared ? 0 : 1, h_next);
@@ -207,8 +204,7 @@ size_t rssm_batch_workspace(const rssm_model_t *m, int max_batch)
     const rssm_dims_t *d = &m->info.dims;
     size_t n = max_batch > 0 ? (size_t)max_batch : 1;
     size_t hid = rssm__align(n * (size_t)d->hidden);
-    size_t gh = n * (size_t)(3 * d->deter > d->stoch ? 3 * d->deter : d->stoch);
-    size_t trans = hid + rssm__align(n * 3 * (size_t)d->deter) + rssm__align(gh);
+    size_t trans = hid + 2 * rssm__align(n * 3 * (size_t)d->deter);
     size_t prior = hid + rssm__align(n * 2 * (size_t)d->stoch);
     size_t head = 2 * hid;
     size_t ws = trans > prior ? trans : prior;
