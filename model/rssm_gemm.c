@@ -14,8 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "rssm_approx.h"
-
 #define PANEL      16
 #define TILE_ROWS  6
 #define CHUNK_ROWS 96
@@ -45,9 +43,9 @@ void rssm_gemm_pack(float *dst, const float *w, const float *b, int out, int in)
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
+#include "rssm_approx_avx2.h"
 
-#define KERNEL_TARGET __attribute__((target("avx2,fma")))
+#define KERNEL_TARGET RSSM_AVX2_TARGET
 #define ALWAYS_INLINE inline __attribute__((always_inline))
 
 /* Asked when a model is loaded (not cached: a test or a bench may change the environment
@@ -95,8 +93,8 @@ static const int32_t MASKS[32] = {-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
         }                                                                                      \
     } while (0)
 
-/* One output row of a tile: bias, ReLU in registers, a masked store for a partial panel,
- * ELU on the stored row (still in L1). */
+/* One output row of a tile: bias and activation in registers, a masked store for a
+ * partial panel. */
 static ALWAYS_INLINE KERNEL_TARGET void store_row(int W, __m256 v0, __m256 v1, __m256 bias0,
                                                   __m256 bias1, rssm_gemm_act_t act, int nc,
                                                   float *row)
@@ -106,6 +104,10 @@ static ALWAYS_INLINE KERNEL_TARGET void store_row(int W, __m256 v0, __m256 v1, _
     if (act == RSSM_GEMM_RELU) {
         v0 = _mm256_max_ps(v0, _mm256_setzero_ps());
         v1 = _mm256_max_ps(v1, _mm256_setzero_ps());
+    } else if (act == RSSM_GEMM_ELU) {
+        v0 = elu_approx8(v0);
+        if (W == 16)
+            v1 = elu_approx8(v1);
     }
     if (nc == W) {
         _mm256_storeu_ps(row, v0);
@@ -117,9 +119,6 @@ static ALWAYS_INLINE KERNEL_TARGET void store_row(int W, __m256 v0, __m256 v1, _
             _mm256_maskstore_ps(row + 8, _mm256_loadu_si256((const __m256i *)(MASKS + 24 - nc)),
                                 v1);
     }
-    if (act == RSSM_GEMM_ELU)
-        for (int c = 0; c < nc; c++)
-            row[c] = row[c] > 0.0f ? row[c] : exp_approx(row[c]) - 1.0f;
 }
 
 /* One MR x W tile of y (nc <= W columns of it are stored). */

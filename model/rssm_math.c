@@ -9,7 +9,7 @@
  *     activation loop over contiguous rows that the compiler can vectorise.
  * Concatenated inputs ([z, a], [h, e], [h, z]) are never copied: both paths read the two
  * parts in place (OpenBLAS: two calls on the weight's column blocks, the second with
- * beta = 1). GRU gates and softplus run in plain vectorisable loops.
+ * beta = 1). Softplus runs in a plain vectorisable loop, the GRU gates in rssm_gates.c.
  * Scratch memory comes from the caller's workspace (see the *_workspace functions), so
  * nothing here allocates.
  *
@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "rssm_approx.h"
+#include "rssm_gates.h"
 #include "rssm_gemm.h"
 #include "rssm_private.h"
 
@@ -106,29 +107,6 @@ static void gaussian(int n, int s, const float *restrict raw, float min_std,
         std[k] = softplus_approx(std[k]) + min_std;
 }
 
-/* torch.nn.GRUCell's gates (order r, z, n) from gi = x W_ih^T + b_ih [n, 3D] and
- * gh = h W_hh^T + b_hh, whose rows (and h's) are ldh * 3D (ldh * D) floats apart: ldh 0
- * when every row starts from the same h.
- * Cloned for AVX2 where the CPU has it (8 lanes instead of SSE2's 4); the result is
- * the same function either way. */
-RSSM_SIMD_CLONES
-static void gru_gates(int n, int D, const float *restrict gi, const float *restrict gh,
-                      const float *restrict h, int ldh, float *restrict h_next)
-{
-    for (int i = 0; i < n; i++) {
-        const float *restrict xi = gi + (size_t)i * 3 * D;
-        const float *restrict hh = gh + (size_t)i * ldh * 3 * D;
-        const float *restrict hp = h + (size_t)i * ldh * D;
-        float *restrict out = h_next + (size_t)i * D;
-        for (int j = 0; j < D; j++) {
-            float r = sigmoid_approx(xi[j] + hh[j]);
-            float u = sigmoid_approx(xi[D + j] + hh[D + j]);
-            float c = tanh_approx(xi[2 * D + j] + r * hh[2 * D + j]);
-            out[j] = c + u * (hp[j] - c);
-        }
-    }
-}
-
 /* h_next = GRUCell(act(W_in [z, a] + b), h). shared: h and z are one row for all n. */
 static void transition(const rssm_model_t *m, int n, const float *h, const float *z,
                        const float *a, bool shared, float *restrict h_next, float *ws)
@@ -141,7 +119,7 @@ static void transition(const rssm_model_t *m, int n, const float *h, const float
     linear2(n, H, &m->img_in, z, shared ? 0 : S, S, a, d->action, x, model_act(m));
     linear(n, 3 * D, H, &m->gru_ih, x, gi, RSSM_GEMM_LINEAR);
     linear(shared ? 1 : n, 3 * D, D, &m->gru_hh, h, gh, RSSM_GEMM_LINEAR);
-    gru_gates(n, D, gi, gh, h, shared ? 0 : 1, h_next);
+    rssm_gru_gates(n, D, gi, gh, h, shared ? 0 : 1, h_next, m->packed != NULL);
 }
 
 /* Two-layer Gaussian head: raw = W1 act(W0 [x1, x2] + b0) + b1 -> (mean, std). */
