@@ -28,7 +28,7 @@ typedef struct cem_config {
     int horizon;        /* H, default 12 */
     int threads;        /* team size incl. the calling thread; default: online CPUs,
                            at most 4 (the daemon sets its own) */
-    double margin_s;    /* stop this long before the deadline, default 0.0005 */
+    double margin_s;    /* stop this long before the deadline, default 0.001 */
     bool sample_latent; /* sample z ~ prior (PlaNet, default) or use the prior mean */
     bool use_value;     /* add discount^H * v(s_H) when the model has a value head */
     /* iCEM (Pinneri et al. 2020): off by default (PlaNet's plain CEM); cem_config_icem()

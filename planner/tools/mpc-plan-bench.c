@@ -50,7 +50,7 @@ static const char usage_text[] =
     "    --horizon H           planning horizon (12)\n"
     "    --threads T           planner team size (online CPUs, at most 4)\n"
     "    --deadline-ms MS      deadline of each plan, from its start (default: none)\n"
-    "    --margin-ms MS        stop this long before the deadline (0.5)\n"
+    "    --margin-ms MS        stop this long before the deadline (1)\n"
     "    --seed S              seed of the plans and of the random model (1)\n"
     "    --mean-latent         imagine with the prior mean instead of sampling\n"
     "    --use-value           add discount^H v(s_H) (the model needs a value head)\n"
