@@ -2,7 +2,7 @@
  * rssm_approx.h: exp, log, sigmoid, tanh and softplus for librssm's elementwise loops.
  *
  * Plain C with no libm calls and no branches the compiler cannot if-convert, so loops that
- * call these vectorise (rssm_math.c is built with -O3 -fno-trapping-math). Accuracy is far
+ * call these vectorise (librssm is built with -O3 -fno-trapping-math). Accuracy is far
  * inside the 1e-4 parity budget with PyTorch: tests/model/test_rssm_math.c sweeps them
  * against double-precision libm.
  */
@@ -13,33 +13,34 @@
 #include <string.h>
 
 /* e^x = 2^k e^r with x = k ln2 + r, |r| <= ln2 / 2 (adding 1.5 * 2^23 rounds to the integer
- * k without a branch; ln2 in two parts so r stays exact). e^r = 1 + r + r^2 (C2 + C3 r +
- * (C4 + C5 r) r^2), a degree-5 fit to e^r on that interval with relative error 1.1e-7,
- * evaluated in pairs so its dependency chain is three multiply-adds long, not six.
+ * k without a branch; ln2 in two parts so r is nearly exact). e^r = 1 + r + r^2 (C2 + C3 r +
+ * (C4 + C5 r) r^2), a degree-5 fit to e^r on that interval (fit error 1.1e-7, about 2e-7
+ * relative in float), evaluated in pairs so its dependency chain is three multiply-adds
+ * long, not six.
  * x is clamped to [-87, 88] so 2^k stays a normal float. */
-#define EXP_APPROX_SHIFT  12582912.0f /* 1.5 * 2^23, bits 0x4B400000 */
-#define EXP_APPROX_MIN    -87.0f
-#define EXP_APPROX_MAX    88.0f
-#define EXP_APPROX_LOG2E  1.44269504088896341f
-#define EXP_APPROX_LN2_HI 0.693359375f
-#define EXP_APPROX_LN2_LO -2.12194440e-4f
-#define EXP_APPROX_C2     0.499992311f
-#define EXP_APPROX_C3     0.166671142f
-#define EXP_APPROX_C4     0.0418901145f
-#define EXP_APPROX_C5     0.00831252523f
+#define RSSM_EXP_SHIFT  12582912.0f /* 1.5 * 2^23, bits 0x4B400000 */
+#define RSSM_EXP_MIN    (-87.0f)
+#define RSSM_EXP_MAX    88.0f
+#define RSSM_EXP_LOG2E  1.44269504088896341f
+#define RSSM_EXP_LN2_HI 0.693359375f
+#define RSSM_EXP_LN2_LO (-2.12194440e-4f)
+#define RSSM_EXP_C2     0.499992311f
+#define RSSM_EXP_C3     0.166671142f
+#define RSSM_EXP_C4     0.0418901145f
+#define RSSM_EXP_C5     0.00831252523f
 
 static inline float exp_approx(float x)
 {
-    x = x < EXP_APPROX_MIN ? EXP_APPROX_MIN : x;
-    x = x > EXP_APPROX_MAX ? EXP_APPROX_MAX : x;
-    float kf = x * EXP_APPROX_LOG2E + EXP_APPROX_SHIFT;
+    x = x < RSSM_EXP_MIN ? RSSM_EXP_MIN : x;
+    x = x > RSSM_EXP_MAX ? RSSM_EXP_MAX : x;
+    float kf = x * RSSM_EXP_LOG2E + RSSM_EXP_SHIFT;
     uint32_t k; /* unsigned: a NaN input (from inf - inf upstream) must not be UB here */
     memcpy(&k, &kf, sizeof k);
     k -= 0x4B400000u;
-    kf -= EXP_APPROX_SHIFT;
-    float r = x - kf * EXP_APPROX_LN2_HI - kf * EXP_APPROX_LN2_LO;
+    kf -= RSSM_EXP_SHIFT;
+    float r = x - kf * RSSM_EXP_LN2_HI - kf * RSSM_EXP_LN2_LO;
     float r2 = r * r;
-    float p = (EXP_APPROX_C2 + EXP_APPROX_C3 * r) + (EXP_APPROX_C4 + EXP_APPROX_C5 * r) * r2;
+    float p = (RSSM_EXP_C2 + RSSM_EXP_C3 * r) + (RSSM_EXP_C4 + RSSM_EXP_C5 * r) * r2;
     p = p * r2 + (r + 1.0f);
     uint32_t bits = (k + 127u) << 23;
     float scale;

@@ -17,22 +17,20 @@
 
 RSSM_AVX2_INLINE __m256 exp_approx8(__m256 x)
 {
-    const __m256 shift = _mm256_set1_ps(EXP_APPROX_SHIFT);
+    const __m256 shift = _mm256_set1_ps(RSSM_EXP_SHIFT);
     /* the bound first: vmaxps/vminps return their second operand for a NaN, which keeps a
      * NaN a NaN, as the scalar clamp does */
-    x = _mm256_max_ps(_mm256_set1_ps(EXP_APPROX_MIN), x);
-    x = _mm256_min_ps(_mm256_set1_ps(EXP_APPROX_MAX), x);
-    __m256 kf = _mm256_fmadd_ps(x, _mm256_set1_ps(EXP_APPROX_LOG2E), shift);
+    x = _mm256_max_ps(_mm256_set1_ps(RSSM_EXP_MIN), x);
+    x = _mm256_min_ps(_mm256_set1_ps(RSSM_EXP_MAX), x);
+    __m256 kf = _mm256_fmadd_ps(x, _mm256_set1_ps(RSSM_EXP_LOG2E), shift);
     /* kf's bits are 0x4B400000 + k: shifted left by 23 only k is left, in the exponent */
     __m256i k = _mm256_slli_epi32(_mm256_castps_si256(kf), 23);
     kf = _mm256_sub_ps(kf, shift);
-    __m256 r = _mm256_fnmadd_ps(kf, _mm256_set1_ps(EXP_APPROX_LN2_HI), x);
-    r = _mm256_fnmadd_ps(kf, _mm256_set1_ps(EXP_APPROX_LN2_LO), r);
+    __m256 r = _mm256_fnmadd_ps(kf, _mm256_set1_ps(RSSM_EXP_LN2_HI), x);
+    r = _mm256_fnmadd_ps(kf, _mm256_set1_ps(RSSM_EXP_LN2_LO), r);
     __m256 r2 = _mm256_mul_ps(r, r);
-    __m256 lo =
-        _mm256_fmadd_ps(_mm256_set1_ps(EXP_APPROX_C3), r, _mm256_set1_ps(EXP_APPROX_C2));
-    __m256 hi =
-        _mm256_fmadd_ps(_mm256_set1_ps(EXP_APPROX_C5), r, _mm256_set1_ps(EXP_APPROX_C4));
+    __m256 lo = _mm256_fmadd_ps(_mm256_set1_ps(RSSM_EXP_C3), r, _mm256_set1_ps(RSSM_EXP_C2));
+    __m256 hi = _mm256_fmadd_ps(_mm256_set1_ps(RSSM_EXP_C5), r, _mm256_set1_ps(RSSM_EXP_C4));
     __m256 p = _mm256_fmadd_ps(hi, r2, lo);
     p = _mm256_fmadd_ps(p, r2, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
     __m256i scale = _mm256_add_epi32(k, _mm256_set1_epi32(127 << 23));

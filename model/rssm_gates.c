@@ -11,6 +11,7 @@
 #include <stddef.h>
 
 #include "rssm_approx.h"
+#include "rssm_private.h"
 
 /* gi/gh row layout: r at [0, D), z at [D, 2D), n at [2D, 3D). */
 
@@ -30,13 +31,9 @@ static inline void outputs_from(int j, int D, const float *restrict xi,
     }
 }
 
-/* Cloned for AVX2 where the CPU has it (8 lanes instead of SSE2's 4). */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("avx2", "default")))
-#endif
-static void
-gates_c(int n, int D, float *restrict gi, const float *restrict gh, const float *restrict h,
-        int ldh, float *restrict h_next)
+RSSM_SIMD_CLONES
+static void gates_c(int n, int D, float *restrict gi, const float *restrict gh,
+                    const float *restrict h, int ldh, float *restrict h_next)
 {
     for (int i = 0; i < n; i++) {
         float *xi = gi + (size_t)i * 3 * D;

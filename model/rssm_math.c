@@ -13,7 +13,7 @@
  * Scratch memory comes from the caller's workspace (see the *_workspace functions), so
  * nothing here allocates.
  *
- * Speed: sigmoid, tanh, ELU and softplus use rssm_approx.h instead of libm, because libm
+ * Speed: ELU and softplus use rssm_approx.h instead of libm, because libm
  * calls cannot be vectorised and made these loops cost as much as the GEMMs; meson builds
  * this library with -O3 so the loops vectorise.
  */
@@ -27,12 +27,6 @@
 #include "rssm_gates.h"
 #include "rssm_gemm.h"
 #include "rssm_private.h"
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define RSSM_SIMD_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define RSSM_SIMD_CLONES
-#endif
 
 static rssm_gemm_act_t model_act(const rssm_model_t *m)
 {

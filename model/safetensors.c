@@ -54,11 +54,12 @@ static int parse_entry(const cJSON *e, size_t data_size, st_tensor_t *t, char *e
                           name);
     if (strcmp(dtype->valuestring, "F32") != 0)
         return rssm__fail(err, errlen, RSSM_ETENSOR,
-                          "tensor '%s' has dtype %.16s; expected F32", name, dtype->valuestring);
+                          "tensor '%s' has dtype %.16s; expected F32", name,
+                          dtype->valuestring);
     int rank = cJSON_GetArraySize(shape);
     if (rank > 4)
-        return rssm__fail(err, errlen, RSSM_ETENSOR, "tensor '%s' has rank %d; at most 4",
-                          name, rank);
+        return rssm__fail(err, errlen, RSSM_ETENSOR, "tensor '%s' has rank %d; at most 4", name,
+                          rank);
     uint64_t count = 1;
     int i = 0;
     const cJSON *d;
@@ -114,9 +115,10 @@ static int check_layout(const st_file_t *f, char *err, size_t errlen)
                               "tensor '%s' (bytes %zu..%zu) overlaps tensor '%s' (ends at %zu)",
                               t->name, t->begin, t->end, f->tensors[i - 1].name, pos);
         if (t->begin > pos)
-            return rssm__fail(err, errlen, RSSM_EFORMAT,
-                              "gap of %zu bytes before tensor '%s' (starts at %zu, expected %zu)",
-                              t->begin - pos, t->name, t->begin, pos);
+            return rssm__fail(
+                err, errlen, RSSM_EFORMAT,
+                "gap of %zu bytes before tensor '%s' (starts at %zu, expected %zu)",
+                t->begin - pos, t->name, t->begin, pos);
         pos = t->end;
     }
     if (pos != f->data_size)

@@ -137,7 +137,8 @@ void cem_config_default(cem_config_t *cfg)
     cfg->horizon = 12;
     cfg->threads = cpus < 1 ? 1 : cpus > 4 ? 4 : (int)cpus;
     /* 1 ms: with a 2-thread team on 2 busy vCPUs, 0.5 ms let 0.03-0.27 % of 20 ms plans
-     * end late (wake-up and preemption delays of a few tenths of a ms); 1 ms, 0.03 % */
+     * end late (wake-up and preemption delays of the calling thread); 1 ms, 0.03 %
+     * (planner/README.md) */
     cfg->margin_s = 0.001;
     cfg->sample_latent = true;
     cfg->use_value = false;

@@ -109,6 +109,10 @@ static void test_two_inputs_and_activations(void **state)
         check_case(50, 200, 30, 1, 30, acts[a], &seed);
         check_case(13, 64, 64, 16, 64, acts[a], &seed);
         check_case(6, 40, 1, 3, 1, acts[a], &seed);
+        /* partial panels: the activation runs before the masked stores (W 16 and 8) */
+        check_case(13, 17, 9, 2, 9, acts[a], &seed);
+        check_case(7, 15, 5, 0, 5, acts[a], &seed);
+        check_case(12, 7, 5, 0, 5, acts[a], &seed);
     }
 }
 
