@@ -4,8 +4,8 @@
 
 The planner benchmark of issue 4, in one run on the same model files:
   1. throughput: libplanner (mpc-plan-bench, T threads) vs the same CEM in PyTorch
-     (cem_torch.py, best of 1 and 2 torch threads) vs OpenBLAS sgemm (1024^3, 1 and 2
-     threads), each side's best plan over alternating rounds (the machine is shared),
+     (cem_torch.py, best of the TORCH_WALL thread configurations) vs OpenBLAS sgemm
+     (1024^3, 1 and 2 threads), each side's best plan over alternating rounds (the machine is shared),
      PlaNet sizes (deter 200, stoch 30, hidden 200) with action 1 and 6, and the
      shipped size (64/16/64) with action 1, J in {100, 1000}, K = J / 10, I = 10, H = 12:
      candidate-steps/s, GFLOP/s, ratio to PyTorch, fraction of the 2-thread sgemm figure;
@@ -27,6 +27,11 @@ import torch
 import cem_torch
 import rssm_testlib as lib
 
+# PyTorch's wall-clock configurations, (torch threads, OpenBLAS threads): Debian's torch does
+# its matmuls in the system OpenBLAS, whose pool torch.set_num_threads does not touch. So
+# torch.set_num_threads(1) alone (1, 2) uses both CPUs for the products and is torch's
+# fastest here; (2, 2) is slower still than one CPU (both pools spin for the same CPUs).
+TORCH_WALL = ((1, 1), (1, 2), (2, 2))
 PLANET = dict(deter=200, stoch=30, hidden=200, embed=200)
 SHIPPED = dict(deter=64, stoch=16, hidden=64, embed=64)
 # Every variant starts from --plain (the iCEM options are libplanner's defaults).
@@ -67,11 +72,11 @@ def run_c(binary, model, *args):
 
 def throughput(args, lines):
     print("\n1. throughput (I=10, H=12, K=J/10), best plan of %d alternating rounds of C and "
-          "torch. Wall: C on %d threads vs torch best of 1 and 2 threads. CPU: both on 1 "
-          "thread, candidate-steps per CPU-second" % (args.rounds, args.threads))
+          "torch. Wall: C on %d threads vs torch's best configuration (torch+OpenBLAS threads). "
+          "CPU: both on 1 thread, candidate-steps per CPU-second" % (args.rounds, args.threads))
     print(f"   {'model':8s} {'A':>2} {'J':>5} {'C cs/s':>8} {'GFLOP/s':>8} {'torch':>8} "
-          f"{'ratio':>6} | {'C cpu':>8} {'torch cpu':>9} {'ratio':>6} | {'sgemm 1t/2t':>12} "
-          f"{'of 2t':>6} {'C p50 ms':>9}")
+          f"{'cfg':>4} {'ratio':>6} | {'C cpu':>8} {'torch cpu':>9} {'ratio':>6} | "
+          f"{'sgemm 1t/2t':>12} {'of 2t':>6} {'C p50 ms':>9}")
     for size, sizes, A in (("planet", PLANET, 1), ("planet", PLANET, 6), ("shipped", SHIPPED, 1)):
         path, model = write_model(args.outdir, f"{size}-a{A}", A, sizes)
         low, high = -torch.ones(A), torch.ones(A)
@@ -88,7 +93,7 @@ def throughput(args, lines):
                 sg1 = max(r["sgemm_gflops_1t"] for r in sg)
                 sg2 = max(r["sgemm_gflops_2t"] for r in sg)
                 first = False
-            c_runs, c1_runs, torch_wall, torch_cpu = [], [], {1: [], 2: []}, []
+            c_runs, c1_runs, torch_wall, torch_cpu = [], [], {t: [] for t in TORCH_WALL}, []
             for _ in range(args.rounds):
                 c_runs.append(run_c(args.bin, path, *common, "--threads", args.threads))
                 c1_runs.append(run_c(args.bin, path, *common, "--threads", 1))
@@ -97,9 +102,10 @@ def throughput(args, lines):
                 time.sleep(1.0)
                 torch_cpu += cem_torch.time_plans(model, low, high, J, K, 10, 12, 1,
                                                   max(2, plans // 2), cpu=True)
-                for th in (1, 2):
-                    torch_wall[th] += cem_torch.time_plans(model, low, high, J, K, 10, 12, th,
-                                                           max(2, plans // 2))
+                for th, blas in TORCH_WALL:
+                    torch_wall[th, blas] += cem_torch.time_plans(
+                        model, low, high, J, K, 10, 12, th, max(2, plans // 2),
+                        blas_threads=blas)
             c = min(c_runs, key=lambda r: r["plan_ms_min"])
             c1 = max(c1_runs, key=lambda r: r["cpu_candidate_steps_per_s"])
             c_cs = steps / (c["plan_ms_min"] * 1e-3)
@@ -110,15 +116,20 @@ def throughput(args, lines):
             ratio = c_cs / best[0]
             ratio_cpu = c1["cpu_candidate_steps_per_s"] / torch_cpu_cs
             frac = c_gflops / sg2
+            cfg = "%d+%d" % best[1]
             print(f"   {size:8s} {A:>2} {J:>5} {c_cs:>8.0f} {c_gflops:>8.2f} {best[0]:>8.0f} "
-                  f"{ratio:>6.2f} | {c1['cpu_candidate_steps_per_s']:>8.0f} {torch_cpu_cs:>9.0f} "
+                  f"{cfg:>4} {ratio:>6.2f} | {c1['cpu_candidate_steps_per_s']:>8.0f} "
+                  f"{torch_cpu_cs:>9.0f} "
                   f"{ratio_cpu:>6.2f} | {sg1:>5.1f}/{sg2:<6.1f} {frac:>6.0%} "
                   f"{c['plan_ms_p50']:>9.2f}")
             lines.append({"bench": "throughput", "model": size, "action_dim": A, "candidates": J,
                           "c": c, "c_1thread": c1, "c_candidate_steps_per_s_best": round(c_cs, 1),
                           "c_gflops_best": round(c_gflops, 3),
                           "torch_candidate_steps_per_s": round(best[0], 1),
-                          "torch_threads": best[1], "ratio_to_torch": round(ratio, 3),
+                          "torch_threads": best[1][0], "torch_blas_threads": best[1][1],
+                          "torch_candidate_steps_per_s_by_config": {
+                              "%d+%d" % k: round(v, 1) for k, v in torch_cs.items()},
+                          "ratio_to_torch": round(ratio, 3),
                           "torch_cpu_candidate_steps_per_s_1thread": round(torch_cpu_cs, 1),
                           "ratio_to_torch_cpu_1thread": round(ratio_cpu, 3),
                           "sgemm_gflops_1t": sg1, "sgemm_gflops_2t": sg2,

@@ -4,23 +4,11 @@ mpc-plan-bench's C planner is compared with; same model file, same J, K, I, H).
 All J candidates go through the RSSM as one batch per imagination step; sampled latents;
 top-K refit with the population std, like libplanner's plain CEM.
 """
-import ctypes
 import time
 
 import torch
 
-try:  # Debian's torch does its matmuls in the system OpenBLAS, whose pool is separate
-    _openblas = ctypes.CDLL("libopenblas.so.0")
-except OSError:
-    _openblas = None
-
-
-def set_threads(threads):
-    """torch's intra-op threads and the OpenBLAS pool it calls into, both to `threads`
-    (torch.set_num_threads alone leaves OpenBLAS on every CPU)."""
-    torch.set_num_threads(threads)
-    if _openblas is not None:
-        _openblas.openblas_set_num_threads(threads)
+from rssm_testlib import set_threads
 
 
 @torch.no_grad()
@@ -46,10 +34,12 @@ def cem_plan(model, h0, z0, low, high, J=1000, K=100, I=10, H=12, gen=None):
     return mean[0], best, mean
 
 
-def time_plans(model, low, high, J, K, I, H, threads, plans, seed=0, cpu=False):
-    """Seconds of each of `plans` plans (after one warm-up) on `threads` torch threads:
-    wall time, or with cpu=True the process CPU time (steadier on a busy machine)."""
-    set_threads(threads)
+def time_plans(model, low, high, J, K, I, H, threads, plans, seed=0, cpu=False,
+               blas_threads=None):
+    """Seconds of each of `plans` plans (after one warm-up) on `threads` torch threads and
+    `blas_threads` OpenBLAS threads (default: the same): wall time, or with cpu=True the
+    process CPU time (steadier on a busy machine)."""
+    set_threads(threads, blas_threads)
     gen = torch.Generator().manual_seed(seed)
     c = model.cfg
     h0 = torch.tanh(0.5 * torch.randn(1, c.deter, generator=gen))

@@ -1,10 +1,11 @@
 #!/usr/bin/python3
 """bench_imagine.py BENCH_BIN OUTDIR [--n N] [--repeats R] [--threads T,...] [--sizes D,S,H]
 
-One batched imagination step (prior step + reward head) for N candidates, C (librssm on
-OpenBLAS) vs PyTorch (CPU, torch.no_grad) in one run, on the same model file: by default
-deter=200, stoch=30, hidden=200 (embed=200, action 1: PlaNet's sizes). Prints a table and
-one JSON line per measurement; times are medians over R repetitions after a warm-up.
+One batched imagination step (prior step + reward head) for N candidates, C (librssm) vs
+PyTorch (CPU, torch.no_grad; threads shown as torch threads + its OpenBLAS threads) in one
+run, on the same model file: by default deter=200, stoch=30, hidden=200 (embed=200, action
+1: PlaNet's sizes). Prints a table and one JSON line per measurement; times are medians
+over R repetitions after a warm-up.
 """
 import argparse
 import json
@@ -18,8 +19,8 @@ import torch
 import rssm_testlib as lib
 
 
-def torch_step(model, n, reps, threads):
-    torch.set_num_threads(threads)
+def torch_step(model, n, reps, threads, blas_threads):
+    lib.set_threads(threads, blas_threads)
     h, z, a, _ = lib.reference_inputs(model, n, seed=1)
     times = []
     with torch.no_grad():
@@ -30,7 +31,8 @@ def torch_step(model, n, reps, threads):
             if i >= 5:
                 times.append((time.perf_counter() - t0) * 1e3)
     times.sort()
-    return {"impl": "torch", "n": n, "threads": threads, "median_ms": round(times[reps // 2], 4),
+    return {"impl": "torch", "n": n, "threads": threads, "blas_threads": blas_threads,
+            "median_ms": round(times[reps // 2], 4),
             "min_ms": round(times[0], 4), "mean_ms": round(sum(times) / reps, 4)}
 
 
@@ -59,9 +61,15 @@ def main():
             print(run.stderr, file=sys.stderr)
             return 1
         rows.append(json.loads(run.stdout))
-        rows.append(torch_step(model, args.n, args.repeats, threads))
+        # torch threads + OpenBLAS threads. torch.set_num_threads(1) alone leaves its
+        # OpenBLAS products on every CPU; with T > 1 CPUs, 1 + T is measured too (it is
+        # torch's fastest: T + T has both pools spinning for the same CPUs)
+        configs = [(threads, threads)] + ([(1, threads)] if threads > 1 else [])
+        for torch_threads, blas_threads in configs:
+            rows.append(torch_step(model, args.n, args.repeats, torch_threads, blas_threads))
     for r in rows:
-        print(f"  {r['impl']:6s} threads={r['threads']}  median {r['median_ms']:8.3f} ms  "
+        cfg = f"{r['threads']}+{r['blas_threads']}" if r["impl"] == "torch" else r["threads"]
+        print(f"  {r['impl']:6s} threads={cfg!s:4s} median {r['median_ms']:8.3f} ms  "
               f"min {r['min_ms']:8.3f} ms")
     for r in rows:
         print(json.dumps(r))

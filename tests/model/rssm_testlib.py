@@ -1,8 +1,9 @@
 """Helpers shared by the model tests: random models and PyTorch reference outputs.
 
-Imported by test_parity.py, test_roundtrip.py, make_bad_files.py and bench_torch.py with
+Imported by test_parity.py, test_roundtrip.py, make_bad_files.py, the benchmarks with
 model/train on sys.path (meson sets PYTHONPATH; running pytest by hand, this module adds it).
 """
+import ctypes
 import os
 import sys
 
@@ -16,6 +17,20 @@ import torch  # noqa: E402
 
 from mpc_rssm import RSSM, RSSMConfig, export_model, load_model  # noqa: E402
 from mpc_rssm import safetensors_io  # noqa: E402
+
+
+try:  # Debian's torch does its matmuls in the system OpenBLAS, whose pool is separate
+    _openblas = ctypes.CDLL("libopenblas.so.0")
+except OSError:
+    _openblas = None
+
+
+def set_threads(threads, blas_threads=None):
+    """torch's intra-op threads, and the OpenBLAS pool it calls into to `blas_threads`
+    (default: the same). torch.set_num_threads alone leaves OpenBLAS on every CPU."""
+    torch.set_num_threads(threads)
+    if _openblas is not None:
+        _openblas.openblas_set_num_threads(blas_threads or threads)
 
 
 def random_model(seed=0, trained=False, saturate=False, **cfg):
