@@ -13,9 +13,9 @@
  * Scratch memory comes from the caller's workspace (see the *_workspace functions), so
  * nothing here allocates.
  *
- * Speed: ELU and softplus use rssm_approx.h instead of libm, because libm
- * calls cannot be vectorised and made these loops cost as much as the GEMMs; meson builds
- * this library with -O3 so the loops vectorise.
+ * Speed: ELU and softplus use rssm_approx.h instead of libm, because libm calls cannot be
+ * vectorised and made these loops cost as much as the GEMMs; meson builds this library
+ * with -O3 so the loops vectorise.
  */
 #include <assert.h>
 #include <cblas.h>
