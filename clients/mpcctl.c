@@ -1,11 +1,15 @@
 /*
  * mpcctl.c: control tool of the mpcd daemon: status, reload, ping and watch.
  *
- * Every command is one or more protocol requests through libmpcclient; no session is
- * opened (Status and Reload need none). Exit statuses are shared with the other tools
+ * Every command is one or more protocol requests through libmpcclient. With a token
+ * (--token-file, or $MPCD_TOKEN_FILE) it first says Hello with it, which gives the
+ * connection the daemon's control or admin role; without one it opens no session, which
+ * is enough for Status on a daemon without auth-token, and for Reload over the Unix socket
+ * as the daemon's own user. Exit statuses are shared with the other tools
  * (tools/tool.h) so scripts can tell a refusal from an unreachable daemon.
  */
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -15,6 +19,7 @@
 #include <unistd.h>
 
 #include "mpcclient.h"
+#include "token_file.h"
 #include "tools/latency.h"
 #include "tools/tool.h"
 
@@ -27,17 +32,23 @@ static void usage(FILE *out)
 "    mpcctl - query and control a running mpcd\n"
 "\n"
 "SYNOPSIS\n"
-"    mpcctl [--connect ADDR] [--timeout MS] status [--json]\n"
-"    mpcctl [--connect ADDR] [--timeout MS] reload [PATH]\n"
-"    mpcctl [--connect ADDR] [--timeout MS] ping [--count N] [--interval MS]\n"
-"    mpcctl [--connect ADDR] [--timeout MS] watch [--count N] [--interval MS]\n"
+"    mpcctl [--connect ADDR] [--timeout MS] [--token-file FILE] status [--json]\n"
+"    mpcctl [--connect ADDR] [--timeout MS] [--token-file FILE] reload [PATH]\n"
+"    mpcctl [--connect ADDR] [--timeout MS] [--token-file FILE] ping [--count N]\n"
+"           [--interval MS]\n"
+"    mpcctl [--connect ADDR] [--timeout MS] [--token-file FILE] watch [--count N]\n"
+"           [--interval MS]\n"
 "\n"
 "DESCRIPTION\n"
 "    status   Print the daemon's status: model, counters, latency percentiles of the\n"
 "             last minute per stage, and one line per session. With --json, print the\n"
 "             daemon's full /status JSON document instead.\n"
 "    reload   Hot-swap the model from PATH, or re-read the current model file when PATH\n"
-"             is omitted. The old model keeps serving if the new one is refused.\n"
+"             is omitted. The old model keeps serving if the new one is refused. Needs\n"
+"             the admin role: --token-file with the daemon's admin-token, or the Unix\n"
+"             socket as the daemon's user. PATH is resolved by the daemon beneath its\n"
+"             model-dir (relative to it, or absolute inside it); an existing local PATH\n"
+"             is sent as an absolute path.\n"
 "    ping     Measure the round-trip time of a Status request N times (default 5) and\n"
 "             print min/avg/max.\n"
 "    watch    Refresh the daemon's latency percentiles and request rate every interval\n"
@@ -47,6 +58,9 @@ static void usage(FILE *out)
 "    -c, --connect ADDR   tcp://HOST:PORT (IPv6 as tcp://[::1]:PORT) or unix:PATH\n"
 "                         (default %s)\n"
 "    -t, --timeout MS     connect and per-request timeout (default %d)\n"
+"    -k, --token-file FILE  say Hello with the token on FILE's first line first\n"
+"                         (the daemon's auth-token or admin-token); default\n"
+"                         $MPCD_TOKEN_FILE\n"
 "    -j, --json           status: print the JSON document\n"
 "    -n, --count N        ping: requests to send; watch: refreshes before exiting\n"
 "    -i, --interval MS    pause between pings (default 1000, 0 = none) or refreshes\n"
@@ -64,6 +78,7 @@ typedef struct {
     bool json;
     long count;      /* -1: not given */
     long interval_ms;
+    const char *token_file; /* NULL: no Hello */
 } options_t;
 
 static volatile sig_atomic_t interrupted;
@@ -146,8 +161,28 @@ static int cmd_status(mpc_client_t *c, const options_t *o)
     return exit_code;
 }
 
+/* Hello with the token file's token. NOT_READY (no model yet) still gives the role. */
+static int say_hello(mpc_client_t *c, const char *token_file)
+{
+    char token[TOKEN_FILE_MAX + 1], err[512];
+    if (token_file_read(token_file, token, sizeof token, NULL, err, sizeof err)) {
+        fprintf(stderr, "%s: --token-file: %s\n", prog, err);
+        return TOOL_EXIT_USAGE;
+    }
+    int rc = mpc_client_hello(c, "mpcctl", token, 0, 0, NULL);
+    explicit_bzero(token, sizeof token);
+    if (rc == MPC_CLIENT_EDAEMON &&
+        !strcmp(mpc_client_daemon_code_name(mpc_client_daemon_code(c)), "NOT_READY"))
+        return TOOL_EXIT_OK;
+    return rc < 0 ? tool_call_failed(prog, "hello", c, rc) : TOOL_EXIT_OK;
+}
+
 static int cmd_reload(mpc_client_t *c, const char *path)
 {
+    /* The daemon resolves paths itself: send a local file's absolute path. */
+    char abs[PATH_MAX];
+    if (path && *path && path[0] != '/' && realpath(path, abs))
+        path = abs;
     mpc_client_reload_t r;
     int rc = mpc_client_reload(c, path, &r);
     if (rc < 0)
@@ -259,11 +294,14 @@ int main(int argc, char **argv)
         {"connect", required_argument, NULL, 'c'}, {"timeout", required_argument, NULL, 't'},
         {"json", no_argument, NULL, 'j'},          {"count", required_argument, NULL, 'n'},
         {"interval", required_argument, NULL, 'i'}, {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+        {"token-file", required_argument, NULL, 'k'}, {NULL, 0, NULL, 0}};
     options_t o = {.timeout_ms = MPC_CLIENT_DEFAULT_TIMEOUT_MS, .count = -1,
                    .interval_ms = 1000};
     int opt;
-    while ((opt = getopt_long(argc, argv, "c:t:jn:i:h", longopts, NULL)) != -1) {
+    o.token_file = getenv("MPCD_TOKEN_FILE");
+    if (o.token_file && !*o.token_file)
+        o.token_file = NULL;
+    while ((opt = getopt_long(argc, argv, "c:t:jn:i:hk:", longopts, NULL)) != -1) {
         int bad = 0;
         switch (opt) {
         case 'c':
@@ -280,6 +318,9 @@ int main(int argc, char **argv)
             break;
         case 'i':
             bad = tool_parse_long(prog, "--interval", optarg, 0, 3600000, &o.interval_ms);
+            break;
+        case 'k':
+            o.token_file = optarg;
             break;
         case 'h':
             usage(stdout);
@@ -309,6 +350,10 @@ int main(int argc, char **argv)
     int rc = tool_connect(prog, o.connect, (int)o.timeout_ms, &c);
     if (rc != TOOL_EXIT_OK)
         return rc;
+    if (o.token_file && (rc = say_hello(c, o.token_file)) != TOOL_EXIT_OK) {
+        mpc_client_destroy(c);
+        return rc;
+    }
     if (!strcmp(cmd, "status"))
         rc = cmd_status(c, &o);
     else if (!strcmp(cmd, "reload"))

@@ -20,6 +20,7 @@
 
 #include "http_status.h"
 #include "listen.h"
+#include "token_file.h"
 
 typedef enum {
     CFG_STR,    /* char *, "none" or "" clears it */
@@ -55,6 +56,15 @@ static const cfg_desc_t table[] = {
     {"watch", "model", CFG_BOOL, F(watch), 0, 1, "false", NULL,
      "Reload when the model file is replaced (write a temporary file, then rename it over "
      "the model path)."},
+    {"model-dir", "model", CFG_STR, F(model_dir), 0, 0, "none", "DIR",
+     "Directory that clients' Reload paths are confined to: a relative path is taken from "
+     "here, an absolute one must lie inside, and no symlink or '..' may lead out. \"none\": "
+     "the directory of --model (and no client Reload when there is no --model)."},
+    {"max-model-mb", "model", CFG_I64, F(max_model_mb), 1, 1 << 16, "1024", "MB",
+     "Largest model file a load reads (checked before it is mapped)."},
+    {"reload-timeout-s", "model", CFG_DOUBLE, F(reload_timeout_s), 0.1, 3600, "60", "S",
+     "A model load still running after this long is abandoned and reported as failed; "
+     "the serving model stays."},
     {"listen", "server", CFG_LIST, F(listen), 0, 0, "tcp://127.0.0.1:7070", "ADDR",
      "Protocol listener: tcp://HOST:PORT (IPv6 as tcp://[::1]:7070) or unix:PATH. "
      "Repeat for several (tcp://[::]:PORT is IPv6 only: add tcp://0.0.0.0:PORT for IPv4). "
@@ -74,9 +84,28 @@ static const cfg_desc_t table[] = {
      "reload); further ones are answered at once with Error OVERLOADED."},
     {"unix-mode", "server", CFG_MODE, F(unix_mode), 0, 0777, "0660", "MODE",
      "Permission bits of unix: sockets (octal)."},
+    {"max-connections-per-peer", "server", CFG_INT, F(max_connections_per_peer), 1, 65536, "64",
+     "N",
+     "Connections one peer (an IP address, or a uid on Unix sockets) may hold. At this "
+     "limit, or at max-connections, a new connection takes the place of the oldest one "
+     "that has not completed a Hello; when there is none it is refused."},
+    {"hello-timeout-s", "server", CFG_DOUBLE, F(hello_timeout_s), 0, 3600, "10", "S",
+     "Close connections that have not completed a Hello this long after connecting "
+     "(0 = never). With auth-token set, a Hello with a wrong token does not count."},
+    {"max-unsent-kb", "server", CFG_INT, F(max_unsent_kb), 16, 1 << 20, "1024", "KB",
+     "Per-connection memory budget: while this many reply bytes wait for a client that "
+     "does not read, its further requests wait unread."},
     {"auth-token", "server", CFG_SECRET, F(auth_token), 0, 0, "none", "TOKEN",
-     "When set, Hello must carry this token (Error UNAUTHENTICATED otherwise). Put it in "
-     "the config file: command lines are visible to other users."},
+     "Control role: when set, Hello must carry this token (or admin-token) before Step, "
+     "Reset or Status are served (Error UNAUTHENTICATED otherwise). Prefer "
+     "auth-token-file: command lines and config files are easy to leak."},
+    {"auth-token-file", "server", CFG_STR, F(auth_token_file), 0, 0, "none", "FILE",
+     "Read auth-token from the first line of FILE (e.g. a systemd credential)."},
+    {"admin-token", "server", CFG_SECRET, F(admin_token), 0, 0, "none", "TOKEN",
+     "Admin role: a Hello carrying this token may also Reload. Without it, only Unix-"
+     "socket peers running as the daemon's own user may (SIGHUP and --watch always can)."},
+    {"admin-token-file", "server", CFG_STR, F(admin_token_file), 0, 0, "none", "FILE",
+     "Read admin-token from the first line of FILE."},
     {"shutdown-timeout-s", "server", CFG_DOUBLE, F(shutdown_timeout_s), 0, 3600, "10", "S",
      "On SIGTERM, wait at most this long for in-flight requests before exiting."},
     {"deadline-ms", "control", CFG_DOUBLE, F(deadline_ms), 0.1, 60000, "20", "MS",
@@ -125,6 +154,10 @@ static const cfg_desc_t table[] = {
      "Append each session's transitions to episode files in DIR (common/EPISODES.md)."},
     {"record-max-mb", "record", CFG_I64, F(record_max_mb), 1, 1 << 24, "1024", "MB",
      "Stop recording once DIR holds this much."},
+    {"record-episodes-per-min", "record", CFG_INT, F(record_episodes_per_min), 1, 1000000, "60",
+     "N",
+     "Episode files one session may start per minute (burst: as many); further episodes of "
+     "that session are not recorded (counted in /metrics)."},
     {"log-level", "log", CFG_LEVEL, F(log_level), 0, 0, "info", "LEVEL",
      "err, warning, notice, info or debug."},
 };
@@ -343,6 +376,8 @@ void config_free(mpcd_config_t *c)
     for (size_t i = 0; i < NTABLE; i++) {
         if (table[i].type == CFG_STR || table[i].type == CFG_SECRET) {
             char **s = (char **)((char *)c + table[i].offset);
+            if (*s && table[i].type == CFG_SECRET)
+                explicit_bzero(*s, strlen(*s));
             free(*s);
             *s = NULL;
         }
@@ -540,6 +575,47 @@ int config_validate(const mpcd_config_t *c, char *err, size_t errlen)
     if (c->margin_ms >= c->deadline_ms) {
         fmt_err(err, errlen, "margin-ms (%g) must be below deadline-ms (%g)", c->margin_ms,
                 c->deadline_ms);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* ---- token files ---- */
+
+static int read_token(const char *path, char **slot, FILE *warn, char *err, size_t errlen)
+{
+    char token[TOKEN_FILE_MAX + 1];
+    bool loose;
+    int rc = token_file_read(path, token, sizeof token, &loose, err, errlen);
+    if (rc)
+        return rc;
+    if (warn && loose)
+        fprintf(warn, "mpcd: warning: token file %s can be read by group or others\n", path);
+    *slot = strdup(token);
+    explicit_bzero(token, sizeof token);
+    return *slot ? 0 : -ENOMEM;
+}
+
+int config_read_token_files(mpcd_config_t *c, FILE *warn, char *err, size_t errlen)
+{
+    struct {
+        const char *name;
+        char *file, **token;
+    } t[] = {{"auth-token", c->auth_token_file, &c->auth_token},
+             {"admin-token", c->admin_token_file, &c->admin_token}};
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        if (!t[i].file)
+            continue;
+        if (*t[i].token) {
+            fmt_err(err, errlen, "%s and %s-file are both set; give one", t[i].name, t[i].name);
+            return -EINVAL;
+        }
+        int rc = read_token(t[i].file, t[i].token, warn, err, errlen);
+        if (rc)
+            return rc;
+    }
+    if (c->auth_token && c->admin_token && !strcmp(c->auth_token, c->admin_token)) {
+        fmt_err(err, errlen, "admin-token must differ from auth-token");
         return -EINVAL;
     }
     return 0;

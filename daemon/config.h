@@ -23,18 +23,27 @@
 
 typedef struct mpcd_config {
     /* [model] */
-    char *model; /* model file; NULL: start without one (not ready) */
-    bool watch;  /* reload when the model file is replaced */
+    char *model;             /* model file; NULL: start without one (not ready) */
+    bool watch;              /* reload when the model file is replaced */
+    char *model_dir;         /* clients' Reload paths stay beneath it; NULL: --model's dir */
+    int64_t max_model_mb;    /* largest model file loaded */
+    double reload_timeout_s; /* a load still running after this is abandoned */
     /* [server] */
     char *listen[CONFIG_MAX_LISTEN];
     int nlisten;
     char *status_listen; /* "HOST:PORT", or NULL when disabled ("none") */
     int max_connections;
-    int64_t max_frame;         /* bytes */
-    double idle_timeout_s;     /* 0: never */
-    int max_queued;            /* requests waiting per connection */
-    int unix_mode;             /* permission bits of unix: sockets */
-    char *auth_token;          /* NULL: Hello tokens are not checked */
+    int64_t max_frame;     /* bytes */
+    double idle_timeout_s; /* 0: never */
+    int max_queued;        /* requests waiting per connection */
+    int unix_mode;         /* permission bits of unix: sockets */
+    char *auth_token;      /* control role; NULL: every client has it */
+    char *auth_token_file; /* read into auth_token by config_read_token_files */
+    char *admin_token;     /* admin role (Reload); NULL: only same-uid Unix peers */
+    char *admin_token_file;
+    int max_connections_per_peer;
+    double hello_timeout_s;    /* close connections without a successful Hello; 0: never */
+    int max_unsent_kb;         /* per-connection budget of replies not yet written */
     double shutdown_timeout_s; /* SIGTERM: longest wait for in-flight replies */
     /* [control] */
     double deadline_ms;    /* default per-step deadline */
@@ -46,8 +55,9 @@ typedef struct mpcd_config {
     cem_config_t planner;
     double margin_ms; /* mirrored into planner.margin_s */
     /* [record] */
-    char *record;          /* directory; NULL: off */
-    int64_t record_max_mb; /* disk cap for recorded episodes */
+    char *record;                /* directory; NULL: off */
+    int64_t record_max_mb;       /* disk cap for recorded episodes */
+    int record_episodes_per_min; /* per session; more are not recorded */
     /* [log] */
     int log_level; /* syslog priority: 3 err .. 7 debug */
 } mpcd_config_t;
@@ -75,6 +85,12 @@ int config_validate(const mpcd_config_t *c, char *err, size_t errlen);
 
 /* Sets one setting by name from text, as the INI parser and the CLI do. */
 int config_set(mpcd_config_t *c, const char *name, const char *value, char *err, size_t errlen);
+
+/* Reads auth-token-file and admin-token-file (when set) into auth_token / admin_token:
+ * the first line, surrounding whitespace removed, must be non-empty. Refuses a token given
+ * both inline and as a file, and an admin token equal to the control token. Warnings (a
+ * token file others can read) go to warn when not NULL. 0 or a negative errno with err. */
+int config_read_token_files(mpcd_config_t *c, FILE *warn, char *err, size_t errlen);
 
 /* Man-page style help generated from the table. */
 void config_print_help(FILE *out, const char *prog);

@@ -49,11 +49,8 @@ Mpc__V1__Request *conn_unpack(conn_t *c, const uint8_t *payload, size_t len)
     for (;;) {
         c->arena_used = 0;
         Mpc__V1__Request *r = mpc__v1__request__unpack(&c->alloc, len, payload);
-        if (r) {
-            if (r->body_case == MPC__V1__REQUEST__BODY__NOT_SET)
-                return NULL;
+        if (r)
             return r;
-        }
         if (c->arena_used != SIZE_MAX)
             return NULL; /* the bytes are bad, not the arena small */
         /* Unpacked messages are at most a few times their wire size; grow and retry. */
@@ -70,15 +67,41 @@ Mpc__V1__Request *conn_unpack(conn_t *c, const uint8_t *payload, size_t len)
 
 /* ---- queue ---- */
 
+/* Doubles the request ring (entries stay in order from index 0). */
+static int grow_ring(conn_t *c)
+{
+    int cap = c->ents_cap * 2;
+    if (cap > CONN_MAX_PAUSED)
+        return -1;
+    conn_entry_t *e = malloc(sizeof *e * (size_t)cap);
+    if (!e)
+        return -1;
+    for (int i = 0; i < c->nent; i++)
+        e[i] = c->ents[(c->ent_head + i) % c->ents_cap];
+    free(c->ents);
+    c->ents = e;
+    c->ents_cap = cap;
+    c->ent_head = 0;
+    return 0;
+}
+
 static int on_frame(void *ctx, const uint8_t *payload, size_t len)
 {
     conn_t *c = ctx;
-    if (c->nent == c->ents_cap) {
+    /* Only requests waiting behind work in progress count against max-queued; ones held
+     * back by the client's own unread replies (the budget) wait until it reads. Reading
+     * stops over the budget, so at most one read chunk of them piles up. */
+    if (c->nent == c->ents_cap && (c->busy || !conn_over_budget(c) || grow_ring(c))) {
         c->arena_used = 0;
         /* Answered right away; the unpack only finds the id to echo. */
         Mpc__V1__Request *r = mpc__v1__request__unpack(&c->alloc, len, payload);
-        conn_send_error(c, r ? r->id : 0, MPC__V1__ERROR__CODE__OVERLOADED,
-                        "more than %d requests queued on this connection", c->ents_cap);
+        uint64_t id = 0;
+        if (r)
+            id = r->id;
+        else
+            wire_peek_request_id(payload, len, &id);
+        conn_send_error(c, id, MPC__V1__ERROR__CODE__OVERLOADED,
+                        "more than %d requests queued on this connection", c->max_queued);
         server_conn_overflow(c->srv, c, r);
         return 0;
     }
@@ -125,6 +148,14 @@ void conn_pop(conn_t *c)
     c->nent--;
     if (!c->nent) {
         c->qlen = 0;
+        if (c->ents_cap > c->max_queued) { /* a burst grew the ring: give it back */
+            conn_entry_t *e = realloc(c->ents, sizeof *e * (size_t)c->max_queued);
+            if (e) {
+                c->ents = e;
+                c->ents_cap = c->max_queued;
+                c->ent_head = 0;
+            }
+        }
         return;
     }
     /* Pipelining clients may never let the queue run empty: slide the bytes down once
@@ -235,8 +266,7 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 
 static void restart_idle(conn_t *c)
 {
-    double t = server_idle_timeout_s(c->srv);
-    if (t > 0 && !c->closing)
+    if (!c->closing && uv_timer_get_repeat(&c->idle))
         uv_timer_again(&c->idle);
 }
 
@@ -273,26 +303,31 @@ static size_t unsent(const conn_t *c)
     return c->out[0].len + c->out[1].len;
 }
 
-/* Reading follows the reply backlog (see CONN_OUT_HIGH in conn.h). */
+bool conn_over_budget(const conn_t *c)
+{
+    return unsent(c) > c->max_unsent;
+}
+
+/* Reading follows the reply backlog (see the budget in conn.h). */
 static void apply_backpressure(conn_t *c)
 {
     if (c->closing || c->read_done)
         return;
     size_t n = unsent(c);
-    if (c->reading && n > CONN_OUT_HIGH) {
+    if (c->reading && n > c->max_unsent) {
         uv_read_stop(&c->h.stream);
         c->reading = false;
         c->read_paused = true;
         mpcd_log(MPCD_LOG_DEBUG, "connection %s: %zu reply bytes unsent; reading paused",
-                 c->peer, n);
-    } else if (c->read_paused && n < CONN_OUT_LOW) {
+                 c->peer.name, n);
+    } else if (c->read_paused && n < c->max_unsent / 4) {
         if (uv_read_start(&c->h.stream, on_alloc, on_read)) {
             conn_close(c);
             return;
         }
         c->reading = true;
         c->read_paused = false;
-        mpcd_log(MPCD_LOG_DEBUG, "connection %s: reading resumed", c->peer);
+        mpcd_log(MPCD_LOG_DEBUG, "connection %s: reading resumed", c->peer.name);
     }
 }
 
@@ -304,6 +339,23 @@ static void on_idle(uv_timer_t *t)
         return;
     }
     conn_close(c);
+}
+
+static void on_hello_timeout(uv_timer_t *t)
+{
+    conn_t *c = t->data;
+    if (c->hello_done)
+        return;
+    mpcd_log(MPCD_LOG_INFO, "connection %s: no Hello in time; closing", c->peer.name);
+    c->hello_timed_out = true;
+    conn_close(c);
+}
+
+void conn_hello_done(conn_t *c)
+{
+    c->hello_done = true;
+    if (!c->closing)
+        uv_timer_stop(&c->hello_timer);
 }
 
 /* ---- lifecycle ---- */
@@ -327,8 +379,8 @@ static void free_conn(conn_t *c)
     free((conn_with_rbuf_t *)c);
 }
 
-int conn_accept(struct server *srv, uv_stream_t *listener, bool is_pipe, size_t max_frame,
-                int max_queued, conn_t **out)
+int conn_accept(struct server *srv, uv_stream_t *listener, bool is_pipe,
+                const conn_limits_t *lim, conn_t **out)
 {
     conn_with_rbuf_t *cw = calloc(1, sizeof *cw);
     int rc;
@@ -337,11 +389,12 @@ int conn_accept(struct server *srv, uv_stream_t *listener, bool is_pipe, size_t 
         return UV_ENOMEM;
     conn_t *c = &cw->c;
     c->srv = srv;
-    c->ents_cap = max_queued;
+    c->ents_cap = c->max_queued = lim->max_queued;
+    c->max_unsent = lim->max_unsent;
     c->arena_cap = ARENA_MIN;
     c->alloc = (ProtobufCAllocator){arena_alloc, arena_free, c};
-    if (!(c->ents = calloc((size_t)max_queued, sizeof *c->ents)) ||
-        !(c->arena = malloc(c->arena_cap)) || frame_decoder_create(max_frame, &c->dec)) {
+    if (!(c->ents = calloc((size_t)lim->max_queued, sizeof *c->ents)) ||
+        !(c->arena = malloc(c->arena_cap)) || frame_decoder_create(lim->max_frame, &c->dec)) {
         free_conn(c);
         return UV_ENOMEM;
     }
@@ -354,6 +407,9 @@ int conn_accept(struct server *srv, uv_stream_t *listener, bool is_pipe, size_t 
     uv_timer_init(listener->loop, &c->idle);
     c->idle.data = c;
     c->handles++;
+    uv_timer_init(listener->loop, &c->hello_timer);
+    c->hello_timer.data = c;
+    c->handles++;
     clock_gettime(CLOCK_MONOTONIC, &c->t_open);
     if ((rc = uv_accept(listener, &c->h.stream))) {
         conn_close(c);
@@ -362,11 +418,7 @@ int conn_accept(struct server *srv, uv_stream_t *listener, bool is_pipe, size_t 
     /* Replies are small and latency matters more than packet count. */
     if (!is_pipe)
         uv_tcp_nodelay(&c->h.tcp, 1);
-    snprintf(c->peer, sizeof c->peer, "unix");
-    struct sockaddr_storage ss;
-    int len = sizeof ss;
-    if (!is_pipe && !uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len))
-        listen_format_addr(&ss, c->peer, sizeof c->peer);
+    listen_peer_of(&c->h.stream, is_pipe, &c->peer);
     /* The stream's data points at the wrapper (for on_alloc); on_read needs the conn,
      * which is the wrapper's first member. */
     if ((rc = uv_read_start(&c->h.stream, on_alloc, on_read))) {
@@ -374,11 +426,13 @@ int conn_accept(struct server *srv, uv_stream_t *listener, bool is_pipe, size_t 
         return rc;
     }
     c->reading = true;
-    double t = server_idle_timeout_s(srv);
-    if (t > 0) {
-        uint64_t ms = (uint64_t)(t * 1000);
+    if (lim->idle_timeout_s > 0) {
+        uint64_t ms = (uint64_t)(lim->idle_timeout_s * 1000);
         uv_timer_start(&c->idle, on_idle, ms, ms);
     }
+    if (lim->hello_timeout_s > 0)
+        uv_timer_start(&c->hello_timer, on_hello_timeout,
+                       (uint64_t)(lim->hello_timeout_s * 1000) + 1, 0);
     *out = c;
     return 0;
 }
@@ -396,6 +450,7 @@ void conn_close(conn_t *c)
     c->reading = false;
     uv_close(&c->h.handle, on_handle_closed);
     uv_close((uv_handle_t *)&c->idle, on_handle_closed);
+    uv_close((uv_handle_t *)&c->hello_timer, on_handle_closed);
 }
 
 bool conn_maybe_free(conn_t *c)

@@ -9,9 +9,14 @@
  * request that finds the queue full is answered at once with Error OVERLOADED (it cannot
  * wait in line: that is the point), which is the only reply that may overtake others.
  *
- * Backpressure: while more than CONN_OUT_HIGH reply bytes wait for a client that does not
- * read, the connection stops reading its requests (the client's sends block in the
- * kernel) and resumes below CONN_OUT_LOW, so a slow reader cannot grow the daemon's memory.
+ * Backpressure (the per-connection memory budget, `max-unsent-kb`): while more than the
+ * budget of reply bytes wait for a client that does not read, the connection stops
+ * reading, and the server stops serving its queued requests (conn_over_budget), so
+ * neither a slow reader nor a burst of pipelined requests can grow the daemon's memory;
+ * reading resumes below a quarter of the budget.
+ *
+ * Hello timeout: a connection that has not completed a Hello (conn_hello_done) within
+ * `hello-timeout-s` of connecting is closed.
  *
  * Memory: payloads wait in one byte buffer, replies go out through two buffers (one being
  * written, one filling), and protobuf-c unpacks into a per-connection arena; all grow to
@@ -28,13 +33,15 @@
 #include <uv.h>
 
 #include "framing.h"
+#include "guard.h"
 #include "listen.h"
 #include "mpc.pb-c.h"
 #include "session.h"
 #include "workq.h"
 
-#define CONN_OUT_HIGH (1u << 20)
-#define CONN_OUT_LOW  (256u << 10)
+/* Requests a connection may hold back while its replies exceed its budget (one read
+ * chunk of tiny frames at most; a bound all the same). */
+#define CONN_MAX_PAUSED 16384
 
 struct server;
 struct registry_model;
@@ -53,17 +60,24 @@ typedef struct conn_out {
 typedef struct conn {
     listen_stream_t h;
     uv_timer_t idle;
+    uv_timer_t hello_timer;
     uv_write_t wreq;
     struct server *srv;
     struct conn *prev, *next; /* the server's list */
-    char peer[96];
+    listen_peer_t peer;
+    guard_peer_t *gpeer;  /* per-peer record (the server's guard); NULL if none */
+    guard_role_t role;    /* what its Hello's token allows */
+    bool hello_done;      /* a Hello gave it a role */
+    bool hello_timed_out; /* closed for not saying Hello in time */
+    size_t max_unsent;    /* reply bytes budget */
     struct timespec t_open;
     frame_decoder_t *dec;
     /* waiting requests */
     uint8_t *qbuf;
     size_t qcap, qlen;  /* bytes; entries index into it */
-    conn_entry_t *ents; /* ring of max_queued */
+    conn_entry_t *ents; /* ring of max_queued (more while the budget holds requests) */
     int ents_cap, nent, ent_head;
+    int max_queued;
     /* replies */
     conn_out_t out[2];
     int filling; /* out[filling] collects, out[!filling] is being written */
@@ -73,7 +87,7 @@ typedef struct conn {
     size_t arena_cap, arena_used;
     ProtobufCAllocator alloc;
     /* lifecycle */
-    int handles;             /* open libuv handles (stream + timer) */
+    int handles;             /* open libuv handles (stream + timers) */
     bool closing;            /* conn_close called */
     bool reading;            /* uv_read_start is in effect */
     bool read_done;          /* conn_stop_reading: never read again */
@@ -89,6 +103,7 @@ typedef struct conn {
         uint64_t req_id;
     } step;
     struct reload_req *reload; /* pending Reload of this connection */
+    uint64_t changed_gen;      /* server state generation of its own last change */
     void *rec;                 /* record.c's episode buffer (NULL: not recording) */
 } conn_t;
 
@@ -98,12 +113,28 @@ void server_conn_overflow(struct server *srv, conn_t *c,  /* one answered OVERLO
                           const Mpc__V1__Request *r);     /* NULL: undecodable */
 void server_conn_fatal(struct server *srv, conn_t *c, int frame_err); /* stream unusable */
 void server_conn_closed(struct server *srv, conn_t *c);               /* handles closed */
-double server_idle_timeout_s(const struct server *srv);
+
+/* Limits a connection is accepted with. */
+typedef struct conn_limits {
+    size_t max_frame;
+    int max_queued;
+    size_t max_unsent;      /* bytes */
+    double idle_timeout_s;  /* 0: never */
+    double hello_timeout_s; /* 0: never */
+} conn_limits_t;
 
 /* Called by the server with a listener's accept; the conn is linked into the server's
  * list by the caller. 0 or a uv error (then nothing is allocated). */
-int conn_accept(struct server *srv, uv_stream_t *listener, bool is_pipe, size_t max_frame,
-                int max_queued, conn_t **out);
+int conn_accept(struct server *srv, uv_stream_t *listener, bool is_pipe,
+                const conn_limits_t *lim, conn_t **out);
+
+/* A Hello gave the connection a role: the Hello timeout no longer applies. */
+void conn_hello_done(conn_t *c);
+
+/* True while the replies waiting to be written exceed the connection's budget: the
+ * server serves no further request of it until they drain (on_write calls
+ * server_conn_readable again). */
+bool conn_over_budget(const conn_t *c);
 
 /* The head request's payload, or false when the queue is empty. */
 bool conn_peek(conn_t *c, const uint8_t **payload, size_t *len, struct timespec *t_read);
@@ -112,7 +143,8 @@ void conn_pop(conn_t *c);
 int conn_queued(const conn_t *c);
 
 /* Unpacks a payload into the connection's arena (valid until the next unpack). NULL when
- * the bytes are not a Request or the body is missing. */
+ * the bytes are not a Request (a Request without a body is returned: its body_case says
+ * so). */
 Mpc__V1__Request *conn_unpack(conn_t *c, const uint8_t *payload, size_t len);
 
 /* Queues a reply for writing. 0 or -ENOMEM (then the connection is closed). */

@@ -146,6 +146,39 @@ void listen_format_addr(const struct sockaddr_storage *ss, char *out, size_t out
     }
 }
 
+void listen_peer_of(uv_stream_t *s, bool is_unix, listen_peer_t *out)
+{
+    memset(out, 0, sizeof *out);
+    out->is_unix = is_unix;
+    snprintf(out->name, sizeof out->name, "?");
+    snprintf(out->key, sizeof out->key, "?");
+    if (is_unix) {
+        uv_os_fd_t fd;
+        struct ucred cred;
+        socklen_t len = sizeof cred;
+        snprintf(out->name, sizeof out->name, "unix");
+        snprintf(out->key, sizeof out->key, "unix");
+        if (!uv_fileno((uv_handle_t *)s, &fd) &&
+            !getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) && len == sizeof cred) {
+            out->has_uid = true;
+            out->uid = cred.uid;
+            snprintf(out->name, sizeof out->name, "unix(uid %u, pid %d)", (unsigned)cred.uid,
+                     (int)cred.pid);
+            snprintf(out->key, sizeof out->key, "uid:%u", (unsigned)cred.uid);
+        }
+        return;
+    }
+    struct sockaddr_storage ss;
+    int len = sizeof ss;
+    if (uv_tcp_getpeername((uv_tcp_t *)s, (struct sockaddr *)&ss, &len))
+        return;
+    listen_format_addr(&ss, out->name, sizeof out->name);
+    if (ss.ss_family == AF_INET6)
+        uv_ip6_name((const struct sockaddr_in6 *)&ss, out->key, sizeof out->key);
+    else
+        uv_ip4_name((const struct sockaddr_in *)&ss, out->key, sizeof out->key);
+}
+
 /* l->name from the bound address ("tcp://[::1]:7070"). */
 static void name_bound_tcp(listener_t *l)
 {

@@ -58,6 +58,18 @@ int listen_open_fd(uv_loop_t *loop, listener_t *l, int fd, uv_connection_cb cb, 
  * libsystemd. Fills at most max. */
 int listen_activation_fds(int *fds, int max);
 
+/* Who is on the other end of an accepted connection. */
+typedef struct listen_peer {
+    char name[96]; /* for logs: "127.0.0.1:50122", "[::1]:50122", "unix(uid 1000, pid 42)" */
+    char key[64];  /* the peer without its port, for per-peer limits: "127.0.0.1", "uid:1000" */
+    bool is_unix;
+    bool has_uid; /* Unix socket and SO_PEERCRED answered */
+    unsigned uid;
+} listen_peer_t;
+
+/* Fills out for an accepted stream (never fails: unknown parts read "?"). */
+void listen_peer_of(uv_stream_t *s, bool is_unix, listen_peer_t *out);
+
 /* "HOST:PORT" or "[HOST]:PORT" of an IPv4/IPv6 address. */
 void listen_format_addr(const struct sockaddr_storage *ss, char *out, size_t outlen);
 

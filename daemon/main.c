@@ -18,7 +18,8 @@ static int check_config(const mpcd_config_t *cfg)
     char err[768];
     if (cfg->model) {
         registry_model_t *m;
-        if (registry_model_load(cfg->model, &cfg->planner, 1, NULL, &m, err, sizeof err)) {
+        registry_source_t src = {cfg->model, NULL, (size_t)cfg->max_model_mb << 20};
+        if (registry_model_load(&src, &cfg->planner, 1, NULL, &m, err, sizeof err)) {
             fprintf(stderr, "mpcd: model: %s\n", err);
             return 2;
         }
@@ -53,7 +54,8 @@ int main(int argc, char **argv)
     default:
         break;
     }
-    if (config_validate(&cfg, err, sizeof err)) {
+    if (config_validate(&cfg, err, sizeof err) ||
+        config_read_token_files(&cfg, stderr, err, sizeof err)) {
         fprintf(stderr, "%s: %s\n", prog, err);
         rc = 2;
         goto out;

@@ -12,7 +12,9 @@
  * Buffers live on the loop thread (amortised doubling: recording is opt-in and the only
  * allocation on the step path it adds); writing a file is blocking I/O, so the finished
  * buffers move to libuv's thread pool. Once DIR holds record-max-mb, recording stops
- * with one warning (counted and logged as dropped episodes).
+ * with one warning (counted and logged as dropped episodes). Each session may start at
+ * most record-episodes-per-min files a minute (a token bucket that holds as many), so a
+ * client resetting in a loop cannot flood DIR with files.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -32,6 +34,10 @@ typedef struct rec_buf {
     size_t n_obs, n_act, n_rew, cap; /* cap in steps (obs rows) */
     int O, A;
     char task[64];
+    /* the session's quota: a token bucket of episode files (record-episodes-per-min) */
+    double tokens;
+    uint64_t refilled_ms; /* uv_now of the last refill */
+    bool quota_warned;
 } rec_buf_t;
 
 typedef struct rec_write {
@@ -172,6 +178,28 @@ static void sanitize_task(char *out, size_t outlen, const char *task)
     out[o] = 0;
 }
 
+/* One episode file from the session's bucket; false when it is empty. */
+static bool take_quota(server_t *s, rec_buf_t *b)
+{
+    double per_min = s->cfg->record_episodes_per_min;
+    uint64_t now = uv_now(s->loop);
+    b->tokens += (double)(now - b->refilled_ms) / 60000.0 * per_min;
+    if (b->tokens > per_min)
+        b->tokens = per_min;
+    b->refilled_ms = now;
+    if (b->tokens >= 1) {
+        b->tokens -= 1;
+        return true;
+    }
+    if (!b->quota_warned)
+        mpcd_log(MPCD_LOG_WARNING,
+                 "record: a session started more than %d episodes a minute "
+                 "(record-episodes-per-min); not recording the excess",
+                 s->cfg->record_episodes_per_min);
+    b->quota_warned = true;
+    return false;
+}
+
 /* Hands a finished episode to the pool. drop_last: the episode ended and its last action
  * never got a reward, so that action is not a transition. */
 static void flush(server_t *s, rec_buf_t *b, bool drop_last)
@@ -181,6 +209,12 @@ static void flush(server_t *s, rec_buf_t *b, bool drop_last)
         b->n_act--;
     bool whole = b->n_act >= 1 && b->n_obs >= b->n_act + 1 && b->n_rew >= b->n_act;
     if (!whole) {
+        b->n_obs = b->n_act = b->n_rew = 0;
+        return;
+    }
+    if (!take_quota(s, b)) {
+        r->dropped++;
+        mpcd_metrics_guard(s->metrics, MPCD_GUARD_RECORD_QUOTA);
         b->n_obs = b->n_act = b->n_rew = 0;
         return;
     }
@@ -207,6 +241,9 @@ static void flush(server_t *s, rec_buf_t *b, bool drop_last)
     b->O = x->buf.O;
     b->A = x->buf.A;
     memcpy(b->task, x->buf.task, sizeof b->task);
+    b->tokens = x->buf.tokens;
+    b->refilled_ms = x->buf.refilled_ms;
+    b->quota_warned = x->buf.quota_warned;
     x->work.data = x;
     x->server = s;
     if (uv_queue_work(s->loop, &x->work, write_work, write_done)) {
@@ -252,6 +289,8 @@ void record_step(server_t *s, conn_t *c)
             return;
         b->O = se->obs_dim;
         b->A = se->act_dim;
+        b->tokens = s->cfg->record_episodes_per_min;
+        b->refilled_ms = uv_now(s->loop);
         sanitize_task(b->task, sizeof b->task, se->model->info->task);
         c->rec = b;
     }

@@ -5,11 +5,15 @@
 #include "registry.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+
+#include "model_file.h"
 
 static double now_s(void)
 {
@@ -88,25 +92,29 @@ done:
     return rc;
 }
 
-int registry_model_load(const char *path, const cem_config_t *cfg, int nslots,
+int registry_model_load(const registry_source_t *src, const cem_config_t *cfg, int nslots,
                         const registry_model_t *like, registry_model_t **out, char *err,
                         size_t errlen)
 {
     double t0 = now_s();
     int rc = -ENOMEM;
+    char path[PATH_MAX];
     *out = NULL;
+    int fd = model_file_open(src->path, src->confine_dir, path, sizeof path, err, errlen);
+    if (fd < 0)
+        return fd;
     registry_model_t *m = calloc(1, sizeof *m);
     if (!m || !(m->path = strdup(path))) {
+        close(fd);
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
     char msg[512];
-    if ((rc = rssm_load(path, &m->model, msg, sizeof msg))) {
-        /* librssm's messages name the file already, except sometimes the tensor only. */
-        if (strstr(msg, path))
-            snprintf(err, errlen, "%s", msg);
-        else
-            snprintf(err, errlen, "%s: %s", path, msg);
+    rc = rssm_load_fd(fd, path, src->max_bytes, src->confine_dir ? RSSM_LOAD_OPAQUE : 0,
+                      &m->model, msg, sizeof msg);
+    close(fd);
+    if (rc) {
+        snprintf(err, errlen, "%s", msg); /* librssm's messages start with the path */
         goto fail;
     }
     m->info = rssm_info(m->model);

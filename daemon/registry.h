@@ -61,11 +61,20 @@ int registry_init(registry_t *r, registry_wake_cb wake, void *ctx);
 /* Drops the current model and reaps; every other reference must be gone. */
 void registry_destroy(registry_t *r);
 
-/* Loads path, validates it, runs a smoke forward pass (outputs must be finite) and
+/* Where a load reads from (opened by model_file_open). */
+typedef struct registry_source {
+    const char *path;
+    const char *confine_dir; /* a client's path, resolved beneath it; NULL: an operator's */
+    size_t max_bytes;        /* largest file accepted; 0: no cap */
+} registry_source_t;
+
+/* Loads src, validates it, runs a smoke forward pass (outputs must be finite) and
  * creates nslots planners with cfg. When like is not NULL the new model must have the same
- * observation and action sizes (and bounds count). Blocking: call it off the loop.
- * Returns 0 or a negative errno/rssm_err_t with the reason in err; refs starts at 1. */
-int registry_model_load(const char *path, const cem_config_t *cfg, int nslots,
+ * observation and action sizes (and bounds count). m->path is the path as resolved.
+ * Blocking: call it off the loop. Returns 0 or a negative errno/rssm_err_t with the reason
+ * in err (for a confined source, never bytes of a file that is not a model); refs starts
+ * at 1. */
+int registry_model_load(const registry_source_t *src, const cem_config_t *cfg, int nslots,
                         const registry_model_t *like, registry_model_t **out, char *err,
                         size_t errlen);
 /* Frees a model that was never published (refs must be 1 or it was never swapped in). */

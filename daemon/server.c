@@ -28,9 +28,11 @@ static double ts_now_s(void)
     return (double)t.tv_sec + t.tv_nsec * 1e-9;
 }
 
-double server_idle_timeout_s(const server_t *s)
+void server_changed(server_t *s, conn_t *c)
 {
-    return s->cfg->idle_timeout_s;
+    s->state_gen++;
+    if (c)
+        c->changed_gen = s->state_gen;
 }
 
 /* ---- replies ---- */
@@ -71,18 +73,64 @@ static void send_ack(conn_t *c, uint64_t id)
 static void count(server_t *s, mpcd_req_type_t t, mpcd_outcome_t o)
 {
     mpcd_metrics_request(s->metrics, t, o);
+    if (t != MPCD_REQ_STATUS) /* asking does not change what the answer shows */
+        server_changed(s, NULL);
+}
+
+/* The role a Hello's token gives, GUARD_ROLE_NONE for a wrong one. Without auth-token
+ * every client has the control role; a token that matches nothing configured is wrong. */
+static guard_role_t role_of(const mpcd_config_t *cfg, const char *token)
+{
+    bool given = token && *token;
+    if (cfg->admin_token && guard_token_eq(token, cfg->admin_token))
+        return GUARD_ROLE_ADMIN;
+    if (cfg->auth_token)
+        return guard_token_eq(token, cfg->auth_token) ? GUARD_ROLE_CONTROL : GUARD_ROLE_NONE;
+    return given && cfg->admin_token ? GUARD_ROLE_NONE : GUARD_ROLE_CONTROL;
+}
+
+/* Checks a Hello's token, with the peer's backoff; true when c has a role now. */
+static bool authenticate(server_t *s, conn_t *c, uint64_t id, const char *token)
+{
+    /* Only a Hello whose outcome depends on a secret is slowed down: with no auth-token, a
+     * Hello without a token gets the control role without any comparison. */
+    bool checked = s->cfg->auth_token || (token && *token && s->cfg->admin_token);
+    double now = ts_now_s();
+    double wait = checked && c->gpeer ? guard_auth_wait_s(c->gpeer, now) : 0;
+    if (wait > 0) {
+        conn_send_error(c, id, MPC__V1__ERROR__CODE__UNAUTHENTICATED,
+                        "too many failed Hellos from %s; retry in %.0f ms (token not checked)",
+                        c->peer.key, ceil(wait * 1e3));
+        mpcd_metrics_guard(s->metrics, MPCD_GUARD_AUTH_THROTTLED);
+        return false;
+    }
+    guard_role_t role = role_of(s->cfg, token);
+    if (role == GUARD_ROLE_NONE) {
+        double next = c->gpeer ? guard_auth_failed(c->gpeer, now) : 0;
+        conn_send_error(c, id, MPC__V1__ERROR__CODE__UNAUTHENTICATED,
+                        "bad auth_token; the next Hello from %s is checked in %.0f ms",
+                        c->peer.key, ceil(next * 1e3));
+        mpcd_metrics_guard(s->metrics, MPCD_GUARD_AUTH_FAILED);
+        mpcd_log(MPCD_LOG_WARNING, "connection %s: Hello with a wrong token", c->peer.name);
+        return false;
+    }
+    if (checked && c->gpeer)
+        guard_auth_ok(c->gpeer);
+    if (role > c->role)
+        c->role = role;
+    conn_hello_done(c);
+    return true;
 }
 
 static void do_hello(server_t *s, conn_t *c, uint64_t id, const Mpc__V1__Hello *h)
 {
-    registry_model_t *m = s->registry.current;
-    if (!m) {
-        conn_send_error(c, id, MPC__V1__ERROR__CODE__NOT_READY, "no model is loaded");
+    if (!authenticate(s, c, id, h->auth_token)) {
         count(s, MPCD_REQ_HELLO, MPCD_OUTCOME_ERROR);
         return;
     }
-    if (s->cfg->auth_token && strcmp(h->auth_token ? h->auth_token : "", s->cfg->auth_token)) {
-        conn_send_error(c, id, MPC__V1__ERROR__CODE__UNAUTHENTICATED, "bad auth_token");
+    registry_model_t *m = s->registry.current;
+    if (!m) {
+        conn_send_error(c, id, MPC__V1__ERROR__CODE__NOT_READY, "no model is loaded");
         count(s, MPCD_REQ_HELLO, MPCD_OUTCOME_ERROR);
         return;
     }
@@ -111,8 +159,10 @@ static void do_hello(server_t *s, conn_t *c, uint64_t id, const Mpc__V1__Hello *
         session_destroy(c->session);
     }
     c->session = ns;
-    mpcd_log(MPCD_LOG_INFO, "session %llu: hello from %s (%s)", (unsigned long long)ns->id,
-             c->peer, ns->name[0] ? ns->name : "unnamed");
+    server_changed(s, c);
+    mpcd_log(MPCD_LOG_INFO, "session %llu: hello from %s (%s%s)", (unsigned long long)ns->id,
+             c->peer.name, ns->name[0] ? ns->name : "unnamed",
+             c->role == GUARD_ROLE_ADMIN ? ", admin" : "");
     send_welcome(c, id, m, s->cfg->deadline_ms);
     count(s, MPCD_REQ_HELLO, MPCD_OUTCOME_OK);
 }
@@ -178,6 +228,15 @@ static void finish_step(server_t *s, conn_t *c)
         record_session_end(s, c);
         return;
     }
+    if (o->rc == -EDOM) {
+        /* The model gave non-finite values for this input; the session reset its belief. */
+        conn_send_error(c, c->step.req_id, MPC__V1__ERROR__CODE__INVALID_VALUE,
+                        "the model produced non-finite values for this observation; the "
+                        "session's belief was reset (the next step starts a new episode)");
+        mpcd_metrics_guard(s->metrics, MPCD_GUARD_BELIEF_RESET);
+        count(s, MPCD_REQ_STEP, MPCD_OUTCOME_ERROR);
+        return;
+    }
     if (o->rc) {
         conn_send_error(c, c->step.req_id, MPC__V1__ERROR__CODE__INTERNAL, "step failed: %s",
                         strerror(-o->rc));
@@ -220,23 +279,54 @@ static void finish_step(server_t *s, conn_t *c)
     count(s, MPCD_REQ_STEP, o->shed ? MPCD_OUTCOME_SHED : MPCD_OUTCOME_OK);
     se->last_total_s = smp.total_s;
     session_publish(se);
+    server_changed(s, c);
     if (o->resynced)
         mpcd_log(MPCD_LOG_DEBUG, "session %llu: belief re-synced into model version %llu",
                  (unsigned long long)se->id, (unsigned long long)o->model_version);
     record_step(s, c);
 }
 
-/* Serves the connection's queued requests in order until one has to wait. */
+/* Admin requests: a Hello with the admin token, or a Unix peer running as our uid. */
+static bool is_admin(const conn_t *c)
+{
+    return c->role == GUARD_ROLE_ADMIN ||
+           (c->peer.is_unix && c->peer.has_uid && c->peer.uid == (unsigned)geteuid());
+}
+
+static void do_reload(server_t *s, conn_t *c, uint64_t id, const Mpc__V1__Reload *rl,
+                      bool *waiting)
+{
+    if (!is_admin(c)) {
+        conn_send_error(c, id, MPC__V1__ERROR__CODE__PERMISSION_DENIED,
+                        "Reload needs the admin role: a Hello carrying admin-token, or the "
+                        "Unix socket as the daemon's user; nothing was changed");
+        count(s, MPCD_REQ_RELOAD, MPCD_OUTCOME_ERROR);
+        mpcd_metrics_guard(s->metrics, MPCD_GUARD_PERMISSION_DENIED);
+        mpcd_log(MPCD_LOG_WARNING, "connection %s: Reload refused (no admin role)",
+                 c->peer.name);
+        return;
+    }
+    *waiting = reload_request(s, c, id, rl->path, true);
+}
+
+/* Serves the connection's queued requests in order until one has to wait, or until its
+ * unsent replies exceed its budget (the write callback resumes it). */
 static void pump(server_t *s, conn_t *c)
 {
     const uint8_t *payload;
     size_t len;
     struct timespec t_read;
-    while (!c->busy && !c->closing && conn_peek(c, &payload, &len, &t_read)) {
+    while (!c->busy && !c->closing && !conn_over_budget(c) &&
+           conn_peek(c, &payload, &len, &t_read)) {
         Mpc__V1__Request *r = conn_unpack(c, payload, len);
         bool waiting = false;
-        if (!r) {
-            conn_send_error(c, 0, MPC__V1__ERROR__CODE__MALFORMED,
+        if (!r || r->body_case == MPC__V1__REQUEST__BODY__NOT_SET) {
+            uint64_t id = 0;
+            if (r)
+                id = r->id;
+            else
+                wire_peek_request_id(payload, len, &id);
+            conn_send_error(c, id, MPC__V1__ERROR__CODE__MALFORMED,
                             "frame of %zu bytes is not an mpc.v1.Request with a body", len);
             count(s, MPCD_REQ_INVALID, MPCD_OUTCOME_ERROR);
             conn_pop(c);
@@ -258,15 +348,22 @@ static void pump(server_t *s, conn_t *c)
             record_session_end(s, c);
             session_reset(c->session);
             session_publish(c->session);
+            server_changed(s, c);
             send_ack(c, r->id);
             count(s, MPCD_REQ_RESET, MPCD_OUTCOME_OK);
             break;
         case MPC__V1__REQUEST__BODY_STATUS:
+            if (s->cfg->auth_token && c->role == GUARD_ROLE_NONE) {
+                conn_send_error(c, r->id, MPC__V1__ERROR__CODE__UNAUTHENTICATED,
+                                "send Hello with the auth_token first");
+                count(s, MPCD_REQ_STATUS, MPCD_OUTCOME_ERROR);
+                break;
+            }
             server_send_status(s, c, r->id);
             count(s, MPCD_REQ_STATUS, MPCD_OUTCOME_OK);
             break;
         case MPC__V1__REQUEST__BODY_RELOAD:
-            waiting = reload_request(s, c, r->id, r->reload->path);
+            do_reload(s, c, r->id, r->reload, &waiting);
             break;
         default:
             break;
@@ -312,7 +409,7 @@ void server_conn_fatal(server_t *s, conn_t *c, int frame_err)
                         frame_strerror(frame_err));
     }
     count(s, MPCD_REQ_INVALID, MPCD_OUTCOME_ERROR);
-    mpcd_log(MPCD_LOG_WARNING, "connection %s: %s", c->peer, frame_strerror(frame_err));
+    mpcd_log(MPCD_LOG_WARNING, "connection %s: %s", c->peer.name, frame_strerror(frame_err));
     c->close_when_flushed = true;
 }
 
@@ -333,6 +430,13 @@ static void unlink_conn(server_t *s, conn_t *c)
 void server_conn_closed(server_t *s, conn_t *c)
 {
     unlink_conn(s, c);
+    if (c->session)
+        server_changed(s, NULL);
+    if (c->gpeer)
+        guard_release(s->guard, c->gpeer, ts_now_s());
+    c->gpeer = NULL;
+    if (c->hello_timed_out)
+        mpcd_metrics_guard(s->metrics, MPCD_GUARD_HELLO_TIMEOUT);
     if (c->session && !c->step.job.queued) { /* else finish_step ends it */
         record_session_end(s, c);
         mpcd_log(MPCD_LOG_INFO, "session %llu: closed after %llu steps",
@@ -349,6 +453,67 @@ void server_conn_closed(server_t *s, conn_t *c)
     server_maybe_finish(s);
 }
 
+/* The oldest open connection without a Hello (of peer p, when p is not NULL) that has
+ * nothing in flight: the one a new connection may replace at a limit. */
+static conn_t *eviction_victim(server_t *s, const conn_t *newc, const guard_peer_t *p)
+{
+    conn_t *victim = NULL;
+    for (conn_t *x = s->conns; x; x = x->next) /* newest first: the last match is oldest */
+        if (x != newc && !x->closing && !x->hello_done && !x->busy && !x->reload &&
+            (!p || x->gpeer == p))
+            victim = x;
+    return victim;
+}
+
+/* Refuses c at once: one Error, then it is closed. */
+static void refuse_conn(server_t *s, conn_t *c, mpcd_guard_event_t why, const char *fmt, int n)
+{
+    conn_send_error(c, 0, MPC__V1__ERROR__CODE__OVERLOADED, fmt, n);
+    count(s, MPCD_REQ_INVALID, MPCD_OUTCOME_OVERLOADED);
+    mpcd_metrics_guard(s->metrics, why);
+    conn_stop_reading(c);
+    c->close_when_flushed = true;
+    mpcd_log(MPCD_LOG_WARNING, "refused connection from %s: %s", c->peer.name,
+             why == MPCD_GUARD_PEER_LIMIT ? "max-connections-per-peer" : "max-connections");
+}
+
+/* At a limit, a connection that has not said Hello makes room; else the new one goes. */
+static bool admit_conn(server_t *s, conn_t *c)
+{
+    int per_peer = s->cfg->max_connections_per_peer;
+    if (c->gpeer && guard_connections(c->gpeer) > per_peer) {
+        conn_t *v = eviction_victim(s, c, c->gpeer);
+        if (!v) {
+            refuse_conn(s, c, MPCD_GUARD_PEER_LIMIT,
+                        "too many connections from this peer (max-connections-per-peer %d)",
+                        per_peer);
+            return false;
+        }
+        mpcd_log(MPCD_LOG_INFO, "connection %s closed (no Hello) to make room for %s",
+                 v->peer.name, c->peer.name);
+        mpcd_metrics_guard(s->metrics, MPCD_GUARD_EVICTED);
+        conn_close(v);
+    }
+    /* Count the connections still open: one being closed (its fd already shut, its
+     * handles not yet released) no longer takes a place. */
+    int open = 0;
+    for (conn_t *x = s->conns; x; x = x->next)
+        open += !x->closing;
+    if (open > s->cfg->max_connections) {
+        conn_t *v = eviction_victim(s, c, NULL);
+        if (!v) {
+            refuse_conn(s, c, MPCD_GUARD_CONN_LIMIT,
+                        "too many connections (max-connections %d)", s->cfg->max_connections);
+            return false;
+        }
+        mpcd_log(MPCD_LOG_INFO, "connection %s closed (no Hello) to make room for %s",
+                 v->peer.name, c->peer.name);
+        mpcd_metrics_guard(s->metrics, MPCD_GUARD_EVICTED);
+        conn_close(v);
+    }
+    return true;
+}
+
 static void on_connection(uv_stream_t *ls, int status)
 {
     listener_t *l = ls->data;
@@ -357,9 +522,14 @@ static void on_connection(uv_stream_t *ls, int status)
         mpcd_log(MPCD_LOG_WARNING, "%s: accept: %s", l->name, uv_strerror(status));
         return;
     }
+    const mpcd_config_t *cfg = s->cfg;
+    conn_limits_t lim = {.max_frame = (size_t)cfg->max_frame,
+                         .max_queued = cfg->max_queued,
+                         .max_unsent = (size_t)cfg->max_unsent_kb << 10,
+                         .idle_timeout_s = cfg->idle_timeout_s,
+                         .hello_timeout_s = cfg->hello_timeout_s};
     conn_t *c;
-    int rc = conn_accept(s, ls, l->kind == LISTEN_UNIX, (size_t)s->cfg->max_frame,
-                         s->cfg->max_queued, &c);
+    int rc = conn_accept(s, ls, l->kind == LISTEN_UNIX, &lim, &c);
     if (rc) {
         mpcd_log(MPCD_LOG_WARNING, "%s: accept: %s", l->name, uv_strerror(rc));
         return;
@@ -369,22 +539,11 @@ static void on_connection(uv_stream_t *ls, int status)
         s->conns->prev = c;
     s->conns = c;
     s->nconns++;
-    /* Count the connections still open: one being closed (its fd already shut, its
-     * handles not yet released) no longer takes a place. */
-    int open = 0;
-    for (conn_t *x = s->conns; x; x = x->next)
-        open += !x->closing;
-    if (open > s->cfg->max_connections) {
-        conn_send_error(c, 0, MPC__V1__ERROR__CODE__OVERLOADED,
-                        "too many connections (max-connections %d)", s->cfg->max_connections);
-        count(s, MPCD_REQ_INVALID, MPCD_OUTCOME_OVERLOADED);
-        conn_stop_reading(c);
-        c->close_when_flushed = true;
-        mpcd_log(MPCD_LOG_WARNING, "%s: refused %s: %d connections", l->name, c->peer,
-                 s->cfg->max_connections);
+    if ((c->gpeer = guard_peer(s->guard, c->peer.key, ts_now_s())))
+        guard_hold(c->gpeer);
+    if (!admit_conn(s, c))
         return;
-    }
-    mpcd_log(MPCD_LOG_DEBUG, "%s: connection from %s", l->name, c->peer);
+    mpcd_log(MPCD_LOG_DEBUG, "%s: connection from %s", l->name, c->peer.name);
 }
 
 /* ---- worker results ---- */
@@ -429,8 +588,8 @@ static void on_closed_quiet(uv_handle_t *h)
 
 void server_maybe_finish(server_t *s)
 {
-    if (!s->stopping || s->finished || s->nconns || s->zombies || s->reload.running ||
-        s->reaping || record_busy(s))
+    if (!s->stopping || s->finished || s->nconns || s->zombies || s->reload.cur || s->reaping ||
+        record_busy(s))
         return;
     s->finished = true;
     if (s->http)
@@ -479,7 +638,7 @@ static void on_signal(uv_signal_t *h, int signum)
     server_t *s = h->data;
     if (signum == SIGHUP) {
         mpcd_log(MPCD_LOG_NOTICE, "SIGHUP: reloading the model");
-        reload_request(s, NULL, 0, NULL);
+        reload_request(s, NULL, 0, NULL, false);
         return;
     }
     begin_shutdown(s, signum == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -574,7 +733,7 @@ int server_create(const mpcd_config_t *cfg, server_t **out, char *err, size_t er
     s->loop_ok = true;
     uv_async_init(s->loop, &s->done_async, on_done);
     s->done_async.data = s;
-    if ((rc = mpcd_metrics_create(&s->metrics))) {
+    if ((rc = mpcd_metrics_create(&s->metrics)) || (rc = guard_create(&s->guard))) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
@@ -603,6 +762,7 @@ int server_create(const mpcd_config_t *cfg, server_t **out, char *err, size_t er
             snprintf(err, errlen, "status endpoint %s: %s", cfg->status_listen, msg);
             goto fail;
         }
+        mpcd_http_watch_generation(s->http, &s->state_gen);
         mpcd_log(MPCD_LOG_INFO, "status endpoint on http://%s", mpcd_http_address(s->http));
     }
     uv_signal_init(s->loop, &s->sig_term);
@@ -663,6 +823,8 @@ void server_destroy(server_t *s)
         registry_destroy(&s->registry);
     }
     mpcd_metrics_destroy(s->metrics);
+    guard_destroy(s->guard);
+    server_status_cache_free(s);
     free(s->snap_sessions);
     free(s);
 }

@@ -141,15 +141,25 @@ int session_check_step(const session_t *s, const float *obs, size_t n, float rew
                  s->obs_dim);
         return -EMSGSIZE;
     }
+    const rssm_info_t *info = s->model->info;
     for (size_t i = 0; i < n; i++) {
         if (!isfinite(obs[i])) {
             snprintf(err, errlen, "observation[%zu] is %g; values must be finite", i,
                      (double)obs[i]);
             return -EDOM;
         }
+        double mean = info->obs_mean[i], span = SESSION_MAX_OBS_STDS * (double)info->obs_std[i];
+        if (fabs((double)obs[i] - mean) > span) {
+            snprintf(err, errlen,
+                     "observation[%zu] is %g; the model's sane range is %g +- %g (%g of its "
+                     "normalisation stds)",
+                     i, (double)obs[i], mean, span, SESSION_MAX_OBS_STDS);
+            return -EDOM;
+        }
     }
-    if (!reset && !isfinite(reward)) {
-        snprintf(err, errlen, "reward is %g; it must be finite", (double)reward);
+    if (!reset && !(fabsf(reward) <= SESSION_MAX_REWARD)) {
+        snprintf(err, errlen, "reward is %g; it must be finite and within +- %g",
+                 (double)reward, SESSION_MAX_REWARD);
         return -EDOM;
     }
     if (deadline_us > SESSION_MAX_DEADLINE_US) {
@@ -162,6 +172,14 @@ int session_check_step(const session_t *s, const float *obs, size_t n, float rew
         return -EDOM;
     }
     return 0;
+}
+
+static bool all_finite(const float *x, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return false;
+    return true;
 }
 
 /* One filtering step into slot, then (h, z) <- (h', z'). */
@@ -264,6 +282,12 @@ void session_step(session_t *s, registry_model_t *model, registry_slot_t *slot)
     }
     take_posterior(s, slot, s->opts.posterior_sample);
     out->belief_s = now_diff(&t0, &t1);
+    if (!all_finite(s->h, s->deter + s->stoch)) {
+        /* An input the model cannot digest: start over rather than carry NaN forever. */
+        session_reset(s);
+        out->rc = -EDOM;
+        return;
+    }
 
     out->shed = session_ts_diff(&in->deadline, &t1) <= 0;
     if (out->shed) {
@@ -282,6 +306,7 @@ void session_step(session_t *s, registry_model_t *model, registry_slot_t *slot)
         int rc = cem_plan(slot->planner, s->h, s->z, &s->plan, splitmix64(&s->rng),
                           &in->deadline, &res);
         if (rc) {
+            session_reset(s); /* the plan state may hold garbage: start over */
             out->rc = rc;
             return;
         }

@@ -53,7 +53,8 @@ typedef struct session_step_out {
     double kl_nats;      /* KL(q || p) of this step */
     double reward_error; /* reported - predicted reward of the previous action; NAN */
     uint64_t model_version;
-    int rc; /* 0, or a negative errno (the step was not taken) */
+    int rc; /* 0, or a negative errno (the step was not taken; -EDOM: the model produced
+             * non-finite values, and the belief was reset so the session goes on) */
 } session_step_out_t;
 
 typedef struct session {
@@ -97,13 +98,18 @@ void session_destroy(session_t *s);
 void session_reset(session_t *s);
 
 /* Validates a Step's fields on the loop thread. Returns 0, -EMSGSIZE (wrong observation
- * size) or -EDOM (NaN/Inf or out of range), with a message naming the field in err. The
- * session is not modified. */
+ * size) or -EDOM (NaN/Inf or out of the sane range below), with a message naming the field
+ * in err. The session is not modified. */
 int session_check_step(const session_t *s, const float *obs, size_t n, float reward, bool reset,
                        float noise, uint32_t deadline_us, char *err, size_t errlen);
 
 /* Longest per-request deadline accepted (a real-time step, not a batch job). */
 #define SESSION_MAX_DEADLINE_US 60000000u
+/* Sane inputs: an observation within this many of the model's normalisation stds of its
+ * mean (a sensor that far out is broken, and the model's arithmetic would overflow), and
+ * a reward within +- SESSION_MAX_REWARD. */
+#define SESSION_MAX_OBS_STDS 1e4
+#define SESSION_MAX_REWARD   1e6
 
 /* Runs s->in through model (which may differ from s->model: then the belief is re-synced
  * first) on one worker's slot, writing s->out. Worker thread. */

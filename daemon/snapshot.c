@@ -57,7 +57,7 @@ void server_snapshot(void *ctx, mpcd_status_t *out)
         memset(i, 0, sizeof *i);
         i->id = se->id;
         snprintf(i->name, sizeof i->name, "%s", se->name);
-        snprintf(i->peer, sizeof i->peer, "%s", c->peer);
+        snprintf(i->peer, sizeof i->peer, "%s", c->peer.name);
         /* pub: a session in flight belongs to a worker, so read the loop's copy. */
         i->steps = se->pub.steps;
         i->episodes = se->pub.episodes;
@@ -84,7 +84,15 @@ static void latency(Mpc__V1__LatencySummary *l, mpcd_metrics_t *m, mpcd_stage_t 
     l->max_us = x.max * 1e6;
 }
 
-void server_send_status(server_t *s, conn_t *c, uint64_t id)
+/* A StatusReply that owns its memory (protobuf-c's own unpack of it), reused while fresh. */
+struct status_cache {
+    Mpc__V1__StatusReply *reply;
+    uint64_t built_ms;  /* uv_now when built */
+    uint64_t built_gen; /* s->state_gen then */
+};
+
+/* Builds the reply from a fresh snapshot; NULL when out of memory. */
+static Mpc__V1__StatusReply *build_status(server_t *s)
 {
     mpcd_status_t st;
     mpcd_totals_t t;
@@ -117,30 +125,76 @@ void server_send_status(server_t *s, conn_t *c, uint64_t id)
     Mpc__V1__SessionSummary *sum = calloc((size_t)st.sessions_count + 1, sizeof *sum);
     Mpc__V1__SessionSummary **ptrs = calloc((size_t)st.sessions_count + 1, sizeof *ptrs);
     char *json = mpcd_status_json(&st, s->metrics);
-    if (sum && ptrs) {
-        for (int i = 0; i < st.sessions_count; i++) {
-            const mpcd_session_info_t *in = &st.sessions[i];
-            mpc__v1__session_summary__init(&sum[i]);
-            sum[i].session_id = in->id;
-            sum[i].client_name = (char *)in->name;
-            sum[i].steps = in->steps;
-            sum[i].episodes = in->episodes;
-            sum[i].last_plan_us = in->last_plan_ms * 1e3;
-            sum[i].mean_surprise = in->mean_surprise;
-            ptrs[i] = &sum[i];
-        }
-        r.n_session = (size_t)st.sessions_count;
-        r.session = ptrs;
+    Mpc__V1__StatusReply *own = NULL;
+    uint8_t *packed = NULL;
+    if (!sum || !ptrs || !json)
+        goto out;
+    for (int i = 0; i < st.sessions_count; i++) {
+        const mpcd_session_info_t *in = &st.sessions[i];
+        mpc__v1__session_summary__init(&sum[i]);
+        sum[i].session_id = in->id;
+        sum[i].client_name = (char *)in->name;
+        sum[i].steps = in->steps;
+        sum[i].episodes = in->episodes;
+        sum[i].last_plan_us = in->last_plan_ms * 1e3;
+        sum[i].mean_surprise = in->mean_surprise;
+        ptrs[i] = &sum[i];
     }
-    r.json = json ? json : (char *)"";
-    Mpc__V1__Reply rep = MPC__V1__REPLY__INIT;
-    rep.id = id;
-    rep.body_case = MPC__V1__REPLY__BODY_STATUS;
-    rep.status = &r;
-    conn_send(c, &rep);
+    r.n_session = (size_t)st.sessions_count;
+    r.session = ptrs;
+    r.json = json;
+    size_t n = mpc__v1__status_reply__get_packed_size(&r);
+    if (!(packed = malloc(n ? n : 1)))
+        goto out;
+    mpc__v1__status_reply__pack(&r, packed);
+    own = mpc__v1__status_reply__unpack(NULL, n, packed);
+out:
+    free(packed);
     free(json);
     free(sum);
     free(ptrs);
+    return own;
+}
+
+void server_send_status(server_t *s, conn_t *c, uint64_t id)
+{
+    struct status_cache *sc = s->status_cache;
+    if (!sc && !(sc = s->status_cache = calloc(1, sizeof *sc))) {
+        conn_send_error(c, id, MPC__V1__ERROR__CODE__INTERNAL, "out of memory");
+        return;
+    }
+    /* Rebuilt when stale, and always when this client's own change is newer than the
+     * build (it reads its own steps). A client asking in a loop gets copies of one build. */
+    uint64_t now = uv_now(s->loop);
+    if (!sc->reply || mpcd_status_stale(now, sc->built_ms, sc->built_gen, s->state_gen) ||
+        c->changed_gen > sc->built_gen) {
+        Mpc__V1__StatusReply *r = build_status(s);
+        if (r) {
+            mpc__v1__status_reply__free_unpacked(sc->reply, NULL);
+            sc->reply = r;
+            sc->built_ms = now;
+            sc->built_gen = s->state_gen;
+        }
+    }
+    if (!sc->reply) {
+        conn_send_error(c, id, MPC__V1__ERROR__CODE__INTERNAL, "out of memory");
+        return;
+    }
+    Mpc__V1__Reply rep = MPC__V1__REPLY__INIT;
+    rep.id = id;
+    rep.body_case = MPC__V1__REPLY__BODY_STATUS;
+    rep.status = sc->reply;
+    conn_send(c, &rep);
+}
+
+void server_status_cache_free(server_t *s)
+{
+    if (!s->status_cache)
+        return;
+    if (s->status_cache->reply)
+        mpc__v1__status_reply__free_unpacked(s->status_cache->reply, NULL);
+    free(s->status_cache);
+    s->status_cache = NULL;
 }
 
 void server_status_line(server_t *s, char *out, size_t outlen)

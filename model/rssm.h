@@ -64,6 +64,8 @@ typedef struct rssm_info {
     bool has_decoder;
     const float *action_low;  /* [A] */
     const float *action_high; /* [A] */
+    const float *obs_mean;    /* [O] observation normalisation */
+    const float *obs_std;     /* [O], > 0 */
     const char *task;         /* e.g. "cartpole-swingup" */
     const char *name;         /* model name (metadata "name", else task) */
     double control_period_s;
@@ -76,6 +78,22 @@ typedef struct rssm_model rssm_model_t;
 /* Loads and validates a model file (mmap). On failure returns a negative rssm_err_t, sets
  * *out to NULL and writes a message naming the field or tensor into err. */
 int rssm_load(const char *path, rssm_model_t **out, char *err, size_t errlen);
+
+/* rssm_load_fd flags. OPAQUE: the file was named by someone who may not read it (a
+ * client's Reload); unless it looks like an mpc-rssm file (rssm_looks_like_model), the
+ * message says only that it is not one, so no byte of it reaches the message. */
+#define RSSM_LOAD_OPAQUE 1u
+
+/* Same from an open file descriptor (not closed; name is used in messages only). The file
+ * must be a regular file of at most max_bytes (0: no limit), checked before it is mapped. */
+int rssm_load_fd(int fd, const char *name, size_t max_bytes, unsigned flags, rssm_model_t **out,
+                 char *err, size_t errlen);
+
+/* True when data starts like an mpc-rssm file: a safetensors header of sane length whose
+ * JSON parses and whose __metadata__ says format "mpc-rssm". Lets a caller that loads
+ * files on someone else's behalf tell "a broken model" (detailed messages are useful)
+ * from "not a model at all" (messages could echo the file's bytes). */
+bool rssm_looks_like_model(const void *data, size_t size);
 
 /* Same from a memory buffer (copied); used by tests and the fuzzer. */
 int rssm_load_buffer(const void *data, size_t size, rssm_model_t **out, char *err,

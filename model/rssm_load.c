@@ -367,6 +367,8 @@ static int load_tensors(rssm_model_t *m, const st_file_t *f, char *err, size_t e
         *specs[i].slot = dst;
         dst += rssm__align(count);
     }
+    m->info.obs_mean = m->obs_mean;
+    m->info.obs_std = m->obs_std;
     for (int k = 0; k < m->info.dims.obs; k++)
         if (!(m->obs_std[k] > 0)) {
             rc = rssm__fail(err, errlen, RSSM_EVALUE,
@@ -463,35 +465,71 @@ fail:
     return rc;
 }
 
+bool rssm_looks_like_model(const void *data, size_t size)
+{
+    const unsigned char *p = data;
+    if (!data || size < 8)
+        return false;
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; i--)
+        n = n << 8 | p[i];
+    if (n < 2 || n > RSSM_HEADER_CAP || n > size - 8)
+        return false;
+    cJSON *root = cJSON_ParseWithLength((const char *)p + 8, (size_t)n);
+    const cJSON *meta = cJSON_GetObjectItemCaseSensitive(root, "__metadata__");
+    const cJSON *fmt = cJSON_GetObjectItemCaseSensitive(meta, "format");
+    bool yes = cJSON_IsString(fmt) && strcmp(fmt->valuestring, "mpc-rssm") == 0;
+    cJSON_Delete(root);
+    return yes;
+}
+
+int rssm_load_fd(int fd, const char *name, size_t max_bytes, unsigned flags, rssm_model_t **out,
+                 char *err, size_t errlen)
+{
+    if (!out || !name || fd < 0)
+        return rssm__fail(err, errlen, RSSM_EINVALID, "fd, name or out is invalid");
+    *out = NULL;
+    struct stat st;
+    if (fstat(fd, &st) != 0)
+        return rssm__fail(err, errlen, RSSM_EIO, "%s: %s", name, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return rssm__fail(err, errlen, RSSM_EIO, "%s: not a regular file", name);
+    size_t size = (size_t)st.st_size;
+    if (max_bytes && size > max_bytes)
+        return rssm__fail(err, errlen, RSSM_EIO, "%s: %zu bytes; larger than the limit of %zu",
+                          name, size, max_bytes);
+    if (size < 8)
+        return rssm__fail(err, errlen, RSSM_EFORMAT,
+                          "%s: file is %zu bytes; too short for a safetensors header", name,
+                          size);
+    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (map == MAP_FAILED)
+        return rssm__fail(err, errlen, RSSM_EIO, "%s: mmap: %s", name, strerror(errno));
+    if ((flags & RSSM_LOAD_OPAQUE) && !rssm_looks_like_model(map, size)) {
+        munmap(map, size);
+        return rssm__fail(err, errlen, RSSM_EFORMAT,
+                          "%s: not an mpc-rssm model file (no safetensors header with "
+                          "format \"mpc-rssm\")",
+                          name);
+    }
+    char msg[512] = "";
+    int rc = rssm_load_buffer(map, size, out, msg, sizeof msg);
+    munmap(map, size);
+    if (rc)
+        rssm__fail(err, errlen, rc, "%s: %s", name, msg);
+    return rc;
+}
+
 int rssm_load(const char *path, rssm_model_t **out, char *err, size_t errlen)
 {
     if (!out || !path)
         return rssm__fail(err, errlen, RSSM_EINVALID, "path or out is NULL");
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0)
         return rssm__fail(err, errlen, RSSM_EIO, "%s: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        close(fd);
-        return rssm__fail(err, errlen, RSSM_EIO, "%s: not a regular file", path);
-    }
-    size_t size = (size_t)st.st_size;
-    if (size < 8) {
-        close(fd);
-        return rssm__fail(err, errlen, RSSM_EFORMAT,
-                          "%s: file is %zu bytes; too short for a safetensors header", path,
-                          size);
-    }
-    void *map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    int rc = rssm_load_fd(fd, path, 0, 0, out, err, errlen);
     close(fd);
-    if (map == MAP_FAILED)
-        return rssm__fail(err, errlen, RSSM_EIO, "%s: mmap: %s", path, strerror(errno));
-    char msg[512] = "";
-    int rc = rssm_load_buffer(map, size, out, msg, sizeof msg);
-    munmap(map, size);
-    if (rc)
-        rssm__fail(err, errlen, rc, "%s: %s", path, msg);
     return rc;
 }
 

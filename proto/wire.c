@@ -114,3 +114,15 @@ void wire_free_reply(Mpc__V1__Reply *rep)
     if (rep != NULL)
         mpc__v1__reply__free_unpacked(rep, NULL);
 }
+
+bool wire_peek_request_id(const uint8_t *payload, size_t len, uint64_t *id)
+{
+    /* Tag 0x08: field 1, wire type 0 (varint). */
+    if (!payload || len < 2 || payload[0] != 0x08)
+        return false;
+    uint64_t v;
+    if (frame_varint_decode(payload + 1, len - 1, &v) <= 0)
+        return false;
+    *id = v;
+    return true;
+}

@@ -7,6 +7,7 @@
 #ifndef MPC_WIRE_H
 #define MPC_WIRE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +27,11 @@ size_t wire_pack_reply(const Mpc__V1__Reply *rep, uint8_t *out);
 Mpc__V1__Request *wire_unpack_request(const uint8_t *payload, size_t len);
 Mpc__V1__Reply *wire_unpack_reply(const uint8_t *payload, size_t len);
 void wire_free_request(Mpc__V1__Request *req);
+
+/* The id of a payload that does not unpack as a whole: true and *id when the payload
+ * starts with field 1 (Request.id, a varint) as every encoder writes it, so an Error
+ * about a broken request can still echo its id. */
+bool wire_peek_request_id(const uint8_t *payload, size_t len, uint64_t *id);
 void wire_free_reply(Mpc__V1__Reply *rep);
 
 #endif

@@ -24,7 +24,7 @@
 #define HTTP_MAX_HEADER_BYTES  8192
 #define HTTP_MAX_BODY          4096
 #define HTTP_IDLE_MS           30000
-#define HTTP_MAX_PENDING_WRITE (4u << 20) /* stop reading while this much is unsent */
+#define HTTP_MAX_PENDING_WRITE (1u << 20) /* stop reading while this much is unsent */
 #define HTTP_READ_BUF          4096
 
 typedef struct conn conn_t;
@@ -45,6 +45,13 @@ struct mpcd_http {
      * the listener until the pending connection is accepted. */
     uv_tcp_t reject;
     bool reject_busy;
+    /* /status and /metrics bodies, rebuilt at most every MPCD_STATUS_MAX_AGE_S */
+    const uint64_t *generation; /* the daemon's state generation; NULL: none */
+    struct {
+        char *body;
+        uint64_t built_ms;  /* uv_now when built */
+        uint64_t built_gen; /* *generation then */
+    } cache[2];
 };
 
 typedef enum { LIMIT_NONE, LIMIT_URL, LIMIT_HEADERS, LIMIT_BODY } limit_t;
@@ -76,8 +83,11 @@ static void conn_resume(conn_t *c);
 
 static void server_handle_closed(mpcd_http_t *h)
 {
-    if (--h->open_handles == 0 && h->stopping)
+    if (--h->open_handles == 0 && h->stopping) {
+        free(h->cache[0].body);
+        free(h->cache[1].body);
         free(h);
+    }
 }
 
 static void conn_handle_closed(uv_handle_t *handle)
@@ -199,6 +209,42 @@ static void respond_text(conn_t *c, int code, const char *text, bool head)
 
 /* ---- routing ---- */
 
+/* The /status (json) or /metrics body, from the cache while it is fresh. */
+static void snapshot(mpcd_http_t *h, mpcd_status_t *st)
+{
+    memset(st, 0, sizeof *st);
+    if (h->snapshot != NULL)
+        h->snapshot(h->ctx, st);
+}
+
+static const char *cached_body(mpcd_http_t *h, bool json)
+{
+    uint64_t now = uv_now(h->loop), gen = h->generation ? *h->generation : 0;
+    if (h->cache[json].body &&
+        !mpcd_status_stale(now, h->cache[json].built_ms, h->cache[json].built_gen, gen))
+        return h->cache[json].body;
+    mpcd_status_t st;
+    snapshot(h, &st);
+    char *body =
+        json ? mpcd_status_json(&st, h->metrics) : mpcd_status_prometheus(&st, h->metrics);
+    if (body == NULL)
+        return NULL;
+    if (json) {
+        /* a trailing newline keeps `curl .../status` readable in a terminal */
+        size_t n = strlen(body);
+        char *nl = realloc(body, n + 2);
+        if (nl != NULL) {
+            body = nl;
+            memcpy(body + n, "\n", 2);
+        }
+    }
+    free(h->cache[json].body);
+    h->cache[json].body = body;
+    h->cache[json].built_ms = now;
+    h->cache[json].built_gen = gen;
+    return body;
+}
+
 static void route(conn_t *c)
 {
     mpcd_http_t *h = c->srv;
@@ -228,33 +274,20 @@ static void route(conn_t *c)
         return;
     }
 
-    mpcd_status_t st;
-    memset(&st, 0, sizeof st);
-    if (h->snapshot != NULL)
-        h->snapshot(h->ctx, &st);
     if (strcmp(path, "/readyz") == 0) {
+        mpcd_status_t st;
+        snapshot(h, &st);
         respond_text(c, st.ready ? 200 : 503, st.ready ? "ready\n" : "not ready\n", head);
         return;
     }
     bool json = strcmp(path, "/status") == 0;
-    char *body =
-        json ? mpcd_status_json(&st, h->metrics) : mpcd_status_prometheus(&st, h->metrics);
+    const char *body = cached_body(h, json);
     if (body == NULL) {
         respond_text(c, 500, "out of memory\n", head);
         return;
     }
-    if (json) {
-        /* a trailing newline keeps `curl .../status` readable in a terminal */
-        size_t n = strlen(body);
-        char *nl = realloc(body, n + 2);
-        if (nl != NULL) {
-            body = nl;
-            memcpy(body + n, "\n", 2);
-        }
-    }
     respond(c, 200, json ? "application/json" : "text/plain; version=0.0.4; charset=utf-8",
             body, head, NULL);
-    free(body);
 }
 
 /* ---- parser callbacks ---- */
@@ -584,6 +617,11 @@ void mpcd_http_stop(mpcd_http_t *h)
     while (h->conns != NULL)
         conn_close(h->conns);
     uv_close((uv_handle_t *)&h->listener, listener_closed);
+}
+
+void mpcd_http_watch_generation(mpcd_http_t *h, const uint64_t *generation)
+{
+    h->generation = generation;
 }
 
 int mpcd_http_port(const mpcd_http_t *h)

@@ -34,6 +34,10 @@ int mpcd_http_start(uv_loop_t *loop, const char *listen, mpcd_metrics_t *m,
  * the last handle is closed (uv_run to completion afterwards). Accepts NULL. */
 void mpcd_http_stop(mpcd_http_t *h);
 
+/* The daemon's state generation (see MPCD_STATUS_MIN_AGE_S): cached bodies are rebuilt
+ * when it moves. Without it, they are rebuilt once they are MPCD_STATUS_MAX_AGE_S old. */
+void mpcd_http_watch_generation(mpcd_http_t *h, const uint64_t *generation);
+
 /* The bound port (useful with port 0), and the address as "host:port" for logs. */
 int mpcd_http_port(const mpcd_http_t *h);
 const char *mpcd_http_address(const mpcd_http_t *h);

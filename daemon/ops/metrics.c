@@ -52,6 +52,7 @@ struct mpcd_metrics {
     atomic_uint_fast64_t requests[MPCD_REQ_COUNT][MPCD_OUTCOME_COUNT];
     atomic_uint_fast64_t steps, deadline_cuts, fallbacks, overruns, candidates;
     atomic_uint_fast64_t reloads_ok, reloads_failed;
+    atomic_uint_fast64_t guard[MPCD_GUARD_COUNT];
     _Atomic double last_load_s;
     mpcd_clock_fn now;
     void *now_ctx;
@@ -288,6 +289,12 @@ void mpcd_metrics_reload(mpcd_metrics_t *m, bool ok, double load_s)
     atomic_store(&m->last_load_s, load_s);
 }
 
+void mpcd_metrics_guard(mpcd_metrics_t *m, mpcd_guard_event_t e)
+{
+    if ((unsigned)e < MPCD_GUARD_COUNT)
+        atomic_fetch_add_explicit(&m->guard[e], 1, memory_order_relaxed);
+}
+
 /* ---- reading ---- */
 
 static uint64_t ld(atomic_uint_fast64_t *a)
@@ -416,6 +423,22 @@ const char *mpcd_req_type_name(mpcd_req_type_t t)
     static const char *const names[MPCD_REQ_COUNT] = {"hello",  "step",   "reset",
                                                       "status", "reload", "invalid"};
     return (unsigned)t < MPCD_REQ_COUNT ? names[t] : "invalid";
+}
+
+uint64_t mpcd_metrics_guard_count(mpcd_metrics_t *m, mpcd_guard_event_t e)
+{
+    return (unsigned)e < MPCD_GUARD_COUNT ? ld(&m->guard[e]) : 0;
+}
+
+static const char *const guard_names[MPCD_GUARD_COUNT] = {
+#define XX(id, name, help) name,
+    MPCD_GUARD_EVENTS(XX)
+#undef XX
+};
+
+const char *mpcd_guard_event_name(mpcd_guard_event_t e)
+{
+    return (unsigned)e < MPCD_GUARD_COUNT ? guard_names[e] : "unknown";
 }
 
 const char *mpcd_outcome_name(mpcd_outcome_t o)

@@ -54,6 +54,26 @@ typedef enum {
     MPCD_SERIES_COUNT
 } mpcd_series_t;
 
+/* What the daemon refused or cut to protect itself and other clients (guard events). */
+#define MPCD_GUARD_EVENTS(XX)                                                                  \
+    XX(AUTH_FAILED, "auth_failed", "a Hello with a wrong token")                               \
+    XX(AUTH_THROTTLED, "auth_throttled", "a Hello refused unchecked: its peer is backing off") \
+    XX(PERMISSION_DENIED, "permission_denied", "an admin request without the admin role")      \
+    XX(RELOAD_REFUSED_PATH, "reload_path_refused", "a Reload path outside model-dir")          \
+    XX(HELLO_TIMEOUT, "hello_timeout", "a connection closed for not saying Hello in time")     \
+    XX(EVICTED, "evicted", "a connection without Hello closed to make room for a new one")     \
+    XX(PEER_LIMIT, "peer_limit", "a connection refused: its peer holds too many")              \
+    XX(CONN_LIMIT, "connection_limit", "a connection refused: max-connections reached")        \
+    XX(RECORD_QUOTA, "record_quota", "an episode not recorded: its session's quota was used")  \
+    XX(BELIEF_RESET, "belief_reset", "a session's belief reset after non-finite values")
+
+typedef enum {
+#define XX(id, name, help) MPCD_GUARD_##id,
+    MPCD_GUARD_EVENTS(XX)
+#undef XX
+        MPCD_GUARD_COUNT
+} mpcd_guard_event_t;
+
 typedef struct mpcd_step_sample {
     double queue_s, belief_s, plan_s, total_s; /* total: frame read -> reply queued for write */
     double slack_s; /* deadline - reply time; negative = late (overrun) */
@@ -89,6 +109,10 @@ void mpcd_metrics_request(mpcd_metrics_t *m, mpcd_req_type_t type, mpcd_outcome_
 void mpcd_metrics_step(mpcd_metrics_t *m, const mpcd_step_sample_t *s);
 /* One model load attempt (startup, Reload, SIGHUP or file watch). */
 void mpcd_metrics_reload(mpcd_metrics_t *m, bool ok, double load_s);
+/* One guard event (any thread). */
+void mpcd_metrics_guard(mpcd_metrics_t *m, mpcd_guard_event_t e);
+uint64_t mpcd_metrics_guard_count(mpcd_metrics_t *m, mpcd_guard_event_t e);
+const char *mpcd_guard_event_name(mpcd_guard_event_t e); /* "auth_failed", ... */
 
 void mpcd_metrics_summary(mpcd_metrics_t *m, mpcd_stage_t stage, mpcd_latency_summary_t *out);
 void mpcd_metrics_window(mpcd_metrics_t *m, mpcd_series_t series, mpcd_latency_summary_t *out);

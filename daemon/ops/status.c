@@ -151,6 +151,10 @@ static void metrics_json(cJSON *root, mpcd_metrics_t *m)
     cJSON_AddNumberToObject(root, "overruns", (double)t.overruns);
     cJSON_AddNumberToObject(root, "reloads_ok", (double)t.reloads_ok);
     cJSON_AddNumberToObject(root, "reloads_failed", (double)t.reloads_failed);
+    cJSON *guard = cJSON_AddObjectToObject(root, "guard_events");
+    for (int e = 0; e < MPCD_GUARD_COUNT; e++)
+        cJSON_AddNumberToObject(guard, mpcd_guard_event_name((mpcd_guard_event_t)e),
+                                (double)mpcd_metrics_guard_count(m, (mpcd_guard_event_t)e));
     cJSON_AddNumberToObject(root, "candidates", (double)mpcd_metrics_candidates(m));
 
     cJSON *byt = cJSON_AddObjectToObject(root, "requests_by_type");
@@ -337,6 +341,13 @@ static void metrics_prometheus(strbuf_t *b, mpcd_metrics_t *m)
     sb_printf(b, "mpcd_reloads_total{result=\"ok\"} %llu\n", (unsigned long long)t.reloads_ok);
     sb_printf(b, "mpcd_reloads_total{result=\"failed\"} %llu\n",
               (unsigned long long)t.reloads_failed);
+    family(b, "mpcd_guard_events_total", "counter",
+           "Requests and connections refused or cut to protect the daemon and its clients, "
+           "by event.");
+    for (int e = 0; e < MPCD_GUARD_COUNT; e++)
+        sb_printf(b, "mpcd_guard_events_total{event=\"%s\"} %llu\n",
+                  mpcd_guard_event_name((mpcd_guard_event_t)e),
+                  (unsigned long long)mpcd_metrics_guard_count(m, (mpcd_guard_event_t)e));
     for (int s = 0; s < MPCD_SERIES_COUNT; s++) {
         mpcd_histogram_t h;
         mpcd_metrics_histogram(m, (mpcd_series_t)s, &h);

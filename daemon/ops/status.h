@@ -15,6 +15,23 @@
 #include "planner.h"
 #include "rssm.h"
 
+/* Status documents (HTTP /status and /metrics, the protocol's StatusReply) are cached:
+ * rebuilt when the daemon's state generation moved (a Hello, a step, a reset, a reload, a
+ * session closed) and the last build is at least MPCD_STATUS_MIN_AGE_S old, or when it is
+ * MPCD_STATUS_MAX_AGE_S old (latency windows, uptime). A client asking in a loop gets
+ * copies of one build, so it cannot hog the loop thread. */
+#define MPCD_STATUS_MIN_AGE_S 0.001
+#define MPCD_STATUS_MAX_AGE_S 1.0
+
+/* True when a document built at built_ms for generation built_gen must be rebuilt. */
+static inline bool mpcd_status_stale(uint64_t now_ms, uint64_t built_ms, uint64_t built_gen,
+                                     uint64_t gen)
+{
+    uint64_t age = now_ms - built_ms;
+    return age >= (uint64_t)(MPCD_STATUS_MAX_AGE_S * 1000) ||
+           (gen != built_gen && age >= (uint64_t)(MPCD_STATUS_MIN_AGE_S * 1000));
+}
+
 typedef struct mpcd_session_info {
     uint64_t id;
     char name[64]; /* Hello.client_name */

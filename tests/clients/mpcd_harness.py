@@ -7,6 +7,8 @@ Library use (pytest, any test directory: put tests/clients on sys.path):
     model = make_model(tmp_path / "m.safetensors", obs_dim=3, action_dim=1)
     with Mpcd(model) as d:          # skips the pytest when mpcd is not built
         subprocess.run([mpcctl, "--connect", d.address, "status"])
+        # Reload needs the admin role: Hello with d.admin_token first (d.admin_token_file
+        # for mpcctl --token-file), or Mpcd(..., admin_token=False) for a daemon without.
         print(d.log_text())
 
 Command-line use (meson tests in any language; {addr} in the command becomes the daemon's
@@ -26,6 +28,7 @@ accepts connections (or fails with its log when it exits first).
 import argparse
 import glob
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -96,12 +99,17 @@ def _skip(reason):
 class Mpcd:
     """One mpcd process on free loopback ports; a context manager."""
 
-    def __init__(self, model, mpcd=None, deadline_ms=50, extra_args=(), log_path=None):
+    def __init__(self, model, mpcd=None, deadline_ms=50, extra_args=(), log_path=None,
+                 admin_token=True):
         self.mpcd = mpcd or find_mpcd()
         self.model = str(model) if model else None
         self.deadline_ms = deadline_ms
         self.extra_args = list(extra_args)
         self.log_path = log_path
+        # An admin token (in a 0600 file, as an operator would keep it) so tests can Reload
+        # over TCP: Hello with d.admin_token first. admin_token=False: none configured.
+        self.admin_token = secrets.token_hex(16) if admin_token else None
+        self.admin_token_file = None
         self.proc = None
         self.port = None
         self.status_port = None
@@ -122,12 +130,18 @@ class Mpcd:
                "--deadline-ms", str(self.deadline_ms)]
         if self.model:
             cmd += ["--model", self.model]
+        if self.admin_token_file:
+            cmd += ["--admin-token-file", self.admin_token_file]
         return cmd + self.extra_args
 
     def start(self, timeout=30.0):
         if not self.mpcd:
             _skip("mpcd is not built (set MPCD or build daemon/mpcd)")
         self.port, self.status_port = free_port(), free_port()
+        if self.admin_token and not self.admin_token_file:
+            fd, self.admin_token_file = tempfile.mkstemp(prefix="mpcd-admin-", suffix=".token")
+            os.write(fd, (self.admin_token + "\n").encode())
+            os.close(fd)
         if self.log_path is None:
             fd, self.log_path = tempfile.mkstemp(prefix="mpcd-", suffix=".log")
             os.close(fd)
@@ -168,6 +182,9 @@ class Mpcd:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
+        if self.admin_token_file:
+            os.unlink(self.admin_token_file)
+            self.admin_token_file = None
         if self._own_log:
             self._final_log = self.log_text()
             os.unlink(self.log_path)

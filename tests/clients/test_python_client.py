@@ -84,6 +84,10 @@ def test_timeout_then_late_reply_skipped(daemon):
 
 def test_reload(daemon, model):
     with mpc_client.Client(daemon.address, timeout=60) as c:
+        with pytest.raises(mpc_client.DaemonError) as e:  # no admin role yet
+            c.reload()
+        assert e.value.code_name == "PERMISSION_DENIED"
+        c.hello("pytest/admin", auth_token=daemon.admin_token)
         before = c.status().model_version
         r = c.reload()
         assert r.ok and r.model_version == before + 1

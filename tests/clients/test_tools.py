@@ -66,15 +66,23 @@ def test_ping_and_watch(daemon):
     assert r.stdout.count("latency (us, last minute)") == 2
 
 
-def test_reload(daemon, model):
+def test_reload(daemon, model, tmp_path):
     r = run(MPCCTL, "--connect", daemon.address, "reload")
+    assert r.returncode == 1 and "admin role" in r.stderr, r.stderr  # no token: refused
+    admin = ["--connect", daemon.address, "--token-file", daemon.admin_token_file]
+    r = run(MPCCTL, *admin, "reload")
     assert r.returncode == 0, r.stderr
     assert "now serving" in r.stdout
-    r = run(MPCCTL, "--connect", daemon.address, "reload", model)
+    r = run(MPCCTL, *admin, "reload", model)
     assert r.returncode == 0, r.stderr
-    r = run(MPCCTL, "--connect", daemon.address, "reload", "/nonexistent/model.safetensors")
+    r = run(MPCCTL, *admin, "reload", "/nonexistent/model.safetensors")
     assert r.returncode == 1
-    assert "mpcctl: reload:" in r.stderr
+    assert "mpcctl: reload:" in r.stderr and "outside model-dir" in r.stderr
+    wrong = tmp_path / "wrong.token"
+    wrong.write_text("not-the-token\n")
+    r = run(MPCCTL, "--connect", daemon.address, "--token-file", str(wrong), "reload")
+    assert r.returncode == 1 and "UNAUTHENTICATED" in r.stderr + r.stdout or \
+        "bad auth_token" in r.stderr, r.stderr
     r = run(MPCCTL, "--connect", daemon.address, "status")
     assert r.returncode == 0 and "ready" in r.stdout
 

@@ -11,6 +11,7 @@ requests in flight; Unix and IPv6 listeners; the HTTP endpoint wired to the same
 """
 import itertools
 import json
+import re
 import math
 import os
 import shutil
@@ -57,6 +58,17 @@ def models(tmp_path_factory):
 def start(model, *args, deadline_ms=30, tmp=None):
     d = Mpcd(model, deadline_ms=deadline_ms, extra_args=PLANNER + list(args))
     return d.start()
+
+
+def admin(d, timeout=60):
+    """A client whose Hello carried the daemon's admin token (Reload needs it)."""
+    c = mpc_client.Client(d.address, timeout=timeout)
+    try:
+        c.hello("pytest/admin", auth_token=d.admin_token)
+    except mpc_client.DaemonError as e:
+        if e.code_name != "NOT_READY":  # the role is granted before the model is needed
+            raise
+    return c
 
 
 def obs(t):
@@ -248,7 +260,7 @@ def test_hot_swap_under_load(models):
     try:
         threads = stream_sessions(d, 8, stop, results, last=last)
         time.sleep(0.5)
-        with mpc_client.Client(d.address, timeout=60) as c:
+        with admin(d) as c:
             for i, m in enumerate([models["b"], models["a"], models["b"]]):
                 r = c.reload(m)
                 assert r.ok and r.model_version == i + 2, r
@@ -277,13 +289,15 @@ def test_refused_reloads_keep_serving(models, tmp_path):
     corrupt.write_bytes(data[: len(data) // 2])
     garbage = tmp_path / "garbage.safetensors"
     garbage.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all}")
-    d = start(models["a"])
+    wide = tmp_path / "wide.safetensors"
+    shutil.copy(models["wide"], wide)
+    d = start(models["a"], "--model-dir", str(tmp_path))
     stop, results, last = threading.Event(), {}, {}
     try:
         threads = stream_sessions(d, 2, stop, results, last=last)
-        with mpc_client.Client(d.address, timeout=60) as c:
-            for path, why in [(corrupt, None), (garbage, None), (models["wide"], "4/1"),
-                              ("/nonexistent/m.safetensors", "nonexistent")]:
+        with admin(d) as c:
+            for path, why in [(corrupt, None), (garbage, "not an mpc-rssm model"),
+                              (wide, "4/1"), ("/nonexistent/m.safetensors", "nonexistent")]:
                 with pytest.raises(mpc_client.ReloadError) as e:
                     c.reload(str(path))
                 if why:
@@ -421,14 +435,15 @@ def test_max_connections_and_idle_timeout(models):
     d = start(models["a"], "--max-connections", "2", "--idle-timeout-s", "2")
 
     def served():
-        """A connection the daemon answered, or None (it was refused and closed)."""
+        """A connection the daemon answered, or None (it was refused and closed). It says
+        Hello: a connection without one would make room for a new connection instead."""
         x = raw_connect(d)
         try:
-            x.sendall(frame(pb.Request(id=1, status=pb.Status())))
+            x.sendall(frame(pb.Request(id=1, hello=pb.Hello(client_name="held"))))
             r = read_reply(x)
         except (BrokenPipeError, ConnectionResetError):
             r = None  # refused: closed with our request unread
-        if r is not None and r.HasField("status"):
+        if r is not None and r.HasField("welcome"):
             return x
         assert r is None or r.error.code == pb.Error.OVERLOADED, r
         x.close()
@@ -535,13 +550,13 @@ def test_unix_and_ipv6_listeners(models, tmp_path):
 
 
 def test_not_ready_until_reload(models):
-    d = Mpcd(None, extra_args=PLANNER)
+    d = Mpcd(None, extra_args=PLANNER + ["--model-dir", models["dir"]])
     d.start()
     try:
         with mpc_client.Client(d.address, timeout=30) as c:
             with pytest.raises(mpc_client.DaemonError) as e:
-                c.hello("early")
-            assert e.value.code_name == "NOT_READY"
+                c.hello("early", auth_token=d.admin_token)
+            assert e.value.code_name == "NOT_READY"  # and yet the admin role is granted
             assert not c.status().ready
             assert http_get(d, "/readyz")[0] == 503
             with pytest.raises(mpc_client.ReloadError):
@@ -708,6 +723,11 @@ def test_auth_token(models):
             with pytest.raises(mpc_client.DaemonError) as e:
                 c.step(obs(0), seq=0)
             assert e.value.code_name == "NO_SESSION"
+            # The peer is backing off now: even the right token waits its turn.
+            with pytest.raises(mpc_client.DaemonError) as e:
+                c.hello("friend", auth_token="s3cret")
+            assert e.value.code_name == "UNAUTHENTICATED" and "retry in" in str(e.value)
+            time.sleep(int(re.search(r"retry in (\d+) ms", str(e.value)).group(1)) / 1e3)
             c.hello("friend", auth_token="s3cret")
             assert c.step(obs(0), seq=0, reset=True).seq == 0
     finally:

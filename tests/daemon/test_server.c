@@ -18,6 +18,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,8 +135,14 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: %s MODEL_A MODEL_B\n", argv[0]);
         return 2;
     }
-    path_a = argv[1];
-    path_b = argv[2];
+    /* Clients' Reload paths are resolved beneath model-dir (here A's directory): absolute. */
+    static char abs_a[PATH_MAX], abs_b[PATH_MAX];
+    if (!realpath(argv[1], abs_a) || !realpath(argv[2], abs_b)) {
+        perror("realpath");
+        return 1;
+    }
+    path_a = abs_a;
+    path_b = abs_b;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_server_steady_state),
     };

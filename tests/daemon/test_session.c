@@ -52,7 +52,8 @@ static registry_model_t *load(const char *path)
     cem_config_t cfg = small_cfg();
     registry_model_t *m;
     char err[512];
-    int rc = registry_model_load(path, &cfg, 2, NULL, &m, err, sizeof err);
+    int rc = registry_model_load(&(registry_source_t){path, NULL, 0}, &cfg, 2, NULL, &m, err,
+                                 sizeof err);
     if (rc)
         fail_msg("load %s: %s", path, err);
     return m;
@@ -88,12 +89,16 @@ static void test_registry_load_and_refuse(void **state)
     cem_config_t cfg = small_cfg();
     registry_model_t *m;
     char err[512];
-    assert_int_not_equal(registry_model_load(path_c, &cfg, 1, a, &m, err, sizeof err), 0);
+    assert_int_not_equal(registry_model_load(&(registry_source_t){path_c, NULL, 0}, &cfg, 1, a,
+                                             &m, err, sizeof err),
+                         0);
     assert_null(m);
     assert_non_null(strstr(err, "4/1"));
     assert_non_null(strstr(err, "3/1"));
     assert_int_not_equal(
-        registry_model_load("/nonexistent.safetensors", &cfg, 1, a, &m, err, sizeof err), 0);
+        registry_model_load(&(registry_source_t){"/nonexistent.safetensors", NULL, 0}, &cfg, 1,
+                            a, &m, err, sizeof err),
+        0);
     assert_non_null(strstr(err, "/nonexistent.safetensors"));
 
     /* A corrupt copy of A: truncated in the middle of its tensors. */
@@ -106,7 +111,9 @@ static void test_registry_load_and_refuse(void **state)
     assert_true(n > 1000);
     assert_int_equal(write(fd, buf, n / 2), (ssize_t)(n / 2));
     close(fd);
-    assert_int_not_equal(registry_model_load(bad, &cfg, 1, a, &m, err, sizeof err), 0);
+    assert_int_not_equal(registry_model_load(&(registry_source_t){bad, NULL, 0}, &cfg, 1, a, &m,
+                                             err, sizeof err),
+                         0);
     unlink(bad);
 
     /* Swap in B while a "session" still holds A: A dies only with the last reference. */

@@ -21,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -107,7 +108,13 @@ class Daemon:
         self.stop()
         self.port = free_port()
         status_port = free_port()
+        # Reload is an admin request: mpcctl sends it over a private Unix socket, where
+        # running as the daemon's own user is the credential (no token to keep).
+        self.sock_dir = tempfile.mkdtemp(prefix="mpc-learn-")
+        self.admin_endpoint = f"unix:{self.sock_dir}/mpcd.sock"
         cmd = [self.mpcd, "--model", model_path, "--listen", self.endpoint,
+               "--listen", self.admin_endpoint,
+               "--model-dir", os.path.dirname(os.path.abspath(model_path)),
                "--status-listen", f"127.0.0.1:{status_port}",
                "--deadline-ms", str(self.deadline_ms)] + self.extra_args
         self.log.write(f"$ {' '.join(cmd)} &\n")
@@ -135,8 +142,8 @@ class Daemon:
             self.start(model_path)
             return "start"
         if self.mpcctl:
-            rc = run_logged([self.mpcctl, "reload", model_path, "--connect", self.endpoint],
-                            self.log, timeout=60)
+            rc = run_logged([self.mpcctl, "reload", os.path.abspath(model_path),
+                             "--connect", self.admin_endpoint], self.log, timeout=60)
             if rc == 0:
                 self.model_path = model_path
                 return "mpcctl"
@@ -156,6 +163,9 @@ class Daemon:
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
+        if getattr(self, "sock_dir", None):
+            shutil.rmtree(self.sock_dir, ignore_errors=True)
+            self.sock_dir = None
 
 
 # -- the loop ----------------------------------------------------------------------------

@@ -66,7 +66,7 @@ def stepped(daemon):
     """The daemon after one session of STEPS steps (the session stays open)."""
     import mpc_client
     c = mpc_client.Client(daemon.address, timeout=10)
-    c.hello("ops-test/session")
+    c.hello("ops-test/session", auth_token=daemon.admin_token)  # the admin may Reload too
     for seq in range(STEPS):
         c.step([0.1 * seq, 1.0, -0.5], seq=seq, reward=0.5, reset=(seq == 0))
     yield c
