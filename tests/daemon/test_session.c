@@ -157,6 +157,17 @@ static void test_check_step(void **state)
                      -EDOM);
     assert_non_null(strstr(err, "deadline_us"));
     assert_int_equal(session_check_step(s, obs, 3, 0, false, 0, 60000000u, err, sizeof err), 0);
+    /* Finite but absurd: beyond SESSION_MAX_OBS_STDS normalisation stds, or the reward cap. */
+    obs[2] = 3.4e38f;
+    assert_int_equal(session_check_step(s, obs, 3, 0, false, 0, 0, err, sizeof err), -EDOM);
+    assert_non_null(strstr(err, "observation[2]"));
+    assert_non_null(strstr(err, "sane range"));
+    obs[2] = a->info->obs_mean[2] + 0.5f * (float)SESSION_MAX_OBS_STDS * a->info->obs_std[2];
+    assert_int_equal(session_check_step(s, obs, 3, 0, false, 0, 0, err, sizeof err), 0);
+    obs[2] = 0;
+    assert_int_equal(session_check_step(s, obs, 3, 2e6f, false, 0, 0, err, sizeof err), -EDOM);
+    assert_non_null(strstr(err, "reward"));
+    assert_int_equal(session_check_step(s, obs, 3, -1e6f, false, 0, 0, err, sizeof err), 0);
     session_destroy(s);
     registry_model_free(a); /* never published: refs back to 1 after the session */
 }
@@ -213,6 +224,27 @@ static void test_steps_reset_and_shed(void **state)
     session_reset(s);
     assert_int_equal(s->hist_len, 0);
     assert_false(s->plan.valid);
+
+    /* A belief gone non-finite (what an input past session_check_step's guard does to a
+     * model with extreme weights): the step fails with -EDOM, the belief is reset, and the
+     * next step works from a new episode instead of failing forever. */
+    set_obs(s, 1);
+    s->in.reset = false;
+    far_deadline(s);
+    session_step(s, a, &a->slots[0]);
+    assert_int_equal(s->out.rc, 0);
+    s->h[0] = NAN;
+    far_deadline(s);
+    session_step(s, a, &a->slots[0]);
+    assert_int_equal(s->out.rc, -EDOM);
+    assert_false(s->started);
+    uint64_t episodes = s->episodes;
+    set_obs(s, 2);
+    far_deadline(s);
+    session_step(s, a, &a->slots[0]);
+    assert_int_equal(s->out.rc, 0);
+    assert_true(isfinite(s->out.action[0]));
+    assert_int_equal(s->episodes, episodes + 1);
 
     /* Exploration noise stays inside the bounds. */
     for (int t = 0; t < 20; t++) {

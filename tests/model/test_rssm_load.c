@@ -10,6 +10,7 @@
  * that may crash or leak (run under ASan in CI).
  */
 #include <cjson/cJSON.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -17,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -164,6 +166,63 @@ static void test_io_errors(void **state)
     assert_string_equal(rssm_strerror(RSSM_EVERSION), "unsupported format version");
 }
 
+/* rssm_load_fd: size cap, non-regular files, and OPAQUE: a file that is not a model is
+ * named but none of its bytes reach the message (the header length its first 8 bytes
+ * would make included); a broken model keeps its detailed message. */
+static void test_load_fd_opaque(void **state)
+{
+    (void)state;
+    char err[512] = "";
+    rssm_model_t *m = NULL;
+    char path[] = "/tmp/test_rssm_load_secret_XXXXXX";
+    int fd = mkstemp(path);
+    const char secret[] = "root:*:20000:0:99999:7:::SECRET";
+    assert_int_equal(write(fd, secret, sizeof secret - 1), (ssize_t)(sizeof secret - 1));
+    assert_false(rssm_looks_like_model(secret, sizeof secret - 1));
+    assert_int_equal(rssm_load_fd(fd, "notes", 0, RSSM_LOAD_OPAQUE, &m, err, sizeof err),
+                     RSSM_EFORMAT);
+    assert_null(m);
+    assert_non_null(strstr(err, "not an mpc-rssm model file"));
+    assert_null(strstr(err, "root"));
+    assert_null(strstr(err, "SECRET"));
+    char number[32];
+    uint64_t n = 0;
+    for (int i = 7; i >= 0; i--)
+        n = n << 8 | (unsigned char)secret[i];
+    snprintf(number, sizeof number, "%llu", (unsigned long long)n);
+    assert_null(strstr(err, number));
+    /* Without OPAQUE the header-length diagnosis stays (the operator's own file). */
+    assert_int_equal(rssm_load_fd(fd, "notes", 0, 0, &m, err, sizeof err), RSSM_EFORMAT);
+    assert_non_null(strstr(err, "header length"));
+    assert_int_equal(rssm_load_fd(fd, "notes", 8, 0, &m, err, sizeof err), RSSM_EIO);
+    assert_non_null(strstr(err, "larger than the limit"));
+    close(fd);
+    unlink(path);
+
+    /* A real model looks like one, and a truncated one keeps its detailed message. */
+    char *good = path_in_corpus("good.safetensors");
+    size_t size;
+    void *data = read_all(good, &size);
+    assert_true(rssm_looks_like_model(data, size));
+    char trunc[] = "/tmp/test_rssm_load_trunc_XXXXXX";
+    fd = mkstemp(trunc);
+    assert_int_equal(write(fd, data, size - 4), (ssize_t)(size - 4));
+    assert_int_not_equal(rssm_load_fd(fd, "t", 0, RSSM_LOAD_OPAQUE, &m, err, sizeof err), 0);
+    assert_null(strstr(err, "not an mpc-rssm model file"));
+    close(fd);
+    unlink(trunc);
+    fd = open(good, O_RDONLY);
+    assert_int_equal(rssm_load_fd(fd, good, 0, RSSM_LOAD_OPAQUE, &m, err, sizeof err), 0);
+    rssm_destroy(m);
+    close(fd);
+    fd = open("/tmp", O_RDONLY | O_DIRECTORY);
+    assert_int_equal(rssm_load_fd(fd, "/tmp", 0, 0, &m, err, sizeof err), RSSM_EIO);
+    assert_non_null(strstr(err, "not a regular file"));
+    close(fd);
+    free(data);
+    free(good);
+}
+
 /* Every prefix shorter than the whole file must be refused (never a crash). */
 static void test_every_truncation_refused(void **state)
 {
@@ -226,6 +285,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest fixed[] = {
         cmocka_unit_test(test_good_model_fields),
         cmocka_unit_test(test_io_errors),
+        cmocka_unit_test(test_load_fd_opaque),
         cmocka_unit_test(test_every_truncation_refused),
         cmocka_unit_test(test_corrupted_bytes_never_crash),
     };
