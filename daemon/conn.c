@@ -95,12 +95,7 @@ static int on_frame(void *ctx, const uint8_t *payload, size_t len)
         c->arena_used = 0;
         /* Answered right away; the unpack only finds the id to echo. */
         Mpc__V1__Request *r = mpc__v1__request__unpack(&c->alloc, len, payload);
-        uint64_t id = 0;
-        if (r)
-            id = r->id;
-        else
-            wire_peek_request_id(payload, len, &id);
-        conn_send_error(c, id, MPC__V1__ERROR__CODE__OVERLOADED,
+        conn_send_error(c, wire_request_id(r, payload, len), MPC__V1__ERROR__CODE__OVERLOADED,
                         "more than %d requests queued on this connection", c->max_queued);
         server_conn_overflow(c->srv, c, r);
         return 0;

@@ -321,12 +321,8 @@ static void pump(server_t *s, conn_t *c)
         Mpc__V1__Request *r = conn_unpack(c, payload, len);
         bool waiting = false;
         if (!r || r->body_case == MPC__V1__REQUEST__BODY__NOT_SET) {
-            uint64_t id = 0;
-            if (r)
-                id = r->id;
-            else
-                wire_peek_request_id(payload, len, &id);
-            conn_send_error(c, id, MPC__V1__ERROR__CODE__MALFORMED,
+            conn_send_error(c, wire_request_id(r, payload, len),
+                            MPC__V1__ERROR__CODE__MALFORMED,
                             "frame of %zu bytes is not an mpc.v1.Request with a body", len);
             count(s, MPCD_REQ_INVALID, MPCD_OUTCOME_ERROR);
             conn_pop(c);

@@ -126,3 +126,12 @@ bool wire_peek_request_id(const uint8_t *payload, size_t len, uint64_t *id)
     *id = v;
     return true;
 }
+
+uint64_t wire_request_id(const Mpc__V1__Request *r, const uint8_t *payload, size_t len)
+{
+    uint64_t id = 0;
+    if (r)
+        return r->id;
+    wire_peek_request_id(payload, len, &id);
+    return id;
+}

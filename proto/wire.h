@@ -32,6 +32,9 @@ void wire_free_request(Mpc__V1__Request *req);
  * starts with field 1 (Request.id, a varint) as every encoder writes it, so an Error
  * about a broken request can still echo its id. */
 bool wire_peek_request_id(const uint8_t *payload, size_t len, uint64_t *id);
+/* The id an Error about payload echoes: r's when it unpacked (r may be NULL), else the one
+ * the payload starts with, else 0. */
+uint64_t wire_request_id(const Mpc__V1__Request *r, const uint8_t *payload, size_t len);
 void wire_free_reply(Mpc__V1__Reply *rep);
 
 #endif
