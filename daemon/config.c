@@ -73,7 +73,9 @@ static const cfg_desc_t table[] = {
      "HTTP status endpoint (/metrics, /status, /healthz, /readyz); \"none\" "
      "disables it."},
     {"max-connections", "server", CFG_INT, F(max_connections), 1, 65536, "256", "N",
-     "Connections served at once; further ones get Error OVERLOADED and are closed."},
+     "Connections served at once. At the limit a new connection takes the place of the "
+     "oldest one that has not completed a Hello; when there is none it gets Error "
+     "OVERLOADED and is closed."},
     {"max-frame", "server", CFG_I64, F(max_frame), 64, 64 << 20, "1048576", "BYTES",
      "Largest request frame; a larger one gets Error FRAME_TOO_LARGE and the connection "
      "is closed."},

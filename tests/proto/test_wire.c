@@ -6,7 +6,8 @@
  * per oneof body, and the unpacked copy is compared field by field. A coverage table then
  * checks that no field of mpc.proto was left out, so a field added to the protocol later is
  * tested without touching this file. A few hand-written cases keep the intent readable, and
- * the negative cases check that undecodable or body-less payloads unpack to NULL.
+ * the negative cases check that undecodable or body-less payloads unpack to NULL, and that
+ * wire_peek_request_id still finds the id of such a payload when it leads.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -453,6 +454,81 @@ static void test_undecodable_payloads(void **state)
     wire_free_request(whole);
 }
 
+/* --- the id of a payload that does not unpack --- */
+
+static void test_peek_request_id(void **state)
+{
+    (void)state;
+    uint8_t buf[64];
+    uint64_t id = 777;
+
+    /* id 42 and no body: the payload does not unpack, the id is still there */
+    Mpc__V1__Request req = MPC__V1__REQUEST__INIT;
+    req.id = 42;
+    size_t n = mpc__v1__request__pack(&req, buf);
+    assert_int_equal(n, 2);
+    assert_null(wire_unpack_request(buf, n));
+    assert_true(wire_peek_request_id(buf, n, &id));
+    assert_int_equal(id, 42);
+
+    /* with a body, and an id that takes all ten varint bytes */
+    Mpc__V1__Reset reset = MPC__V1__RESET__INIT;
+    req.id = UINT64_MAX;
+    req.body_case = MPC__V1__REQUEST__BODY_RESET;
+    req.reset = &reset;
+    n = mpc__v1__request__pack(&req, buf);
+    id = 0;
+    assert_true(wire_peek_request_id(buf, n, &id));
+    assert_true(id == UINT64_MAX);
+    /* the id's varint alone suffices; cut inside it, it does not */
+    assert_true(wire_peek_request_id(buf, 11, &id));
+    for (size_t cut = 0; cut < 11; cut++) {
+        id = 777;
+        if (wire_peek_request_id(buf, cut, &id))
+            fail_msg("id read from %zu bytes of an 11-byte field", cut);
+        assert_int_equal(id, 777); /* left alone when false */
+    }
+
+    /* id 0: proto3 leaves the field out, so the payload starts with the body */
+    req.id = 0;
+    n = mpc__v1__request__pack(&req, buf);
+    assert_true(n > 0 && buf[0] != 0x08);
+    id = 777;
+    assert_false(wire_peek_request_id(buf, n, &id));
+    assert_int_equal(id, 777);
+    req.body_case = MPC__V1__REQUEST__BODY__NOT_SET;
+    req.reset = NULL;
+    assert_int_equal(mpc__v1__request__pack(&req, buf), 0);
+    assert_false(wire_peek_request_id(buf, 0, &id));
+    assert_false(wire_peek_request_id(NULL, 0, &id));
+
+    const struct {
+        const char *what;
+        uint8_t bytes[12];
+        size_t len;
+    } bad[] = {
+        {"another tag first", {0x78, 0x01}, 2},
+        {"field 1 with wire type 2", {0x0a, 0x01, 0x00}, 3},
+        {"field 2 varint", {0x10, 0x2a}, 2},
+        {"tag only", {0x08}, 1},
+        {"truncated varint", {0x08, 0xff}, 2},
+        {"truncated long varint", {0x08, 0x80, 0x80, 0x80}, 4},
+        {"varint over 64 bits",
+         {0x08, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f},
+         11},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        id = 777;
+        if (wire_peek_request_id(bad[i].bytes, bad[i].len, &id))
+            fail_msg("case '%s' gave id %llu", bad[i].what, (unsigned long long)id);
+        assert_int_equal(id, 777);
+    }
+    /* a minimal id after which anything may follow */
+    const uint8_t junk[] = {0x08, 0x2a, 0xff, 0xff};
+    assert_true(wire_peek_request_id(junk, sizeof junk, &id));
+    assert_int_equal(id, 42);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -462,6 +538,7 @@ int main(void)
         cmocka_unit_test(test_step_and_action_by_hand),
         cmocka_unit_test(test_empty_bodies_roundtrip),
         cmocka_unit_test(test_undecodable_payloads),
+        cmocka_unit_test(test_peek_request_id),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
