@@ -23,6 +23,12 @@ int token_file_read(const char *path, char *out, size_t outlen, bool *loose, cha
         *loose = !fstat(fileno(f), &st) && (st.st_mode & 0077);
     char line[TOKEN_FILE_MAX + 2];
     bool got = fgets(line, sizeof line, f) != NULL;
+    /* A first line longer than the buffer: what is left of it may only be whitespace. */
+    bool overlong = false;
+    if (got && !strchr(line, '\n')) {
+        for (int c; (c = getc(f)) != EOF && c != '\n';)
+            overlong |= !isspace(c);
+    }
     fclose(f);
     char *b = line, *e = got ? line + strlen(line) : line;
     while (b < e && isspace((unsigned char)*b))
@@ -34,7 +40,7 @@ int token_file_read(const char *path, char *out, size_t outlen, bool *loose, cha
     if (!n) {
         snprintf(err, errlen, "%s: no token on its first line", path);
         rc = -EINVAL;
-    } else if (n > TOKEN_FILE_MAX || n >= outlen) {
+    } else if (overlong || n > TOKEN_FILE_MAX || n >= outlen) {
         snprintf(err, errlen, "%s: token longer than %d bytes", path, TOKEN_FILE_MAX);
         rc = -E2BIG;
     } else {

@@ -93,9 +93,14 @@ static void sweep(guard_t *g, double now, bool hard)
 
 guard_peer_t *guard_peer(guard_t *g, const char *key, double now_s)
 {
+    /* Look up the key as it is stored (cut to the record's size), so a long key hashes
+     * to the bucket it was put in. */
+    char k[sizeof((guard_peer_t *)0)->key];
+    snprintf(k, sizeof k, "%s", key);
+    key = k;
     unsigned b = hash(key);
     for (guard_peer_t *p = g->buckets[b]; p; p = p->next)
-        if (!strncmp(p->key, key, sizeof p->key - 1))
+        if (!strcmp(p->key, key))
             return p;
     if (g->count >= GUARD_MAX_PEERS) {
         sweep(g, now_s, false);

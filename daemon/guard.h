@@ -13,7 +13,10 @@
  *   failures.
  *
  * Loop thread only; nothing here blocks. Peers with no connection and no penalty are
- * forgotten, and the table is capped (oldest idle records go first).
+ * forgotten, and the table is capped at GUARD_MAX_PEERS: when it is full of idle records
+ * with penalties, all records without connections are dropped (a flood of addresses can
+ * clear idle penalties, never a connected peer's record). Keys longer than 63 bytes are
+ * cut.
  */
 #ifndef MPCD_GUARD_H
 #define MPCD_GUARD_H

@@ -10,9 +10,10 @@
  *   before anything is looked up, so a path outside is refused, not probed. The open
  *   itself uses openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS) (or, on kernels without
  *   it, a walk that opens each component with O_NOFOLLOW), so no symlink leads out.
- * Both kinds are opened O_RDONLY | O_NONBLOCK | O_NOFOLLOW (a FIFO cannot block the open
- * and the last component is never a symlink for clients); the loader then accepts only a
- * regular file under the size cap (rssm_load_fd).
+ * Both kinds are opened O_RDONLY | O_NONBLOCK (a FIFO cannot block the open), a client's
+ * also O_NOFOLLOW (its last component is never a symlink; an operator's --model may be
+ * one, e.g. current.safetensors); the loader then accepts only a regular file under the
+ * size cap (rssm_load_fd).
  *
  * Blocking (file system calls): call it off the loop.
  */

@@ -529,6 +529,24 @@ static void test_peek_request_id(void **state)
     assert_int_equal(id, 42);
 }
 
+/* The id an Error echoes: the unpacked request's, else the one the payload leads with. */
+static void test_request_id_for_errors(void **state)
+{
+    (void)state;
+    Mpc__V1__Request req = MPC__V1__REQUEST__INIT;
+    req.id = 9;
+    const uint8_t lead42[] = {0x08, 0x2a};
+    const uint8_t other[] = {0x78, 0x01};
+    assert_int_equal(wire_request_id(&req, lead42, sizeof lead42), 9);
+    assert_int_equal(wire_request_id(&req, NULL, 0), 9);
+    req.id = 0;
+    assert_int_equal(wire_request_id(&req, lead42, sizeof lead42), 0);
+    assert_int_equal(wire_request_id(NULL, lead42, sizeof lead42), 42);
+    assert_int_equal(wire_request_id(NULL, other, sizeof other), 0);
+    assert_int_equal(wire_request_id(NULL, lead42, 1), 0);
+    assert_int_equal(wire_request_id(NULL, NULL, 0), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -539,6 +557,7 @@ int main(void)
         cmocka_unit_test(test_empty_bodies_roundtrip),
         cmocka_unit_test(test_undecodable_payloads),
         cmocka_unit_test(test_peek_request_id),
+        cmocka_unit_test(test_request_id_for_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
