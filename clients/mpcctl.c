@@ -1,11 +1,11 @@
 /*
  * mpcctl.c: control tool of the mpcd daemon: status, reload, ping and watch.
  *
- * Every command is one or more protocol requests through libmpcclient. With a token
- * (--token-file, or $MPCD_TOKEN_FILE) it first says Hello with it, which gives the
- * connection the daemon's control or admin role; without one it opens no session, which
- * is enough for Status on a daemon without auth-token, and for Reload over the Unix socket
- * as the daemon's own user. Exit statuses are shared with the other tools
+ * Every command is one or more protocol requests through libmpcclient after a Hello
+ * (named "mpcctl"). With a token (--token-file, or $MPCD_TOKEN_FILE) the Hello carries it,
+ * which gives the connection the daemon's control or admin role; without one it has the
+ * control role on a daemon without auth-token, and Reload works over the Unix socket as
+ * the daemon's own user. Exit statuses are shared with the other tools
  * (tools/tool.h) so scripts can tell a refusal from an unreachable daemon.
  */
 #include <getopt.h>
@@ -27,56 +27,61 @@ static const char *prog = "mpcctl";
 
 static void usage(FILE *out)
 {
-    fprintf(out,
-"NAME\n"
-"    mpcctl - query and control a running mpcd\n"
-"\n"
-"SYNOPSIS\n"
-"    mpcctl [--connect ADDR] [--timeout MS] [--token-file FILE] status [--json]\n"
-"    mpcctl [--connect ADDR] [--timeout MS] [--token-file FILE] reload [PATH]\n"
-"    mpcctl [--connect ADDR] [--timeout MS] [--token-file FILE] ping [--count N]\n"
-"           [--interval MS]\n"
-"    mpcctl [--connect ADDR] [--timeout MS] [--token-file FILE] watch [--count N]\n"
-"           [--interval MS]\n"
-"\n"
-"DESCRIPTION\n"
-"    status   Print the daemon's status: model, counters, latency percentiles of the\n"
-"             last minute per stage, and one line per session. With --json, print the\n"
-"             daemon's full /status JSON document instead.\n"
-"    reload   Hot-swap the model from PATH, or re-read the current model file when PATH\n"
-"             is omitted. The old model keeps serving if the new one is refused. Needs\n"
-"             the admin role: --token-file with the daemon's admin-token, or the Unix\n"
-"             socket as the daemon's user. PATH is resolved by the daemon beneath its\n"
-"             model-dir (relative to it, or absolute inside it); an existing local PATH\n"
-"             is sent as an absolute path.\n"
-"    ping     Measure the round-trip time of a Status request N times (default 5) and\n"
-"             print min/avg/max.\n"
-"    watch    Refresh the daemon's latency percentiles and request rate every interval\n"
-"             (default 1000 ms) until Ctrl-C, or N times with --count.\n"
-"\n"
-"OPTIONS\n"
-"    -c, --connect ADDR   tcp://HOST:PORT (IPv6 as tcp://[::1]:PORT) or unix:PATH\n"
-"                         (default %s)\n"
-"    -t, --timeout MS     connect and per-request timeout (default %d)\n"
-"    -k, --token-file FILE  say Hello with the token on FILE's first line first\n"
-"                         (the daemon's auth-token or admin-token); default\n"
-"                         $MPCD_TOKEN_FILE\n"
-"    -j, --json           status: print the JSON document\n"
-"    -n, --count N        ping: requests to send; watch: refreshes before exiting\n"
-"    -i, --interval MS    pause between pings (default 1000, 0 = none) or refreshes\n"
-"    -h, --help           show this help\n"
-"\n"
-"EXIT STATUS\n"
-"    0 success, 1 the daemon refused (e.g. reload failed), 2 bad command line,\n"
-"    3 the daemon is unreachable or the connection failed.\n",
-            MPC_CLIENT_DEFAULT_ADDRESS, MPC_CLIENT_DEFAULT_TIMEOUT_MS);
+    fprintf(
+        out,
+        "NAME\n"
+        "    mpcctl - query and control a running mpcd\n"
+        "\n"
+        "SYNOPSIS\n"
+        "    mpcctl [--connect ADDR] [--timeout MS] [--token-file FILE] status [--json]\n"
+        "    mpcctl [--connect ADDR] [--timeout MS] [--token-file FILE] reload [PATH]\n"
+        "    mpcctl [--connect ADDR] [--timeout MS] [--token-file FILE] ping [--count N]\n"
+        "           [--interval MS]\n"
+        "    mpcctl [--connect ADDR] [--timeout MS] [--token-file FILE] watch [--count N]\n"
+        "           [--interval MS]\n"
+        "\n"
+        "DESCRIPTION\n"
+        "    status   Print the daemon's status: model, counters, latency percentiles of the\n"
+        "             last minute per stage, and one line per session. With --json, print the\n"
+        "             daemon's full /status JSON document instead.\n"
+        "    reload   Hot-swap the model from PATH, or re-read the current model file when "
+        "PATH\n"
+        "             is omitted. The old model keeps serving if the new one is refused. "
+        "Needs\n"
+        "             the admin role: --token-file with the daemon's admin-token, or the Unix\n"
+        "             socket as the daemon's user. PATH is resolved by the daemon beneath its\n"
+        "             model-dir (relative to it, or absolute inside it); an existing local "
+        "PATH\n"
+        "             is sent as an absolute path.\n"
+        "    ping     Measure the round-trip time of a Status request N times (default 5) and\n"
+        "             print min/avg/max.\n"
+        "    watch    Refresh the daemon's latency percentiles and request rate every "
+        "interval\n"
+        "             (default 1000 ms) until Ctrl-C, or N times with --count.\n"
+        "\n"
+        "OPTIONS\n"
+        "    -c, --connect ADDR   tcp://HOST:PORT (IPv6 as tcp://[::1]:PORT) or unix:PATH\n"
+        "                         (default %s)\n"
+        "    -t, --timeout MS     connect and per-request timeout (default %d)\n"
+        "    -k, --token-file FILE  say Hello with the token on FILE's first line first\n"
+        "                         (the daemon's auth-token or admin-token); default\n"
+        "                         $MPCD_TOKEN_FILE\n"
+        "    -j, --json           status: print the JSON document\n"
+        "    -n, --count N        ping: requests to send; watch: refreshes before exiting\n"
+        "    -i, --interval MS    pause between pings (default 1000, 0 = none) or refreshes\n"
+        "    -h, --help           show this help\n"
+        "\n"
+        "EXIT STATUS\n"
+        "    0 success, 1 the daemon refused (e.g. reload failed), 2 bad command line,\n"
+        "    3 the daemon is unreachable or the connection failed.\n",
+        MPC_CLIENT_DEFAULT_ADDRESS, MPC_CLIENT_DEFAULT_TIMEOUT_MS);
 }
 
 typedef struct {
     const char *connect;
     long timeout_ms;
     bool json;
-    long count;      /* -1: not given */
+    long count; /* -1: not given */
     long interval_ms;
     const char *token_file; /* NULL: no Hello */
 } options_t;
@@ -115,8 +120,9 @@ static void print_latency_table(const mpc_client_status_t *st)
 
 static void print_status(const char *address, const mpc_client_status_t *st)
 {
-    printf("mpcd %s at %s, up %.1f s, %s\n", st->version, address ? address
-           : MPC_CLIENT_DEFAULT_ADDRESS, st->uptime_s, st->ready ? "ready" : "NOT READY");
+    printf("mpcd %s at %s, up %.1f s, %s\n", st->version,
+           address ? address : MPC_CLIENT_DEFAULT_ADDRESS, st->uptime_s,
+           st->ready ? "ready" : "NOT READY");
     printf("model      %s version %llu\n", st->model_name[0] ? st->model_name : "(none)",
            (unsigned long long)st->model_version);
     printf("file       %s\n", st->model_path[0] ? st->model_path : "(none)");
@@ -161,11 +167,13 @@ static int cmd_status(mpc_client_t *c, const options_t *o)
     return exit_code;
 }
 
-/* Hello with the token file's token. NOT_READY (no model yet) still gives the role. */
+/* Hello, with the token file's token when there is one (a connection that never says
+ * Hello is closed after the daemon's hello-timeout-s: watch and ping run longer). NOT_READY
+ * (no model yet) still gives the role. */
 static int say_hello(mpc_client_t *c, const char *token_file)
 {
-    char token[TOKEN_FILE_MAX + 1], err[512];
-    if (token_file_read(token_file, token, sizeof token, NULL, err, sizeof err)) {
+    char token[TOKEN_FILE_MAX + 1] = "", err[512];
+    if (token_file && token_file_read(token_file, token, sizeof token, NULL, err, sizeof err)) {
         fprintf(stderr, "%s: --token-file: %s\n", prog, err);
         return TOOL_EXIT_USAGE;
     }
@@ -290,13 +298,16 @@ static int check_options(const char *cmd, const options_t *o, int n_args)
 
 int main(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"connect", required_argument, NULL, 'c'}, {"timeout", required_argument, NULL, 't'},
-        {"json", no_argument, NULL, 'j'},          {"count", required_argument, NULL, 'n'},
-        {"interval", required_argument, NULL, 'i'}, {"help", no_argument, NULL, 'h'},
-        {"token-file", required_argument, NULL, 'k'}, {NULL, 0, NULL, 0}};
-    options_t o = {.timeout_ms = MPC_CLIENT_DEFAULT_TIMEOUT_MS, .count = -1,
-                   .interval_ms = 1000};
+    static const struct option longopts[] = {{"connect", required_argument, NULL, 'c'},
+                                             {"timeout", required_argument, NULL, 't'},
+                                             {"json", no_argument, NULL, 'j'},
+                                             {"count", required_argument, NULL, 'n'},
+                                             {"interval", required_argument, NULL, 'i'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {"token-file", required_argument, NULL, 'k'},
+                                             {NULL, 0, NULL, 0}};
+    options_t o = {
+        .timeout_ms = MPC_CLIENT_DEFAULT_TIMEOUT_MS, .count = -1, .interval_ms = 1000};
     int opt;
     o.token_file = getenv("MPCD_TOKEN_FILE");
     if (o.token_file && !*o.token_file)
@@ -350,7 +361,7 @@ int main(int argc, char **argv)
     int rc = tool_connect(prog, o.connect, (int)o.timeout_ms, &c);
     if (rc != TOOL_EXIT_OK)
         return rc;
-    if (o.token_file && (rc = say_hello(c, o.token_file)) != TOOL_EXIT_OK) {
+    if ((rc = say_hello(c, o.token_file)) != TOOL_EXIT_OK) {
         mpc_client_destroy(c);
         return rc;
     }

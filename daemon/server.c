@@ -92,9 +92,15 @@ static guard_role_t role_of(const mpcd_config_t *cfg, const char *token)
 /* Checks a Hello's token, with the peer's backoff; true when c has a role now. */
 static bool authenticate(server_t *s, conn_t *c, uint64_t id, const char *token)
 {
-    /* Only a Hello whose outcome depends on a secret is slowed down: with no auth-token, a
-     * Hello without a token gets the control role without any comparison. */
-    bool checked = s->cfg->auth_token || (token && *token && s->cfg->admin_token);
+    /* Only a Hello that tries a token is slowed down: one without a token guesses
+     * nothing (it gets the control role when there is no auth-token, else a refusal). */
+    bool given = token && *token;
+    if (!given && s->cfg->auth_token) {
+        conn_send_error(c, id, MPC__V1__ERROR__CODE__UNAUTHENTICATED,
+                        "this daemon needs an auth_token in Hello");
+        return false;
+    }
+    bool checked = given && (s->cfg->auth_token || s->cfg->admin_token);
     double now = ts_now_s();
     double wait = checked && c->gpeer ? guard_auth_wait_s(c->gpeer, now) : 0;
     if (wait > 0) {
