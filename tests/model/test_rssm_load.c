@@ -36,8 +36,8 @@ static int code_from_name(const char *name)
 {
     if (strcmp(name, "OK") == 0)
         return 0;
-#define XX(n, val, msg)                                                                    \
-    if (strcmp(name, #n) == 0)                                                             \
+#define XX(n, val, msg)                                                                        \
+    if (strcmp(name, #n) == 0)                                                                 \
         return val;
     RSSM_ERRNO_MAP(XX)
 #undef XX
@@ -157,7 +157,8 @@ static void test_io_errors(void **state)
     (void)state;
     char err[256] = "";
     rssm_model_t *m = NULL;
-    assert_int_equal(rssm_load("/nonexistent/model.safetensors", &m, err, sizeof err), RSSM_EIO);
+    assert_int_equal(rssm_load("/nonexistent/model.safetensors", &m, err, sizeof err),
+                     RSSM_EIO);
     assert_non_null(strstr(err, "/nonexistent/model.safetensors"));
     assert_int_equal(rssm_load(corpus_dir, &m, err, sizeof err), RSSM_EIO);
     assert_null(m);
@@ -249,7 +250,7 @@ static void test_corrupted_bytes_never_crash(void **state)
     char *path = path_in_corpus("good.safetensors");
     size_t size;
     unsigned char *buf = read_all(path, &size);
-    static const unsigned char values[] = { 0x00, 0xff, '"', '9', '{', 0x7f };
+    static const unsigned char values[] = {0x00, 0xff, '"', '9', '{', 0x7f};
     for (size_t i = 0; i < size; i += (i < 4096 ? 1 : 97)) {
         unsigned char saved = buf[i];
         buf[i] = values[i % sizeof values];
@@ -297,7 +298,7 @@ int main(int argc, char **argv)
         cases[i].file = cJSON_GetObjectItem(e, "file")->valuestring;
         cases[i].code = code_from_name(cJSON_GetObjectItem(e, "code")->valuestring);
         cases[i].message = cJSON_GetObjectItem(e, "message")->valuestring;
-        tests[4 + i] = (struct CMUnitTest){ cases[i].file, check_case, NULL, NULL, &cases[i] };
+        tests[4 + i] = (struct CMUnitTest){cases[i].file, check_case, NULL, NULL, &cases[i]};
         i++;
     }
     int rc = _cmocka_run_group_tests("rssm_load", tests, (size_t)ncases + 4, NULL, NULL);
