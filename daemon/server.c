@@ -467,53 +467,46 @@ static conn_t *eviction_victim(server_t *s, const conn_t *newc, const guard_peer
     return victim;
 }
 
-/* Refuses c at once: one Error, then it is closed. */
-static void refuse_conn(server_t *s, conn_t *c, mpcd_guard_event_t why, const char *fmt, int n)
+/* A limit is reached: the oldest connection without a Hello (of peer p, when not NULL)
+ * makes room for c; when there is none, c is refused (one Error, then closed). */
+static bool make_room(server_t *s, conn_t *c, const guard_peer_t *p, mpcd_guard_event_t why,
+                      const char *fmt, int limit)
 {
-    conn_send_error(c, 0, MPC__V1__ERROR__CODE__OVERLOADED, fmt, n);
+    conn_t *v = eviction_victim(s, c, p);
+    if (v) {
+        mpcd_log(MPCD_LOG_INFO, "connection %s closed (no Hello) to make room for %s",
+                 v->peer.name, c->peer.name);
+        mpcd_metrics_guard(s->metrics, MPCD_GUARD_EVICTED);
+        conn_close(v);
+        return true;
+    }
+    conn_send_error(c, 0, MPC__V1__ERROR__CODE__OVERLOADED, fmt, limit);
     count(s, MPCD_REQ_INVALID, MPCD_OUTCOME_OVERLOADED);
     mpcd_metrics_guard(s->metrics, why);
     conn_stop_reading(c);
     c->close_when_flushed = true;
     mpcd_log(MPCD_LOG_WARNING, "refused connection from %s: %s", c->peer.name,
              why == MPCD_GUARD_PEER_LIMIT ? "max-connections-per-peer" : "max-connections");
+    return false;
 }
 
-/* At a limit, a connection that has not said Hello makes room; else the new one goes. */
+/* Per peer, then in all: at a limit a connection without Hello makes room, else c goes. */
 static bool admit_conn(server_t *s, conn_t *c)
 {
     int per_peer = s->cfg->max_connections_per_peer;
-    if (c->gpeer && guard_connections(c->gpeer) > per_peer) {
-        conn_t *v = eviction_victim(s, c, c->gpeer);
-        if (!v) {
-            refuse_conn(s, c, MPCD_GUARD_PEER_LIMIT,
-                        "too many connections from this peer (max-connections-per-peer %d)",
-                        per_peer);
-            return false;
-        }
-        mpcd_log(MPCD_LOG_INFO, "connection %s closed (no Hello) to make room for %s",
-                 v->peer.name, c->peer.name);
-        mpcd_metrics_guard(s->metrics, MPCD_GUARD_EVICTED);
-        conn_close(v);
-    }
+    if (c->gpeer && guard_connections(c->gpeer) > per_peer &&
+        !make_room(s, c, c->gpeer, MPCD_GUARD_PEER_LIMIT,
+                   "too many connections from this peer (max-connections-per-peer %d)",
+                   per_peer))
+        return false;
     /* Count the connections still open: one being closed (its fd already shut, its
      * handles not yet released) no longer takes a place. */
     int open = 0;
     for (conn_t *x = s->conns; x; x = x->next)
         open += !x->closing;
-    if (open > s->cfg->max_connections) {
-        conn_t *v = eviction_victim(s, c, NULL);
-        if (!v) {
-            refuse_conn(s, c, MPCD_GUARD_CONN_LIMIT,
-                        "too many connections (max-connections %d)", s->cfg->max_connections);
-            return false;
-        }
-        mpcd_log(MPCD_LOG_INFO, "connection %s closed (no Hello) to make room for %s",
-                 v->peer.name, c->peer.name);
-        mpcd_metrics_guard(s->metrics, MPCD_GUARD_EVICTED);
-        conn_close(v);
-    }
-    return true;
+    return open <= s->cfg->max_connections ||
+           make_room(s, c, NULL, MPCD_GUARD_CONN_LIMIT,
+                     "too many connections (max-connections %d)", s->cfg->max_connections);
 }
 
 static void on_connection(uv_stream_t *ls, int status)
