@@ -237,13 +237,8 @@ static void flush(server_t *s, rec_buf_t *b, bool drop_last)
     }
     x->r = r;
     x->buf = *b; /* the pool owns the arrays now; the session starts fresh ones */
-    memset(b, 0, sizeof *b);
-    b->O = x->buf.O;
-    b->A = x->buf.A;
-    memcpy(b->task, x->buf.task, sizeof b->task);
-    b->tokens = x->buf.tokens;
-    b->refilled_ms = x->buf.refilled_ms;
-    b->quota_warned = x->buf.quota_warned;
+    b->obs = b->act = b->rew = NULL;
+    b->n_obs = b->n_act = b->n_rew = b->cap = 0;
     x->work.data = x;
     x->server = s;
     if (uv_queue_work(s->loop, &x->work, write_work, write_done)) {
