@@ -50,6 +50,8 @@ static const char usage_text[] =
     "    --horizon H           planning horizon (12)\n"
     "    --threads T           planner team size (online CPUs, at most 4)\n"
     "    --deadline-ms MS      deadline of each plan, from its start (default: none)\n"
+    "    --gap-ms MS           idle time before each plan, as a paced robot leaves\n"
+    "                          between its requests (default 0: back to back)\n"
     "    --margin-ms MS        stop this long before the deadline (1)\n"
     "    --seed S              seed of the plans and of the random model (1)\n"
     "    --mean-latent         imagine with the prior mean instead of sampling\n"
@@ -100,7 +102,7 @@ typedef struct {
     const char *model, *write_model;
     random_model_spec_t spec;
     cem_config_t cfg;
-    double deadline_ms;
+    double deadline_ms, gap_ms;
     uint64_t seed;
     int plans, warmup, evaluate;
     bool sgemm, json;
@@ -237,6 +239,7 @@ static int parse(int argc, char **argv, opts_t *o)
         INT_OPT("--warmup", 0, 1000000, o->warmup)
         INT_OPT("--evaluate", 1, 100000, o->evaluate)
         NUM_OPT("--deadline-ms", 0.0, 1e6, o->deadline_ms)
+        NUM_OPT("--gap-ms", 0.0, 1e4, o->gap_ms)
         NUM_OPT("--population-decay", 0.0, 1.0, o->cfg.population_decay)
         NUM_OPT("--keep-elites", 0.0, 1.0, o->cfg.keep_elites)
         NUM_OPT("--noise-beta", 0.0, 4.0, o->cfg.noise_beta)
@@ -451,6 +454,10 @@ int main(int argc, char **argv)
         int b = (k + o.warmup) % NBELIEFS;
         const float *h = hs + (size_t)b * D, *z = zs + (size_t)b * S;
         cem_plan_state_reset(&st); /* every plan from scratch: comparable across configs */
+        if (o.gap_ms > 0) /* idle like a paced robot's daemon between two requests */
+            nanosleep(&(struct timespec){(time_t)(o.gap_ms / 1e3),
+                                         (long)(fmod(o.gap_ms, 1e3) * 1e6)},
+                      NULL);
         cem_result_t res = {.action = action};
         double t0 = now_s(), c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
         struct timespec dl;
