@@ -3,12 +3,17 @@
  *
  * N threads each open their own connection and session and send Step requests with random
  * observations, either closed loop (the next step as soon as the action arrives) or at a
- * fixed rate per client, for a fixed duration. Latency is measured by the client from
- * sending the request to receiving the action; a reply later than the step's deadline (as
- * the client sees it) counts as a deadline miss. The report gives throughput, latency
- * percentiles, misses, errors by kind and the daemon's plan statistics, as text or JSON.
+ * fixed rate per client (declared in each Hello, at staggered phases), for a fixed
+ * duration. Latency is measured by the client from sending the request to receiving the
+ * action; a reply later than the step's deadline (as the client sees it) counts as a
+ * deadline miss. A Hello the daemon refuses with OVERLOADED (admission control) counts as a
+ * refused session, not an error. The report gives throughput, latency percentiles, misses,
+ * errors by kind, sessions admitted and refused, and the daemon's plan statistics (including
+ * the distribution of iterations per plan against the minimum the sessions were admitted
+ * for), as text or JSON.
  */
 #include <getopt.h>
+#include <math.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -28,6 +33,8 @@ static const char *prog = "mpc-bench";
 
 #define N_ERROR_KINDS 10 /* index -rc of mpc_client_err_t, 0 unused */
 
+/* The help text is laid out as printed. */
+// clang-format off
 static void usage(FILE *out)
 {
     fprintf(out,
@@ -44,14 +51,26 @@ static void usage(FILE *out)
 "    send Step requests with uniformly random observations in [-1, 1] for S seconds,\n"
 "    closed loop (default) or at a fixed rate per client. Reports throughput, the\n"
 "    client-side latency percentiles (request sent to action received), deadline misses\n"
-"    (replies later than the step's deadline as seen by the client), errors by kind, and\n"
-"    the daemon's plan statistics (iterations, deadline cuts, fallbacks).\n"
+"    (replies later than the step's deadline as seen by the client), errors by kind,\n"
+"    sessions admitted and refused, and the daemon's plan statistics (iterations per\n"
+"    plan: mean, p1, p50 and the fraction of replies that reached the minimum the\n"
+"    session was admitted for, Welcome.min_iterations; deadline cuts, fallbacks).\n"
+"\n"
+"    Each client's Hello declares its step rate (--rate; 0 in closed loop, which the\n"
+"    daemon takes as one step per control period of the model). A client whose Hello the\n"
+"    daemon refuses with OVERLOADED (admission control: no capacity left for it) counts\n"
+"    as a refused session, not as an error, and stops: it does not try again.\n"
+"\n"
+"    At a fixed rate the clients run at staggered phases, as independent robots would:\n"
+"    client i (0 .. N-1) sends its steps at start + (k + i/N) / HZ for k = 0, 1, ...;\n"
+"    slots that pass while its session opens are skipped.\n"
 "\n"
 "OPTIONS\n"
 "    -c, --connect ADDR     tcp://HOST:PORT or unix:PATH (default %s)\n"
 "    -n, --clients N        concurrent clients (default 1)\n"
 "    -s, --seconds S        duration (default 5)\n"
-"    -r, --rate HZ          steps per second per client; 0 = closed loop (default 0)\n"
+"    -r, --rate HZ          steps per second per client, at most 1000; 0 = closed loop\n"
+"                           (default 0)\n"
 "    -d, --deadline-ms MS   per-step deadline; 0 = the daemon's default (default 0)\n"
 "    -o, --obs-dim N        observation size; 0 = the model's, from Welcome (default 0)\n"
 "    -x, --noise X          exploration noise requested per step (default 0)\n"
@@ -61,10 +80,12 @@ static void usage(FILE *out)
 "    -h, --help             show this help\n"
 "\n"
 "EXIT STATUS\n"
-"    0 at least one step was answered, 1 no step was answered, 2 bad command line,\n"
-"    3 the daemon is unreachable.\n",
+"    0 at least one step was answered (refused sessions do not change this), 1 no step\n"
+"    was answered (for example every session was refused), 2 bad command line, 3 the\n"
+"    daemon is unreachable.\n",
             MPC_CLIENT_DEFAULT_ADDRESS, MPC_CLIENT_DEFAULT_TIMEOUT_MS);
 }
+// clang-format on
 
 typedef struct {
     const char *connect;
@@ -83,12 +104,16 @@ typedef struct {
 typedef struct {
     const options_t *o;
     int index;
-    double end_s;
+    double start_s, end_s;       /* the run's, the same for every client */
     int connect_exit;            /* tool exit status of the first connect */
+    bool refused;                /* a Hello was refused with OVERLOADED: the client stopped */
     latency_samples_t latency_ms;
+    latency_samples_t iterations_per_reply; /* Action.iterations of every answered step */
     uint64_t ok, misses, deadline_cuts, fallbacks, iterations, plan_us, reconnects;
+    uint64_t sessions_admitted, sessions_refused;
+    uint64_t min_reached; /* replies with iterations >= min_iterations */
     uint64_t errors[N_ERROR_KINDS];
-    uint32_t obs_size, deadline_us;
+    uint32_t obs_size, deadline_us, min_iterations;
     char model_name[128];
     char last_error[256];
     pthread_t thread;
@@ -128,22 +153,45 @@ static void count_error(worker_t *w, mpc_client_t *c, int rc)
     snprintf(w->last_error, sizeof(w->last_error), "%s", mpc_client_errmsg(c));
 }
 
-/* Connects and opens a session; returns 0 or the libmpcclient error. */
+/* Connects and opens a session declaring the client's rate; returns 0 or the
+ * libmpcclient error. A Hello refused with OVERLOADED is counted here and marks the
+ * client refused; it is not an error. */
 static int open_session(worker_t *w, mpc_client_t *c)
 {
     char name[64];
     snprintf(name, sizeof(name), "mpc-bench/%d", w->index);
     int rc = mpc_client_connect(c, w->o->connect, (int)w->o->timeout_ms);
     mpc_client_welcome_t welcome;
+    mpc_client_hello_t hello = {.client_name = name,
+                                .observation_size = (uint32_t)w->o->obs_dim,
+                                .rate_hz = w->o->rate_hz};
     if (rc == 0)
-        rc = mpc_client_hello(c, name, NULL, (uint32_t)w->o->obs_dim, 0, &welcome);
+        rc = mpc_client_hello_with(c, &hello, &welcome);
+    if (rc == MPC_CLIENT_EDAEMON && mpc_client_daemon_code(c) == MPC_CLIENT_DAEMON_OVERLOADED) {
+        w->refused = true;
+        w->sessions_refused++;
+        snprintf(w->last_error, sizeof(w->last_error), "%s (retry after %u ms)",
+                 mpc_client_errmsg(c), mpc_client_retry_after_ms(c));
+    }
     if (rc == 0) {
+        w->sessions_admitted++;
         w->obs_size = welcome.observation_size;
         w->deadline_us = w->o->deadline_ms > 0 ? (uint32_t)(w->o->deadline_ms * 1000)
                                                : welcome.default_deadline_us;
+        w->min_iterations = welcome.min_iterations;
         snprintf(w->model_name, sizeof(w->model_name), "%s", welcome.model_name);
     }
     return rc;
+}
+
+/* The time before client w's first paced step: its steps lie at start + (k + i/N)
+ * periods, so independent clients are not synchronised; slots already past are skipped. */
+static double first_slot(const worker_t *w, double period)
+{
+    double phase = w->start_s + period * (double)w->index / (double)w->o->clients;
+    double now = tool_now_s();
+    double k = now > phase ? ceil((now - phase) / period) : 0.0;
+    return phase + k * period;
 }
 
 static void run_steps(worker_t *w, mpc_client_t *c)
@@ -153,7 +201,7 @@ static void run_steps(worker_t *w, mpc_client_t *c)
     if (obs == NULL)
         return;
     double period = w->o->rate_hz > 0 ? 1.0 / w->o->rate_hz : 0.0;
-    double next = tool_now_s();
+    double next = period > 0 ? first_slot(w, period) - period : 0.0; /* += period below */
     mpc_client_step_t step = {.reset = true, .observation = obs,
                               .observation_size = w->obs_size,
                               .deadline_us = w->o->deadline_ms > 0 ? w->deadline_us : 0,
@@ -180,8 +228,11 @@ static void run_steps(worker_t *w, mpc_client_t *c)
                 /* The stream is gone: start over with a new session after a short pause. */
                 sleep_until(tool_now_s() + 0.1);
                 w->reconnects++;
-                if (open_session(w, c) < 0)
+                if (open_session(w, c) < 0) {
+                    if (w->refused)
+                        break; /* counted by open_session; a refused client stops */
                     count_error(w, c, MPC_CLIENT_ECONNECT);
+                }
                 step.reset = true;
             }
             continue;
@@ -194,6 +245,8 @@ static void run_steps(worker_t *w, mpc_client_t *c)
         w->deadline_cuts += act.deadline_cut;
         w->fallbacks += act.fallback;
         w->iterations += act.iterations;
+        latency_add(&w->iterations_per_reply, (double)act.iterations);
+        w->min_reached += act.iterations >= w->min_iterations;
         w->plan_us += act.plan_us;
     }
     free(obs);
@@ -208,7 +261,9 @@ static void *worker_main(void *arg)
         return NULL;
     }
     int rc = open_session(w, c);
-    if (rc < 0) {
+    if (w->refused) {
+        /* Counted as a refused session; the client stops without trying again. */
+    } else if (rc < 0) {
         count_error(w, c, rc);
         w->connect_exit = rc == MPC_CLIENT_EDAEMON ? TOOL_EXIT_REFUSED : TOOL_EXIT_UNREACHABLE;
     } else {
@@ -221,15 +276,23 @@ static void *worker_main(void *arg)
 typedef struct {
     double wall_s;
     latency_summary_t lat;
+    latency_summary_t iter; /* iterations per reply */
+    double iter_p1;
     uint64_t ok, misses, deadline_cuts, fallbacks, iterations, plan_us, reconnects, errors;
+    uint64_t sessions_admitted, sessions_refused, min_reached;
     uint64_t errors_by_kind[N_ERROR_KINDS];
 } totals_t;
 
-static void sum_workers(worker_t *w, long n, latency_samples_t *all, totals_t *t)
+static void sum_workers(worker_t *w, long n, latency_samples_t *all,
+                        latency_samples_t *all_iter, totals_t *t)
 {
     for (long i = 0; i < n; i++) {
         latency_merge(all, &w[i].latency_ms);
+        latency_merge(all_iter, &w[i].iterations_per_reply);
         t->ok += w[i].ok;
+        t->sessions_admitted += w[i].sessions_admitted;
+        t->sessions_refused += w[i].sessions_refused;
+        t->min_reached += w[i].min_reached;
         t->misses += w[i].misses;
         t->deadline_cuts += w[i].deadline_cuts;
         t->fallbacks += w[i].fallbacks;
@@ -242,6 +305,8 @@ static void sum_workers(worker_t *w, long n, latency_samples_t *all, totals_t *t
         }
     }
     latency_summarize(all, &t->lat);
+    latency_summarize(all_iter, &t->iter);
+    t->iter_p1 = latency_percentile(all_iter->v, all_iter->n, 1.0);
 }
 
 static double per_ok(uint64_t value, uint64_t ok)
@@ -263,6 +328,10 @@ static void print_text(const options_t *o, const worker_t *w0, const totals_t *t
            (unsigned long long)t->deadline_cuts, (unsigned long long)t->fallbacks);
     printf("plan         %.1f iterations, %.0f us per step (daemon's figures)\n",
            per_ok(t->iterations, t->ok), per_ok(t->plan_us, t->ok));
+    printf("iterations   p1 %.0f  p50 %.0f; %.2f%% of replies reached the minimum of %u\n",
+           t->iter_p1, t->iter.p50, 100.0 * per_ok(t->min_reached, t->ok), w0->min_iterations);
+    printf("sessions     %llu admitted, %llu refused (OVERLOADED)\n",
+           (unsigned long long)t->sessions_admitted, (unsigned long long)t->sessions_refused);
     printf("errors       %llu", (unsigned long long)t->errors);
     for (int k = 1; k < N_ERROR_KINDS; k++)
         if (t->errors_by_kind[k])
@@ -294,6 +363,13 @@ static void print_json(const options_t *o, const worker_t *w0, const totals_t *t
     cJSON_AddNumberToObject(j, "fallbacks", (double)t->fallbacks);
     cJSON_AddNumberToObject(j, "mean_iterations", per_ok(t->iterations, t->ok));
     cJSON_AddNumberToObject(j, "mean_plan_us", per_ok(t->plan_us, t->ok));
+    cJSON_AddNumberToObject(j, "iterations_p1", t->iter_p1);
+    cJSON_AddNumberToObject(j, "iterations_p50", t->iter.p50);
+    cJSON_AddNumberToObject(j, "min_iterations", w0->min_iterations);
+    cJSON_AddNumberToObject(j, "min_iterations_reached_fraction",
+                            per_ok(t->min_reached, t->ok));
+    cJSON_AddNumberToObject(j, "sessions_admitted", (double)t->sessions_admitted);
+    cJSON_AddNumberToObject(j, "sessions_refused", (double)t->sessions_refused);
     cJSON_AddNumberToObject(j, "errors", (double)t->errors);
     cJSON *kinds = cJSON_AddObjectToObject(j, "errors_by_kind");
     for (int k = 1; k < N_ERROR_KINDS; k++)
@@ -318,11 +394,13 @@ static int parse_options(int argc, char **argv, options_t *o)
         {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
     int opt, bad = 0;
     while (bad == 0 && (opt = getopt_long(argc, argv, "c:n:s:r:d:o:x:t:S:jh", longopts, NULL)) != -1) {
+        /* One option a line. */
+        // clang-format off
         switch (opt) {
         case 'c': o->connect = optarg; break;
         case 'n': bad = tool_parse_long(prog, "--clients", optarg, 1, 1024, &o->clients); break;
         case 's': bad = tool_parse_double(prog, "--seconds", optarg, 0.01, 86400, &o->seconds); break;
-        case 'r': bad = tool_parse_double(prog, "--rate", optarg, 0, 1e6, &o->rate_hz); break;
+        case 'r': bad = tool_parse_double(prog, "--rate", optarg, 0, 1000, &o->rate_hz); break;
         case 'd': bad = tool_parse_long(prog, "--deadline-ms", optarg, 0, 60000, &o->deadline_ms); break;
         case 'o': bad = tool_parse_long(prog, "--obs-dim", optarg, 0, 1 << 20, &o->obs_dim); break;
         case 'x': bad = tool_parse_double(prog, "--noise", optarg, 0, 10, &o->noise); break;
@@ -332,6 +410,7 @@ static int parse_options(int argc, char **argv, options_t *o)
         case 'h': usage(stdout); exit(TOOL_EXIT_OK);
         default: fprintf(stderr, "(try --help)\n"); bad = -1;
         }
+        // clang-format on
     }
     if (bad == 0 && optind < argc) {
         fprintf(stderr, "%s: unexpected argument '%s' (try --help)\n", prog, argv[optind]);
@@ -358,7 +437,8 @@ int main(int argc, char **argv)
     double start = tool_now_s();
     long started = 0;
     for (; started < o.clients; started++) {
-        w[started] = (worker_t){.o = &o, .index = (int)started, .end_s = start + o.seconds};
+        w[started] = (worker_t){
+            .o = &o, .index = (int)started, .start_s = start, .end_s = start + o.seconds};
         if (pthread_create(&w[started].thread, NULL, worker_main, &w[started]) != 0) {
             fprintf(stderr, "%s: cannot start client thread %ld\n", prog, started);
             break;
@@ -369,15 +449,18 @@ int main(int argc, char **argv)
     o.clients = started;
 
     totals_t t = {.wall_s = tool_now_s() - start};
-    latency_samples_t all = {0};
-    sum_workers(w, started, &all, &t);
+    latency_samples_t all = {0}, all_iter = {0};
+    sum_workers(w, started, &all, &all_iter, &t);
     int exit_code = TOOL_EXIT_OK;
+    /* The report names the model of the first admitted client; when every client was
+     * refused (connect_exit is OK for those) the report still shows the refusals. */
     const worker_t *first_ok = &w[0];
-    for (long i = 0; i < started; i++)
-        if (w[i].connect_exit == TOOL_EXIT_OK) {
+    for (long i = started - 1; i >= 0; i--)
+        if (w[i].connect_exit == TOOL_EXIT_OK)
             first_ok = &w[i];
-            break;
-        }
+    for (long i = started - 1; i >= 0; i--)
+        if (w[i].sessions_admitted > 0)
+            first_ok = &w[i];
     if (started == 0 || first_ok->connect_exit != TOOL_EXIT_OK) {
         fprintf(stderr, "%s: cannot reach mpcd: %s\n", prog,
                 started ? w[0].last_error : "no client started");
@@ -393,9 +476,12 @@ int main(int argc, char **argv)
             exit_code = TOOL_EXIT_REFUSED;
         }
     }
-    for (long i = 0; i < started; i++)
+    for (long i = 0; i < started; i++) {
         latency_free(&w[i].latency_ms);
+        latency_free(&w[i].iterations_per_reply);
+    }
     latency_free(&all);
+    latency_free(&all_iter);
     free(w);
     return exit_code;
 }

@@ -115,6 +115,13 @@ static const cfg_desc_t table[] = {
      "overrides it per request)."},
     {"workers", "control", CFG_INT, F(workers), 0, 256, "0", "N",
      "Planner worker threads (steps planned concurrently); 0 = one per CPU."},
+    {"min-iterations", "control", CFG_INT, F(min_iterations), 0, 10000, "2", "N",
+     "Admission control: a Hello is refused (OVERLOADED) when admitting it would leave the "
+     "admitted sessions less than N CEM iterations per plan at their step rates, by the "
+     "measured cost of an iteration; 0 turns admission control off."},
+    {"max-load", "control", CFG_DOUBLE, F(max_load), 0.05, 1, "0.9", "FRAC",
+     "Admission control: the fraction of the workers' time the admitted sessions' minimum "
+     "plans may take (the rest absorbs jitter and the loop's own work)."},
     {"history", "control", CFG_INT, F(history), 1, 4096, "32", "N",
      "(observation, action) pairs each session keeps to re-sync its belief after a model "
      "swap."},
@@ -572,6 +579,11 @@ int config_validate(const mpcd_config_t *c, char *err, size_t errlen)
     struct sockaddr_storage ss;
     if (c->status_listen && mpcd_parse_hostport(c->status_listen, &ss, msg, sizeof msg)) {
         fmt_err(err, errlen, "status-listen: %s", msg);
+        return -EINVAL;
+    }
+    if (c->min_iterations > c->planner.iterations) {
+        fmt_err(err, errlen, "min-iterations (%d) must not exceed iterations (%d)",
+                c->min_iterations, c->planner.iterations);
         return -EINVAL;
     }
     if (c->margin_ms >= c->deadline_ms) {

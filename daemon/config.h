@@ -48,6 +48,8 @@ typedef struct mpcd_config {
     /* [control] */
     double deadline_ms;    /* default per-step deadline */
     int workers;           /* planner worker threads; 0 = one per CPU */
+    int min_iterations;    /* admission: CEM iterations every admitted plan must get */
+    double max_load;       /* admission: fraction of the workers' time it may promise */
     int history;           /* (observation, action) pairs kept for re-sync */
     bool posterior_sample; /* z ~ q(z|h,e) instead of its mean */
     uint64_t seed;         /* base of every session's RNG stream */

@@ -3,6 +3,7 @@
  * idle timeout, close lifecycle (see conn.h).
  */
 #include "conn.h"
+#include "mono.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -114,7 +115,7 @@ static int on_frame(void *ctx, const uint8_t *payload, size_t len)
     conn_entry_t *e = &c->ents[(c->ent_head + c->nent) % c->ents_cap];
     e->off = c->qlen;
     e->len = len;
-    clock_gettime(CLOCK_MONOTONIC, &e->t_read);
+    e->t_read = mono_now();
     c->qlen += len;
     c->nent++;
     /* Serve it now if nothing is ahead of it: only requests that really wait (behind a
@@ -124,7 +125,7 @@ static int on_frame(void *ctx, const uint8_t *payload, size_t len)
     return 0;
 }
 
-bool conn_peek(conn_t *c, const uint8_t **payload, size_t *len, struct timespec *t_read)
+bool conn_peek(conn_t *c, const uint8_t **payload, size_t *len, double *t_read)
 {
     if (!c->nent)
         return false;
@@ -405,7 +406,7 @@ int conn_accept(struct server *srv, uv_stream_t *listener, bool is_pipe,
     uv_timer_init(listener->loop, &c->hello_timer);
     c->hello_timer.data = c;
     c->handles++;
-    clock_gettime(CLOCK_MONOTONIC, &c->t_open);
+    c->t_open = mono_now();
     if ((rc = uv_accept(listener, &c->h.stream))) {
         conn_close(c);
         return rc;

@@ -48,8 +48,8 @@ struct registry_model;
 struct reload_req;
 
 typedef struct conn_entry {
-    size_t off, len;        /* payload bytes in qbuf */
-    struct timespec t_read; /* when its last bytes were read */
+    size_t off, len; /* payload bytes in qbuf */
+    double t_read;   /* when its last bytes were read (common/mono.h) */
 } conn_entry_t;
 
 typedef struct conn_out {
@@ -70,7 +70,7 @@ typedef struct conn {
     bool hello_done;      /* a Hello gave it a role */
     bool hello_timed_out; /* closed for not saying Hello in time */
     size_t max_unsent;    /* reply bytes budget */
-    struct timespec t_open;
+    double t_open;
     frame_decoder_t *dec;
     /* waiting requests */
     uint8_t *qbuf;
@@ -137,7 +137,7 @@ void conn_hello_done(conn_t *c);
 bool conn_over_budget(const conn_t *c);
 
 /* The head request's payload, or false when the queue is empty. */
-bool conn_peek(conn_t *c, const uint8_t **payload, size_t *len, struct timespec *t_read);
+bool conn_peek(conn_t *c, const uint8_t **payload, size_t *len, double *t_read);
 /* Drops the head request (after it was answered or handed to a worker). */
 void conn_pop(conn_t *c);
 int conn_queued(const conn_t *c);

@@ -3,6 +3,7 @@
  * scratch, atomic swap and reference counting (see registry.h).
  */
 #include "registry.h"
+#include "mono.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -14,13 +15,6 @@
 #include <unistd.h>
 
 #include "model_file.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static bool all_finite(const float *x, int n)
 {
@@ -96,7 +90,7 @@ int registry_model_load(const registry_source_t *src, const cem_config_t *cfg, i
                         const registry_model_t *like, registry_model_t **out, char *err,
                         size_t errlen)
 {
-    double t0 = now_s();
+    double t0 = mono_now();
     int rc = -ENOMEM;
     char path[PATH_MAX];
     *out = NULL;
@@ -149,7 +143,9 @@ int registry_model_load(const registry_source_t *src, const cem_config_t *cfg, i
         goto fail;
     }
     atomic_init(&m->refs, 1);
-    m->load_s = now_s() - t0;
+    /* Calibrated by cem_create: the first cost admission control works with. */
+    m->iteration_s = cem_iteration_estimate(m->slots[0].planner);
+    m->load_s = mono_now() - t0;
     *out = m;
     return 0;
 fail:

@@ -38,7 +38,8 @@ typedef struct registry_model {
     const rssm_info_t *info;
     uint64_t version; /* set by registry_swap */
     char *path;
-    double load_s; /* load + validate + smoke test + planners */
+    double load_s;      /* load + validate + smoke test + planners */
+    double iteration_s; /* one full CEM iteration, as the planners calibrated it */
     int nslots;
     registry_slot_t *slots; /* [nslots], one per worker */
     atomic_int refs;

@@ -26,6 +26,7 @@
 #include <time.h>
 
 #include "log.h"
+#include "mono.h"
 #include "notify.h"
 #include "server_priv.h"
 
@@ -224,6 +225,7 @@ static void load_done(uv_work_t *w, int status)
         registry_model_t *m = r->result;
         r->result = NULL;
         registry_swap(&s->registry, m);
+        admission_set_model(&s->admission, m->iteration_s);
         server_changed(s, NULL);
         bool moved = !s->reload.path || strcmp(s->reload.path, m->path);
         set_path(s, m->path);
@@ -285,11 +287,8 @@ static void start_next(server_t *s)
         r->like = registry_acquire(&s->registry);
         r->work.data = r;
         /* MONOTONIC_USEC lets Type=notify-reload (systemd 253+) match this reload. */
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
         mpcd_notifyf("RELOADING=1\nMONOTONIC_USEC=%llu",
-                     (unsigned long long)now.tv_sec * 1000000ull +
-                         (unsigned long long)now.tv_nsec / 1000);
+                     (unsigned long long)llround(mono_now() * 1e6));
         mpcd_log(MPCD_LOG_INFO, "reloading %s (from %s)", r->path, r->origin);
         int rc = uv_queue_work(s->loop, &r->work, load_work, load_done);
         if (rc) {

@@ -18,15 +18,18 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "mono.h"
 #include "notify.h"
 #include "wire.h"
 
-static double ts_now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + t.tv_nsec * 1e-9;
-}
+/* Steps per second a Hello may declare. */
+#define MAX_RATE_HZ 1000.0
+/* How long before a waiting step's last moment the loop answers it itself: the loop
+ * timer's resolution (1 ms) plus its own latency. */
+#define EXPIRY_SLACK_S 0.002
+
+static void send_action(server_t *s, conn_t *c);
+static void on_expiry(uv_timer_t *t);
 
 void server_changed(server_t *s, conn_t *c)
 {
@@ -37,7 +40,8 @@ void server_changed(server_t *s, conn_t *c)
 
 /* ---- replies ---- */
 
-static void send_welcome(conn_t *c, uint64_t id, const registry_model_t *m, double deadline_ms)
+static void send_welcome(conn_t *c, uint64_t id, const registry_model_t *m, double deadline_ms,
+                         int min_iterations)
 {
     const rssm_info_t *info = m->info;
     Mpc__V1__Reply rep = MPC__V1__REPLY__INIT;
@@ -52,9 +56,24 @@ static void send_welcome(conn_t *c, uint64_t id, const registry_model_t *m, doub
     w.action_high = (float *)info->action_high;
     w.control_period_s = info->control_period_s;
     w.default_deadline_us = (uint32_t)llround(deadline_ms * 1000.0);
+    w.rate_hz = c->session->rate_hz;
+    w.min_iterations = (uint32_t)min_iterations;
     rep.id = id;
     rep.body_case = MPC__V1__REPLY__BODY_WELCOME;
     rep.welcome = &w;
+    conn_send(c, &rep);
+}
+
+static void send_overloaded(conn_t *c, uint64_t id, const char *why)
+{
+    Mpc__V1__Reply rep = MPC__V1__REPLY__INIT;
+    Mpc__V1__Error e = MPC__V1__ERROR__INIT;
+    e.code = MPC__V1__ERROR__CODE__OVERLOADED;
+    e.message = (char *)why;
+    e.retry_after_ms = (uint32_t)(ADMISSION_RETRY_AFTER_S * 1e3);
+    rep.id = id;
+    rep.body_case = MPC__V1__REPLY__BODY_ERROR;
+    rep.error = &e;
     conn_send(c, &rep);
 }
 
@@ -101,7 +120,7 @@ static bool authenticate(server_t *s, conn_t *c, uint64_t id, const char *token)
         return false;
     }
     bool checked = given && (s->cfg->auth_token || s->cfg->admin_token);
-    double now = ts_now_s();
+    double now = mono_now();
     double wait = checked && c->gpeer ? guard_auth_wait_s(c->gpeer, now) : 0;
     if (wait > 0) {
         conn_send_error(c, id, MPC__V1__ERROR__CODE__UNAUTHENTICATED,
@@ -128,6 +147,13 @@ static bool authenticate(server_t *s, conn_t *c, uint64_t id, const char *token)
     return true;
 }
 
+/* Admin requests: a Hello with the admin token, or a Unix peer running as our uid. */
+static bool is_admin(const conn_t *c)
+{
+    return c->role == GUARD_ROLE_ADMIN ||
+           (c->peer.is_unix && c->peer.has_uid && c->peer.uid == (unsigned)geteuid());
+}
+
 static void do_hello(server_t *s, conn_t *c, uint64_t id, const Mpc__V1__Hello *h)
 {
     if (!authenticate(s, c, id, h->auth_token)) {
@@ -150,12 +176,43 @@ static void do_hello(server_t *s, conn_t *c, uint64_t id, const Mpc__V1__Hello *
         count(s, MPCD_REQ_HELLO, MPCD_OUTCOME_ERROR);
         return;
     }
+    if (!isfinite(h->rate_hz) || h->rate_hz < 0 || h->rate_hz > MAX_RATE_HZ) {
+        conn_send_error(c, id, MPC__V1__ERROR__CODE__INVALID_VALUE,
+                        "rate_hz is %g; expected 0 (the model's control period) .. %g",
+                        h->rate_hz, MAX_RATE_HZ);
+        count(s, MPCD_REQ_HELLO, MPCD_OUTCOME_ERROR);
+        return;
+    }
+    double rate = h->rate_hz > 0                  ? h->rate_hz
+                  : m->info->control_period_s > 0 ? 1.0 / m->info->control_period_s
+                                                  : 1e3 / s->cfg->deadline_ms;
+    /* A second Hello replaces the connection's session: its place is freed first. An
+     * operator (admin role) always gets in, uncounted: a full daemon must stay operable. */
+    bool counted = !is_admin(c);
+    double old_rate = c->session ? c->session->admitted_rate : 0;
+    if (old_rate > 0)
+        admission_leave(&s->admission, old_rate);
+    char why[320];
+    if (counted && !admission_admit(&s->admission, rate, why, sizeof why)) {
+        if (old_rate > 0) /* it keeps its session and its place */
+            admission_readmit(&s->admission, old_rate);
+        send_overloaded(c, id, why);
+        count(s, MPCD_REQ_HELLO, MPCD_OUTCOME_OVERLOADED);
+        mpcd_metrics_session(s->metrics, false);
+        server_changed(s, NULL);
+        mpcd_log(MPCD_LOG_NOTICE, "connection %s: Hello refused: %s", c->peer.name, why);
+        return;
+    }
     session_opts_t o = {.horizon = s->cfg->planner.horizon,
                         .history = s->cfg->history,
                         .posterior_sample = s->cfg->posterior_sample,
                         .seed = s->cfg->seed};
     session_t *ns;
     if (session_create(++s->next_session_id, h->client_name, m, &o, &ns)) {
+        if (counted)
+            admission_leave(&s->admission, rate);
+        if (old_rate > 0)
+            admission_readmit(&s->admission, old_rate);
         conn_send_error(c, id, MPC__V1__ERROR__CODE__INTERNAL, "out of memory");
         count(s, MPCD_REQ_HELLO, MPCD_OUTCOME_ERROR);
         return;
@@ -165,23 +222,49 @@ static void do_hello(server_t *s, conn_t *c, uint64_t id, const Mpc__V1__Hello *
         session_destroy(c->session);
     }
     c->session = ns;
+    ns->rate_hz = rate;
+    ns->admitted_rate = counted ? rate : 0;
+    if (counted)
+        mpcd_metrics_session(s->metrics, true);
     server_changed(s, c);
     mpcd_log(MPCD_LOG_INFO, "session %llu: hello from %s (%s%s)", (unsigned long long)ns->id,
              c->peer.name, ns->name[0] ? ns->name : "unnamed",
              c->role == GUARD_ROLE_ADMIN ? ", admin" : "");
-    send_welcome(c, id, m, s->cfg->deadline_ms);
+    send_welcome(c, id, m, s->cfg->deadline_ms, s->cfg->min_iterations);
     count(s, MPCD_REQ_HELLO, MPCD_OUTCOME_OK);
+}
+
+/* The planner asks before each further iteration: stop when a waiting step must start. */
+static bool keep_planning(void *ctx, int done, double next_end)
+{
+    const server_worker_t *w = ctx;
+    return done < w->s->cfg->min_iterations ||
+           !workq_should_yield(&w->s->workq, w->index, next_end);
 }
 
 static void step_job_run(workq_job_t *job, int worker)
 {
     conn_t *c = ((conn_t *)((char *)job - offsetof(conn_t, step.job)));
-    session_step(c->session, c->step.model, &c->step.model->slots[worker]);
+    registry_slot_t *slot = &c->step.model->slots[worker];
+    cem_set_continue(slot->planner, keep_planning, &c->srv->workers[worker]);
+    session_step(c->session, c->step.model, slot);
+}
+
+/* The loop answers the steps that waited too long for a worker (see arm_expiry). */
+static void arm_expiry(server_t *s)
+{
+    double t = workq_next_expiry(&s->workq);
+    if (!isfinite(t)) {
+        uv_timer_stop(&s->expiry_timer);
+        return;
+    }
+    uv_update_time(s->loop);
+    double ms = ceil((t - mono_now()) * 1e3);
+    uv_timer_start(&s->expiry_timer, on_expiry, ms > 0 ? (uint64_t)ms : 0, 0);
 }
 
 /* Returns true when the step went to a worker (the connection is busy). */
-static bool do_step(server_t *s, conn_t *c, uint64_t id, const Mpc__V1__Step *st,
-                    const struct timespec *t_read)
+static bool do_step(server_t *s, conn_t *c, uint64_t id, const Mpc__V1__Step *st, double t_read)
 {
     char err[256];
     session_t *se = c->session;
@@ -206,16 +289,24 @@ static bool do_step(server_t *s, conn_t *c, uint64_t id, const Mpc__V1__Step *st
     in->reward = st->reward;
     in->reset = st->reset;
     in->noise = st->exploration_noise;
-    in->t_read = *t_read;
-    in->deadline = *t_read;
-    session_ts_add(&in->deadline,
-                   st->deadline_us ? st->deadline_us * 1e-6 : s->cfg->deadline_ms * 1e-3);
+    in->t_read = t_read;
+    in->deadline =
+        t_read + (st->deadline_us ? st->deadline_us * 1e-6 : s->cfg->deadline_ms * 1e-3);
+    in->answered = false;
     c->step.c = c;
     c->step.req_id = id;
     c->step.model = registry_acquire(&s->registry);
-    c->step.job.fn = step_job_run;
+    /* EDF key and the two times the scheduler works with (workq.h). */
+    const admission_t *a = &s->admission;
+    double ready = in->deadline - s->cfg->planner.margin_s - a->belief_s;
+    workq_job_t *j = &c->step.job;
+    j->fn = step_job_run;
+    j->deadline = in->deadline;
+    j->start_by = ready - s->cfg->min_iterations * a->iteration_s;
+    j->expire = ready - EXPIRY_SLACK_S;
     c->busy = true;
-    workq_submit(&s->workq, &c->step.job);
+    workq_submit(&s->workq, j);
+    arm_expiry(s);
     return true;
 }
 
@@ -223,15 +314,25 @@ static void finish_step(server_t *s, conn_t *c)
 {
     session_t *se = c->session;
     session_step_out_t *o = &se->out;
-    struct timespec t_reply;
     registry_release(c->step.model);
     c->step.model = NULL;
     c->busy = false;
     session_publish(se);
+    if (!o->rc)
+        admission_observe(&s->admission, o->belief_s, o->iteration_s);
     if (c->closing) {
         /* The client left, but the transition happened; its episode ends here. */
         record_step(s, c);
         record_session_end(s, c);
+        return;
+    }
+    if (se->in.answered) { /* its reply went out when it expired (answer_expired) */
+        if (o->rc)
+            mpcd_log(MPCD_LOG_WARNING, "session %llu: belief update after a fallback: %s",
+                     (unsigned long long)se->id, strerror(-o->rc));
+        else
+            record_step(s, c);
+        server_changed(s, c);
         return;
     }
     if (o->rc == -EDOM) {
@@ -249,6 +350,18 @@ static void finish_step(server_t *s, conn_t *c)
         count(s, MPCD_REQ_STEP, MPCD_OUTCOME_ERROR);
         return;
     }
+    send_action(s, c);
+    if (o->resynced)
+        mpcd_log(MPCD_LOG_DEBUG, "session %llu: belief re-synced into model version %llu",
+                 (unsigned long long)se->id, (unsigned long long)o->model_version);
+    record_step(s, c);
+}
+
+/* Sends the Action of c's step (se->out) and records its timings. */
+static void send_action(server_t *s, conn_t *c)
+{
+    session_t *se = c->session;
+    const session_step_out_t *o = &se->out;
     Mpc__V1__Reply rep = MPC__V1__REPLY__INIT;
     Mpc__V1__Action a = MPC__V1__ACTION__INIT;
     a.seq = se->in.seq;
@@ -267,13 +380,13 @@ static void finish_step(server_t *s, conn_t *c)
     rep.body_case = MPC__V1__REPLY__BODY_ACTION;
     rep.action = &a;
     conn_send(c, &rep);
-    clock_gettime(CLOCK_MONOTONIC, &t_reply);
+    double t_reply = mono_now();
 
     mpcd_step_sample_t smp = {.queue_s = o->queue_s,
                               .belief_s = o->belief_s,
                               .plan_s = o->plan_s,
-                              .total_s = session_ts_diff(&t_reply, &se->in.t_read),
-                              .slack_s = session_ts_diff(&se->in.deadline, &t_reply),
+                              .total_s = t_reply - se->in.t_read,
+                              .slack_s = se->in.deadline - t_reply,
                               .iterations = o->iterations,
                               .candidates = o->candidates,
                               .deadline_cut = o->deadline_cut,
@@ -286,17 +399,37 @@ static void finish_step(server_t *s, conn_t *c)
     se->last_total_s = smp.total_s;
     session_publish(se);
     server_changed(s, c);
-    if (o->resynced)
-        mpcd_log(MPCD_LOG_DEBUG, "session %llu: belief re-synced into model version %llu",
-                 (unsigned long long)se->id, (unsigned long long)o->model_version);
-    record_step(s, c);
 }
 
-/* Admin requests: a Hello with the admin token, or a Unix peer running as our uid. */
-static bool is_admin(const conn_t *c)
+/* Steps that waited for a worker until only the loop could still answer them in time:
+ * the warm start's action goes out now (flagged fallback), and the step goes back to the
+ * workers, first in line, to update the belief with its observation. */
+static void on_expiry(uv_timer_t *t)
 {
-    return c->role == GUARD_ROLE_ADMIN ||
-           (c->peer.is_unix && c->peer.has_uid && c->peer.uid == (unsigned)geteuid());
+    server_t *s = t->data;
+    workq_job_t *jobs[64];
+    int n = workq_cancel_expired(&s->workq, mono_now() + EXPIRY_SLACK_S / 2, jobs, 64);
+    for (int i = 0; i < n; i++) {
+        conn_t *c = ((conn_t *)((char *)jobs[i] - offsetof(conn_t, step.job)));
+        session_t *se = c->session;
+        session_step_out_t *o = &se->out;
+        session_fallback_action(se, c->step.model->info, o->action);
+        o->predicted_return = se->last_predicted_return;
+        o->iterations = o->candidates = 0;
+        o->deadline_cut = o->fallback = true;
+        o->overrun = o->resynced = false;
+        o->shed = true; /* counted as shed: overload cost it its plan */
+        o->queue_s = mono_now() - se->in.t_read;
+        o->belief_s = o->plan_s = 0;
+        o->model_version = c->step.model->version;
+        if (!c->closing)
+            send_action(s, c);
+        se->in.answered = true;
+        jobs[i]->deadline = -INFINITY; /* before every waiting step: it is short */
+        jobs[i]->start_by = jobs[i]->expire = INFINITY;
+        workq_submit(&s->workq, jobs[i]);
+    }
+    arm_expiry(s);
 }
 
 static void do_reload(server_t *s, conn_t *c, uint64_t id, const Mpc__V1__Reload *rl,
@@ -321,7 +454,7 @@ static void pump(server_t *s, conn_t *c)
 {
     const uint8_t *payload;
     size_t len;
-    struct timespec t_read;
+    double t_read;
     while (!c->busy && !c->closing && !conn_over_budget(c) &&
            conn_peek(c, &payload, &len, &t_read)) {
         Mpc__V1__Request *r = conn_unpack(c, payload, len);
@@ -339,7 +472,7 @@ static void pump(server_t *s, conn_t *c)
             do_hello(s, c, r->id, r->hello);
             break;
         case MPC__V1__REQUEST__BODY_STEP:
-            waiting = do_step(s, c, r->id, r->step, &t_read);
+            waiting = do_step(s, c, r->id, r->step, t_read);
             break;
         case MPC__V1__REQUEST__BODY_RESET:
             if (!c->session) {
@@ -432,10 +565,13 @@ static void unlink_conn(server_t *s, conn_t *c)
 void server_conn_closed(server_t *s, conn_t *c)
 {
     unlink_conn(s, c);
-    if (c->session)
+    if (c->session) {
+        if (c->session->admitted_rate > 0)
+            admission_leave(&s->admission, c->session->admitted_rate);
         server_changed(s, NULL);
+    }
     if (c->gpeer)
-        guard_release(s->guard, c->gpeer, ts_now_s());
+        guard_release(s->guard, c->gpeer, mono_now());
     c->gpeer = NULL;
     if (c->hello_timed_out)
         mpcd_metrics_guard(s->metrics, MPCD_GUARD_HELLO_TIMEOUT);
@@ -534,7 +670,7 @@ static void on_connection(uv_stream_t *ls, int status)
         s->conns->prev = c;
     s->conns = c;
     s->nconns++;
-    if ((c->gpeer = guard_peer(s->guard, c->peer.key, ts_now_s())))
+    if ((c->gpeer = guard_peer(s->guard, c->peer.key, mono_now())))
         guard_hold(c->gpeer);
     if (!admit_conn(s, c))
         return;
@@ -597,6 +733,7 @@ void server_maybe_finish(server_t *s)
     uv_close((uv_handle_t *)&s->sig_hup, on_closed_quiet);
     uv_close((uv_handle_t *)&s->watchdog, on_closed_quiet);
     uv_close((uv_handle_t *)&s->drain_timer, on_closed_quiet);
+    uv_close((uv_handle_t *)&s->expiry_timer, on_closed_quiet);
 }
 
 static void on_drain_timeout(uv_timer_t *t)
@@ -715,7 +852,7 @@ int server_create(const mpcd_config_t *cfg, server_t **out, char *err, size_t er
         return -ENOMEM;
     }
     s->cfg = cfg;
-    s->t_start = ts_now_s();
+    s->t_start = mono_now();
     s->nworkers = cfg->workers > 0 ? cfg->workers : (int)sysconf(_SC_NPROCESSORS_ONLN);
     if (s->nworkers < 1)
         s->nworkers = 1;
@@ -743,6 +880,16 @@ int server_create(const mpcd_config_t *cfg, server_t **out, char *err, size_t er
         goto fail;
     if (cfg->model && (rc = reload_initial(s, cfg->model, err, errlen)))
         goto fail;
+    admission_init(&s->admission, s->nworkers, cfg->max_load, cfg->min_iterations);
+    if (s->registry.current)
+        admission_set_model(&s->admission, s->registry.current->iteration_s);
+    if (!(s->workers = calloc((size_t)s->nworkers, sizeof *s->workers))) {
+        snprintf(err, errlen, "out of memory");
+        rc = -ENOMEM;
+        goto fail;
+    }
+    for (int i = 0; i < s->nworkers; i++)
+        s->workers[i] = (server_worker_t){s, i};
     if ((rc = workq_init(&s->workq, s->nworkers, wake_loop, &s->done_async))) {
         snprintf(err, errlen, "cannot start %d workers: %s", s->nworkers, strerror(-rc));
         goto fail;
@@ -771,6 +918,8 @@ int server_create(const mpcd_config_t *cfg, server_t **out, char *err, size_t er
     s->watchdog.data = s;
     uv_timer_init(s->loop, &s->drain_timer);
     s->drain_timer.data = s;
+    uv_timer_init(s->loop, &s->expiry_timer);
+    s->expiry_timer.data = s;
     uint64_t wd = mpcd_notify_watchdog_usec();
     if (wd) {
         uint64_t ms = wd / 2000 ? wd / 2000 : 1; /* twice per period, systemd's advice */
@@ -821,5 +970,6 @@ void server_destroy(server_t *s)
     guard_destroy(s->guard);
     server_status_cache_free(s);
     free(s->snap_sessions);
+    free(s->workers);
     free(s);
 }

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "admission.h"
 #include "config.h"
 #include "guard.h"
 #include "conn.h"
@@ -41,6 +42,12 @@ typedef struct reload_req {
 
 typedef struct recorder recorder_t;
 
+/* What a worker's planner needs to ask the scheduler (cem_set_continue's context). */
+typedef struct server_worker {
+    struct server *s;
+    int index;
+} server_worker_t;
+
 struct server {
     const mpcd_config_t *cfg;
     uv_loop_t loop_storage, *loop;
@@ -50,7 +57,10 @@ struct server {
     mpcd_metrics_t *metrics;
     registry_t registry;
     workq_t workq;
-    uv_async_t done_async; /* workers finished steps, or a model died */
+    server_worker_t *workers; /* [nworkers] */
+    admission_t admission;
+    uv_timer_t expiry_timer; /* answers steps that waited too long (server.c on_expiry) */
+    uv_async_t done_async;   /* workers finished steps, or a model died */
     listener_t listeners[CONFIG_MAX_LISTEN];
     int nlisteners;
     conn_t *conns; /* open connections */

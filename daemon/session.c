@@ -9,6 +9,8 @@
  */
 #include "session.h"
 
+#include "mono.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -16,23 +18,6 @@
 #include <string.h>
 
 #define SURPRISE_EWMA 0.05 /* ~ mean over the last 20 steps */
-
-double session_ts_diff(const struct timespec *a, const struct timespec *b)
-{
-    return (double)(a->tv_sec - b->tv_sec) + (a->tv_nsec - b->tv_nsec) * 1e-9;
-}
-
-void session_ts_add(struct timespec *t, double seconds)
-{
-    long long ns = t->tv_nsec + (long long)llround(seconds * 1e9);
-    t->tv_sec += ns / 1000000000;
-    ns %= 1000000000;
-    if (ns < 0) {
-        ns += 1000000000;
-        t->tv_sec--;
-    }
-    t->tv_nsec = ns;
-}
 
 static uint64_t splitmix64(uint64_t *x)
 {
@@ -244,10 +229,12 @@ static void clip_action(float *a, const rssm_info_t *info, int n)
     }
 }
 
-static double now_diff(const struct timespec *since, struct timespec *now)
+void session_fallback_action(const session_t *s, const rssm_info_t *info, float *action)
 {
-    clock_gettime(CLOCK_MONOTONIC, now);
-    return session_ts_diff(now, since);
+    bool warm = s->plan.valid && s->started && !s->in.reset;
+    for (int i = 0; i < s->act_dim; i++)
+        action[i] =
+            warm ? s->plan.mean[i] : 0.5f * (info->action_low[i] + info->action_high[i]);
 }
 
 void session_step(session_t *s, registry_model_t *model, registry_slot_t *slot)
@@ -255,10 +242,12 @@ void session_step(session_t *s, registry_model_t *model, registry_slot_t *slot)
     session_step_in_t *in = &s->in;
     session_step_out_t *out = &s->out;
     const rssm_info_t *info = model->info;
-    struct timespec t0, t1, t2;
     float *action = out->action;
+    double t0 = mono_now();
 
-    out->queue_s = now_diff(&in->t_read, &t0);
+    if (!in->answered) /* the team wakes while the belief is updated */
+        cem_keep_awake(slot->planner, true);
+    out->queue_s = t0 - in->t_read;
     out->resynced = false;
     out->kl_nats = out->reward_error = NAN;
     out->rc = 0;
@@ -268,7 +257,7 @@ void session_step(session_t *s, registry_model_t *model, registry_slot_t *slot)
     }
     if (model != s->model || s->deter != info->dims.deter || s->stoch != info->dims.stoch) {
         if ((out->rc = session_resync(s, model, slot)))
-            return;
+            goto fail;
         out->resynced = true;
     }
 
@@ -281,34 +270,36 @@ void session_step(session_t *s, registry_model_t *model, registry_slot_t *slot)
         out->reward_error = (double)in->reward - (double)slot->reward[0];
     }
     take_posterior(s, slot, s->opts.posterior_sample);
-    out->belief_s = now_diff(&t0, &t1);
+    double t1 = mono_now();
+    out->belief_s = t1 - t0;
     if (!all_finite(s->h, s->deter + s->stoch)) {
         /* An input the model cannot digest: start over rather than carry NaN forever. */
         session_reset(s);
         out->rc = -EDOM;
-        return;
+        goto fail;
     }
 
-    out->shed = session_ts_diff(&in->deadline, &t1) <= 0;
-    if (out->shed) {
-        /* Too late to plan: the warm start's first action, else the middle of the range. */
-        for (int i = 0; i < s->act_dim; i++)
-            action[i] = s->plan.valid ? s->plan.mean[i]
-                                      : 0.5f * (info->action_low[i] + info->action_high[i]);
+    if (in->answered) {
+        /* The loop already sent the fallback in out->action: only the belief moved on. */
+        out->plan_s = 0;
+        out->shed = false;
+    } else if (t1 >= in->deadline) {
+        /* Too late to plan (the loop answers what waits too long; this is a backstop). */
+        cem_keep_awake(slot->planner, false);
+        session_fallback_action(s, info, action);
         out->predicted_return = s->last_predicted_return;
         out->iterations = out->candidates = 0;
-        out->deadline_cut = true;
-        out->fallback = true;
+        out->deadline_cut = out->fallback = out->shed = true;
         out->overrun = false;
         out->plan_s = 0;
     } else {
         cem_result_t res = {.action = action};
         int rc = cem_plan(slot->planner, s->h, s->z, &s->plan, splitmix64(&s->rng),
-                          &in->deadline, &res);
+                          in->deadline, &res);
         if (rc) {
             session_reset(s); /* the plan state may hold garbage: start over */
             out->rc = rc;
-            return;
+            goto fail;
         }
         out->predicted_return = res.predicted_return;
         out->iterations = res.iterations;
@@ -316,9 +307,11 @@ void session_step(session_t *s, registry_model_t *model, registry_slot_t *slot)
         out->deadline_cut = res.deadline_cut;
         out->fallback = res.fallback;
         out->overrun = res.overrun;
-        out->plan_s = now_diff(&t1, &t2);
+        out->shed = false;
+        out->iteration_s = res.iteration_s;
+        out->plan_s = mono_now() - t1;
     }
-    if (in->noise > 0) {
+    if (in->noise > 0 && !in->answered) {
         for (int i = 0; i < s->act_dim; i++)
             action[i] += in->noise * 0.5f * (info->action_high[i] - info->action_low[i]) *
                          normal(&s->rng);
@@ -336,4 +329,8 @@ void session_step(session_t *s, registry_model_t *model, registry_slot_t *slot)
     s->last_plan_s = out->plan_s;
     s->last_predicted_return = out->predicted_return;
     out->model_version = model->version;
+    return;
+fail:
+    if (!in->answered)
+        cem_keep_awake(slot->planner, false);
 }

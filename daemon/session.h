@@ -36,9 +36,11 @@ typedef struct session_step_in {
     float *obs;   /* [O], owned by the session */
     float reward; /* reward of the previous action */
     bool reset;
-    float noise;              /* exploration std relative to half the range */
-    struct timespec t_read;   /* when the frame was read */
-    struct timespec deadline; /* absolute, CLOCK_MONOTONIC */
+    float noise;     /* exploration std relative to half the range */
+    double t_read;   /* when the frame was read (common/mono.h's clock) */
+    double deadline; /* absolute, same clock: fixed when the frame was read */
+    bool answered;   /* the loop already replied with session_fallback_action (the step
+                        waited too long): update the belief, record that action, no plan */
 } session_step_in_t;
 
 /* Result of one step, filled by the worker. */
@@ -47,8 +49,9 @@ typedef struct session_step_out {
     float predicted_return;
     int iterations, candidates;
     bool deadline_cut, fallback, overrun;
-    bool shed;     /* deadline already passed when a worker took it: no plan */
-    bool resynced; /* the belief was replayed into a new model first */
+    bool shed;          /* deadline already passed when a worker took it: no plan */
+    double iteration_s; /* the planner's predicted cost of a full iteration (0: unknown) */
+    bool resynced;      /* the belief was replayed into a new model first */
     double queue_s, belief_s, plan_s;
     double kl_nats;      /* KL(q || p) of this step */
     double reward_error; /* reported - predicted reward of the previous action; NAN */
@@ -60,6 +63,8 @@ typedef struct session_step_out {
 typedef struct session {
     uint64_t id;
     char name[64];
+    double rate_hz;       /* steps per second it declared (Hello.rate_hz or the model's) */
+    double admitted_rate; /* its share in admission control (0: an operator, uncounted) */
     int obs_dim, act_dim; /* fixed for the session's life (swaps keep them) */
     session_opts_t opts;
     registry_model_t *model; /* the belief's model; holds a reference */
@@ -122,8 +127,9 @@ int session_resync(session_t *s, registry_model_t *model, registry_slot_t *slot)
 /* Copies the counters into s->pub (loop thread, no step in flight). */
 void session_publish(session_t *s);
 
-/* CLOCK_MONOTONIC helpers shared by the daemon. */
-double session_ts_diff(const struct timespec *a, const struct timespec *b); /* a - b, s */
-void session_ts_add(struct timespec *t, double seconds);
+/* The action of a step that gets no plan: the warm start's first action, or the middle of
+ * the bounds at the start of an episode (also when s->in asks for a reset). Reads the
+ * session: the loop thread may call it only while no step of s is running. */
+void session_fallback_action(const session_t *s, const rssm_info_t *info, float *action);
 
 #endif

@@ -10,13 +10,7 @@
 #include <time.h>
 
 #include "server_priv.h"
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + t.tv_nsec * 1e-9;
-}
+#include "mono.h"
 
 static void fill_sessions(server_t *s)
 {
@@ -34,7 +28,7 @@ void server_snapshot(void *ctx, mpcd_status_t *out)
 {
     server_t *s = ctx;
     const registry_model_t *m = s->registry.current;
-    double now = now_s();
+    double now = mono_now();
     memset(out, 0, sizeof *out);
     out->version = MPCD_VERSION;
     out->uptime_s = now - s->t_start;
@@ -47,6 +41,15 @@ void server_snapshot(void *ctx, mpcd_status_t *out)
     out->planner = &s->cfg->planner;
     out->default_deadline_ms = s->cfg->deadline_ms;
     out->workers = s->nworkers;
+    const admission_t *a = &s->admission;
+    double rate = m && m->info->control_period_s > 0 ? 1.0 / m->info->control_period_s
+                                                     : 1e3 / s->cfg->deadline_ms;
+    out->admission.full = admission_full(a, rate);
+    out->admission.load = admission_load(a);
+    out->admission.max_load = a->max_load;
+    out->admission.min_iterations = a->min_iterations;
+    out->admission.plan_cost_s = admission_plan_cost(a);
+    out->admission.iteration_s = a->iteration_s;
     fill_sessions(s);
     int n = 0;
     for (conn_t *c = s->conns; c && n < s->snap_cap; c = c->next) {
@@ -61,7 +64,7 @@ void server_snapshot(void *ctx, mpcd_status_t *out)
         /* pub: a session in flight belongs to a worker, so read the loop's copy. */
         i->steps = se->pub.steps;
         i->episodes = se->pub.episodes;
-        i->age_s = now - ((double)c->t_open.tv_sec + c->t_open.tv_nsec * 1e-9);
+        i->age_s = now - c->t_open;
         i->last_total_ms = se->pub.last_total_s * 1e3;
         i->last_predicted_return = se->pub.last_predicted_return;
         i->last_plan_ms = se->pub.last_plan_s * 1e3;

@@ -1,9 +1,13 @@
 /*
- * workq.c: fixed worker pool over one mutex-protected FIFO (see workq.h).
+ * workq.c: fixed worker pool over one mutex-protected, deadline-ordered list (see workq.h).
+ *
+ * The waiting list is kept sorted on insertion: the daemon has at most one job per
+ * session, so it is short (tens to a few hundred), and the worker's take is O(1).
  */
 #include "workq.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +15,19 @@ typedef struct worker_arg {
     workq_t *q;
     int index;
 } worker_arg_t;
+
+static bool before(const workq_job_t *a, const workq_job_t *b)
+{
+    return a->deadline < b->deadline || (a->deadline == b->deadline && a->order < b->order);
+}
+
+static void unlink_job(workq_t *q, workq_job_t **link)
+{
+    workq_job_t *job = *link;
+    *link = job->next;
+    job->next = NULL;
+    q->waiting--;
+}
 
 static void *worker_main(void *p)
 {
@@ -24,10 +41,12 @@ static void *worker_main(void *p)
         if (!q->head)
             break; /* stopping and drained */
         workq_job_t *job = q->head;
-        q->head = job->next;
-        if (!q->head)
-            q->tail = NULL;
-        q->waiting--;
+        unlink_job(q, &q->head);
+        if (q->yielded[a.index]) {
+            q->yielded[a.index] = false;
+            q->yielding--;
+        }
+        job->running = true;
         q->running++;
         pthread_mutex_unlock(&q->lock);
 
@@ -36,6 +55,7 @@ static void *worker_main(void *p)
         pthread_mutex_lock(&q->lock);
         q->running--;
         q->completed++;
+        job->running = false;
         job->next = NULL;
         if (q->done_tail)
             q->done_tail->next = job;
@@ -63,7 +83,9 @@ int workq_init(workq_t *q, int nworkers, workq_wake_cb wake, void *ctx)
         pthread_mutex_destroy(&q->lock);
         return -rc;
     }
-    if (!(q->threads = calloc((size_t)nworkers, sizeof *q->threads))) {
+    q->threads = calloc((size_t)nworkers, sizeof *q->threads);
+    q->yielded = calloc((size_t)nworkers, sizeof *q->yielded);
+    if (!q->threads || !q->yielded) {
         workq_destroy(q);
         return -ENOMEM;
     }
@@ -94,7 +116,9 @@ void workq_destroy(workq_t *q)
     for (int i = 0; i < q->nworkers; i++)
         pthread_join(q->threads[i], NULL);
     free(q->threads);
+    free(q->yielded);
     q->threads = NULL;
+    q->yielded = NULL;
     q->nworkers = 0;
     pthread_cond_destroy(&q->cond);
     pthread_mutex_destroy(&q->lock);
@@ -102,17 +126,63 @@ void workq_destroy(workq_t *q)
 
 void workq_submit(workq_t *q, workq_job_t *job)
 {
-    job->next = NULL;
     job->queued = true;
+    job->running = false;
     pthread_mutex_lock(&q->lock);
-    if (q->tail)
-        q->tail->next = job;
-    else
-        q->head = job;
-    q->tail = job;
+    job->order = q->submitted++;
+    workq_job_t **link = &q->head;
+    while (*link && !before(job, *link))
+        link = &(*link)->next;
+    job->next = *link;
+    *link = job;
     q->waiting++;
     pthread_cond_signal(&q->cond);
     pthread_mutex_unlock(&q->lock);
+}
+
+bool workq_should_yield(workq_t *q, int worker, double next_end)
+{
+    bool yield = false;
+    pthread_mutex_lock(&q->lock);
+    if (q->head && !q->yielded[worker]) {
+        /* Waiting jobs that must start before next_end, minus workers already coming. */
+        int urgent = 0;
+        for (const workq_job_t *j = q->head; j; j = j->next)
+            urgent += j->start_by <= next_end;
+        if (urgent > q->yielding) {
+            q->yielded[worker] = true;
+            q->yielding++;
+            yield = true;
+        }
+    }
+    pthread_mutex_unlock(&q->lock);
+    return yield;
+}
+
+int workq_cancel_expired(workq_t *q, double now, workq_job_t **out, int max)
+{
+    int n = 0;
+    pthread_mutex_lock(&q->lock);
+    for (workq_job_t **link = &q->head; *link && n < max;) {
+        if ((*link)->expire <= now) {
+            out[n++] = *link;
+            unlink_job(q, link);
+        } else {
+            link = &(*link)->next;
+        }
+    }
+    pthread_mutex_unlock(&q->lock);
+    return n;
+}
+
+double workq_next_expiry(workq_t *q)
+{
+    double t = INFINITY;
+    pthread_mutex_lock(&q->lock);
+    for (const workq_job_t *j = q->head; j; j = j->next)
+        t = j->expire < t ? j->expire : t;
+    pthread_mutex_unlock(&q->lock);
+    return t;
 }
 
 workq_job_t *workq_take_done(workq_t *q)

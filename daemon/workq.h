@@ -1,13 +1,22 @@
 /*
- * workq.h: the planner worker pool: a fixed team of threads, a FIFO of jobs, and a list of
- * finished jobs handed back to the event loop.
+ * workq.h: the planner worker pool: a fixed team of threads, the waiting jobs in
+ * earliest-deadline-first order, and a list of finished jobs handed back to the event loop.
  *
  * Jobs are intrusive (embedded in the caller's objects), so submitting allocates nothing.
- * The daemon submits at most one job per session, which makes the FIFO fair across
- * sessions: nobody gets a second plan before everyone queued ahead has had one. A finished
- * job goes onto the done list and the pool calls `wake` (uv_async_send in the daemon); the
- * loop then takes the finished jobs with workq_take_done. No libuv here, so the pool is
- * tested on its own.
+ * A worker always takes the waiting job whose deadline comes first (ties: the one
+ * submitted first). The daemon submits at most one job per session.
+ *
+ * Preemption at iteration boundaries: a job carries `start_by`, the latest time a worker
+ * may take it and still give it its minimum plan. A worker that is planning asks
+ * workq_should_yield before each further iteration; it is told to stop when a waiting
+ * job's start_by would pass before that iteration ends (and no other worker has already
+ * stopped for it), so a long plan never makes a more urgent one late.
+ *
+ * A job that waited too long (its `expire` passed: not even a fallback computed by a
+ * worker would be on time) can be taken back by the loop with workq_cancel_expired and
+ * answered there. A finished job goes onto the done list and the pool calls `wake`
+ * (uv_async_send in the daemon); the loop then takes the finished jobs with
+ * workq_take_done. No libuv here, so the pool is tested on its own.
  */
 #ifndef MPCD_WORKQ_H
 #define MPCD_WORKQ_H
@@ -24,7 +33,13 @@ typedef void (*workq_fn)(workq_job_t *job, int worker);
 struct workq_job {
     workq_fn fn;
     workq_job_t *next;
-    bool queued; /* submitted and not yet taken back by workq_take_done */
+    /* CLOCK_MONOTONIC seconds, set by the submitter (see above); INFINITY: none */
+    double deadline; /* the EDF key */
+    double start_by; /* latest start that still gives the minimum plan */
+    double expire;   /* after this, only the loop can still answer it in time */
+    uint64_t order;  /* submission order, for ties (set by workq_submit) */
+    bool queued;     /* submitted and not yet taken back by workq_take_done */
+    bool running;    /* a worker took it */
 };
 
 typedef void (*workq_wake_cb)(void *ctx);
@@ -32,10 +47,13 @@ typedef void (*workq_wake_cb)(void *ctx);
 typedef struct workq {
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    workq_job_t *head, *tail; /* waiting */
+    workq_job_t *head; /* waiting, earliest deadline first */
     workq_job_t *done_head, *done_tail;
-    int waiting;        /* jobs in the FIFO */
+    int waiting;        /* jobs waiting for a worker */
     int running;        /* jobs a worker is running */
+    int yielding;       /* workers that stopped a plan for a waiting job, not yet back */
+    bool *yielded;      /* [nworkers] worker i counts in `yielding` */
+    uint64_t submitted; /* jobs submitted since start */
     uint64_t completed; /* jobs finished since start */
     bool stop;
     int nworkers;
@@ -49,8 +67,22 @@ int workq_init(workq_t *q, int nworkers, workq_wake_cb wake, void *ctx);
 /* Finishes the jobs already queued, joins the threads; done jobs stay on the done list. */
 void workq_destroy(workq_t *q);
 
-/* Appends job to the FIFO (job->fn must be set). Any thread. */
+/* Inserts job by its deadline (job->fn, deadline, start_by and expire must be set). Any
+ * thread. */
 void workq_submit(workq_t *q, workq_job_t *job);
+
+/* Asked by worker `worker` between two iterations of its plan: true when it should stop
+ * now because a waiting job must start before `next_end` (CLOCK_MONOTONIC seconds) and no
+ * other worker has already stopped for it. */
+bool workq_should_yield(workq_t *q, int worker, double next_end);
+
+/* Takes back up to max waiting jobs whose `expire` is at or before now (CLOCK_MONOTONIC
+ * seconds), earliest deadline first, into out; returns how many. They stay `queued` for
+ * the caller, who answers them and submits them again or finishes them itself. */
+int workq_cancel_expired(workq_t *q, double now, workq_job_t **out, int max);
+
+/* The earliest `expire` among waiting jobs; INFINITY when none waits. */
+double workq_next_expiry(workq_t *q);
 
 /* Detaches the finished jobs in completion order; returns the first (NULL when none). */
 workq_job_t *workq_take_done(workq_t *q);

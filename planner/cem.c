@@ -34,6 +34,7 @@
 #include "cem_rng.h"
 #include "cem_select.h"
 #include "cem_team.h"
+#include "mono.h"
 
 #define ALIGN 64
 /* Rows per block: as many as keep one block's activations around this size. With librssm's
@@ -100,6 +101,8 @@ struct cem_planner {
     double slow;        /* recent worst ratio of measured to EWMA cost, decaying to 1 */
     double fixed_s;     /* EWMA of the refit after an iteration (independent of n) */
     int skips;          /* consecutive plans whose first iteration was predicted not to fit */
+    cem_continue_fn keep_going; /* the caller's scheduler (NULL: only the deadline stops) */
+    void *keep_going_ctx;
     cem_stats_t stats;
 };
 
@@ -111,18 +114,6 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err, errlen, fmt, ap);
     va_end(ap);
-}
-
-static double ts_sec(const struct timespec *t)
-{
-    return (double)t->tv_sec + 1e-9 * (double)t->tv_nsec;
-}
-
-static double now_sec(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return ts_sec(&t);
 }
 
 /* ---- configuration ---- */
@@ -302,7 +293,7 @@ static bool may_start(cem_planner_t *p, double est, double *t)
         *t = 0.0;
         return true;
     }
-    *t = now_sec();
+    *t = mono_now();
     return !atomic_load_explicit(&p->job.abort, memory_order_relaxed) &&
            *t + est <= p->job.stop;
 }
@@ -347,7 +338,7 @@ static bool rollout_block(cem_planner_t *p, cem_worker_t *w, int j0, int j1)
         h = hn;
         hn = tmp;
         if (p->job.has_stop) {
-            est_rew = now_sec() - t1;
+            est_rew = mono_now() - t1;
             atomic_fetch_add_explicit(&p->job.rows_done, n, memory_order_relaxed);
         }
     }
@@ -493,7 +484,7 @@ static bool finite_all(const float *x, int n)
 }
 
 int cem_plan(cem_planner_t *p, const float *h, const float *z, cem_plan_state_t *state,
-             uint64_t seed, const struct timespec *deadline, cem_result_t *res)
+             uint64_t seed, double deadline, cem_result_t *res)
 {
     if (!p || !h || !z || !state || !state->mean || !res || !res->action)
         return -EINVAL;
@@ -501,11 +492,13 @@ int cem_plan(cem_planner_t *p, const float *h, const float *z, cem_plan_state_t 
         return -EINVAL;
     if (!finite_all(h, p->D) || !finite_all(z, p->S))
         return -EDOM;
-    if (deadline && (deadline->tv_nsec < 0 || deadline->tv_nsec >= 1000000000L))
+    if (isnan(deadline))
         return -EINVAL;
     const cem_config_t *c = &p->cfg;
-    const double start = now_sec();
-    const double dl = deadline ? ts_sec(deadline) : INFINITY;
+    const double start = mono_now();
+    const bool timed = isfinite(deadline);
+    const double dl = deadline;
+    cem_team_hold(p->team, true); /* (cem_keep_awake may have done it already) */
     const double soft = dl - c->margin_s;
     /* a straggler of the previous plan (see run_iteration) must finish first */
     bool team_idle = cem_team_wait_until(p->team, soft);
@@ -517,7 +510,7 @@ int cem_plan(cem_planner_t *p, const float *h, const float *z, cem_plan_state_t 
         memcpy(p->z0, z, sizeof(float) * p->S);
         init_distribution(p, state);
         p->job.seed = seed;
-        p->job.has_stop = deadline != NULL;
+        p->job.has_stop = timed;
         p->job.stop = dl - 0.5 * c->margin_s;
     }
 
@@ -527,10 +520,15 @@ int cem_plan(cem_planner_t *p, const float *h, const float *z, cem_plan_state_t 
     for (int i = 0; i < c->iterations && team_idle; i++) {
         int kept = i > 0 ? p->nkeep : 0;
         int n = population(c, i) + kept;
-        double t0 = now_sec();
+        double t0 = mono_now();
         /* one librssm call on a block of rows: this member's share of a step */
         p->job.step_est = p->cand_cost_s * c->threads / (2.0 * p->H);
-        if (deadline && t0 + predict_cost(p, n) > soft) {
+        if (i > 0 && p->keep_going &&
+            !p->keep_going(p->keep_going_ctx, i, t0 + predict_cost(p, n))) {
+            p->stats.yields++;
+            break;
+        }
+        if (timed && t0 + predict_cost(p, n) > soft) {
             if (i > 0 || ++p->skips < PROBE_EVERY) {
                 cut = true;
                 break;
@@ -550,16 +548,16 @@ int cem_plan(cem_planner_t *p, const float *h, const float *z, cem_plan_state_t 
              * probe that cannot do that in half the budget is rightly not repeated soon. */
             long long rows = atomic_load_explicit(&p->job.rows_done, memory_order_relaxed);
             if (rows * 4 >= (long long)n * p->H)
-                update_cost(p, now_sec() - t0, (double)rows / p->H);
+                update_cost(p, mono_now() - t0, (double)rows / p->H);
             cut = true;
             p->stats.aborted++;
             break;
         }
         p->job.stop = dl - 0.5 * c->margin_s; /* after a probe */
-        double t1 = now_sec();
+        double t1 = mono_now();
         update_cost(p, t1 - t0, n);
         refit(p, n);
-        p->fixed_s = 0.9 * p->fixed_s + 0.1 * (now_sec() - t1);
+        p->fixed_s = 0.9 * p->fixed_s + 0.1 * (mono_now() - t1);
         best = p->ret[p->idx[0]];
         done++;
         total += n;
@@ -586,7 +584,8 @@ int cem_plan(cem_planner_t *p, const float *h, const float *z, cem_plan_state_t 
         state->valid = true;
         state->stale_tail = 0;
     }
-    double end = now_sec();
+    cem_team_hold(p->team, false);
+    double end = mono_now();
     res->plan_s = end - start;
     res->iteration_s = predict_cost(p, c->candidates);
     res->overrun = end > dl;
@@ -601,6 +600,23 @@ int cem_plan(cem_planner_t *p, const float *h, const float *z, cem_plan_state_t 
             p->stats.max_overrun_s = end - dl;
     }
     return 0;
+}
+
+double cem_iteration_estimate(const cem_planner_t *p)
+{
+    return predict_cost(p, p->cfg.candidates);
+}
+
+void cem_keep_awake(cem_planner_t *p, bool on)
+{
+    if (p)
+        cem_team_hold(p->team, on);
+}
+
+void cem_set_continue(cem_planner_t *p, cem_continue_fn fn, void *ctx)
+{
+    p->keep_going = fn;
+    p->keep_going_ctx = ctx;
 }
 
 /* ---- create / destroy ---- */
@@ -651,9 +667,9 @@ static void calibrate(cem_planner_t *p)
     p->job.seed = 0;
     p->job.has_stop = false;
     for (int i = 0; i < 2; i++) { /* the second run is warm: its time is kept */
-        double t0 = now_sec();
+        double t0 = mono_now();
         run_iteration(p, 0, p->cfg.candidates, 0);
-        p->cand_cost_s = (now_sec() - t0) / p->cfg.candidates;
+        p->cand_cost_s = (mono_now() - t0) / p->cfg.candidates;
     }
     p->slow = 1.0;
 }

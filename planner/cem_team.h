@@ -34,6 +34,12 @@ void cem_team_run(cem_team_t *t, cem_team_fn fn, void *arg);
  * memory must then stay valid until cem_team_wait() returns; no new job may start before. */
 bool cem_team_run_until(cem_team_t *t, cem_team_fn fn, void *arg, double until);
 
+/* Holds the team awake (on) or lets it sleep again (off). While held, members and the
+ * caller spin between jobs instead of sleeping on the condition variables: a plan holds
+ * its team from before the belief update to its end, so no wake-up latency falls inside
+ * it. Costs a spinning CPU per member while held; call from the team's caller. */
+void cem_team_hold(cem_team_t *t, bool on);
+
 /* Waits until no member runs a job (immediate when none does). */
 void cem_team_wait(cem_team_t *t);
 

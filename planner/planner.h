@@ -111,16 +111,39 @@ typedef struct cem_stats {
     uint64_t aborted;       /* iterations abandoned mid-way at the deadline */
     uint64_t stragglers;    /* of which a helper thread was still busy (preempted) */
     uint64_t fallbacks;     /* plans that returned the warm start */
+    uint64_t yields;        /* plans stopped early by the caller's cem_continue_fn */
     uint64_t overruns;      /* plans that returned after their deadline */
     double max_overrun_s;   /* worst lateness */
 } cem_stats_t;
 
 void cem_get_stats(const cem_planner_t *p, cem_stats_t *out);
 
-/* Plans from belief (h [D], z [S]) until `deadline` (CLOCK_MONOTONIC, absolute; NULL = no
- * deadline). Reads the warm start from state and writes the new plan mean back (not
- * shifted: call cem_plan_state_shift before the next step). Deterministic for a given
- * seed, model, config and thread count, as long as the deadline does not cut the plan.
+/* The planner's current prediction of one full iteration's wall time, s (as
+ * cem_result_t.iteration_s; after cem_create, the calibration's). Not during a plan. */
+double cem_iteration_estimate(const cem_planner_t *p);
+
+/* Asked before every iteration after the first: `done` iterations are complete and the
+ * next one is predicted to end at `next_end_s` (CLOCK_MONOTONIC seconds). Returning false
+ * ends the plan with what it has (counted in cem_stats_t.yields, not as a deadline cut).
+ * The daemon's scheduler uses it to hand the worker to a request whose deadline comes
+ * first. Called on the planning thread; must be quick. */
+typedef bool (*cem_continue_fn)(void *ctx, int done, double next_end_s);
+
+/* Installs (or, with fn NULL, removes) the scheduler's callback. Not during a plan. */
+void cem_set_continue(cem_planner_t *p, cem_continue_fn fn, void *ctx);
+
+/* on: a plan follows shortly: wakes the planner's team now and keeps it spinning, so the
+ * wake-up of the helper threads overlaps the caller's belief update instead of delaying
+ * the first iteration (cem_plan does it too, later). cem_plan lets the team sleep again
+ * when it returns; a caller that turned it on and then does not plan turns it off. A
+ * spinning CPU per helper meanwhile, so only right before a plan. */
+void cem_keep_awake(cem_planner_t *p, bool on);
+
+/* Plans from belief (h [D], z [S]) until `deadline` (CLOCK_MONOTONIC seconds, absolute:
+ * common/mono.h's clock; INFINITY = no deadline). Reads the warm start from state and writes
+ * the new plan mean back (not shifted: call cem_plan_state_shift before the next step).
+ * Deterministic for a given seed, model, config and thread count, as long as the deadline does
+ * not cut the plan.
  *
  * Deadline: an iteration starts only if its predicted cost (measured as the planner runs,
  * first in cem_create) ends before deadline - margin_s; inside an iteration no librssm call
@@ -130,8 +153,8 @@ void cem_get_stats(const cem_planner_t *p, cem_stats_t *out);
  * res->overrun and counted in cem_stats_t, never hidden.
  *
  * Returns 0, -EINVAL (NULL pointers, res->action NULL, state sized for another horizon or
- * action size, bad timespec) or -EDOM (non-finite h or z). Allocates nothing. */
+ * action size, a NaN deadline) or -EDOM (non-finite h or z). Allocates nothing. */
 int cem_plan(cem_planner_t *p, const float *h, const float *z, cem_plan_state_t *state,
-             uint64_t seed, const struct timespec *deadline, cem_result_t *res);
+             uint64_t seed, double deadline, cem_result_t *res);
 
 #endif

@@ -43,9 +43,17 @@ struct mpc_client {
     uint32_t observation_size;
     uint32_t action_size;
     int daemon_code;
+    uint32_t retry_after_ms;
     char errmsg[1024];
     uint8_t recvbuf[16384];
 };
+
+/* The header's copy of Error.Code must follow the proto. */
+#define XX(name, val)                                                                          \
+    _Static_assert((int)MPC_CLIENT_DAEMON_##name == (int)MPC__V1__ERROR__CODE__##name,         \
+                   "MPC_CLIENT_DAEMON_" #name " differs from proto/mpc.proto");
+MPC_CLIENT_DAEMON_CODE_MAP(XX)
+#undef XX
 
 const char *mpc_client_strerror(int err)
 {
@@ -160,6 +168,11 @@ const char *mpc_client_errmsg(const mpc_client_t *c)
 int mpc_client_daemon_code(const mpc_client_t *c)
 {
     return c->daemon_code;
+}
+
+uint32_t mpc_client_retry_after_ms(const mpc_client_t *c)
+{
+    return c->retry_after_ms;
 }
 
 int mpc_client_attach_fd(mpc_client_t *c, int fd)
@@ -352,6 +365,7 @@ static int call(mpc_client_t *c, Mpc__V1__Request *req, Mpc__V1__Reply__BodyCase
     if (rep->body_case == MPC__V1__REPLY__BODY_ERROR) {
         const Mpc__V1__Error *e = rep->error;
         c->daemon_code = (int)e->code;
+        c->retry_after_ms = e->retry_after_ms;
         rc = fail(c, MPC_CLIENT_EDAEMON, "daemon error %s: %s",
                   mpc_client_daemon_code_name((int)e->code), e->message);
         wire_free_reply(rep);
@@ -375,16 +389,18 @@ static void copy_string(char *dst, size_t cap, const char *src)
     dst[n] = '\0';
 }
 
-int mpc_client_hello(mpc_client_t *c, const char *client_name, const char *auth_token,
-                     uint32_t observation_size, uint32_t action_size,
-                     mpc_client_welcome_t *welcome)
+int mpc_client_hello_with(mpc_client_t *c, const mpc_client_hello_t *h,
+                          mpc_client_welcome_t *welcome)
 {
+    if (h == NULL)
+        return fail(c, MPC_CLIENT_EINVAL, "hello: missing options");
     Mpc__V1__Hello hello = MPC__V1__HELLO__INIT;
     /* protoc-c wants char *, and never writes through it when packing. */
-    hello.client_name = (char *)(client_name != NULL ? client_name : "");
-    hello.auth_token = (char *)(auth_token != NULL ? auth_token : "");
-    hello.observation_size = observation_size;
-    hello.action_size = action_size;
+    hello.client_name = (char *)(h->client_name != NULL ? h->client_name : "");
+    hello.auth_token = (char *)(h->auth_token != NULL ? h->auth_token : "");
+    hello.observation_size = h->observation_size;
+    hello.action_size = h->action_size;
+    hello.rate_hz = h->rate_hz;
     Mpc__V1__Request req = MPC__V1__REQUEST__INIT;
     req.body_case = MPC__V1__REQUEST__BODY_HELLO;
     req.hello = &hello;
@@ -417,9 +433,22 @@ int mpc_client_hello(mpc_client_t *c, const char *client_name, const char *auth_
         memcpy(welcome->action_high, w->action_high, w->action_size * sizeof(float));
         welcome->control_period_s = w->control_period_s;
         welcome->default_deadline_us = w->default_deadline_us;
+        welcome->rate_hz = w->rate_hz;
+        welcome->min_iterations = w->min_iterations;
     }
     wire_free_reply(rep);
     return 0;
+}
+
+int mpc_client_hello(mpc_client_t *c, const char *client_name, const char *auth_token,
+                     uint32_t observation_size, uint32_t action_size,
+                     mpc_client_welcome_t *welcome)
+{
+    mpc_client_hello_t h = {.client_name = client_name,
+                            .auth_token = auth_token,
+                            .observation_size = observation_size,
+                            .action_size = action_size};
+    return mpc_client_hello_with(c, &h, welcome);
 }
 
 int mpc_client_step(mpc_client_t *c, const mpc_client_step_t *step, mpc_client_action_t *out)

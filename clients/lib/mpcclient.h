@@ -50,6 +50,29 @@ typedef enum {
 #undef XX
 } mpc_client_err_t;
 
+/* Codes of the daemon's Error replies (proto/mpc.proto Error.Code), as returned by
+ * mpc_client_daemon_code(); mpcclient.c checks at build time that they match the proto. */
+#define MPC_CLIENT_DAEMON_CODE_MAP(XX)                                                         \
+    XX(UNKNOWN, 0)                                                                             \
+    XX(MALFORMED, 1)                                                                           \
+    XX(NO_SESSION, 2)                                                                          \
+    XX(SIZE_MISMATCH, 3)                                                                       \
+    XX(INVALID_VALUE, 4)                                                                       \
+    XX(OVERLOADED, 5)                                                                          \
+    XX(NOT_READY, 6)                                                                           \
+    XX(UNAUTHENTICATED, 7)                                                                     \
+    XX(RELOAD_FAILED, 8)                                                                       \
+    XX(FRAME_TOO_LARGE, 9)                                                                     \
+    XX(INTERNAL, 10)                                                                           \
+    XX(SHUTTING_DOWN, 11)                                                                      \
+    XX(PERMISSION_DENIED, 12)
+
+typedef enum {
+#define XX(name, val) MPC_CLIENT_DAEMON_##name = val,
+    MPC_CLIENT_DAEMON_CODE_MAP(XX)
+#undef XX
+} mpc_client_daemon_code_t;
+
 /* Fixed description of an error code ("timed out waiting for the daemon"). */
 const char *mpc_client_strerror(int err);
 /* Symbolic name of an error code ("TIMEDOUT"). */
@@ -70,7 +93,23 @@ typedef struct {
     float action_high[MPC_CLIENT_MAX_ACTION];
     double control_period_s;
     uint32_t default_deadline_us;
+    double rate_hz;          /* the step rate the session was admitted for */
+    uint32_t min_iterations; /* CEM iterations the daemon reserved for each plan
+                              * (0 from a daemon without admission control) */
 } mpc_client_welcome_t;
+
+/* What a Hello declares. Zero-initialise and set what you need, e.g.
+ * (mpc_client_hello_t){.client_name = "arm-3", .rate_hz = 50}. */
+typedef struct {
+    const char *client_name;   /* for logs and /status; NULL: none */
+    const char *auth_token;    /* NULL: none */
+    uint32_t observation_size; /* 0: accept the model's */
+    uint32_t action_size;      /* 0: accept the model's */
+    double rate_hz;            /* steps per second this client will send, for the daemon's
+                                * admission control; 0: one per control period of the
+                                * model. The daemon refuses values outside 0 .. 1000
+                                * (INVALID_VALUE). */
+} mpc_client_hello_t;
 
 /* One control step. observation points at observation_size floats owned by the caller. */
 typedef struct {
@@ -160,11 +199,26 @@ int mpc_client_timeout(const mpc_client_t *c);
 
 /* Message describing the last failure (never NULL; "" before any failure). */
 const char *mpc_client_errmsg(const mpc_client_t *c);
-/* Error.Code of the daemon's last Error reply (valid after MPC_CLIENT_EDAEMON), else -1. */
+/* Error.Code of the daemon's last Error reply (valid after MPC_CLIENT_EDAEMON), else -1.
+ * Compare it with mpc_client_daemon_code_t (MPC_CLIENT_DAEMON_OVERLOADED, ...). */
 int mpc_client_daemon_code(const mpc_client_t *c);
+/* Error.retry_after_ms of the daemon's last Error reply (valid after MPC_CLIENT_EDAEMON),
+ * else 0: with MPC_CLIENT_DAEMON_OVERLOADED, how long to wait before trying again may
+ * succeed; 0 means the daemon gave no hint. */
+uint32_t mpc_client_retry_after_ms(const mpc_client_t *c);
 
-/* Opens a session. client_name and auth_token may be NULL; sizes of 0 accept the model's.
- * On success *welcome (may be NULL) receives the daemon's Welcome. */
+/* Opens a session with what *hello declares. On success *welcome (may be NULL) receives
+ * the daemon's Welcome, including the rate and minimum plan it admitted the session for.
+ *
+ * A daemon with admission control refuses a Hello it has no capacity for with
+ * MPC_CLIENT_EDAEMON, mpc_client_daemon_code() == MPC_CLIENT_DAEMON_OVERLOADED and
+ * mpc_client_retry_after_ms() as its hint; the connection stays open and the caller may
+ * send Hello again later on it (or give up). */
+int mpc_client_hello_with(mpc_client_t *c, const mpc_client_hello_t *hello,
+                          mpc_client_welcome_t *welcome);
+
+/* mpc_client_hello_with() without a declared rate (rate_hz 0). client_name and
+ * auth_token may be NULL; sizes of 0 accept the model's. */
 int mpc_client_hello(mpc_client_t *c, const char *client_name, const char *auth_token,
                      uint32_t observation_size, uint32_t action_size,
                      mpc_client_welcome_t *welcome);

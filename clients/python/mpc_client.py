@@ -8,14 +8,24 @@ source tree.
 
     from mpc_client import Client
     with Client("tcp://127.0.0.1:7070", timeout=2.0) as c:
-        welcome = c.hello("my-robot")
+        welcome = c.hello("my-robot", rate_hz=50)
         action = c.step(observation, reset=True)
         print(action.action, action.plan_us)
 
 Every call blocks until the reply arrives or `timeout` seconds pass. Failures raise
 MpcError subclasses: ConnectError, Timeout, ConnectionLost, ProtocolError, DaemonError
-(an Error reply: .code_name and .message) and ReloadError. After a Timeout the connection
-stays usable: the late reply is recognised by its id and dropped when it arrives.
+(an Error reply: .code_name, .message and .retry_after_ms) and ReloadError. After a
+Timeout the connection stays usable: the late reply is recognised by its id and dropped
+when it arrives.
+
+Admission control: a daemon that has no capacity left for the rate a Hello declares
+refuses it with Overloaded (a DaemonError); the connection stays open, and hello() may be
+called again on it after e.retry_after_ms milliseconds:
+
+    try:
+        welcome = c.hello("my-robot", rate_hz=50)
+    except Overloaded as e:
+        time.sleep(e.retry_after_ms / 1000)   # then try again, or give up
 """
 
 import glob
@@ -52,13 +62,25 @@ class ProtocolError(MpcError):
 
 
 class DaemonError(MpcError):
-    """The daemon answered with an Error reply."""
+    """The daemon answered with an Error reply: .code (Error.Code), .code_name, .message
+    and .retry_after_ms (the daemon's hint of when trying again may succeed; 0: none)."""
 
-    def __init__(self, code, code_name, message):
-        super().__init__("daemon error %s: %s" % (code_name, message))
+    def __init__(self, code, code_name, message, retry_after_ms=0):
+        text = "daemon error %s: %s" % (code_name, message)
+        if retry_after_ms:
+            text += " (retry after %d ms)" % retry_after_ms
+        super().__init__(text)
         self.code = code
         self.code_name = code_name
         self.message = message
+        self.retry_after_ms = retry_after_ms
+
+
+class Overloaded(DaemonError):
+    """The daemon answered OVERLOADED: at Hello, admitting the session would leave the
+    admitted ones below their minimum plan (the connection stays open and hello() may be
+    sent again); on other requests, too many are queued on this connection. Try again
+    after .retry_after_ms milliseconds (0: no hint)."""
 
 
 class ReloadError(MpcError):
@@ -292,17 +314,29 @@ class Client:
         rep = self._recv_reply(req.id, deadline)
         kind = rep.WhichOneof("body")
         if kind == "error":
-            name = self.pb.Error.Code.Name(rep.error.code) \
-                if rep.error.code in self.pb.Error.Code.values() else "UNKNOWN"
-            raise DaemonError(rep.error.code, name, rep.error.message)
+            err = rep.error
+            name = self.pb.Error.Code.Name(err.code) \
+                if err.code in self.pb.Error.Code.values() else "UNKNOWN"
+            cls = Overloaded if name == "OVERLOADED" else DaemonError
+            raise cls(err.code, name, err.message, getattr(err, "retry_after_ms", 0))
         if kind != want:
             raise ProtocolError("the daemon answered with %s, expected %s" % (kind, want))
         return getattr(rep, want)
 
-    def hello(self, client_name="", auth_token="", observation_size=0, action_size=0):
-        """Opens a session; returns the Welcome (also kept as self.welcome)."""
-        msg = self.pb.Hello(client_name=client_name, auth_token=auth_token,
-                            observation_size=observation_size, action_size=action_size)
+    def hello(self, client_name="", auth_token="", observation_size=0, action_size=0,
+              rate_hz=0.0):
+        """Opens a session; returns the Welcome (also kept as self.welcome).
+
+        rate_hz: steps per second this client will send, for the daemon's admission
+        control (0: one per control period of the model; the daemon accepts 0 .. 1000).
+        The Welcome's rate_hz and min_iterations say what the session was admitted for.
+        Raises Overloaded (with .retry_after_ms) when the daemon has no capacity for it;
+        the connection stays usable and hello() may be called again later."""
+        fields = dict(client_name=client_name, auth_token=auth_token,
+                      observation_size=observation_size, action_size=action_size)
+        if rate_hz:  # unset when 0, so an mpc_pb2 built before rate_hz still works
+            fields["rate_hz"] = float(rate_hz)
+        msg = self.pb.Hello(**fields)
         self.welcome = self._call("welcome", hello=msg)
         return self.welcome
 

@@ -277,7 +277,15 @@ static void route(conn_t *c)
     if (strcmp(path, "/readyz") == 0) {
         mpcd_status_t st;
         snapshot(h, &st);
-        respond_text(c, st.ready ? 200 : 503, st.ready ? "ready\n" : "not ready\n", head);
+        if (!st.ready)
+            respond_text(c, 503, "not ready: no model is serving\n", head);
+        else if (st.admission.full)
+            respond_text(c, 503,
+                         "full: a new session would be refused (admission control: "
+                         "max-load reached at min-iterations)\n",
+                         head);
+        else
+            respond_text(c, 200, "ready\n", head);
         return;
     }
     bool json = strcmp(path, "/status") == 0;

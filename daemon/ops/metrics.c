@@ -12,6 +12,7 @@
  * A slot whose second has passed out of the window is cleared when it is reused.
  */
 #include "metrics.h"
+#include "mono.h"
 #include "metrics_internal.h"
 
 #include <errno.h>
@@ -52,6 +53,7 @@ struct mpcd_metrics {
     atomic_uint_fast64_t requests[MPCD_REQ_COUNT][MPCD_OUTCOME_COUNT];
     atomic_uint_fast64_t steps, deadline_cuts, fallbacks, overruns, candidates;
     atomic_uint_fast64_t reloads_ok, reloads_failed;
+    atomic_uint_fast64_t sessions_admitted, sessions_refused;
     atomic_uint_fast64_t guard[MPCD_GUARD_COUNT];
     _Atomic double last_load_s;
     mpcd_clock_fn now;
@@ -115,9 +117,7 @@ static const struct series_desc {
 static double monotonic_now(void *ctx)
 {
     (void)ctx;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+    return mono_now();
 }
 
 int mpcd_metrics_create(mpcd_metrics_t **out)
@@ -289,6 +289,12 @@ void mpcd_metrics_reload(mpcd_metrics_t *m, bool ok, double load_s)
     atomic_store(&m->last_load_s, load_s);
 }
 
+void mpcd_metrics_session(mpcd_metrics_t *m, bool admitted)
+{
+    atomic_fetch_add_explicit(admitted ? &m->sessions_admitted : &m->sessions_refused, 1,
+                              memory_order_relaxed);
+}
+
 void mpcd_metrics_guard(mpcd_metrics_t *m, mpcd_guard_event_t e)
 {
     if ((unsigned)e < MPCD_GUARD_COUNT)
@@ -325,6 +331,8 @@ void mpcd_metrics_totals(mpcd_metrics_t *m, mpcd_totals_t *out)
     out->overruns = ld(&m->overruns);
     out->reloads_ok = ld(&m->reloads_ok);
     out->reloads_failed = ld(&m->reloads_failed);
+    out->sessions_admitted = ld(&m->sessions_admitted);
+    out->sessions_refused = ld(&m->sessions_refused);
 }
 
 uint64_t mpcd_metrics_candidates(mpcd_metrics_t *m)

@@ -94,6 +94,7 @@ typedef struct mpcd_latency_summary {
 typedef struct mpcd_totals {
     uint64_t requests, errors, deadline_cuts, fallbacks, overruns, reloads_ok, reloads_failed,
         steps;
+    uint64_t sessions_admitted, sessions_refused; /* Hellos admitted / refused OVERLOADED */
 } mpcd_totals_t;
 
 typedef struct mpcd_metrics mpcd_metrics_t;
@@ -109,6 +110,8 @@ void mpcd_metrics_request(mpcd_metrics_t *m, mpcd_req_type_t type, mpcd_outcome_
 void mpcd_metrics_step(mpcd_metrics_t *m, const mpcd_step_sample_t *s);
 /* One model load attempt (startup, Reload, SIGHUP or file watch). */
 void mpcd_metrics_reload(mpcd_metrics_t *m, bool ok, double load_s);
+/* One Hello admitted (true) or refused by admission control (false). */
+void mpcd_metrics_session(mpcd_metrics_t *m, bool admitted);
 /* One guard event (any thread). */
 void mpcd_metrics_guard(mpcd_metrics_t *m, mpcd_guard_event_t e);
 uint64_t mpcd_metrics_guard_count(mpcd_metrics_t *m, mpcd_guard_event_t e);

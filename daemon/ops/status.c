@@ -151,6 +151,8 @@ static void metrics_json(cJSON *root, mpcd_metrics_t *m)
     cJSON_AddNumberToObject(root, "overruns", (double)t.overruns);
     cJSON_AddNumberToObject(root, "reloads_ok", (double)t.reloads_ok);
     cJSON_AddNumberToObject(root, "reloads_failed", (double)t.reloads_failed);
+    cJSON_AddNumberToObject(root, "sessions_admitted", (double)t.sessions_admitted);
+    cJSON_AddNumberToObject(root, "sessions_refused", (double)t.sessions_refused);
     cJSON *guard = cJSON_AddObjectToObject(root, "guard_events");
     for (int e = 0; e < MPCD_GUARD_COUNT; e++)
         cJSON_AddNumberToObject(guard, mpcd_guard_event_name((mpcd_guard_event_t)e),
@@ -199,6 +201,13 @@ char *mpcd_status_json(const mpcd_status_t *st, mpcd_metrics_t *m)
     cJSON_AddNumberToObject(root, "default_deadline_ms", st->default_deadline_ms);
     cJSON_AddNumberToObject(root, "workers", st->workers);
     cJSON_AddNumberToObject(root, "sessions", st->sessions_count);
+    cJSON *adm = cJSON_AddObjectToObject(root, "admission");
+    cJSON_AddBoolToObject(adm, "full", st->admission.full);
+    cJSON_AddNumberToObject(adm, "load", st->admission.load);
+    cJSON_AddNumberToObject(adm, "max_load", st->admission.max_load);
+    cJSON_AddNumberToObject(adm, "min_iterations", st->admission.min_iterations);
+    cJSON_AddNumberToObject(adm, "plan_cost_ms", st->admission.plan_cost_s * 1e3);
+    cJSON_AddNumberToObject(adm, "iteration_ms", st->admission.iteration_s * 1e3);
     if (m != NULL) {
         metrics_json(root, m);
         cJSON_AddNumberToObject(root, "window_s", 60);
@@ -336,6 +345,13 @@ static void metrics_prometheus(strbuf_t *b, mpcd_metrics_t *m)
     sample(b, "mpcd_plan_candidates_total", "counter",
            "Candidate action sequences evaluated by the planner.",
            (double)mpcd_metrics_candidates(m));
+    family(b, "mpcd_sessions_total", "counter",
+           "Hellos by admission result: admitted, or refused OVERLOADED because the admitted "
+           "sessions' minimum plans would no longer fit.");
+    sb_printf(b, "mpcd_sessions_total{result=\"admitted\"} %llu\n",
+              (unsigned long long)t.sessions_admitted);
+    sb_printf(b, "mpcd_sessions_total{result=\"refused\"} %llu\n",
+              (unsigned long long)t.sessions_refused);
     family(b, "mpcd_reloads_total", "counter",
            "Model load attempts (startup, Reload request, SIGHUP, file watch) by result.");
     sb_printf(b, "mpcd_reloads_total{result=\"ok\"} %llu\n", (unsigned long long)t.reloads_ok);
@@ -374,6 +390,12 @@ char *mpcd_status_prometheus(const mpcd_status_t *st, mpcd_metrics_t *m)
            st->ready ? 1 : 0);
     sample(&b, "mpcd_sessions", "gauge", "Open client sessions.", st->sessions_count);
     sample(&b, "mpcd_workers", "gauge", "Planner worker threads.", st->workers);
+    sample(&b, "mpcd_admission_load", "gauge",
+           "Fraction of the workers' time the admitted sessions' minimum plans take.",
+           st->admission.load);
+    sample(&b, "mpcd_admission_full", "gauge",
+           "1 while a new session would be refused OVERLOADED (/readyz answers 503).",
+           st->admission.full ? 1 : 0);
     sample(&b, "mpcd_default_deadline_seconds", "gauge",
            "Deadline of a Step that does not carry its own.", st->default_deadline_ms / 1000.0);
     sample(&b, "mpcd_model_version", "gauge",

@@ -56,6 +56,14 @@ typedef struct mpcd_status {
     const cem_config_t *planner;   /* NULL when unknown */
     double default_deadline_ms;
     int workers;
+    struct {
+        bool full;          /* a session at the model's own rate would be refused now */
+        double load;        /* fraction of the workers' time admitted minimum plans take */
+        double max_load;    /* the limit (config max-load) */
+        int min_iterations; /* config min-iterations */
+        double plan_cost_s; /* one minimum plan: belief update + min_iterations iterations */
+        double iteration_s; /* measured cost of one CEM iteration */
+    } admission;
     int sessions_count;
     const mpcd_session_info_t *sessions; /* [sessions_count] */
 } mpcd_status_t;

@@ -151,7 +151,9 @@ static void fake_free(fake_t *f)
 
 /* --- canned replies --- */
 
-static void send_welcome(fake_t *f, uint64_t id, uint32_t obs, uint32_t act)
+/* A Welcome admitting the session for rate_hz with min_iterations reserved per plan. */
+static void send_welcome_rated(fake_t *f, uint64_t id, uint32_t obs, uint32_t act,
+                               double rate_hz, uint32_t min_iterations)
 {
     float low[MPC_CLIENT_MAX_ACTION + 1], high[MPC_CLIENT_MAX_ACTION + 1];
     for (uint32_t i = 0; i < act && i <= MPC_CLIENT_MAX_ACTION; i++) {
@@ -169,11 +171,19 @@ static void send_welcome(fake_t *f, uint64_t id, uint32_t obs, uint32_t act)
     w.action_high = high;
     w.control_period_s = 0.08;
     w.default_deadline_us = 20000;
+    w.rate_hz = rate_hz;
+    w.min_iterations = min_iterations;
     Mpc__V1__Reply rep = MPC__V1__REPLY__INIT;
     rep.id = id;
     rep.body_case = MPC__V1__REPLY__BODY_WELCOME;
     rep.welcome = &w;
     fake_reply(f, &rep);
+}
+
+/* The answer to a Hello without a rate: one step per control period (0.08 s). */
+static void send_welcome(fake_t *f, uint64_t id, uint32_t obs, uint32_t act)
+{
+    send_welcome_rated(f, id, obs, act, 12.5, 4);
 }
 
 static void send_action(fake_t *f, uint64_t id, uint64_t seq, size_t n)
@@ -201,16 +211,23 @@ static void send_action(fake_t *f, uint64_t id, uint64_t seq, size_t n)
     fake_reply(f, &rep);
 }
 
-static void send_error(fake_t *f, uint64_t id, Mpc__V1__Error__Code code, const char *msg)
+static void send_error_retry(fake_t *f, uint64_t id, Mpc__V1__Error__Code code, const char *msg,
+                             uint32_t retry_after_ms)
 {
     Mpc__V1__Error e = MPC__V1__ERROR__INIT;
     e.code = code;
     e.message = (char *)msg;
+    e.retry_after_ms = retry_after_ms;
     Mpc__V1__Reply rep = MPC__V1__REPLY__INIT;
     rep.id = id;
     rep.body_case = MPC__V1__REPLY__BODY_ERROR;
     rep.error = &e;
     fake_reply(f, &rep);
+}
+
+static void send_error(fake_t *f, uint64_t id, Mpc__V1__Error__Code code, const char *msg)
+{
+    send_error_retry(f, id, code, msg, 0);
 }
 
 static void send_ack(fake_t *f, uint64_t id)
@@ -313,6 +330,8 @@ static void test_hello_step_reset(void **state)
     assert_true(w.action_low[1] == -2.0f && w.action_high[1] == 2.0f);
     assert_true(w.control_period_s == 0.08);
     assert_int_equal(w.default_deadline_us, 20000);
+    assert_true(w.rate_hz == 12.5);
+    assert_int_equal(w.min_iterations, 4);
 
     /* Wrong observation size: refused before anything is sent. */
     float obs[OBS] = {0.5f, -1.0f, 2.0f, 0.0f, 3.25f};
@@ -358,6 +377,7 @@ static void test_hello_step_reset(void **state)
     assert_string_equal(h->auth_token, "secret");
     assert_int_equal(h->observation_size, OBS);
     assert_int_equal(h->action_size, 0);
+    assert_true(h->rate_hz == 0.0); /* mpc_client_hello declares no rate */
     const Mpc__V1__Step *s = f.seen[1]->step;
     assert_int_equal(s->seq, 100);
     assert_int_equal(s->n_observation, OBS);
@@ -394,6 +414,7 @@ static void test_daemon_error(void **state)
     assert_int_equal(mpc_client_daemon_code(c), -1);
     assert_int_equal(mpc_client_hello(c, "x", NULL, 3, 0, NULL), MPC_CLIENT_EDAEMON);
     assert_int_equal(mpc_client_daemon_code(c), MPC__V1__ERROR__CODE__SIZE_MISMATCH);
+    assert_int_equal(mpc_client_retry_after_ms(c), 0);
     assert_non_null(strstr(mpc_client_errmsg(c), "SIZE_MISMATCH"));
     assert_non_null(strstr(mpc_client_errmsg(c), "differs from the model's 5"));
     /* An Error with id 0 answers the request in flight. */
@@ -402,6 +423,65 @@ static void test_daemon_error(void **state)
     assert_true(mpc_client_connected(c));
     assert_int_equal(mpc_client_reset(c), 0);
     fake_join(&f);
+    mpc_client_destroy(c);
+    fake_free(&f);
+}
+
+/* Admission control: the first Hello is refused with OVERLOADED and a retry hint, the
+ * second (on the same connection) admitted for the declared rate. */
+static void script_overloaded_hello(fake_t *f)
+{
+    Mpc__V1__Request *req = fake_read(f);
+    if (req == NULL)
+        return;
+    send_error_retry(f, req->id, MPC__V1__ERROR__CODE__OVERLOADED,
+                     "admitting 50 Hz would leave the sessions at 3 of 4 iterations", 250);
+    if ((req = fake_read(f)) == NULL)
+        return;
+    send_welcome_rated(f, req->id, OBS, ACT, req->hello->rate_hz, 4);
+    if ((req = fake_read(f)) != NULL)
+        send_ack(f, req->id);
+}
+
+static void test_hello_overloaded_then_admitted(void **state)
+{
+    (void)state;
+    fake_t f;
+    mpc_client_t *c;
+    fake_start(&f, script_overloaded_hello, &c);
+    assert_int_equal(mpc_client_retry_after_ms(c), 0);
+    assert_int_equal(mpc_client_hello_with(c, NULL, NULL), MPC_CLIENT_EINVAL);
+
+    mpc_client_hello_t hello = {.client_name = "arm-3",
+                                .auth_token = "secret",
+                                .observation_size = OBS,
+                                .rate_hz = 50.0};
+    mpc_client_welcome_t w;
+    assert_int_equal(mpc_client_hello_with(c, &hello, &w), MPC_CLIENT_EDAEMON);
+    assert_int_equal(mpc_client_daemon_code(c), MPC_CLIENT_DAEMON_OVERLOADED);
+    assert_int_equal(mpc_client_retry_after_ms(c), 250);
+    assert_non_null(strstr(mpc_client_errmsg(c), "OVERLOADED"));
+    assert_non_null(strstr(mpc_client_errmsg(c), "3 of 4 iterations"));
+    assert_true(mpc_client_connected(c)); /* a refused Hello leaves the connection open */
+
+    assert_int_equal(mpc_client_hello_with(c, &hello, &w), 0);
+    assert_int_equal(w.session_id, 42);
+    assert_true(w.rate_hz == 50.0);
+    assert_int_equal(w.min_iterations, 4);
+    assert_int_equal(w.observation_size, OBS);
+    assert_int_equal(mpc_client_reset(c), 0);
+    fake_join(&f);
+
+    assert_int_equal(f.n_seen, 3);
+    for (size_t i = 0; i < 2; i++) {
+        const Mpc__V1__Hello *h = f.seen[i]->hello;
+        assert_int_equal(f.seen[i]->body_case, MPC__V1__REQUEST__BODY_HELLO);
+        assert_string_equal(h->client_name, "arm-3");
+        assert_string_equal(h->auth_token, "secret");
+        assert_int_equal(h->observation_size, OBS);
+        assert_int_equal(h->action_size, 0);
+        assert_true(h->rate_hz == 50.0);
+    }
     mpc_client_destroy(c);
     fake_free(&f);
 }
@@ -713,6 +793,10 @@ static void test_error_names(void **state)
     assert_string_equal(mpc_client_daemon_code_name(MPC__V1__ERROR__CODE__NOT_READY),
                         "NOT_READY");
     assert_string_equal(mpc_client_daemon_code_name(999), "UNKNOWN");
+    assert_string_equal(mpc_client_daemon_code_name(MPC_CLIENT_DAEMON_OVERLOADED),
+                        "OVERLOADED");
+    assert_string_equal(mpc_client_daemon_code_name(MPC_CLIENT_DAEMON_PERMISSION_DENIED),
+                        "PERMISSION_DENIED");
 }
 
 int main(void)
@@ -720,6 +804,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hello_step_reset),
         cmocka_unit_test(test_daemon_error),
+        cmocka_unit_test(test_hello_overloaded_then_admitted),
         cmocka_unit_test(test_timeout_then_late_reply_skipped),
         cmocka_unit_test(test_closed_mid_frame),
         cmocka_unit_test(test_closed_before_reply),

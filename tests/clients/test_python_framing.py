@@ -83,6 +83,59 @@ def test_welcome_step_and_daemon_error(fake):
         c.reset()
 
 
+def test_hello_overloaded_then_admitted(fake):
+    """Admission control: a refused Hello raises Overloaded (a DaemonError) with the
+    retry hint and leaves the connection usable; the Welcome says what was admitted."""
+    address, script = fake
+    seen = []
+
+    def answer(conn, next_request):
+        req = next_request()
+        seen.append(req.hello)
+        err = pb.Error(code=pb.Error.OVERLOADED, retry_after_ms=250,
+                       message="admitting 50 Hz would leave the sessions at 3 of 4 iterations")
+        conn.sendall(frame(pb.Reply(id=req.id, error=err)))
+        req = next_request()
+        seen.append(req.hello)
+        w = pb.Welcome(session_id=8, observation_size=2, action_size=1, action_low=[-1],
+                       action_high=[1], rate_hz=req.hello.rate_hz, min_iterations=4)
+        conn.sendall(frame(pb.Reply(id=req.id, welcome=w)))
+        req = next_request()
+        seen.append(req.hello)
+        conn.sendall(frame(pb.Reply(id=req.id, welcome=pb.Welcome(session_id=9))))
+
+    script(answer)
+    with mpc_client.Client(address, timeout=10) as c:
+        with pytest.raises(mpc_client.Overloaded) as e:
+            c.hello("arm-3", rate_hz=50)
+        assert isinstance(e.value, mpc_client.DaemonError)
+        assert e.value.code_name == "OVERLOADED" and e.value.code == pb.Error.OVERLOADED
+        assert e.value.retry_after_ms == 250 and "retry after 250 ms" in str(e.value)
+        assert "3 of 4 iterations" in e.value.message
+        w = c.hello("arm-3", rate_hz=50)
+        assert (w.session_id, w.rate_hz, w.min_iterations) == (8, 50.0, 4)
+        assert c.welcome is w
+        assert c.hello("arm-3").session_id == 9
+    assert [h.rate_hz for h in seen] == [50.0, 50.0, 0.0]
+    assert all(h.client_name == "arm-3" for h in seen)
+
+
+def test_daemon_error_without_hint(fake):
+    address, script = fake
+
+    def answer(conn, next_request):
+        req = next_request()
+        err = pb.Error(code=pb.Error.NOT_READY, message="no model loaded")
+        conn.sendall(frame(pb.Reply(id=req.id, error=err)))
+
+    script(answer)
+    with mpc_client.Client(address, timeout=10) as c:
+        with pytest.raises(mpc_client.DaemonError) as e:
+            c.hello("t")
+        assert type(e.value) is mpc_client.DaemonError and e.value.retry_after_ms == 0
+        assert "retry after" not in str(e.value)
+
+
 def test_timeout_then_late_reply_skipped(fake):
     address, script = fake
 

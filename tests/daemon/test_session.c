@@ -25,6 +25,7 @@
 
 #include "alloc_count.h"
 #include "registry.h"
+#include "mono.h"
 #include "session.h"
 
 static const char *path_a, *path_b, *path_c;
@@ -61,9 +62,8 @@ static registry_model_t *load(const char *path)
 
 static void far_deadline(session_t *s)
 {
-    clock_gettime(CLOCK_MONOTONIC, &s->in.t_read);
-    s->in.deadline = s->in.t_read;
-    session_ts_add(&s->in.deadline, 60.0); /* iterations, not time, end these plans */
+    s->in.t_read = mono_now();
+    s->in.deadline = s->in.t_read + 60.0; /* iterations, not time, end these plans */
 }
 
 static void set_obs(session_t *s, int t)
@@ -205,9 +205,8 @@ static void test_steps_reset_and_shed(void **state)
     /* Deadline already gone: no plan, the warm start's first action, flagged. */
     set_obs(s, 5);
     s->in.reset = false;
-    clock_gettime(CLOCK_MONOTONIC, &s->in.t_read);
-    s->in.deadline = s->in.t_read;
-    session_ts_add(&s->in.deadline, -0.001);
+    s->in.t_read = mono_now();
+    s->in.deadline = s->in.t_read - 0.001;
     float warm = s->plan.mean[0];
     session_step(s, a, &a->slots[0]);
     assert_true(s->out.shed && s->out.fallback && s->out.deadline_cut);

@@ -1,0 +1,64 @@
+/*
+ * admission.h: admission control: which sessions the planner workers can serve.
+ *
+ * A session costs its step rate times the cost of its minimum plan (a belief update plus
+ * `min-iterations` CEM iterations), as a fraction of one worker's time. A Hello is
+ * admitted while the admitted sessions' sum, with the newcomer's, stays within
+ * `max-load` of the workers; otherwise it is refused (OVERLOADED), so one robot too many
+ * never makes every robot worse. The costs are measured: the planners' calibration at
+ * model load, then an EWMA over the steps served, so the capacity follows the machine
+ * (another process taking a core, a slower model after a swap).
+ *
+ * Loop thread only; no libuv, no protobuf: tested on its own.
+ */
+#ifndef MPCD_ADMISSION_H
+#define MPCD_ADMISSION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Seconds a refused client is told to wait before trying again. */
+#define ADMISSION_RETRY_AFTER_S 2.0
+
+typedef struct admission {
+    int workers;
+    double max_load;            /* fraction of the workers' time minimum plans may take */
+    int min_iterations;         /* CEM iterations each admitted plan must get; 0: admit all */
+    double iteration_s;         /* EWMA: one full CEM iteration (0: no model yet) */
+    double belief_s;            /* EWMA: one belief update, plus the step's fixed costs */
+    double rate_sum;            /* steps per second of the admitted sessions */
+    int sessions;               /* admitted and still open */
+    uint64_t admitted, refused; /* since start */
+} admission_t;
+
+void admission_init(admission_t *a, int workers, double max_load, int min_iterations);
+
+/* A model was loaded: its planners' calibrated iteration cost replaces the estimate. */
+void admission_set_model(admission_t *a, double iteration_s);
+
+/* One step was served: its belief time and the planner's current iteration estimate (0
+ * when it did not plan) move the EWMAs. */
+void admission_observe(admission_t *a, double belief_s, double iteration_s);
+
+/* Seconds of worker time one minimum plan takes. */
+double admission_plan_cost(const admission_t *a);
+
+/* Fraction of the workers' time the admitted sessions' minimum plans take now. */
+double admission_load(const admission_t *a);
+
+/* Admits a session stepping at rate_hz (> 0): true and counted, or false with the reason
+ * in why (counted as refused). */
+bool admission_admit(admission_t *a, double rate_hz, char *why, size_t whylen);
+
+/* Puts back a session that admission_leave took out (its second Hello was refused, so
+ * it keeps its place); not counted as a new admission. */
+void admission_readmit(admission_t *a, double rate_hz);
+
+/* A session admitted at rate_hz ended. */
+void admission_leave(admission_t *a, double rate_hz);
+
+/* True when a session at rate_hz would be refused now (/readyz says "full"). */
+bool admission_full(const admission_t *a, double rate_hz);
+
+#endif
