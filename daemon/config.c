@@ -139,6 +139,10 @@ static const cfg_desc_t table[] = {
      "Planning horizon in control steps."},
     {"threads", "planner", CFG_INT, F(planner.threads), 1, 256, "1", "N",
      "Threads per planner (each worker's team, including the worker itself)."},
+    {"nice", "planner", CFG_INT, F(planner.nice), 0, 19, "10", "N",
+     "Niceness of the planner threads (workers and their teams). Above the event loop's 0, "
+     "so the thread that reads requests and writes replies preempts a plan at once instead "
+     "of waiting for a time slice (on 2 busy cores that wait made replies late)."},
     {"margin-ms", "planner", CFG_DOUBLE, F(margin_ms), 0, 1000, "0.5", "MS",
      "Planning stops this long before the deadline to leave time for the reply."},
     {"sample-latent", "planner", CFG_BOOL, F(planner.sample_latent), 0, 1, "true", NULL,

@@ -27,6 +27,8 @@
 /* How long before a waiting step's last moment the loop answers it itself: the loop
  * timer's resolution (1 ms) plus its own latency. */
 #define EXPIRY_SLACK_S 0.002
+/* Per reply: how fast the reply reserve forgets a slow spell (~1/200 replies). */
+#define REPLY_RESERVE_DECAY 0.005
 
 static void send_action(server_t *s, conn_t *c);
 static void on_expiry(uv_timer_t *t);
@@ -293,12 +295,13 @@ static bool do_step(server_t *s, conn_t *c, uint64_t id, const Mpc__V1__Step *st
     in->deadline =
         t_read + (st->deadline_us ? st->deadline_us * 1e-6 : s->cfg->deadline_ms * 1e-3);
     in->answered = false;
+    in->reply_s = s->reply_reserve_s;
     c->step.c = c;
     c->step.req_id = id;
     c->step.model = registry_acquire(&s->registry);
     /* EDF key and the two times the scheduler works with (workq.h). */
     const admission_t *a = &s->admission;
-    double ready = in->deadline - s->cfg->planner.margin_s - a->belief_s;
+    double ready = in->deadline - s->cfg->planner.margin_s - in->reply_s - a->belief_s;
     workq_job_t *j = &c->step.job;
     j->fn = step_job_run;
     j->deadline = in->deadline;
@@ -357,6 +360,16 @@ static void finish_step(server_t *s, conn_t *c)
     record_step(s, c);
 }
 
+/* Planning stops this much before a step's deadline (on top of margin-ms): the loop's
+ * recent latency from a worker finishing to the reply being sent. It rises at once with a
+ * slow reply and decays slowly, and never takes more than a quarter of the budget. */
+static void note_reply_latency(server_t *s, double latency_s, double budget_s)
+{
+    double r = s->reply_reserve_s;
+    r = latency_s > r ? latency_s : r + REPLY_RESERVE_DECAY * (latency_s - r);
+    s->reply_reserve_s = r < 0.25 * budget_s ? r : 0.25 * budget_s;
+}
+
 /* Sends the Action of c's step (se->out) and records its timings. */
 static void send_action(server_t *s, conn_t *c)
 {
@@ -381,6 +394,8 @@ static void send_action(server_t *s, conn_t *c)
     rep.action = &a;
     conn_send(c, &rep);
     double t_reply = mono_now();
+    if (o->t_done > 0) /* planned on a worker: how long its reply took to go out */
+        note_reply_latency(s, t_reply - o->t_done, se->in.deadline - se->in.t_read);
 
     mpcd_step_sample_t smp = {.queue_s = o->queue_s,
                               .belief_s = o->belief_s,
@@ -422,6 +437,7 @@ static void on_expiry(uv_timer_t *t)
         o->queue_s = mono_now() - se->in.t_read;
         o->belief_s = o->plan_s = 0;
         o->model_version = c->step.model->version;
+        o->t_done = 0;
         if (!c->closing)
             send_action(s, c);
         se->in.answered = true;
@@ -890,7 +906,8 @@ int server_create(const mpcd_config_t *cfg, server_t **out, char *err, size_t er
     }
     for (int i = 0; i < s->nworkers; i++)
         s->workers[i] = (server_worker_t){s, i};
-    if ((rc = workq_init(&s->workq, s->nworkers, wake_loop, &s->done_async))) {
+    if ((rc = workq_init(&s->workq, s->nworkers, cfg->planner.nice, wake_loop,
+                         &s->done_async))) {
         snprintf(err, errlen, "cannot start %d workers: %s", s->nworkers, strerror(-rc));
         goto fail;
     }

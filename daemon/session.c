@@ -283,7 +283,7 @@ void session_step(session_t *s, registry_model_t *model, registry_slot_t *slot)
         /* The loop already sent the fallback in out->action: only the belief moved on. */
         out->plan_s = 0;
         out->shed = false;
-    } else if (t1 >= in->deadline) {
+    } else if (t1 >= in->deadline - in->reply_s) {
         /* Too late to plan (the loop answers what waits too long; this is a backstop). */
         cem_keep_awake(slot->planner, false);
         session_fallback_action(s, info, action);
@@ -295,7 +295,7 @@ void session_step(session_t *s, registry_model_t *model, registry_slot_t *slot)
     } else {
         cem_result_t res = {.action = action};
         int rc = cem_plan(slot->planner, s->h, s->z, &s->plan, splitmix64(&s->rng),
-                          in->deadline, &res);
+                          in->deadline - in->reply_s, &res);
         if (rc) {
             session_reset(s); /* the plan state may hold garbage: start over */
             out->rc = rc;
@@ -308,7 +308,7 @@ void session_step(session_t *s, registry_model_t *model, registry_slot_t *slot)
         out->fallback = res.fallback;
         out->overrun = res.overrun;
         out->shed = false;
-        out->iteration_s = res.iteration_s;
+        out->iteration_s = cem_iteration_estimate(slot->planner);
         out->plan_s = mono_now() - t1;
     }
     if (in->noise > 0 && !in->answered) {
@@ -329,6 +329,7 @@ void session_step(session_t *s, registry_model_t *model, registry_slot_t *slot)
     s->last_plan_s = out->plan_s;
     s->last_predicted_return = out->predicted_return;
     out->model_version = model->version;
+    out->t_done = mono_now();
     return;
 fail:
     if (!in->answered)

@@ -39,6 +39,8 @@ typedef struct session_step_in {
     float noise;     /* exploration std relative to half the range */
     double t_read;   /* when the frame was read (common/mono.h's clock) */
     double deadline; /* absolute, same clock: fixed when the frame was read */
+    double reply_s;  /* the loop's recent time from a finished step to its reply sent:
+                        planning stops that much earlier */
     bool answered;   /* the loop already replied with session_fallback_action (the step
                         waited too long): update the belief, record that action, no plan */
 } session_step_in_t;
@@ -51,6 +53,7 @@ typedef struct session_step_out {
     bool deadline_cut, fallback, overrun;
     bool shed;          /* deadline already passed when a worker took it: no plan */
     double iteration_s; /* the planner's predicted cost of a full iteration (0: unknown) */
+    double t_done;      /* when the worker finished the step (common/mono.h) */
     bool resynced;      /* the belief was replayed into a new model first */
     double queue_s, belief_s, plan_s;
     double kl_nats;      /* KL(q || p) of this step */

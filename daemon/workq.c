@@ -10,10 +10,14 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 typedef struct worker_arg {
     workq_t *q;
     int index;
+    int nice;
 } worker_arg_t;
 
 static bool before(const workq_job_t *a, const workq_job_t *b)
@@ -34,6 +38,8 @@ static void *worker_main(void *p)
     worker_arg_t a = *(worker_arg_t *)p;
     free(p);
     workq_t *q = a.q;
+    if (a.nice > 0) /* Linux: niceness is per thread */
+        setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), a.nice);
     pthread_mutex_lock(&q->lock);
     for (;;) {
         while (!q->head && !q->stop)
@@ -42,10 +48,6 @@ static void *worker_main(void *p)
             break; /* stopping and drained */
         workq_job_t *job = q->head;
         unlink_job(q, &q->head);
-        if (q->yielded[a.index]) {
-            q->yielded[a.index] = false;
-            q->yielding--;
-        }
         job->running = true;
         q->running++;
         pthread_mutex_unlock(&q->lock);
@@ -53,6 +55,10 @@ static void *worker_main(void *p)
         job->fn(job, a.index);
 
         pthread_mutex_lock(&q->lock);
+        if (q->yielded[a.index]) { /* back: the job it stopped for is served or taken */
+            q->yielded[a.index] = false;
+            q->yielding--;
+        }
         q->running--;
         q->completed++;
         job->running = false;
@@ -71,7 +77,7 @@ static void *worker_main(void *p)
     return NULL;
 }
 
-int workq_init(workq_t *q, int nworkers, workq_wake_cb wake, void *ctx)
+int workq_init(workq_t *q, int nworkers, int nice, workq_wake_cb wake, void *ctx)
 {
     memset(q, 0, sizeof *q);
     q->wake = wake;
@@ -97,6 +103,7 @@ int workq_init(workq_t *q, int nworkers, workq_wake_cb wake, void *ctx)
         }
         a->q = q;
         a->index = i;
+        a->nice = nice;
         if ((rc = pthread_create(&q->threads[i], NULL, worker_main, a))) {
             free(a);
             workq_destroy(q);

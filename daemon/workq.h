@@ -62,8 +62,9 @@ typedef struct workq {
     void *wake_ctx;
 } workq_t;
 
-/* Starts nworkers threads. Returns 0 or a negative errno. */
-int workq_init(workq_t *q, int nworkers, workq_wake_cb wake, void *ctx);
+/* Starts nworkers threads at niceness `nice` (0: as the caller). Returns 0 or a negative
+ * errno. */
+int workq_init(workq_t *q, int nworkers, int nice, workq_wake_cb wake, void *ctx);
 /* Finishes the jobs already queued, joins the threads; done jobs stay on the done list. */
 void workq_destroy(workq_t *q);
 

@@ -1,6 +1,8 @@
 /*
  * mpc-plan-bench: times libplanner's CEM on a model file or a random model, optionally
- * against OpenBLAS sgemm peak, and evaluates the quality of the returned plans.
+ * against OpenBLAS sgemm peak, and evaluates the quality of the returned plans. With
+ * --batch-table it instead compares K sessions' rollouts run one after another with the
+ * same rows stacked into one batched rollout (batch_table.c).
  *
  * tests/bench/bench_plan.py drives it (with the PyTorch CEM beside it); scripts depend on
  * the options and on the JSON keys documented in --help.
@@ -15,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "batch_table.h"
 #include "planner.h"
 #include "random_model.h"
 
@@ -25,6 +28,8 @@ static const char usage_text[] =
     "SYNOPSIS\n"
     "    mpc-plan-bench --model FILE [OPTIONS]\n"
     "    mpc-plan-bench [--deter N --stoch N --hidden N --action-dim N] [OPTIONS]\n"
+    "    mpc-plan-bench [--model FILE | MODEL OPTIONS] --batch-table [--horizon H]\n"
+    "                   [--threads T] [--json]\n"
     "\n"
     "DESCRIPTION\n"
     "    Runs --plans plans (after --warmup untimed ones) from a fixed set of random\n"
@@ -72,6 +77,19 @@ static const char usage_text[] =
     "    --evaluate N          score each returned plan by N sampled rollouts of its\n"
     "                          mean action sequence (same seeds for every config)\n"
     "    --sgemm               also time OpenBLAS sgemm (1024^3) with 1 and 2 threads\n"
+    "    --batch-table         instead of plans, print whether batching sessions pays:\n"
+    "                          for K = 1, 2, 4, 8, 16 sessions of J = 50, 100, 500\n"
+    "                          candidates (each session its own belief and Gaussian), the\n"
+    "                          candidate-steps/s of K rollouts of J rows one after another\n"
+    "                          (sequential) and of one rollout of all K * J rows (batched),\n"
+    "                          and their ratio. Both sides run the same code: the planner's\n"
+    "                          action sampling, prior, latent sampling and reward over\n"
+    "                          --horizon steps, split into the planner's blocks over a team\n"
+    "                          of --threads (spinning between passes, as the planner's team\n"
+    "                          does during a plan: keep it within the idle CPUs); best of\n"
+    "                          >= 5 alternating repetitions (>= 0.5 s per side) after a\n"
+    "                          warm-up. Uses --horizon, --threads, --block-rows and --seed;\n"
+    "                          the other planner options are ignored\n"
     "    --json                print one JSON object instead of text\n"
     "    --help                this text\n"
     "\n"
@@ -87,6 +105,10 @@ static const char usage_text[] =
     "    eval_return_mean (with --evaluate), sgemm_gflops_1t, sgemm_gflops_2t (with\n"
     "    --sgemm), and the configuration (model, deter, stoch, hidden, action_dim,\n"
     "    candidates, top, iterations, horizon, threads, deadline_ms, seed).\n"
+    "    With --batch-table: model, deter, stoch, hidden, action_dim, horizon, threads,\n"
+    "    statistic (\"best\"), elapsed_s and batch_table, an array of {K, J,\n"
+    "    sequential_cand_steps_per_s, batched_cand_steps_per_s, ratio} (ratio = batched /\n"
+    "    sequential).\n"
     "\n"
     "ENVIRONMENT\n"
     "    MPC_RSSM_GEMM=blas    librssm on OpenBLAS instead of its packed AVX2 kernel\n"
@@ -96,7 +118,8 @@ static const char usage_text[] =
     "\n"
     "EXAMPLES\n"
     "    mpc-plan-bench --deter 200 --stoch 30 --hidden 200 --action-dim 6 --sgemm\n"
-    "    mpc-plan-bench --model m.safetensors --deadline-ms 20 --plans 1000 --json\n";
+    "    mpc-plan-bench --model m.safetensors --deadline-ms 20 --plans 1000 --json\n"
+    "    mpc-plan-bench --model m.safetensors --batch-table --threads 2\n";
 
 typedef struct {
     const char *model, *write_model;
@@ -105,7 +128,7 @@ typedef struct {
     double deadline_ms, gap_ms;
     uint64_t seed;
     int plans, warmup, evaluate;
-    bool sgemm, json;
+    bool sgemm, json, batch_table;
 } opts_t;
 
 static int fail_arg(const char *opt, const char *val, const char *why)
@@ -184,6 +207,10 @@ static int parse(int argc, char **argv, opts_t *o)
         }
         if (!strcmp(a, "--json")) {
             o->json = true;
+            continue;
+        }
+        if (!strcmp(a, "--batch-table")) {
+            o->batch_table = true;
             continue;
         }
         if (i + 1 >= argc)
@@ -393,6 +420,55 @@ static double pct(const double *sorted, int n, double p)
 
 #define NBELIEFS 16
 
+/* --batch-table: the table, as text or JSON. Returns the exit status. */
+static int batch_table(const opts_t *o, const rssm_model_t *m)
+{
+    static const int ks[] = {1, 2, 4, 8, 16}, js[] = {50, 100, 500};
+    enum { NK = sizeof ks / sizeof *ks, NJ = sizeof js / sizeof *js };
+    const rssm_info_t *info = rssm_info(m);
+    const rssm_dims_t *d = &info->dims;
+    batch_table_config_t c = {.horizon = o->cfg.horizon,
+                              .threads = o->cfg.threads,
+                              .block_rows = o->cfg.block_rows,
+                              .seed = o->seed};
+    batch_table_row_t rows[NK * NJ];
+    char err[256];
+    double t0 = now_s();
+    int rc = batch_table_run(m, &c, ks, NK, js, NJ, rows, err, sizeof err);
+    if (rc) {
+        fprintf(stderr, "mpc-plan-bench: batch table: %s\n", err);
+        return 1;
+    }
+    double el = now_s() - t0, diff = 0.0;
+    for (int i = 0; i < NK * NJ; i++)
+        diff = rows[i].max_return_diff > diff ? rows[i].max_return_diff : diff;
+    const char *name = o->model ? o->model : "random";
+    if (o->json) {
+        printf("{\"model\": \"%s\", \"deter\": %d, \"stoch\": %d, \"hidden\": %d, "
+               "\"action_dim\": %d, \"horizon\": %d, \"threads\": %d, "
+               "\"statistic\": \"best\", \"elapsed_s\": %.2f, \"batch_table\": [",
+               name, d->deter, d->stoch, d->hidden, d->action, c.horizon, c.threads, el);
+        for (int i = 0; i < NK * NJ; i++)
+            printf("%s{\"K\": %d, \"J\": %d, \"sequential_cand_steps_per_s\": %.1f, "
+                   "\"batched_cand_steps_per_s\": %.1f, \"ratio\": %.4f}",
+                   i ? ", " : "", rows[i].sessions, rows[i].candidates, rows[i].sequential_cps,
+                   rows[i].batched_cps, rows[i].ratio);
+        printf("]}\n");
+    } else {
+        printf("model        %s (D=%d S=%d H=%d A=%d), %.0f FLOP per candidate-step\n", name,
+               d->deter, d->stoch, d->hidden, d->action,
+               (double)rssm_flops_per_imagine_step(m));
+        printf("batch table  horizon %d, threads %d, best of >= 5 alternating repetitions "
+               "per side (%.1f s); the sides' returns agree to %.2g\n",
+               c.horizon, c.threads, el, diff);
+        printf("%6s %6s %16s %16s %9s\n", "K", "J", "sequential/s", "batched/s", "ratio");
+        for (int i = 0; i < NK * NJ; i++)
+            printf("%6d %6d %16.0f %16.0f %9.3f\n", rows[i].sessions, rows[i].candidates,
+                   rows[i].sequential_cps, rows[i].batched_cps, rows[i].ratio);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     opts_t o;
@@ -408,6 +484,11 @@ int main(int argc, char **argv)
     if (rc) {
         fprintf(stderr, "mpc-plan-bench: %s: %s\n", o.model ? o.model : "random model", err);
         return 1;
+    }
+    if (o.batch_table) {
+        rc = batch_table(&o, m);
+        rssm_destroy(m);
+        return rc;
     }
     const rssm_info_t *info = rssm_info(m);
     const int D = info->dims.deter, S = info->dims.stoch, A = info->dims.action;
@@ -460,14 +541,9 @@ int main(int argc, char **argv)
                       NULL);
         cem_result_t res = {.action = action};
         double t0 = now_s(), c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
-        struct timespec dl;
-        if (o.deadline_ms > 0) {
-            double d = t0 + o.deadline_ms * 1e-3;
-            dl.tv_sec = (time_t)d;
-            dl.tv_nsec = (long)((d - (double)dl.tv_sec) * 1e9);
-        }
-        rc = cem_plan(p, h, z, &st, o.seed + (uint64_t)(k + o.warmup),
-                      o.deadline_ms > 0 ? &dl : NULL, &res);
+        /* an absolute CLOCK_MONOTONIC time in seconds (now_s's clock); INFINITY: none */
+        double dl = o.deadline_ms > 0 ? t0 + o.deadline_ms * 1e-3 : INFINITY;
+        rc = cem_plan(p, h, z, &st, o.seed + (uint64_t)(k + o.warmup), dl, &res);
         double el = now_s() - t0, cpu_el = clock_s(CLOCK_PROCESS_CPUTIME_ID) - c0;
         if (rc) {
             fprintf(stderr, "mpc-plan-bench: cem_plan: %s\n", strerror(-rc));
