@@ -62,8 +62,8 @@ static void usage(FILE *out)
 "    as a refused session, not as an error, and stops: it does not try again.\n"
 "\n"
 "    At a fixed rate the clients run at staggered phases, as independent robots would:\n"
-"    client i (0 .. N-1) sends its steps at start + (k + i/N) / HZ for k = 0, 1, ...;\n"
-"    slots that pass while its session opens are skipped.\n"
+"    all clients first open their sessions, then the A admitted ones take slots\n"
+"    i = 0 .. A-1 and send their steps at t0 + (k + i/A) / HZ for k = 0, 1, ...\n"
 "\n"
 "OPTIONS\n"
 "    -c, --connect ADDR     tcp://HOST:PORT or unix:PATH (default %s)\n"
@@ -100,13 +100,27 @@ typedef struct {
     bool json;
 } options_t;
 
+/* Paced clients spread their phases over the admitted ones: every client first opens its
+ * session, then the admitted take slots 0..A-1 and step at phase0 + (k + slot/A) periods.
+ * (Spread over all N instead, the admitted few of a refused crowd would bunch together.) */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t all_open;
+    int total;    /* clients that will report (set lower if a thread could not start) */
+    int opened;   /* clients past their first Hello */
+    int admitted; /* slots handed out */
+    double phase0;
+} pacing_t;
+
 /* One simulated client; everything it counts is merged after the run. */
 typedef struct {
     const options_t *o;
+    pacing_t *pacing;
     int index;
-    double start_s, end_s;       /* the run's, the same for every client */
-    int connect_exit;            /* tool exit status of the first connect */
-    bool refused;                /* a Hello was refused with OVERLOADED: the client stopped */
+    int slot;              /* among the admitted clients (pacing) */
+    double start_s, end_s; /* the run's, the same for every client */
+    int connect_exit;      /* tool exit status of the first connect */
+    bool refused;          /* a Hello was refused with OVERLOADED: the client stopped */
     latency_samples_t latency_ms;
     latency_samples_t iterations_per_reply; /* Action.iterations of every answered step */
     uint64_t ok, misses, deadline_cuts, fallbacks, iterations, plan_us, reconnects;
@@ -184,11 +198,29 @@ static int open_session(worker_t *w, mpc_client_t *c)
     return rc;
 }
 
-/* The time before client w's first paced step: its steps lie at start + (k + i/N)
- * periods, so independent clients are not synchronised; slots already past are skipped. */
+/* Waits until every client has opened its session (or been refused); an admitted one gets
+ * its slot. */
+static void wait_all_open(worker_t *w, bool admitted)
+{
+    pacing_t *p = w->pacing;
+    pthread_mutex_lock(&p->mu);
+    if (admitted)
+        w->slot = p->admitted++;
+    if (++p->opened >= p->total) {
+        p->phase0 = tool_now_s();
+        pthread_cond_broadcast(&p->all_open);
+    }
+    while (p->opened < p->total)
+        pthread_cond_wait(&p->all_open, &p->mu);
+    pthread_mutex_unlock(&p->mu);
+}
+
+/* The time before client w's first paced step: its steps lie at phase0 + (k + slot/A)
+ * periods (A admitted clients), so independent clients are not synchronised. */
 static double first_slot(const worker_t *w, double period)
 {
-    double phase = w->start_s + period * (double)w->index / (double)w->o->clients;
+    const pacing_t *p = w->pacing;
+    double phase = p->phase0 + period * (double)w->slot / (double)p->admitted;
     double now = tool_now_s();
     double k = now > phase ? ceil((now - phase) / period) : 0.0;
     return phase + k * period;
@@ -202,7 +234,8 @@ static void run_steps(worker_t *w, mpc_client_t *c)
         return;
     double period = w->o->rate_hz > 0 ? 1.0 / w->o->rate_hz : 0.0;
     double next = period > 0 ? first_slot(w, period) - period : 0.0; /* += period below */
-    mpc_client_step_t step = {.reset = true, .observation = obs,
+    mpc_client_step_t step = {.reset = true,
+                              .observation = obs,
                               .observation_size = w->obs_size,
                               .deadline_us = w->o->deadline_ms > 0 ? w->deadline_us : 0,
                               .exploration_noise = (float)w->o->noise};
@@ -258,9 +291,11 @@ static void *worker_main(void *arg)
     mpc_client_t *c;
     if (mpc_client_create(&c) < 0 || mpc_client_set_timeout(c, (int)w->o->timeout_ms) < 0) {
         w->connect_exit = TOOL_EXIT_UNREACHABLE;
+        wait_all_open(w, false);
         return NULL;
     }
     int rc = open_session(w, c);
+    wait_all_open(w, rc >= 0 && !w->refused);
     if (w->refused) {
         /* Counted as a refused session; the client stops without trying again. */
     } else if (rc < 0) {
@@ -317,8 +352,8 @@ static double per_ok(uint64_t value, uint64_t ok)
 static void print_text(const options_t *o, const worker_t *w0, const totals_t *t)
 {
     printf("mpc-bench: %ld client(s), %.1f s, %s, model '%s', obs %u, deadline %.1f ms\n",
-           o->clients, t->wall_s, o->rate_hz > 0 ? "fixed rate" : "closed loop",
-           w0->model_name, w0->obs_size, w0->deadline_us / 1e3);
+           o->clients, t->wall_s, o->rate_hz > 0 ? "fixed rate" : "closed loop", w0->model_name,
+           w0->obs_size, w0->deadline_us / 1e3);
     printf("steps        %llu ok, %.1f steps/s\n", (unsigned long long)t->ok,
            t->ok / t->wall_s);
     printf("latency ms   p50 %.3f  p90 %.3f  p99 %.3f  max %.3f  (min %.3f, mean %.3f)\n",
@@ -335,7 +370,8 @@ static void print_text(const options_t *o, const worker_t *w0, const totals_t *t
     printf("errors       %llu", (unsigned long long)t->errors);
     for (int k = 1; k < N_ERROR_KINDS; k++)
         if (t->errors_by_kind[k])
-            printf(" %s=%llu", mpc_client_err_name(-k), (unsigned long long)t->errors_by_kind[k]);
+            printf(" %s=%llu", mpc_client_err_name(-k),
+                   (unsigned long long)t->errors_by_kind[k]);
     printf(", reconnects %llu\n", (unsigned long long)t->reconnects);
 }
 
@@ -374,7 +410,8 @@ static void print_json(const options_t *o, const worker_t *w0, const totals_t *t
     cJSON *kinds = cJSON_AddObjectToObject(j, "errors_by_kind");
     for (int k = 1; k < N_ERROR_KINDS; k++)
         if (t->errors_by_kind[k])
-            cJSON_AddNumberToObject(kinds, mpc_client_err_name(-k), (double)t->errors_by_kind[k]);
+            cJSON_AddNumberToObject(kinds, mpc_client_err_name(-k),
+                                    (double)t->errors_by_kind[k]);
     cJSON_AddNumberToObject(j, "reconnects", (double)t->reconnects);
     char *text = cJSON_PrintUnformatted(j);
     if (text != NULL)
@@ -385,15 +422,21 @@ static void print_json(const options_t *o, const worker_t *w0, const totals_t *t
 
 static int parse_options(int argc, char **argv, options_t *o)
 {
-    static const struct option longopts[] = {
-        {"connect", required_argument, NULL, 'c'},  {"clients", required_argument, NULL, 'n'},
-        {"seconds", required_argument, NULL, 's'},  {"rate", required_argument, NULL, 'r'},
-        {"deadline-ms", required_argument, NULL, 'd'}, {"obs-dim", required_argument, NULL, 'o'},
-        {"noise", required_argument, NULL, 'x'},    {"timeout", required_argument, NULL, 't'},
-        {"seed", required_argument, NULL, 'S'},     {"json", no_argument, NULL, 'j'},
-        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0}};
+    static const struct option longopts[] = {{"connect", required_argument, NULL, 'c'},
+                                             {"clients", required_argument, NULL, 'n'},
+                                             {"seconds", required_argument, NULL, 's'},
+                                             {"rate", required_argument, NULL, 'r'},
+                                             {"deadline-ms", required_argument, NULL, 'd'},
+                                             {"obs-dim", required_argument, NULL, 'o'},
+                                             {"noise", required_argument, NULL, 'x'},
+                                             {"timeout", required_argument, NULL, 't'},
+                                             {"seed", required_argument, NULL, 'S'},
+                                             {"json", no_argument, NULL, 'j'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {NULL, 0, NULL, 0}};
     int opt, bad = 0;
-    while (bad == 0 && (opt = getopt_long(argc, argv, "c:n:s:r:d:o:x:t:S:jh", longopts, NULL)) != -1) {
+    while (bad == 0 &&
+           (opt = getopt_long(argc, argv, "c:n:s:r:d:o:x:t:S:jh", longopts, NULL)) != -1) {
         /* One option a line. */
         // clang-format off
         switch (opt) {
@@ -421,8 +464,8 @@ static int parse_options(int argc, char **argv, options_t *o)
 
 int main(int argc, char **argv)
 {
-    options_t o = {.clients = 1, .seconds = 5, .timeout_ms = MPC_CLIENT_DEFAULT_TIMEOUT_MS,
-                   .seed = 1};
+    options_t o = {
+        .clients = 1, .seconds = 5, .timeout_ms = MPC_CLIENT_DEFAULT_TIMEOUT_MS, .seed = 1};
     if (parse_options(argc, argv, &o) < 0)
         return TOOL_EXIT_USAGE;
     struct sigaction sa = {.sa_handler = on_sigint};
@@ -435,15 +478,28 @@ int main(int argc, char **argv)
         return TOOL_EXIT_UNREACHABLE;
     }
     double start = tool_now_s();
+    pacing_t pacing = {.mu = PTHREAD_MUTEX_INITIALIZER,
+                       .all_open = PTHREAD_COND_INITIALIZER,
+                       .total = (int)o.clients};
     long started = 0;
     for (; started < o.clients; started++) {
-        w[started] = (worker_t){
-            .o = &o, .index = (int)started, .start_s = start, .end_s = start + o.seconds};
+        w[started] = (worker_t){.o = &o,
+                                .pacing = &pacing,
+                                .index = (int)started,
+                                .start_s = start,
+                                .end_s = start + o.seconds};
         if (pthread_create(&w[started].thread, NULL, worker_main, &w[started]) != 0) {
             fprintf(stderr, "%s: cannot start client thread %ld\n", prog, started);
             break;
         }
     }
+    pthread_mutex_lock(&pacing.mu); /* the clients that did start are all there will be */
+    pacing.total = (int)started;
+    if (pacing.opened >= pacing.total) {
+        pacing.phase0 = tool_now_s();
+        pthread_cond_broadcast(&pacing.all_open);
+    }
+    pthread_mutex_unlock(&pacing.mu);
     for (long i = 0; i < started; i++)
         pthread_join(w[i].thread, NULL);
     o.clients = started;

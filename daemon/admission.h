@@ -26,10 +26,12 @@ typedef struct admission {
     double max_load;            /* fraction of the workers' time minimum plans may take */
     int min_iterations;         /* CEM iterations each admitted plan must get; 0: admit all */
     double iteration_s;         /* EWMA: one full CEM iteration (0: no model yet) */
-    double belief_s;            /* EWMA: one belief update, plus the step's fixed costs */
+    double fixed_s;             /* EWMA: a step's worker time outside its CEM iterations (belief
+                                   update, waking the team, hand-off) */
     double rate_sum;            /* steps per second of the admitted sessions */
     int sessions;               /* admitted and still open */
     uint64_t admitted, refused; /* since start */
+    uint64_t samples;           /* steps observed (the EWMAs' first weights) */
 } admission_t;
 
 void admission_init(admission_t *a, int workers, double max_load, int min_iterations);
@@ -37,9 +39,10 @@ void admission_init(admission_t *a, int workers, double max_load, int min_iterat
 /* A model was loaded: its planners' calibrated iteration cost replaces the estimate. */
 void admission_set_model(admission_t *a, double iteration_s);
 
-/* One step was served: its belief time and the planner's current iteration estimate (0
- * when it did not plan) move the EWMAs. */
-void admission_observe(admission_t *a, double belief_s, double iteration_s);
+/* One step was served: its worker time outside the CEM iterations and its measured time
+ * per iteration (0 when it did not plan) move the EWMAs; a spike counts as at most twice
+ * the estimate. */
+void admission_observe(admission_t *a, double fixed_s, double iteration_s);
 
 /* Seconds of worker time one minimum plan takes. */
 double admission_plan_cost(const admission_t *a);
@@ -57,6 +60,11 @@ void admission_readmit(admission_t *a, double rate_hz);
 
 /* A session admitted at rate_hz ended. */
 void admission_leave(admission_t *a, double rate_hz);
+
+/* The iterations a plan may take while other steps wait: the admitted sessions' share of
+ * the workers' time, at least min_iterations (1 when admission is off); INT_MAX while no
+ * session is admitted. */
+int admission_fair_iterations(const admission_t *a);
 
 /* True when a session at rate_hz would be refused now (/readyz says "full"). */
 bool admission_full(const admission_t *a, double rate_hz);

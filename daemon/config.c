@@ -115,13 +115,15 @@ static const cfg_desc_t table[] = {
      "overrides it per request)."},
     {"workers", "control", CFG_INT, F(workers), 0, 256, "0", "N",
      "Planner worker threads (steps planned concurrently); 0 = one per CPU."},
-    {"min-iterations", "control", CFG_INT, F(min_iterations), 0, 10000, "2", "N",
+    {"min-iterations", "control", CFG_INT, F(min_iterations), 0, 10000, "1", "N",
      "Admission control: a Hello is refused (OVERLOADED) when admitting it would leave the "
      "admitted sessions less than N CEM iterations per plan at their step rates, by the "
      "measured cost of an iteration; 0 turns admission control off."},
-    {"max-load", "control", CFG_DOUBLE, F(max_load), 0.05, 1, "0.9", "FRAC",
+    {"max-load", "control", CFG_DOUBLE, F(max_load), 0.05, 1, "0.65", "FRAC",
      "Admission control: the fraction of the workers' time the admitted sessions' minimum "
-     "plans may take (the rest absorbs jitter and the loop's own work)."},
+     "plans may take. The rest absorbs arrivals that bunch up, the loop's own work and "
+     "other processes (README \"Serving many robots\": above ~0.7 some plans missed their "
+     "minimum on 2 vCPUs)."},
     {"history", "control", CFG_INT, F(history), 1, 4096, "32", "N",
      "(observation, action) pairs each session keeps to re-sync its belief after a model "
      "swap."},
@@ -139,10 +141,11 @@ static const cfg_desc_t table[] = {
      "Planning horizon in control steps."},
     {"threads", "planner", CFG_INT, F(planner.threads), 1, 256, "1", "N",
      "Threads per planner (each worker's team, including the worker itself)."},
-    {"nice", "planner", CFG_INT, F(planner.nice), 0, 19, "10", "N",
-     "Niceness of the planner threads (workers and their teams). Above the event loop's 0, "
-     "so the thread that reads requests and writes replies preempts a plan at once instead "
-     "of waiting for a time slice (on 2 busy cores that wait made replies late)."},
+    {"nice", "planner", CFG_INT, F(planner.nice), 0, 19, "0", "N",
+     "Niceness of the planner threads (workers and their teams). The event loop asks the "
+     "kernel for a short time slice instead, so it preempts a plan on wake-up either way; "
+     "raising this also lets every other process on the machine preempt the planner "
+     "(measured: with 8 simulators on the same 2 cores, nice 5 cost 4x more fallbacks)."},
     {"margin-ms", "planner", CFG_DOUBLE, F(margin_ms), 0, 1000, "0.5", "MS",
      "Planning stops this long before the deadline to leave time for the reply."},
     {"sample-latent", "planner", CFG_BOOL, F(planner.sample_latent), 0, 1, "true", NULL,

@@ -60,6 +60,7 @@ struct server {
     server_worker_t *workers; /* [nworkers] */
     admission_t admission;
     double reply_reserve_s; /* planning stops this much earlier (server.c note_reply_latency) */
+    int fair;               /* the fair share last given to workq_set_fair */
     uv_timer_t expiry_timer; /* answers steps that waited too long (server.c on_expiry) */
     uv_async_t done_async;   /* workers finished steps, or a model died */
     listener_t listeners[CONFIG_MAX_LISTEN];

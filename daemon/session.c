@@ -244,6 +244,7 @@ void session_step(session_t *s, registry_model_t *model, registry_slot_t *slot)
     const rssm_info_t *info = model->info;
     float *action = out->action;
     double t0 = mono_now();
+    out->t_start = t0;
 
     if (!in->answered) /* the team wakes while the belief is updated */
         cem_keep_awake(slot->planner, true);

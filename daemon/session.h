@@ -51,10 +51,10 @@ typedef struct session_step_out {
     float predicted_return;
     int iterations, candidates;
     bool deadline_cut, fallback, overrun;
-    bool shed;          /* deadline already passed when a worker took it: no plan */
-    double iteration_s; /* the planner's predicted cost of a full iteration (0: unknown) */
-    double t_done;      /* when the worker finished the step (common/mono.h) */
-    bool resynced;      /* the belief was replayed into a new model first */
+    bool shed;              /* deadline already passed when a worker took it: no plan */
+    double iteration_s;     /* the planner's predicted cost of a full iteration (0: unknown) */
+    double t_start, t_done; /* when the worker took and finished the step (mono.h) */
+    bool resynced;          /* the belief was replayed into a new model first */
     double queue_s, belief_s, plan_s;
     double kl_nats;      /* KL(q || p) of this step */
     double reward_error; /* reported - predicted reward of the previous action; NAN */

@@ -7,6 +7,7 @@
 #include "workq.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +81,7 @@ static void *worker_main(void *p)
 int workq_init(workq_t *q, int nworkers, int nice, workq_wake_cb wake, void *ctx)
 {
     memset(q, 0, sizeof *q);
+    q->fair = INT_MAX;
     q->wake = wake;
     q->wake_ctx = ctx;
     int rc = pthread_mutex_init(&q->lock, NULL);
@@ -147,16 +149,34 @@ void workq_submit(workq_t *q, workq_job_t *job)
     pthread_mutex_unlock(&q->lock);
 }
 
-bool workq_should_yield(workq_t *q, int worker, double next_end)
+void workq_set_fair(workq_t *q, int iterations)
+{
+    pthread_mutex_lock(&q->lock);
+    q->fair = iterations;
+    pthread_mutex_unlock(&q->lock);
+}
+
+bool workq_should_yield(workq_t *q, int worker, int done, double next_end)
 {
     bool yield = false;
     pthread_mutex_lock(&q->lock);
     if (q->head && !q->yielded[worker]) {
-        /* Waiting jobs that must start before next_end, minus workers already coming. */
-        int urgent = 0;
-        for (const workq_job_t *j = q->head; j; j = j->next)
-            urgent += j->start_by <= next_end;
-        if (urgent > q->yielding) {
+        /* Would the waiting jobs, served in deadline order by every worker from next_end
+         * on, still get their minimum plans in time? (Workers already coming count as
+         * free at next_end too: the check is the same for all.) */
+        int owed = 0, k = 0;
+        double t = next_end;
+        for (const workq_job_t *j = q->head; j; j = j->next) {
+            k++;
+            t += j->cost / q->nworkers;
+            if (t > j->finish_by) {
+                owed = k; /* it and the ones before it need workers now */
+                break;
+            }
+        }
+        if (done >= q->fair)
+            owed = q->waiting;
+        if (owed > q->yielding) {
             q->yielded[worker] = true;
             q->yielding++;
             yield = true;

@@ -6,11 +6,12 @@
  * A worker always takes the waiting job whose deadline comes first (ties: the one
  * submitted first). The daemon submits at most one job per session.
  *
- * Preemption at iteration boundaries: a job carries `start_by`, the latest time a worker
- * may take it and still give it its minimum plan. A worker that is planning asks
- * workq_should_yield before each further iteration; it is told to stop when a waiting
- * job's start_by would pass before that iteration ends (and no other worker has already
- * stopped for it), so a long plan never makes a more urgent one late.
+ * Preemption at iteration boundaries: a job carries `cost`, the worker time of its minimum
+ * plan, and `finish_by`, when that plan must be done. A worker that is planning asks
+ * workq_should_yield before each further iteration; it is told to stop when, after that
+ * iteration, the waiting jobs taken in deadline order could no longer all get their
+ * minimum plans in time (and no other worker has already stopped for them), so a long
+ * plan never makes a more urgent one late, even when many arrive at once.
  *
  * A job that waited too long (its `expire` passed: not even a fallback computed by a
  * worker would be on time) can be taken back by the loop with workq_cancel_expired and
@@ -34,12 +35,13 @@ struct workq_job {
     workq_fn fn;
     workq_job_t *next;
     /* CLOCK_MONOTONIC seconds, set by the submitter (see above); INFINITY: none */
-    double deadline; /* the EDF key */
-    double start_by; /* latest start that still gives the minimum plan */
-    double expire;   /* after this, only the loop can still answer it in time */
-    uint64_t order;  /* submission order, for ties (set by workq_submit) */
-    bool queued;     /* submitted and not yet taken back by workq_take_done */
-    bool running;    /* a worker took it */
+    double deadline;  /* the EDF key */
+    double cost;      /* worker seconds of its minimum plan */
+    double finish_by; /* its minimum plan must be done by then */
+    double expire;    /* after this, only the loop can still answer it in time */
+    uint64_t order;   /* submission order, for ties (set by workq_submit) */
+    bool queued;      /* submitted and not yet taken back by workq_take_done */
+    bool running;     /* a worker took it */
 };
 
 typedef void (*workq_wake_cb)(void *ctx);
@@ -52,6 +54,7 @@ typedef struct workq {
     int waiting;        /* jobs waiting for a worker */
     int running;        /* jobs a worker is running */
     int yielding;       /* workers that stopped a plan for a waiting job, not yet back */
+    int fair;           /* iterations a plan may take while others wait (workq_set_fair) */
     bool *yielded;      /* [nworkers] worker i counts in `yielding` */
     uint64_t submitted; /* jobs submitted since start */
     uint64_t completed; /* jobs finished since start */
@@ -68,14 +71,21 @@ int workq_init(workq_t *q, int nworkers, int nice, workq_wake_cb wake, void *ctx
 /* Finishes the jobs already queued, joins the threads; done jobs stay on the done list. */
 void workq_destroy(workq_t *q);
 
-/* Inserts job by its deadline (job->fn, deadline, start_by and expire must be set). Any
+/* Inserts job by its deadline (job->fn, deadline, cost, finish_by and expire must be set). Any
  * thread. */
 void workq_submit(workq_t *q, workq_job_t *job);
 
-/* Asked by worker `worker` between two iterations of its plan: true when it should stop
- * now because a waiting job must start before `next_end` (CLOCK_MONOTONIC seconds) and no
- * other worker has already stopped for it. */
-bool workq_should_yield(workq_t *q, int worker, double next_end);
+/* Asked by worker `worker` between two iterations of its plan, `done` of them complete:
+ * true when it should stop now for the waiting jobs, no other worker having stopped for
+ * them yet, because they could not all get their minimum plans in time if this plan went
+ * on until `next_end` (CLOCK_MONOTONIC seconds), or because this plan already has its
+ * fair share of iterations (workq_set_fair) and somebody waits. The fair share
+ * keeps replies early under load: a plan that ran to the last moment others could wait
+ * would leave every reply at the edge of its deadline. */
+bool workq_should_yield(workq_t *q, int worker, int done, double next_end);
+
+/* Sets the fair share of iterations (INT_MAX: none; the default). Any thread. */
+void workq_set_fair(workq_t *q, int iterations);
 
 /* Takes back up to max waiting jobs whose `expire` is at or before now (CLOCK_MONOTONIC
  * seconds), earliest deadline first, into out; returns how many. They stay `queued` for

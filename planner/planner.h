@@ -43,6 +43,9 @@ typedef struct cem_config {
     float min_std;  /* floor on the per-step std, relative to half the range */
     float init_std; /* initial std relative to half the range, default 1 */
     int block_rows; /* candidates per librssm call, 0 = automatic (tuning knob) */
+    int nice;       /* niceness (0..19) of the team's helper threads, default 0. A server
+                       sets it above its I/O thread's (and runs the calling thread at the
+                       same), so the thread that sends replies preempts a plan at once */
 } cem_config_t;
 
 void cem_config_default(cem_config_t *cfg);

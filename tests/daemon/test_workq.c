@@ -1,8 +1,9 @@
 /*
  * test_workq.c: the worker pool: every job runs exactly once on a valid worker index,
  * one worker runs waiting jobs earliest deadline first (ties in submission order), a
- * planning worker is told to yield only for a job that must start before its next
- * iteration ends (and only one worker per such job), expired jobs can be taken back,
+ * planning worker is told to yield only when the waiting jobs could no longer all get
+ * their minimum plans in time, or when it has its fair share and somebody waits (and only
+ * as many workers as are needed), expired jobs can be taken back,
  * finished jobs come back through the done list with the wake callback called, and
  * destroy drains what was queued.
  */
@@ -101,7 +102,7 @@ static void test_edf_one_worker(void **state)
         memset(&jobs[i], 0, sizeof jobs[i]);
         jobs[i].base.fn = run;
         jobs[i].base.deadline = (double)(i % 16);
-        jobs[i].base.start_by = jobs[i].base.expire = INFINITY;
+        jobs[i].base.finish_by = jobs[i].base.expire = INFINITY;
         jobs[i].index = i;
         workq_submit(&q, &jobs[i].base);
     }
@@ -129,7 +130,7 @@ static void test_should_yield(void **state)
     workq_t q;
     job_t gate, urgent, later;
     assert_int_equal(workq_init(&q, 2, 0, NULL, NULL), 0);
-    assert_false(workq_should_yield(&q, 0, 1e9)); /* nobody waits */
+    assert_false(workq_should_yield(&q, 0, 0, 1e9)); /* nobody waits */
     /* occupy both workers, then queue two jobs */
     job_t gate2;
     block_worker(&q, &gate);
@@ -142,25 +143,54 @@ static void test_should_yield(void **state)
     memset(&urgent, 0, sizeof urgent);
     memset(&later, 0, sizeof later);
     urgent.base.fn = later.base.fn = run;
+    /* two workers: each waiting job adds cost / 2 to the time the queue needs */
     urgent.base.deadline = 20.0;
-    urgent.base.start_by = 10.0;
+    urgent.base.cost = 4.0;
+    urgent.base.finish_by = 14.0;
     later.base.deadline = 200.0;
-    later.base.start_by = 100.0;
+    later.base.cost = 4.0;
+    later.base.finish_by = 104.0;
     urgent.base.expire = later.base.expire = INFINITY;
     workq_submit(&q, &later.base);
     workq_submit(&q, &urgent.base);
-    /* the next iteration would end before the urgent job's latest start: go on */
-    assert_false(workq_should_yield(&q, 0, 9.0));
-    /* it would end after it: worker 0 stops for it, worker 1 need not */
-    assert_true(workq_should_yield(&q, 0, 11.0));
-    assert_false(workq_should_yield(&q, 1, 11.0));
-    assert_false(workq_should_yield(&q, 0, 11.0)); /* asked again: already stopping */
-    /* past the later one's latest start too: a second worker is needed */
-    assert_true(workq_should_yield(&q, 1, 101.0));
+    /* after an iteration ending at 9 the urgent job still fits (9 + 2 <= 14): go on */
+    assert_false(workq_should_yield(&q, 0, 0, 9.0));
+    /* ending at 12.5 it would not (14.5 > 14): worker 0 stops for it, worker 1 need not */
+    assert_true(workq_should_yield(&q, 0, 0, 12.5));
+    assert_false(workq_should_yield(&q, 1, 0, 12.5));
+    assert_false(workq_should_yield(&q, 0, 0, 12.5)); /* asked again: already stopping */
+    /* the later job squeezed behind the urgent one (12 + 2 <= 14, + 2 > 15.5): both are
+     * owed a worker, so worker 1 stops too */
+    later.base.finish_by = 15.5;
+    assert_true(workq_should_yield(&q, 1, 0, 12.0));
+    assert_int_equal(q.yielding, 2);
     atomic_store(&gate_open, true);
     drain(&q, 4);
     /* the workers took jobs: their yields are spent */
     assert_int_equal(q.yielding, 0);
+    workq_destroy(&q);
+}
+
+static void test_fair_share_yield(void **state)
+{
+    (void)state;
+    workq_t q;
+    job_t gate, waiting;
+    assert_int_equal(workq_init(&q, 1, 0, NULL, NULL), 0);
+    block_worker(&q, &gate);
+    memset(&waiting, 0, sizeof waiting);
+    waiting.base.fn = run;
+    waiting.base.deadline = 100.0;
+    waiting.base.cost = 1.0;
+    waiting.base.finish_by = 90.0; /* not urgent at 1.0 */
+    waiting.base.expire = INFINITY;
+    workq_submit(&q, &waiting.base);
+    assert_false(workq_should_yield(&q, 0, 7, 1.0)); /* no fair share set: plan on */
+    workq_set_fair(&q, 3);
+    assert_false(workq_should_yield(&q, 0, 2, 1.0)); /* below its share */
+    assert_true(workq_should_yield(&q, 0, 3, 1.0));  /* has its share, someone waits */
+    atomic_store(&gate_open, true);
+    drain(&q, 2);
     workq_destroy(&q);
 }
 
@@ -176,7 +206,7 @@ static void test_cancel_expired(void **state)
         memset(&jobs[i], 0, sizeof jobs[i]);
         jobs[i].base.fn = run;
         jobs[i].base.deadline = expire[i] + 1.0;
-        jobs[i].base.start_by = INFINITY;
+        jobs[i].base.finish_by = INFINITY;
         jobs[i].base.expire = expire[i];
         jobs[i].index = i;
         workq_submit(&q, &jobs[i].base);
@@ -244,11 +274,9 @@ static void test_destroy_drains(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_edf_one_worker),
-        cmocka_unit_test(test_should_yield),
-        cmocka_unit_test(test_cancel_expired),
-        cmocka_unit_test(test_many_workers_resubmit),
-        cmocka_unit_test(test_destroy_drains),
+        cmocka_unit_test(test_edf_one_worker),        cmocka_unit_test(test_should_yield),
+        cmocka_unit_test(test_fair_share_yield),      cmocka_unit_test(test_cancel_expired),
+        cmocka_unit_test(test_many_workers_resubmit), cmocka_unit_test(test_destroy_drains),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
