@@ -213,6 +213,26 @@ static void test_steps_reset_and_shed(void **state)
     assert_int_equal(s->out.iterations, 0);
     assert_true(s->out.action[0] == warm);
 
+    /* Answered by the loop (it waited too long for a worker): session_fallback_action
+     * gave the warm start's action, which went out; the worker only moves the belief on
+     * with the observation and records that action, without planning. */
+    set_obs(s, 6);
+    far_deadline(s);
+    uint64_t steps = s->steps;
+    float expect[1];
+    const float before_h0 = s->h[0];
+    session_fallback_action(s, a->info, expect);
+    assert_true(expect[0] == s->plan.mean[0]);
+    s->out.action[0] = expect[0];
+    s->in.answered = true;
+    session_step(s, a, &a->slots[0]);
+    s->in.answered = false;
+    assert_int_equal(s->out.rc, 0);
+    assert_int_equal(s->steps, steps + 1);
+    assert_true(s->a_prev[0] == expect[0]);
+    assert_true(s->h[0] != before_h0); /* the observation went into the belief */
+    assert_true(s->out.plan_s == 0 && s->out.t_done >= s->out.t_start);
+
     /* Reset flag: new episode, history restarts. */
     set_obs(s, 0);
     s->in.reset = true;
