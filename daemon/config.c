@@ -124,6 +124,11 @@ static const cfg_desc_t table[] = {
      "plans may take. The rest absorbs arrivals that bunch up, the loop's own work and "
      "other processes (README \"Serving many robots\": above ~0.7 some plans missed their "
      "minimum on 2 vCPUs)."},
+    {"warm-up-ms", "control", CFG_DOUBLE, F(warm_up_ms), 0, 1000, "10", "MS",
+     "Planner workers keep their CPUs busy from this long before a paced session's next "
+     "step is due (its last step + 1 / rate_hz) until it comes: after an idle spell the "
+     "first ~10 ms of a plan ran at a third of the speed (measured on a 2-vCPU VM). Costs "
+     "that much CPU per step and worker thread while robots are paced; 0 turns it off."},
     {"history", "control", CFG_INT, F(history), 1, 4096, "32", "N",
      "(observation, action) pairs each session keeps to re-sync its belief after a model "
      "swap."},

@@ -50,6 +50,7 @@ typedef struct mpcd_config {
     int workers;           /* planner worker threads; 0 = one per CPU */
     int min_iterations;    /* admission: CEM iterations every admitted plan must get */
     double max_load;       /* admission: fraction of the workers' time it may promise */
+    double warm_up_ms;     /* workers spin this long before a paced session's next step */
     int history;           /* (observation, action) pairs kept for re-sync */
     bool posterior_sample; /* z ~ q(z|h,e) instead of its mean */
     uint64_t seed;         /* base of every session's RNG stream */

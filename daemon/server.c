@@ -266,9 +266,42 @@ static bool keep_planning(void *ctx, int done, double next_end)
 static void step_job_run(workq_job_t *job, int worker)
 {
     conn_t *c = ((conn_t *)((char *)job - offsetof(conn_t, step.job)));
+    server_worker_t *w = &c->srv->workers[worker];
     registry_slot_t *slot = &c->step.model->slots[worker];
-    cem_set_continue(slot->planner, keep_planning, &c->srv->workers[worker]);
+    if (w->model != c->step.model) { /* the planner warm-ups keep awake (warm_team) */
+        registry_ref(c->step.model);
+        registry_release(w->model);
+        w->model = c->step.model;
+    }
+    cem_set_continue(slot->planner, keep_planning, w);
     session_step(c->session, c->step.model, slot);
+}
+
+/* A worker's warm-up spell before an expected step (workq_set_warm): the team of the
+ * planner it used last spins too. Worker thread. */
+static void warm_team(void *ctx, int worker, bool on)
+{
+    const server_worker_t *w = &((server_t *)ctx)->workers[worker];
+    if (w->model)
+        cem_keep_awake(w->model->slots[worker].planner, on);
+}
+
+/* Tells the workers when the next step of a paced session is due: the earliest of the
+ * sessions' last frame + one period that is not already past the warm-up window. */
+static void expect_next_step(server_t *s)
+{
+    double now = mono_now(), next = INFINITY, warm = s->cfg->warm_up_ms * 1e-3;
+    if (warm <= 0)
+        return;
+    for (const conn_t *c = s->conns; c; c = c->next) {
+        const session_t *se = c->session;
+        if (!se || !se->started || c->busy || se->rate_hz <= 0)
+            continue;
+        double t = se->in.t_read + 1.0 / se->rate_hz;
+        if (t + warm > now && t < next)
+            next = t;
+    }
+    workq_expect(&s->workq, next);
 }
 
 /* The loop answers the steps that waited too long for a worker (see arm_expiry). */
@@ -744,6 +777,7 @@ static void on_done(uv_async_t *a)
         }
         j = next;
     }
+    expect_next_step(s);
     if (registry_dead_count(&s->registry))
         reload_reap(s);
     server_maybe_finish(s);
@@ -933,13 +967,14 @@ int server_create(const mpcd_config_t *cfg, server_t **out, char *err, size_t er
         goto fail;
     }
     for (int i = 0; i < s->nworkers; i++)
-        s->workers[i] = (server_worker_t){s, i};
+        s->workers[i] = (server_worker_t){.s = s, .index = i};
     if ((rc = workq_init(&s->workq, s->nworkers, cfg->planner.nice, wake_loop,
                          &s->done_async))) {
         snprintf(err, errlen, "cannot start %d workers: %s", s->nworkers, strerror(-rc));
         goto fail;
     }
     s->workq_ok = true;
+    workq_set_warm(&s->workq, cfg->warm_up_ms * 1e-3, warm_team, s);
     if ((rc = open_listeners(s, err, errlen)))
         goto fail;
     if (cfg->status_listen) {
@@ -1003,6 +1038,8 @@ void server_destroy(server_t *s)
         return;
     if (s->workq_ok)
         workq_destroy(&s->workq);
+    for (int i = 0; s->workers && i < s->nworkers; i++)
+        registry_release(s->workers[i].model);
     /* Startup failures leave handles open: close them and let the loop finish. */
     if (s->loop_ok) {
         for (int i = 0; i < s->nlisteners; i++)

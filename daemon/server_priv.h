@@ -46,6 +46,7 @@ typedef struct recorder recorder_t;
 typedef struct server_worker {
     struct server *s;
     int index;
+    registry_model_t *model; /* of its last step (a reference): what warm_team wakes */
 } server_worker_t;
 
 struct server {

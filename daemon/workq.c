@@ -6,6 +6,8 @@
  */
 #include "workq.h"
 
+#include "mono.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -32,6 +34,42 @@ static void unlink_job(workq_t *q, workq_job_t **link)
     *link = job->next;
     job->next = NULL;
     q->waiting--;
+    atomic_store_explicit(&q->nwaiting, q->waiting, memory_order_relaxed);
+}
+
+static inline void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+}
+
+/* Waits (lock held) until a job waits or the pool stops. Inside the warm-up window around
+ * the next expected job the worker keeps its CPU busy instead of sleeping, and has `warm`
+ * keep its planner's team awake (see workq_set_warm). */
+static void wait_for_job(workq_t *q, int worker, bool *warming)
+{
+    while (!q->head && !q->stop) {
+        double now = mono_now(), from = q->expect - q->warm_s, until = q->expect + q->warm_s;
+        bool warm = q->warm && q->warm_s > 0 && now >= from && now < until;
+        if (warm != *warming) {
+            *warming = warm;
+            pthread_mutex_unlock(&q->lock);
+            q->warm(q->warm_ctx, worker, warm);
+            pthread_mutex_lock(&q->lock);
+        } else if (warm) {
+            pthread_mutex_unlock(&q->lock); /* spin without it: the loop submits */
+            while (!atomic_load_explicit(&q->nwaiting, memory_order_relaxed) &&
+                   mono_now() < until)
+                cpu_relax();
+            pthread_mutex_lock(&q->lock);
+        } else if (q->warm && isfinite(from) && now < from) {
+            struct timespec ts = mono_timespec(from);
+            pthread_cond_timedwait(&q->cond, &q->lock, &ts);
+        } else {
+            pthread_cond_wait(&q->cond, &q->lock);
+        }
+    }
 }
 
 static void *worker_main(void *p)
@@ -41,10 +79,10 @@ static void *worker_main(void *p)
     workq_t *q = a.q;
     if (a.nice > 0) /* Linux: niceness is per thread */
         setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), a.nice);
+    bool warming = false;
     pthread_mutex_lock(&q->lock);
     for (;;) {
-        while (!q->head && !q->stop)
-            pthread_cond_wait(&q->cond, &q->lock);
+        wait_for_job(q, a.index, &warming);
         if (!q->head)
             break; /* stopping and drained */
         workq_job_t *job = q->head;
@@ -54,6 +92,10 @@ static void *worker_main(void *p)
         pthread_mutex_unlock(&q->lock);
 
         job->fn(job, a.index);
+        if (warming) { /* (a plan ends its team's warm spell itself; a job may not plan) */
+            warming = false;
+            q->warm(q->warm_ctx, a.index, false);
+        }
 
         pthread_mutex_lock(&q->lock);
         if (q->yielded[a.index]) { /* back: the job it stopped for is served or taken */
@@ -82,12 +124,19 @@ int workq_init(workq_t *q, int nworkers, int nice, workq_wake_cb wake, void *ctx
 {
     memset(q, 0, sizeof *q);
     q->fair = INT_MAX;
+    q->expect = INFINITY;
+    atomic_init(&q->nwaiting, 0);
     q->wake = wake;
     q->wake_ctx = ctx;
     int rc = pthread_mutex_init(&q->lock, NULL);
     if (rc)
         return -rc;
-    if ((rc = pthread_cond_init(&q->cond, NULL))) {
+    pthread_condattr_t ca; /* timed waits are on the one clock (mono.h) */
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    rc = pthread_cond_init(&q->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    if (rc) {
         pthread_mutex_destroy(&q->lock);
         return -rc;
     }
@@ -145,7 +194,28 @@ void workq_submit(workq_t *q, workq_job_t *job)
     job->next = *link;
     *link = job;
     q->waiting++;
+    atomic_store_explicit(&q->nwaiting, q->waiting, memory_order_relaxed);
     pthread_cond_signal(&q->cond);
+    pthread_mutex_unlock(&q->lock);
+}
+
+void workq_set_warm(workq_t *q, double warm_s, workq_warm_cb warm, void *ctx)
+{
+    pthread_mutex_lock(&q->lock);
+    q->warm_s = warm_s;
+    q->warm = warm;
+    q->warm_ctx = ctx;
+    pthread_mutex_unlock(&q->lock);
+}
+
+void workq_expect(workq_t *q, double t)
+{
+    pthread_mutex_lock(&q->lock);
+    if (t != q->expect) {
+        q->expect = t;
+        if (q->warm)
+            pthread_cond_broadcast(&q->cond); /* sleepers recompute their wake-up */
+    }
     pthread_mutex_unlock(&q->lock);
 }
 

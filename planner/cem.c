@@ -401,7 +401,7 @@ static bool run_iteration(cem_planner_t *p, int iter, int n, int kept)
      * iteration is abandoned, it finishes its call in the background (it only touches
      * this iteration's buffers), and the next plan waits for it first. */
     double until = p->job.has_stop ? p->job.stop : INFINITY;
-    if (!cem_team_run_until(p->team, iteration_job, p, until)) {
+    if (!cem_team_run_shared_until(p->team, iteration_job, p, until)) {
         atomic_store_explicit(&p->job.abort, true, memory_order_relaxed);
         p->stats.stragglers++;
         return false;

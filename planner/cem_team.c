@@ -29,6 +29,7 @@
 typedef struct member {
     struct cem_team *team;
     int ith;
+    atomic_uint taken; /* the last generation it ran, or that the caller skipped it for */
 } member_t;
 
 struct cem_team {
@@ -95,6 +96,12 @@ static void *worker(void *p)
         seen = wait_generation(t, seen);
         if (atomic_load_explicit(&t->stop, memory_order_acquire))
             break;
+        /* Every earlier generation is settled when one is published, so `taken` is
+         * seen - 1 here unless the caller already skipped this member for `seen`. */
+        unsigned prev = seen - 1;
+        if (!atomic_compare_exchange_strong_explicit(
+                &me->taken, &prev, seen, memory_order_acq_rel, memory_order_acquire))
+            continue;
         t->fn(t->arg, me->ith, t->nth);
         if (atomic_fetch_sub_explicit(&t->pending, 1, memory_order_acq_rel) == 1) {
             pthread_mutex_lock(&t->mu);
@@ -105,12 +112,13 @@ static void *worker(void *p)
     return NULL;
 }
 
-static void publish(struct cem_team *t)
+static unsigned publish(struct cem_team *t)
 {
     pthread_mutex_lock(&t->mu);
-    atomic_fetch_add_explicit(&t->gen, 1, memory_order_release);
+    unsigned g = atomic_fetch_add_explicit(&t->gen, 1, memory_order_release) + 1;
     pthread_cond_broadcast(&t->wake);
     pthread_mutex_unlock(&t->mu);
+    return g;
 }
 
 int cem_team_create(int nth, void (*init)(void *, int), void *init_arg, cem_team_t **out)
@@ -144,7 +152,9 @@ int cem_team_create(int nth, void (*init)(void *, int), void *init_arg, cem_team
             goto fail;
         }
         for (int i = 0; i < nth - 1; i++) {
-            t->members[i] = (member_t){t, i + 1};
+            t->members[i].team = t;
+            t->members[i].ith = i + 1;
+            atomic_init(&t->members[i].taken, 0);
             int e = pthread_create(&t->threads[i], NULL, worker, &t->members[i]);
             if (e) {
                 rc = -e;
@@ -213,7 +223,7 @@ static bool wait_idle(struct cem_team *t, double until)
     return idle;
 }
 
-bool cem_team_run_until(cem_team_t *t, cem_team_fn fn, void *arg, double until)
+static bool run(cem_team_t *t, cem_team_fn fn, void *arg, double until, bool skip_late)
 {
     if (t->nth == 1) {
         fn(arg, 0, 1);
@@ -222,9 +232,29 @@ bool cem_team_run_until(cem_team_t *t, cem_team_fn fn, void *arg, double until)
     t->fn = fn;
     t->arg = arg;
     atomic_store_explicit(&t->pending, t->nth - 1, memory_order_relaxed);
-    publish(t);
+    unsigned g = publish(t);
     fn(arg, 0, t->nth);
+    if (skip_late) {
+        /* The work is claimed from a shared counter and member 0 found none left: a
+         * helper that has not started yet (still waking up) has nothing to do. */
+        for (int i = 0; i < t->nth - 1; i++) {
+            unsigned prev = g - 1;
+            if (atomic_compare_exchange_strong_explicit(
+                    &t->members[i].taken, &prev, g, memory_order_acq_rel, memory_order_acquire))
+                atomic_fetch_sub_explicit(&t->pending, 1, memory_order_acq_rel);
+        }
+    }
     return wait_idle(t, until);
+}
+
+bool cem_team_run_until(cem_team_t *t, cem_team_fn fn, void *arg, double until)
+{
+    return run(t, fn, arg, until, false);
+}
+
+bool cem_team_run_shared_until(cem_team_t *t, cem_team_fn fn, void *arg, double until)
+{
+    return run(t, fn, arg, until, true);
 }
 
 void cem_team_run(cem_team_t *t, cem_team_fn fn, void *arg)
