@@ -98,7 +98,7 @@ static int on_frame(void *ctx, const uint8_t *payload, size_t len)
         Mpc__V1__Request *r = mpc__v1__request__unpack(&c->alloc, len, payload);
         conn_send_error(c, wire_request_id(r, payload, len), MPC__V1__ERROR__CODE__OVERLOADED,
                         "more than %d requests queued on this connection", c->max_queued);
-        server_conn_overflow(c->srv, c, r);
+        c->ev->overflow(c->owner, c, r);
         return 0;
     }
     if (c->qlen + len > c->qcap) {
@@ -121,7 +121,7 @@ static int on_frame(void *ctx, const uint8_t *payload, size_t len)
     /* Serve it now if nothing is ahead of it: only requests that really wait (behind a
      * step or a reload) count against max-queued, not a burst read in one chunk. */
     if (!c->busy)
-        server_conn_readable(c->srv, c);
+        c->ev->readable(c->owner, c);
     return 0;
 }
 
@@ -190,7 +190,7 @@ static void on_write(uv_write_t *req, int status)
         return;
     }
     apply_backpressure(c);
-    server_conn_readable(c->srv, c);
+    c->ev->readable(c->owner, c);
 }
 
 static void kick_write(conn_t *c)
@@ -281,9 +281,9 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     int rc = frame_decoder_feed(c->dec, (const uint8_t *)buf->base, (size_t)nread, on_frame, c);
     if (rc) {
         conn_stop_reading(c);
-        server_conn_fatal(c->srv, c, rc);
+        c->ev->fatal(c->owner, c, rc);
     }
-    server_conn_readable(c->srv, c);
+    c->ev->readable(c->owner, c);
 }
 
 void conn_stop_reading(conn_t *c)
@@ -360,7 +360,7 @@ static void on_handle_closed(uv_handle_t *h)
 {
     conn_t *c = h->data;
     if (--c->handles == 0)
-        server_conn_closed(c->srv, c);
+        c->ev->closed(c->owner, c);
 }
 
 static void free_conn(conn_t *c)
@@ -375,7 +375,7 @@ static void free_conn(conn_t *c)
     free((conn_with_rbuf_t *)c);
 }
 
-int conn_accept(struct server *srv, uv_stream_t *listener, bool is_pipe,
+int conn_accept(const conn_events_t *ev, void *owner, uv_stream_t *listener, bool is_pipe,
                 const conn_limits_t *lim, conn_t **out)
 {
     conn_with_rbuf_t *cw = calloc(1, sizeof *cw);
@@ -384,7 +384,8 @@ int conn_accept(struct server *srv, uv_stream_t *listener, bool is_pipe,
     if (!cw)
         return UV_ENOMEM;
     conn_t *c = &cw->c;
-    c->srv = srv;
+    c->ev = ev;
+    c->owner = owner;
     c->ents_cap = c->max_queued = lim->max_queued;
     c->max_unsent = lim->max_unsent;
     c->arena_cap = ARENA_MIN;

@@ -43,9 +43,19 @@
  * chunk of tiny frames at most; a bound all the same). */
 #define CONN_MAX_PAUSED 16384
 
-struct server;
 struct registry_model;
 struct reload_req;
+typedef struct conn conn_t;
+
+/* What a connection tells its owner (the server), with the owner's context. Called from
+ * the connection's libuv callbacks on the loop thread. */
+typedef struct conn_events {
+    void (*readable)(void *owner, conn_t *c);             /* requests were queued */
+    void (*overflow)(void *owner, conn_t *c,              /* one answered OVERLOADED */
+                     const Mpc__V1__Request *r);          /* NULL: undecodable */
+    void (*fatal)(void *owner, conn_t *c, int frame_err); /* stream unusable */
+    void (*closed)(void *owner, conn_t *c);               /* handles closed */
+} conn_events_t;
 
 typedef struct conn_entry {
     size_t off, len; /* payload bytes in qbuf */
@@ -57,12 +67,13 @@ typedef struct conn_out {
     size_t len, cap;
 } conn_out_t;
 
-typedef struct conn {
+struct conn {
     listen_stream_t h;
     uv_timer_t idle;
     uv_timer_t hello_timer;
     uv_write_t wreq;
-    struct server *srv;
+    const conn_events_t *ev;
+    void *owner;
     struct conn *prev, *next; /* the server's list */
     listen_peer_t peer;
     guard_peer_t *gpeer;  /* per-peer record (the server's guard); NULL if none */
@@ -105,14 +116,9 @@ typedef struct conn {
     struct reload_req *reload; /* pending Reload of this connection */
     uint64_t changed_gen;      /* server state generation of its own last change */
     void *rec;                 /* record.c's episode buffer (NULL: not recording) */
-} conn_t;
-
-/* Provided by the server (server.c). */
-void server_conn_readable(struct server *srv, conn_t *c); /* requests were queued */
-void server_conn_overflow(struct server *srv, conn_t *c,  /* one answered OVERLOADED */
-                          const Mpc__V1__Request *r);     /* NULL: undecodable */
-void server_conn_fatal(struct server *srv, conn_t *c, int frame_err); /* stream unusable */
-void server_conn_closed(struct server *srv, conn_t *c);               /* handles closed */
+    conn_t *ready_next;        /* the server's list of connections to serve again */
+    bool ready_queued;
+};
 
 /* Limits a connection is accepted with. */
 typedef struct conn_limits {
@@ -123,9 +129,10 @@ typedef struct conn_limits {
     double hello_timeout_s; /* 0: never */
 } conn_limits_t;
 
-/* Called by the server with a listener's accept; the conn is linked into the server's
- * list by the caller. 0 or a uv error (then nothing is allocated). */
-int conn_accept(struct server *srv, uv_stream_t *listener, bool is_pipe,
+/* Called by the server with a listener's accept; ev and owner receive the connection's
+ * events; the conn is linked into the server's list by the caller. 0 or a uv error (then
+ * nothing is allocated). */
+int conn_accept(const conn_events_t *ev, void *owner, uv_stream_t *listener, bool is_pipe,
                 const conn_limits_t *lim, conn_t **out);
 
 /* A Hello gave the connection a role: the Hello timeout no longer applies. */

@@ -125,11 +125,7 @@ bool reload_request(server_t *s, conn_t *c, uint64_t id, const char *path, bool 
         c->reload = r;
         c->busy = true;
     }
-    /* A request refused at once is answered inside start_next; its connection's pump is
-     * the caller, so reply() must not re-enter it. */
-    s->reload.sync_conn = c;
-    start_next(s);
-    s->reload.sync_conn = NULL;
+    start_next(s); /* (a refusal is answered at once; c is served again from the loop) */
     return c != NULL && c->busy;
 }
 
@@ -164,8 +160,7 @@ static void reply(server_t *s, reload_req_t *r, bool ok, double load_s, const ch
     c->reload = NULL;
     c->busy = false;
     server_changed(s, c); /* its next Status shows the outcome */
-    if (c != s->reload.sync_conn)
-        server_conn_readable(s, c);
+    server_conn_ready(s, c);
 }
 
 static void notify_ready(server_t *s)

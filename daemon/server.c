@@ -39,6 +39,7 @@
 #define REPLY_RESERVE_DECAY 0.005
 
 static void send_action(server_t *s, conn_t *c);
+static void on_ready(uv_idle_t *h);
 static void on_expiry(uv_timer_t *t);
 
 /* The planners' fair share of iterations follows the admitted load (workq_set_fair). */
@@ -266,7 +267,7 @@ static bool keep_planning(void *ctx, int done, double next_end)
 static void step_job_run(workq_job_t *job, int worker)
 {
     conn_t *c = ((conn_t *)((char *)job - offsetof(conn_t, step.job)));
-    server_worker_t *w = &c->srv->workers[worker];
+    server_worker_t *w = &((server_t *)c->owner)->workers[worker];
     registry_slot_t *slot = &c->step.model->slots[worker];
     if (w->model != c->step.model) { /* the planner warm-ups keep awake (warm_team) */
         registry_ref(c->step.model);
@@ -586,15 +587,49 @@ static void pump(server_t *s, conn_t *c)
         conn_close(c);
 }
 
-/* ---- conn hooks ---- */
+/* ---- conn events ---- */
 
-void server_conn_readable(server_t *s, conn_t *c)
+static void on_conn_readable(void *owner, conn_t *c)
 {
-    pump(s, c);
+    pump(owner, c);
 }
 
-void server_conn_overflow(server_t *s, conn_t *c, const Mpc__V1__Request *r)
+/* Completions (a reload's answer) do not serve the connection's next request from their
+ * own stack: the connection is queued and served from the loop (on_ready). */
+void server_conn_ready(server_t *s, conn_t *c)
 {
+    if (c->ready_queued || c->closing)
+        return;
+    c->ready_queued = true;
+    c->ready_next = s->ready;
+    s->ready = c;
+    uv_idle_start(&s->ready_idle, on_ready);
+}
+
+static void forget_ready(server_t *s, conn_t *c)
+{
+    for (conn_t **p = &s->ready; c->ready_queued && *p; p = &(*p)->ready_next)
+        if (*p == c) {
+            *p = c->ready_next;
+            c->ready_queued = false;
+        }
+}
+
+static void on_ready(uv_idle_t *h)
+{
+    server_t *s = h->data;
+    uv_idle_stop(h);
+    while (s->ready) {
+        conn_t *c = s->ready;
+        s->ready = c->ready_next;
+        c->ready_queued = false;
+        pump(s, c);
+    }
+}
+
+static void on_conn_overflow(void *owner, conn_t *c, const Mpc__V1__Request *r)
+{
+    server_t *s = owner;
     static const mpcd_req_type_t type_of[] = {
         [MPC__V1__REQUEST__BODY_HELLO] = MPCD_REQ_HELLO,
         [MPC__V1__REQUEST__BODY_STEP] = MPCD_REQ_STEP,
@@ -608,8 +643,9 @@ void server_conn_overflow(server_t *s, conn_t *c, const Mpc__V1__Request *r)
     count(s, known ? type_of[r->body_case] : MPCD_REQ_INVALID, MPCD_OUTCOME_OVERLOADED);
 }
 
-void server_conn_fatal(server_t *s, conn_t *c, int frame_err)
+static void on_conn_fatal(void *owner, conn_t *c, int frame_err)
 {
+    server_t *s = owner;
     if (frame_err == FRAME_ETOO_LARGE) {
         conn_send_error(c, 0, MPC__V1__ERROR__CODE__FRAME_TOO_LARGE,
                         "frame larger than max-frame (%lld bytes); closing the connection",
@@ -637,9 +673,11 @@ static void unlink_conn(server_t *s, conn_t *c)
     s->nconns--;
 }
 
-void server_conn_closed(server_t *s, conn_t *c)
+static void on_conn_closed(void *owner, conn_t *c)
 {
+    server_t *s = owner;
     unlink_conn(s, c);
+    forget_ready(s, c);
     if (c->session) {
         if (c->session->admitted_rate > 0)
             admission_leave(&s->admission, c->session->admitted_rate);
@@ -736,7 +774,9 @@ static void on_connection(uv_stream_t *ls, int status)
                          .idle_timeout_s = cfg->idle_timeout_s,
                          .hello_timeout_s = cfg->hello_timeout_s};
     conn_t *c;
-    int rc = conn_accept(s, ls, l->kind == LISTEN_UNIX, &lim, &c);
+    static const conn_events_t events = {on_conn_readable, on_conn_overflow, on_conn_fatal,
+                                         on_conn_closed};
+    int rc = conn_accept(&events, s, ls, l->kind == LISTEN_UNIX, &lim, &c);
     if (rc) {
         mpcd_log(MPCD_LOG_WARNING, "%s: accept: %s", l->name, uv_strerror(rc));
         return;
@@ -812,6 +852,7 @@ void server_maybe_finish(server_t *s)
     uv_close((uv_handle_t *)&s->watchdog, on_closed_quiet);
     uv_close((uv_handle_t *)&s->drain_timer, on_closed_quiet);
     uv_close((uv_handle_t *)&s->expiry_timer, on_closed_quiet);
+    uv_close((uv_handle_t *)&s->ready_idle, on_closed_quiet);
 }
 
 static void on_drain_timeout(uv_timer_t *t)
@@ -1000,6 +1041,8 @@ int server_create(const mpcd_config_t *cfg, server_t **out, char *err, size_t er
     s->drain_timer.data = s;
     uv_timer_init(s->loop, &s->expiry_timer);
     s->expiry_timer.data = s;
+    uv_idle_init(s->loop, &s->ready_idle);
+    s->ready_idle.data = s;
     uint64_t wd = mpcd_notify_watchdog_usec();
     if (wd) {
         uint64_t ms = wd / 2000 ? wd / 2000 : 1; /* twice per period, systemd's advice */

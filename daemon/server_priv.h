@@ -63,7 +63,9 @@ struct server {
     double reply_reserve_s; /* planning stops this much earlier (server.c note_reply_latency) */
     int fair;               /* the fair share last given to workq_set_fair */
     uv_timer_t expiry_timer; /* answers steps that waited too long (server.c on_expiry) */
-    uv_async_t done_async;   /* workers finished steps, or a model died */
+    conn_t *ready;           /* connections to serve again from the loop (server_conn_ready) */
+    uv_idle_t ready_idle;
+    uv_async_t done_async; /* workers finished steps, or a model died */
     listener_t listeners[CONFIG_MAX_LISTEN];
     int nlisteners;
     conn_t *conns; /* open connections */
@@ -84,7 +86,6 @@ struct server {
         reload_req_t *cur;    /* loading now */
         int stuck;            /* abandoned loads still running */
         uv_timer_t timeout;   /* reload-timeout-s of cur */
-        conn_t *sync_conn;    /* its Reload is being queued right now */
         char last_error[768]; /* "" when the last attempt succeeded */
         char *path;           /* current model's file */
         uv_fs_event_t watch;
@@ -120,6 +121,9 @@ void reload_stop_watch(server_t *s);
 
 /* server.c: the state a status shows changed (c: the connection that changed it). */
 void server_changed(server_t *s, conn_t *c);
+/* server.c: c's request in progress was answered (a completion): its next requests are
+ * served from the loop, never from the completion's stack. */
+void server_conn_ready(server_t *s, conn_t *c);
 
 /* snapshot.c */
 void server_snapshot(void *ctx, mpcd_status_t *out);
