@@ -113,10 +113,10 @@ struct conn {
         struct registry_model *model;
         uint64_t req_id;
     } step;
-    struct reload_req *reload; /* pending Reload of this connection */
-    uint64_t changed_gen;      /* server state generation of its own last change */
-    void *rec;                 /* record.c's episode buffer (NULL: not recording) */
-    conn_t *ready_next;        /* the server's list of connections to serve again */
+    struct reload_req *reload;  /* pending Reload of this connection */
+    uint64_t changed_gen;       /* server state generation of its own last change */
+    struct record_episode *rec; /* record.h's episode of its session (NULL: none) */
+    conn_t *ready_next;         /* the server's list of connections to serve again */
     bool ready_queued;
 };
 

@@ -1,6 +1,6 @@
 /*
  * record.c: --record DIR: every session's transitions become episode files the trainer
- * reads (common/EPISODES.md, written by common/episode_file.c).
+ * reads (common/EPISODES.md, written by common/episode_file.c); see record.h.
  *
  * Pairing: a Step carries o_t and r_{t-1} (the reward of the previous action) and gets
  * a_t back. So a session's episode collects o_0, a_0, then per step r_{t-1}, o_t, a_t.
@@ -23,13 +23,15 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "record.h"
+
 #include "episode_file.h"
+#include "errbuf.h"
 #include "log.h"
-#include "server_priv.h"
 
 #define RECORD_MAX_STEPS 10000
 
-typedef struct rec_buf {
+struct record_episode {
     float *obs, *act, *rew;
     size_t n_obs, n_act, n_rew, cap; /* cap in steps (obs rows) */
     int O, A;
@@ -38,12 +40,12 @@ typedef struct rec_buf {
     double tokens;
     uint64_t refilled_ms; /* uv_now of the last refill */
     bool quota_warned;
-} rec_buf_t;
+};
+typedef struct record_episode rec_buf_t;
 
 typedef struct rec_write {
     uv_work_t work;
     recorder_t *r;
-    server_t *server;
     rec_buf_t buf;
     int rc;
     size_t bytes;
@@ -51,6 +53,8 @@ typedef struct rec_write {
 } rec_write_t;
 
 struct recorder {
+    uv_loop_t *loop;
+    record_opts_t o; /* (o.dir points at dir) */
     char *dir;
     uint64_t cap_bytes, used_bytes;
     unsigned seq;
@@ -80,31 +84,35 @@ static uint64_t dir_bytes(const char *dir)
     return total;
 }
 
-int record_init(server_t *s, char *err, size_t errlen)
+int recorder_create(uv_loop_t *loop, const record_opts_t *o, recorder_t **out, char *err,
+                    size_t errlen)
 {
-    if (!s->cfg->record)
-        return 0;
-    const char *dir = s->cfg->record;
+    const char *dir = o->dir;
+    *out = NULL;
     if (mkdir(dir, 0750) && errno != EEXIST) {
-        snprintf(err, errlen, "record: cannot create %s: %s", dir, strerror(errno));
-        return -errno;
+        int e = errno;
+        errbuf_set(err, errlen, "record: cannot create %s: %s", dir, strerror(e));
+        return -e;
     }
     struct stat st;
     if (stat(dir, &st) || !S_ISDIR(st.st_mode)) {
-        snprintf(err, errlen, "record: %s is not a directory", dir);
+        errbuf_set(err, errlen, "record: %s is not a directory", dir);
         return -ENOTDIR;
     }
     recorder_t *r = calloc(1, sizeof *r);
     if (!r || !(r->dir = strdup(dir))) {
         free(r);
-        snprintf(err, errlen, "out of memory");
+        errbuf_set(err, errlen, "out of memory");
         return -ENOMEM;
     }
-    r->cap_bytes = (uint64_t)s->cfg->record_max_mb << 20;
+    r->loop = loop;
+    r->o = *o;
+    r->o.dir = r->dir;
+    r->cap_bytes = (uint64_t)o->max_mb << 20;
     r->used_bytes = dir_bytes(dir);
-    s->recorder = r;
+    *out = r;
     mpcd_log(MPCD_LOG_INFO, "recording episodes to %s (%.1f of %lld MB used)", dir,
-             r->used_bytes / 1048576.0, (long long)s->cfg->record_max_mb);
+             r->used_bytes / 1048576.0, (long long)o->max_mb);
     return 0;
 }
 
@@ -116,9 +124,8 @@ static void buf_free(rec_buf_t *b)
     memset(b, 0, sizeof *b);
 }
 
-void record_destroy(server_t *s)
+void recorder_destroy(recorder_t *r)
 {
-    recorder_t *r = s->recorder;
     if (!r)
         return;
     if (r->written || r->dropped)
@@ -126,7 +133,6 @@ void record_destroy(server_t *s)
                  (unsigned long long)r->written, (unsigned long long)r->dropped);
     free(r->dir);
     free(r);
-    s->recorder = NULL;
 }
 
 static void write_work(uv_work_t *w)
@@ -162,9 +168,9 @@ static void write_done(uv_work_t *w, int status)
         mpcd_log(MPCD_LOG_DEBUG, "record: %s (%zu steps)", x->path, x->buf.n_act);
     }
     buf_free(&x->buf);
-    server_t *s = x->server;
     free(x);
-    server_maybe_finish(s);
+    if (r->writing == 0 && r->o.drained)
+        r->o.drained(r->o.ctx);
 }
 
 static void sanitize_task(char *out, size_t outlen, const char *task)
@@ -179,10 +185,10 @@ static void sanitize_task(char *out, size_t outlen, const char *task)
 }
 
 /* One episode file from the session's bucket; false when it is empty. */
-static bool take_quota(server_t *s, rec_buf_t *b)
+static bool take_quota(recorder_t *r, rec_buf_t *b)
 {
-    double per_min = s->cfg->record_episodes_per_min;
-    uint64_t now = uv_now(s->loop);
+    double per_min = r->o.episodes_per_min;
+    uint64_t now = uv_now(r->loop);
     b->tokens += (double)(now - b->refilled_ms) / 60000.0 * per_min;
     if (b->tokens > per_min)
         b->tokens = per_min;
@@ -195,16 +201,15 @@ static bool take_quota(server_t *s, rec_buf_t *b)
         mpcd_log(MPCD_LOG_WARNING,
                  "record: a session started more than %d episodes a minute "
                  "(record-episodes-per-min); not recording the excess",
-                 s->cfg->record_episodes_per_min);
+                 r->o.episodes_per_min);
     b->quota_warned = true;
     return false;
 }
 
 /* Hands a finished episode to the pool. drop_last: the episode ended and its last action
  * never got a reward, so that action is not a transition. */
-static void flush(server_t *s, rec_buf_t *b, bool drop_last)
+static void flush(recorder_t *r, rec_buf_t *b, bool drop_last)
 {
-    recorder_t *r = s->recorder;
     if (drop_last && b->n_act > 0)
         b->n_act--;
     bool whole = b->n_act >= 1 && b->n_obs >= b->n_act + 1 && b->n_rew >= b->n_act;
@@ -212,9 +217,9 @@ static void flush(server_t *s, rec_buf_t *b, bool drop_last)
         b->n_obs = b->n_act = b->n_rew = 0;
         return;
     }
-    if (!take_quota(s, b)) {
+    if (!take_quota(r, b)) {
         r->dropped++;
-        mpcd_metrics_guard(s->metrics, MPCD_GUARD_RECORD_QUOTA);
+        mpcd_metrics_guard(r->o.metrics, MPCD_GUARD_RECORD_QUOTA);
         b->n_obs = b->n_act = b->n_rew = 0;
         return;
     }
@@ -224,7 +229,7 @@ static void flush(server_t *s, rec_buf_t *b, bool drop_last)
             mpcd_log(MPCD_LOG_WARNING,
                      "record: %s holds %lld MB (record-max-mb); not recording further "
                      "episodes",
-                     r->dir, (long long)s->cfg->record_max_mb);
+                     r->dir, (long long)r->o.max_mb);
         r->full_warned = true;
         b->n_obs = b->n_act = b->n_rew = 0;
         return;
@@ -240,8 +245,7 @@ static void flush(server_t *s, rec_buf_t *b, bool drop_last)
     b->obs = b->act = b->rew = NULL;
     b->n_obs = b->n_act = b->n_rew = b->cap = 0;
     x->work.data = x;
-    x->server = s;
-    if (uv_queue_work(s->loop, &x->work, write_work, write_done)) {
+    if (uv_queue_work(r->loop, &x->work, write_work, write_done)) {
         r->dropped++;
         buf_free(&x->buf);
         free(x);
@@ -273,25 +277,24 @@ static int grow(rec_buf_t *b, size_t need)
     return 0;
 }
 
-void record_step(server_t *s, conn_t *c)
+void record_step(recorder_t *r, record_episode_t **ep, const session_t *se)
 {
-    session_t *se = c->session;
-    if (!s->recorder || !se || se->out.rc)
+    if (!r || !se || se->out.rc)
         return;
-    rec_buf_t *b = c->rec;
+    rec_buf_t *b = *ep;
     if (!b) {
         if (!(b = calloc(1, sizeof *b)))
             return;
         b->O = se->obs_dim;
         b->A = se->act_dim;
-        b->tokens = s->cfg->record_episodes_per_min;
-        b->refilled_ms = uv_now(s->loop);
+        b->tokens = r->o.episodes_per_min;
+        b->refilled_ms = uv_now(r->loop);
         sanitize_task(b->task, sizeof b->task, se->model->info->task);
-        c->rec = b;
+        *ep = b;
     }
     bool new_episode = se->in.reset || b->n_obs == 0;
     if (new_episode)
-        flush(s, b, true);
+        flush(r, b, true);
     if (grow(b, b->n_obs + 1))
         return; /* this step is lost; the buffer stays consistent */
     if (!new_episode)
@@ -299,7 +302,7 @@ void record_step(server_t *s, conn_t *c)
     memcpy(b->obs + b->n_obs++ * (size_t)b->O, se->in.obs, sizeof(float) * (size_t)b->O);
     if (!new_episode && b->n_act >= RECORD_MAX_STEPS) {
         /* Cut a long episode here: complete up to o_t, which also starts the next file. */
-        flush(s, b, false);
+        flush(r, b, false);
         if (grow(b, 1))
             return;
         memcpy(b->obs, se->in.obs, sizeof(float) * (size_t)b->O);
@@ -308,19 +311,19 @@ void record_step(server_t *s, conn_t *c)
     memcpy(b->act + b->n_act++ * (size_t)b->A, se->out.action, sizeof(float) * (size_t)b->A);
 }
 
-void record_session_end(server_t *s, conn_t *c)
+void record_session_end(recorder_t *r, record_episode_t **ep)
 {
-    rec_buf_t *b = c->rec;
+    rec_buf_t *b = *ep;
     if (!b)
         return;
-    if (s->recorder)
-        flush(s, b, true);
+    if (r)
+        flush(r, b, true);
     buf_free(b);
     free(b);
-    c->rec = NULL;
+    *ep = NULL;
 }
 
-bool record_busy(server_t *s)
+bool record_busy(const recorder_t *r)
 {
-    return s->recorder && s->recorder->writing > 0;
+    return r && r->writing > 0;
 }

@@ -239,7 +239,7 @@ static void do_hello(server_t *s, conn_t *c, uint64_t id, const Mpc__V1__Hello *
         return;
     }
     if (c->session) {
-        record_session_end(s, c);
+        record_session_end(s->recorder, &c->rec);
         session_destroy(c->session);
     }
     c->session = ns;
@@ -383,8 +383,8 @@ static void finish_step(server_t *s, conn_t *c)
     update_fair(s);
     if (c->closing) {
         /* The client left, but the transition happened; its episode ends here. */
-        record_step(s, c);
-        record_session_end(s, c);
+        record_step(s->recorder, &c->rec, c->session);
+        record_session_end(s->recorder, &c->rec);
         return;
     }
     if (se->in.answered) { /* its reply went out when it expired (answer_expired) */
@@ -392,7 +392,7 @@ static void finish_step(server_t *s, conn_t *c)
             mpcd_log(MPCD_LOG_WARNING, "session %llu: belief update after a fallback: %s",
                      (unsigned long long)se->id, strerror(-o->rc));
         else
-            record_step(s, c);
+            record_step(s->recorder, &c->rec, c->session);
         server_changed(s, c);
         return;
     }
@@ -415,7 +415,7 @@ static void finish_step(server_t *s, conn_t *c)
     if (o->resynced)
         mpcd_log(MPCD_LOG_DEBUG, "session %llu: belief re-synced into model version %llu",
                  (unsigned long long)se->id, (unsigned long long)o->model_version);
-    record_step(s, c);
+    record_step(s->recorder, &c->rec, c->session);
 }
 
 /* Planning stops this much before a step's deadline (on top of margin-ms): the loop's
@@ -556,7 +556,7 @@ static void pump(server_t *s, conn_t *c)
                 count(s, MPCD_REQ_RESET, MPCD_OUTCOME_ERROR);
                 break;
             }
-            record_session_end(s, c);
+            record_session_end(s->recorder, &c->rec);
             session_reset(c->session);
             session_publish(c->session);
             server_changed(s, c);
@@ -690,7 +690,7 @@ static void on_conn_closed(void *owner, conn_t *c)
     if (c->hello_timed_out)
         mpcd_metrics_guard(s->metrics, MPCD_GUARD_HELLO_TIMEOUT);
     if (c->session && !c->step.job.queued) { /* else finish_step ends it */
-        record_session_end(s, c);
+        record_session_end(s->recorder, &c->rec);
         mpcd_log(MPCD_LOG_INFO, "session %llu: closed after %llu steps",
                  (unsigned long long)c->session->id, (unsigned long long)c->session->steps);
     }
@@ -835,10 +835,15 @@ static void on_closed_quiet(uv_handle_t *h)
     (void)h;
 }
 
+static void records_drained(void *ctx)
+{
+    server_maybe_finish(ctx);
+}
+
 void server_maybe_finish(server_t *s)
 {
     if (!s->stopping || s->finished || s->nconns || s->zombies || s->reload.cur || s->reaping ||
-        record_busy(s))
+        record_busy(s->recorder))
         return;
     s->finished = true;
     if (s->http)
@@ -995,8 +1000,16 @@ int server_create(const mpcd_config_t *cfg, server_t **out, char *err, size_t er
     s->registry_ok = true;
     if ((rc = reload_init(s, err, errlen)))
         goto fail;
-    if ((rc = record_init(s, err, errlen)))
-        goto fail;
+    if (cfg->record) {
+        record_opts_t ro = {.dir = cfg->record,
+                            .max_mb = cfg->record_max_mb,
+                            .episodes_per_min = cfg->record_episodes_per_min,
+                            .metrics = s->metrics,
+                            .drained = records_drained,
+                            .ctx = s};
+        if ((rc = recorder_create(s->loop, &ro, &s->recorder, err, errlen)))
+            goto fail;
+    }
     if (cfg->model && (rc = reload_initial(s, cfg->model, err, errlen)))
         goto fail;
     admission_init(&s->admission, s->nworkers, cfg->max_load, cfg->min_iterations);
@@ -1093,7 +1106,7 @@ void server_destroy(server_t *s)
         uv_run(s->loop, UV_RUN_DEFAULT);
         uv_loop_close(s->loop);
     }
-    record_destroy(s);
+    recorder_destroy(s->recorder);
     reload_destroy(s);
     if (s->registry_ok) {
         s->registry.wake = NULL; /* the async handle is closed by now */

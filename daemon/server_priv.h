@@ -17,6 +17,7 @@
 #include "http_status.h"
 #include "listen.h"
 #include "metrics.h"
+#include "record.h"
 #include "registry.h"
 #include "server.h"
 #include "status.h"
@@ -39,8 +40,6 @@ typedef struct reload_req {
     char err[768];
     bool abandoned; /* ran past reload-timeout-s: answered already, result discarded */
 } reload_req_t;
-
-typedef struct recorder recorder_t;
 
 /* What a worker's planner needs to ask the scheduler (cem_set_continue's context). */
 typedef struct server_worker {
@@ -133,12 +132,5 @@ void server_snapshot(void *ctx, mpcd_status_t *out);
 void server_send_status(server_t *s, conn_t *c, uint64_t id);
 void server_status_cache_free(server_t *s);
 void server_status_line(server_t *s, char *out, size_t outlen);
-
-/* record.c */
-int record_init(server_t *s, char *err, size_t errlen);
-void record_destroy(server_t *s);
-void record_step(server_t *s, conn_t *c);        /* after a step of c's session */
-void record_session_end(server_t *s, conn_t *c); /* episode over (reset, close) */
-bool record_busy(server_t *s);                   /* files still being written */
 
 #endif
