@@ -18,6 +18,8 @@
  * reloads (after a short debounce) when an entry with the model's file name changes, so
  * `mv new.safetensors model.safetensors` triggers exactly one reload of a complete file.
  */
+#include "reload.h"
+
 #include <errno.h>
 #include <libgen.h>
 #include <stdio.h>
@@ -25,84 +27,152 @@
 #include <string.h>
 #include <time.h>
 
+#include "errbuf.h"
 #include "log.h"
 #include "mono.h"
 #include "notify.h"
-#include "server_priv.h"
 
 #define WATCH_DEBOUNCE_MS 200
 
-static void start_next(server_t *s);
+/* One queued model reload: from a connection (answered when done), SIGHUP or the watch.
+ * It owns its load on libuv's pool, so an abandoned load can finish after the next began. */
+typedef struct reload_req {
+    struct reload_req *next;
+    char *path;    /* NULL: the current model's path */
+    bool confined; /* a client's path: resolved beneath model_dir */
+    conn_t *conn;  /* NULL when nobody waits for a reply (or it left) */
+    uint64_t id;   /* the Request id to echo */
+    char origin[96];
+    reloader_t *rl;
+    uv_work_t work;
+    registry_model_t *like;   /* the model serving when the load started */
+    registry_model_t *result; /* the load's model, when it succeeded */
+    int rc;
+    char err[768];
+    bool abandoned; /* ran past reload-timeout-s: answered already, result discarded */
+} reload_req_t;
+
+struct reloader {
+    uv_loop_t *loop;
+    reload_opts_t o;
+    reload_req_t *head, *tail;
+    reload_req_t *cur;    /* loading now */
+    int stuck;            /* abandoned loads still running */
+    uv_timer_t timeout;   /* reload-timeout-s of cur */
+    char last_error[768]; /* "" when the last attempt succeeded */
+    char *path;           /* current model's file */
+    char *model_dir; /* clients' Reload paths stay beneath it; NULL: they cannot name one */
+    uv_fs_event_t watch;
+    uv_timer_t debounce;
+    bool watching, watch_inited, stopped;
+    bool reaping;
+    uv_work_t reap_work;
+};
+
+static void start_next(reloader_t *rl);
 static void free_req(reload_req_t *r);
+static void watch_start(reloader_t *rl);
 
-static void watch_start(server_t *s);
-
-int reload_init(server_t *s, char *err, size_t errlen)
+int reloader_create(uv_loop_t *loop, const reload_opts_t *o, reloader_t **out, char *err,
+                    size_t errlen)
 {
-    uv_timer_init(s->loop, &s->reload.debounce);
-    s->reload.debounce.data = s;
-    uv_timer_init(s->loop, &s->reload.timeout);
-    s->reload.timeout.data = s;
+    *out = NULL;
+    reloader_t *rl = calloc(1, sizeof *rl);
+    if (!rl) {
+        errbuf_set(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    rl->loop = loop;
+    rl->o = *o;
+    uv_timer_init(rl->loop, &rl->debounce);
+    rl->debounce.data = rl;
+    uv_timer_init(rl->loop, &rl->timeout);
+    rl->timeout.data = rl;
+    *out = rl; /* from here on freed by reloader_destroy, after its timers closed */
     /* Clients' Reload paths stay beneath model-dir: the configured one, else --model's. */
-    const char *dir = s->cfg->model_dir;
+    const char *dir = rl->o.cfg->model_dir;
     char buf[4096];
-    if (!dir && s->cfg->model) {
-        snprintf(buf, sizeof buf, "%s", s->cfg->model);
+    if (!dir && rl->o.cfg->model) {
+        snprintf(buf, sizeof buf, "%s", rl->o.cfg->model);
         dir = dirname(buf);
     }
-    if (dir && !(s->model_dir = strdup(dir))) {
-        snprintf(err, errlen, "out of memory");
+    if (dir && !(rl->model_dir = strdup(dir))) {
+        errbuf_set(err, errlen, "out of memory");
         return -ENOMEM;
     }
     return 0;
 }
 
-void reload_destroy(server_t *s)
+void reloader_destroy(reloader_t *rl)
 {
-    reload_req_t *r = s->reload.head;
+    if (!rl)
+        return;
+    reload_req_t *r = rl->head;
     while (r) {
         reload_req_t *next = r->next;
         free_req(r);
         r = next;
     }
-    s->reload.head = s->reload.tail = NULL;
-    free(s->reload.path);
-    s->reload.path = NULL;
-    free(s->model_dir);
-    s->model_dir = NULL;
+    free(rl->path);
+    free(rl->model_dir);
+    free(rl);
 }
 
-static void set_path(server_t *s, const char *path)
+const char *reload_path(const reloader_t *rl)
+{
+    return rl->path ? rl->path : "";
+}
+
+const char *reload_last_error(const reloader_t *rl)
+{
+    return rl->last_error;
+}
+
+bool reload_busy(const reloader_t *rl)
+{
+    return rl->cur || rl->reaping;
+}
+
+void reload_forget_conn(reloader_t *rl, conn_t *c)
+{
+    (void)rl;
+    if (c->reload)
+        c->reload->conn = NULL;
+    c->reload = NULL;
+}
+
+static void set_path(reloader_t *rl, const char *path)
 {
     char *p = strdup(path);
     if (p) {
-        free(s->reload.path);
-        s->reload.path = p;
+        free(rl->path);
+        rl->path = p;
     }
 }
 
-int reload_initial(server_t *s, const char *path, char *err, size_t errlen)
+int reload_initial(reloader_t *rl, const char *path, char *err, size_t errlen)
 {
     registry_model_t *m;
-    registry_source_t src = {path, NULL, (size_t)s->cfg->max_model_mb << 20};
-    int rc = registry_model_load(&src, &s->cfg->planner, s->nworkers, NULL, &m, err, errlen);
-    mpcd_metrics_reload(s->metrics, rc == 0, rc ? 0 : m->load_s);
+    registry_source_t src = {path, NULL, (size_t)rl->o.cfg->max_model_mb << 20};
+    int rc =
+        registry_model_load(&src, &rl->o.cfg->planner, rl->o.nworkers, NULL, &m, err, errlen);
+    mpcd_metrics_reload(rl->o.metrics, rc == 0, rc ? 0 : m->load_s);
     if (rc)
         return rc;
-    registry_swap(&s->registry, m);
-    set_path(s, path);
+    registry_swap(rl->o.registry, m);
+    set_path(rl, path);
     const rssm_dims_t *d = &m->info->dims;
     mpcd_log(MPCD_LOG_NOTICE,
              "model version %llu: %s (%s; obs %d, action %d, deter %d, stoch %d; "
              "loaded in %.1f ms)",
              (unsigned long long)m->version, path, m->info->name, d->obs, d->action, d->deter,
              d->stoch, m->load_s * 1e3);
-    if (s->cfg->watch)
-        watch_start(s);
+    if (rl->o.cfg->watch)
+        watch_start(rl);
     return 0;
 }
 
-bool reload_request(server_t *s, conn_t *c, uint64_t id, const char *path, bool confined)
+bool reload_request(reloader_t *rl, conn_t *c, uint64_t id, const char *path, bool confined)
 {
     reload_req_t *r = calloc(1, sizeof *r);
     if (!r || (path && *path && !(r->path = strdup(path)))) {
@@ -114,32 +184,32 @@ bool reload_request(server_t *s, conn_t *c, uint64_t id, const char *path, bool 
     r->confined = confined && r->path;
     r->conn = c;
     r->id = id;
-    r->s = s;
+    r->rl = rl;
     snprintf(r->origin, sizeof r->origin, "%s", c ? c->peer.name : "signal");
-    if (s->reload.tail)
-        s->reload.tail->next = r;
+    if (rl->tail)
+        rl->tail->next = r;
     else
-        s->reload.head = r;
-    s->reload.tail = r;
+        rl->head = r;
+    rl->tail = r;
     if (c) {
         c->reload = r;
         c->busy = true;
     }
-    start_next(s); /* (a refusal is answered at once; c is served again from the loop) */
+    start_next(rl); /* (a refusal is answered at once; c is served again from the loop) */
     return c != NULL && c->busy;
 }
 
 static void load_work(uv_work_t *w)
 {
     reload_req_t *r = w->data;
-    server_t *s = r->s;
-    registry_source_t src = {r->path, r->confined ? s->model_dir : NULL,
-                             (size_t)s->cfg->max_model_mb << 20};
-    r->rc = registry_model_load(&src, &s->cfg->planner, s->nworkers, r->like, &r->result,
+    reloader_t *rl = r->rl;
+    registry_source_t src = {r->path, r->confined ? rl->model_dir : NULL,
+                             (size_t)rl->o.cfg->max_model_mb << 20};
+    r->rc = registry_model_load(&src, &rl->o.cfg->planner, rl->o.nworkers, r->like, &r->result,
                                 r->err, sizeof r->err);
 }
 
-static void reply(server_t *s, reload_req_t *r, bool ok, double load_s, const char *msg)
+static void reply(reloader_t *rl, reload_req_t *r, bool ok, double load_s, const char *msg)
 {
     conn_t *c = r->conn;
     if (!c)
@@ -147,26 +217,26 @@ static void reply(server_t *s, reload_req_t *r, bool ok, double load_s, const ch
     Mpc__V1__Reply rep = MPC__V1__REPLY__INIT;
     Mpc__V1__ReloadReply rr = MPC__V1__RELOAD_REPLY__INIT;
     rr.ok = ok;
-    rr.model_version = s->registry.version;
+    rr.model_version = rl->o.registry->version;
     rr.message = (char *)msg;
     rr.load_s = load_s;
     rep.id = r->id;
     rep.body_case = MPC__V1__REPLY__BODY_RELOAD;
     rep.reload = &rr;
     conn_send(c, &rep);
-    mpcd_metrics_request(s->metrics, MPCD_REQ_RELOAD,
+    mpcd_metrics_request(rl->o.metrics, MPCD_REQ_RELOAD,
                          ok ? MPCD_OUTCOME_OK : MPCD_OUTCOME_ERROR);
     r->conn = NULL;
     c->reload = NULL;
     c->busy = false;
-    server_changed(s, c); /* its next Status shows the outcome */
-    server_conn_ready(s, c);
+    rl->o.ev->changed(rl->o.ctx, c); /* its next Status shows the outcome */
+    rl->o.ev->answered(rl->o.ctx, c);
 }
 
-static void notify_ready(server_t *s)
+static void notify_ready(reloader_t *rl)
 {
     char st[256];
-    server_status_line(s, st, sizeof st);
+    rl->o.ev->status_line(rl->o.ctx, st, sizeof st);
     mpcd_notify("READY=1");
     mpcd_notifyf("STATUS=%s", st);
 }
@@ -180,120 +250,120 @@ static void free_req(reload_req_t *r)
 }
 
 /* Refuses r: the reason goes to its client, the log, /status and the metrics. */
-static void refuse(server_t *s, reload_req_t *r, int rc, const char *msg)
+static void refuse(reloader_t *rl, reload_req_t *r, int rc, const char *msg)
 {
-    server_changed(s, NULL);
-    snprintf(s->reload.last_error, sizeof s->reload.last_error, "%s", msg);
-    mpcd_metrics_reload(s->metrics, false, 0);
+    rl->o.ev->changed(rl->o.ctx, NULL);
+    snprintf(rl->last_error, sizeof rl->last_error, "%s", msg);
+    mpcd_metrics_reload(rl->o.metrics, false, 0);
     if (rc == -EPERM)
-        mpcd_metrics_guard(s->metrics, MPCD_GUARD_RELOAD_REFUSED_PATH);
+        mpcd_metrics_guard(rl->o.metrics, MPCD_GUARD_RELOAD_REFUSED_PATH);
     mpcd_log(MPCD_LOG_ERR, "reload refused (from %s), still serving model version %llu: %s",
-             r->origin, (unsigned long long)s->registry.version, msg);
-    reply(s, r, false, 0, msg);
+             r->origin, (unsigned long long)rl->o.registry->version, msg);
+    reply(rl, r, false, 0, msg);
 }
 
 /* The current load ended (or was abandoned): the next one may start. */
-static void finish_current(server_t *s)
+static void finish_current(reloader_t *rl)
 {
-    uv_timer_stop(&s->reload.timeout);
-    s->reload.cur = NULL;
-    notify_ready(s);
-    start_next(s);
-    server_maybe_finish(s);
+    uv_timer_stop(&rl->timeout);
+    rl->cur = NULL;
+    notify_ready(rl);
+    start_next(rl);
+    rl->o.ev->idle(rl->o.ctx);
 }
 
 static void load_done(uv_work_t *w, int status)
 {
     reload_req_t *r = w->data;
-    server_t *s = r->s;
+    reloader_t *rl = r->rl;
     if (r->abandoned) {
         /* It outlived reload-timeout-s and was answered then; only its memory is left. */
-        s->reload.stuck--;
+        rl->stuck--;
         mpcd_log(MPCD_LOG_WARNING, "abandoned load of %s finished after all; discarded",
                  r->path);
         free_req(r);
-        start_next(s);
-        server_maybe_finish(s);
+        start_next(rl);
+        rl->o.ev->idle(rl->o.ctx);
         return;
     }
     if (status == 0 && r->rc == 0) {
         registry_model_t *m = r->result;
         r->result = NULL;
-        registry_swap(&s->registry, m);
-        admission_set_model(&s->admission, m->iteration_s);
-        server_changed(s, NULL);
-        bool moved = !s->reload.path || strcmp(s->reload.path, m->path);
-        set_path(s, m->path);
-        if (moved && s->cfg->watch && !s->stopping)
-            watch_start(s); /* follow the file that now serves */
-        s->reload.last_error[0] = 0;
-        mpcd_metrics_reload(s->metrics, true, m->load_s);
+        registry_swap(rl->o.registry, m);
+        rl->o.ev->swapped(rl->o.ctx, m);
+        rl->o.ev->changed(rl->o.ctx, NULL);
+        bool moved = !rl->path || strcmp(rl->path, m->path);
+        set_path(rl, m->path);
+        if (moved && rl->o.cfg->watch && !rl->stopped)
+            watch_start(rl); /* follow the file that now serves */
+        rl->last_error[0] = 0;
+        mpcd_metrics_reload(rl->o.metrics, true, m->load_s);
         mpcd_log(MPCD_LOG_NOTICE, "model version %llu: %s (%s; loaded in %.1f ms; from %s)",
                  (unsigned long long)m->version, m->path, m->info->name, m->load_s * 1e3,
                  r->origin);
-        reply(s, r, true, m->load_s, "");
+        reply(rl, r, true, m->load_s, "");
     } else {
-        refuse(s, r, r->rc, status ? "reload cancelled" : r->err);
+        refuse(rl, r, r->rc, status ? "reload cancelled" : r->err);
     }
     free_req(r);
-    finish_current(s);
+    finish_current(rl);
 }
 
 static void on_load_timeout(uv_timer_t *t)
 {
-    server_t *s = t->data;
-    reload_req_t *r = s->reload.cur;
+    reloader_t *rl = t->data;
+    reload_req_t *r = rl->cur;
     if (!r)
         return;
     char msg[256];
     snprintf(msg, sizeof msg,
              "%s: the load did not finish within reload-timeout-s (%g s); "
              "abandoned",
-             r->path, s->cfg->reload_timeout_s);
+             r->path, rl->o.cfg->reload_timeout_s);
     r->abandoned = true;
-    s->reload.stuck++;
-    refuse(s, r, -ETIMEDOUT, msg);
-    finish_current(s);
+    rl->stuck++;
+    refuse(rl, r, -ETIMEDOUT, msg);
+    finish_current(rl);
 }
 
-static void start_next(server_t *s)
+static void start_next(reloader_t *rl)
 {
-    while (!s->reload.cur && s->reload.head) {
-        reload_req_t *r = s->reload.head;
-        s->reload.head = r->next;
-        if (!s->reload.head)
-            s->reload.tail = NULL;
+    while (!rl->cur && rl->head) {
+        reload_req_t *r = rl->head;
+        rl->head = r->next;
+        if (!rl->head)
+            rl->tail = NULL;
         const char *why = NULL;
-        if (s->reload.stuck)
+        if (rl->stuck)
             why = "an abandoned load is still stuck in the file system; refusing loads "
                   "until it ends";
-        else if (r->confined && !s->model_dir)
+        else if (r->confined && !rl->model_dir)
             why = "clients cannot name a model file: no model-dir is set (and no --model)";
-        else if (!r->path && !s->reload.path)
+        else if (!r->path && !rl->path)
             why = "no model path to reload (give one)";
-        else if (!r->path && !(r->path = strdup(s->reload.path)))
+        else if (!r->path && !(r->path = strdup(rl->path)))
             why = "out of memory";
         if (why) {
-            refuse(s, r, r->confined && !s->model_dir ? -EPERM : -EINVAL, why);
+            refuse(rl, r, r->confined && !rl->model_dir ? -EPERM : -EINVAL, why);
             free_req(r);
             continue;
         }
-        s->reload.cur = r;
-        r->like = registry_acquire(&s->registry);
+        rl->cur = r;
+        r->like = registry_acquire(rl->o.registry);
         r->work.data = r;
         /* MONOTONIC_USEC lets Type=notify-reload (systemd 253+) match this reload. */
         mpcd_notifyf("RELOADING=1\nMONOTONIC_USEC=%llu",
                      (unsigned long long)llround(mono_now() * 1e6));
         mpcd_log(MPCD_LOG_INFO, "reloading %s (from %s)", r->path, r->origin);
-        int rc = uv_queue_work(s->loop, &r->work, load_work, load_done);
+        int rc = uv_queue_work(rl->loop, &r->work, load_work, load_done);
         if (rc) {
-            s->reload.cur = NULL;
-            refuse(s, r, rc, uv_strerror(rc));
+            rl->cur = NULL;
+            refuse(rl, r, rc, uv_strerror(rc));
             free_req(r);
             continue;
         }
-        uv_timer_start(&s->reload.timeout, on_load_timeout,
-                       (uint64_t)(s->cfg->reload_timeout_s * 1000) + 1, 0);
+        uv_timer_start(&rl->timeout, on_load_timeout,
+                       (uint64_t)(rl->o.cfg->reload_timeout_s * 1000) + 1, 0);
     }
 }
 
@@ -301,29 +371,29 @@ static void start_next(server_t *s)
 
 static void reap_work(uv_work_t *w)
 {
-    server_t *s = w->data;
-    registry_reap(&s->registry);
+    reloader_t *rl = w->data;
+    registry_reap(rl->o.registry);
 }
 
 static void reap_done(uv_work_t *w, int status)
 {
-    server_t *s = w->data;
+    reloader_t *rl = w->data;
     (void)status;
-    s->reaping = false;
-    if (registry_dead_count(&s->registry))
-        reload_reap(s);
-    server_maybe_finish(s);
+    rl->reaping = false;
+    if (registry_dead_count(rl->o.registry))
+        reload_reap(rl);
+    rl->o.ev->idle(rl->o.ctx);
 }
 
-void reload_reap(server_t *s)
+void reload_reap(reloader_t *rl)
 {
-    if (s->reaping)
+    if (rl->reaping)
         return;
-    s->reaping = true;
-    s->reap_work.data = s;
-    if (uv_queue_work(s->loop, &s->reap_work, reap_work, reap_done)) {
-        s->reaping = false;
-        registry_reap(&s->registry);
+    rl->reaping = true;
+    rl->reap_work.data = rl;
+    if (uv_queue_work(rl->loop, &rl->reap_work, reap_work, reap_done)) {
+        rl->reaping = false;
+        registry_reap(rl->o.registry);
     }
 }
 
@@ -331,45 +401,45 @@ void reload_reap(server_t *s)
 
 static void on_debounced(uv_timer_t *t)
 {
-    server_t *s = t->data;
-    mpcd_log(MPCD_LOG_NOTICE, "model file changed: reloading %s", s->reload.path);
-    reload_request(s, NULL, 0, NULL, false);
+    reloader_t *rl = t->data;
+    mpcd_log(MPCD_LOG_NOTICE, "model file changed: reloading %s", rl->path);
+    reload_request(rl, NULL, 0, NULL, false);
 }
 
 static void on_fs_event(uv_fs_event_t *h, const char *filename, int events, int status)
 {
-    server_t *s = h->data;
+    reloader_t *rl = h->data;
     (void)events;
-    if (status < 0 || !filename || !s->reload.path || s->stopping)
+    if (status < 0 || !filename || !rl->path || rl->stopped)
         return;
     char tmp[4096];
-    snprintf(tmp, sizeof tmp, "%s", s->reload.path);
+    snprintf(tmp, sizeof tmp, "%s", rl->path);
     if (strcmp(filename, basename(tmp)))
         return;
     /* A rename shows up as several events; one reload after they settle. */
-    uv_timer_start(&s->reload.debounce, on_debounced, WATCH_DEBOUNCE_MS, 0);
+    uv_timer_start(&rl->debounce, on_debounced, WATCH_DEBOUNCE_MS, 0);
 }
 
-static void watch_start(server_t *s)
+static void watch_start(reloader_t *rl)
 {
     char dir[4096];
-    snprintf(dir, sizeof dir, "%s", s->reload.path);
+    snprintf(dir, sizeof dir, "%s", rl->path);
     char *d = dirname(dir);
-    if (!s->reload.watch_inited) {
-        uv_fs_event_init(s->loop, &s->reload.watch);
-        s->reload.watch.data = s;
-        s->reload.watch_inited = true;
-    } else if (s->reload.watching) {
-        uv_fs_event_stop(&s->reload.watch);
-        s->reload.watching = false;
+    if (!rl->watch_inited) {
+        uv_fs_event_init(rl->loop, &rl->watch);
+        rl->watch.data = rl;
+        rl->watch_inited = true;
+    } else if (rl->watching) {
+        uv_fs_event_stop(&rl->watch);
+        rl->watching = false;
     }
-    int rc = uv_fs_event_start(&s->reload.watch, on_fs_event, d, 0);
+    int rc = uv_fs_event_start(&rl->watch, on_fs_event, d, 0);
     if (rc) {
         mpcd_log(MPCD_LOG_WARNING, "cannot watch %s: %s", d, uv_strerror(rc));
         return;
     }
-    s->reload.watching = true;
-    mpcd_log(MPCD_LOG_INFO, "watching %s for a new %s", d, s->reload.path);
+    rl->watching = true;
+    mpcd_log(MPCD_LOG_INFO, "watching %s for a new %s", d, rl->path);
 }
 
 static void on_closed_quiet(uv_handle_t *h)
@@ -377,12 +447,13 @@ static void on_closed_quiet(uv_handle_t *h)
     (void)h;
 }
 
-void reload_stop_watch(server_t *s)
+void reload_stop_watch(reloader_t *rl)
 {
-    if (s->reload.watch_inited && !uv_is_closing((uv_handle_t *)&s->reload.watch))
-        uv_close((uv_handle_t *)&s->reload.watch, on_closed_quiet);
-    if (!uv_is_closing((uv_handle_t *)&s->reload.debounce))
-        uv_close((uv_handle_t *)&s->reload.debounce, on_closed_quiet);
-    if (!uv_is_closing((uv_handle_t *)&s->reload.timeout))
-        uv_close((uv_handle_t *)&s->reload.timeout, on_closed_quiet);
+    rl->stopped = true;
+    if (rl->watch_inited && !uv_is_closing((uv_handle_t *)&rl->watch))
+        uv_close((uv_handle_t *)&rl->watch, on_closed_quiet);
+    if (!uv_is_closing((uv_handle_t *)&rl->debounce))
+        uv_close((uv_handle_t *)&rl->debounce, on_closed_quiet);
+    if (!uv_is_closing((uv_handle_t *)&rl->timeout))
+        uv_close((uv_handle_t *)&rl->timeout, on_closed_quiet);
 }

@@ -521,7 +521,7 @@ static void do_reload(server_t *s, conn_t *c, uint64_t id, const Mpc__V1__Reload
                  c->peer.name);
         return;
     }
-    *waiting = reload_request(s, c, id, rl->path, true);
+    *waiting = reload_request(s->reloader, c, id, rl->path, true);
 }
 
 /* Serves the connection's queued requests in order until one has to wait, or until its
@@ -694,9 +694,7 @@ static void on_conn_closed(void *owner, conn_t *c)
         mpcd_log(MPCD_LOG_INFO, "session %llu: closed after %llu steps",
                  (unsigned long long)c->session->id, (unsigned long long)c->session->steps);
     }
-    if (c->reload)
-        c->reload->conn = NULL; /* its reply has nowhere to go */
-    c->reload = NULL;
+    reload_forget_conn(s->reloader, c); /* its reply has nowhere to go */
     if (!conn_maybe_free(c)) {
         /* A step is still in flight: finish_step frees it. Keep it listed as a zombie. */
         c->next = s->zombies;
@@ -819,7 +817,7 @@ static void on_done(uv_async_t *a)
     }
     expect_next_step(s);
     if (registry_dead_count(&s->registry))
-        reload_reap(s);
+        reload_reap(s->reloader);
     server_maybe_finish(s);
 }
 
@@ -840,16 +838,42 @@ static void records_drained(void *ctx)
     server_maybe_finish(ctx);
 }
 
+/* ---- what the reloader reports ---- */
+
+static void model_swapped(void *ctx, registry_model_t *m)
+{
+    server_t *s = ctx;
+    admission_set_model(&s->admission, m->iteration_s);
+}
+
+static void reload_changed(void *ctx, conn_t *c)
+{
+    server_changed(ctx, c);
+}
+
+static void reload_answered(void *ctx, conn_t *c)
+{
+    server_conn_ready(ctx, c);
+}
+
+static void reload_status_line(void *ctx, char *out, size_t outlen)
+{
+    server_status_line(ctx, out, outlen);
+}
+
+static const reload_events_t reload_events = {model_swapped, reload_changed, reload_answered,
+                                              records_drained, reload_status_line};
+
 void server_maybe_finish(server_t *s)
 {
-    if (!s->stopping || s->finished || s->nconns || s->zombies || s->reload.cur || s->reaping ||
+    if (!s->stopping || s->finished || s->nconns || s->zombies || reload_busy(s->reloader) ||
         record_busy(s->recorder))
         return;
     s->finished = true;
     if (s->http)
         mpcd_http_stop(s->http);
     s->http = NULL;
-    reload_stop_watch(s);
+    reload_stop_watch(s->reloader);
     uv_close((uv_handle_t *)&s->done_async, on_closed_quiet);
     uv_close((uv_handle_t *)&s->sig_term, on_closed_quiet);
     uv_close((uv_handle_t *)&s->sig_int, on_closed_quiet);
@@ -894,7 +918,7 @@ static void on_signal(uv_signal_t *h, int signum)
     server_t *s = h->data;
     if (signum == SIGHUP) {
         mpcd_log(MPCD_LOG_NOTICE, "SIGHUP: reloading the model");
-        reload_request(s, NULL, 0, NULL, false);
+        reload_request(s->reloader, NULL, 0, NULL, false);
         return;
     }
     begin_shutdown(s, signum == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -998,7 +1022,13 @@ int server_create(const mpcd_config_t *cfg, server_t **out, char *err, size_t er
         goto fail;
     }
     s->registry_ok = true;
-    if ((rc = reload_init(s, err, errlen)))
+    reload_opts_t rlo = {.cfg = cfg,
+                         .nworkers = s->nworkers,
+                         .registry = &s->registry,
+                         .metrics = s->metrics,
+                         .ev = &reload_events,
+                         .ctx = s};
+    if ((rc = reloader_create(s->loop, &rlo, &s->reloader, err, errlen)))
         goto fail;
     if (cfg->record) {
         record_opts_t ro = {.dir = cfg->record,
@@ -1010,7 +1040,7 @@ int server_create(const mpcd_config_t *cfg, server_t **out, char *err, size_t er
         if ((rc = recorder_create(s->loop, &ro, &s->recorder, err, errlen)))
             goto fail;
     }
-    if (cfg->model && (rc = reload_initial(s, cfg->model, err, errlen)))
+    if (cfg->model && (rc = reload_initial(s->reloader, cfg->model, err, errlen)))
         goto fail;
     admission_init(&s->admission, s->nworkers, cfg->max_load, cfg->min_iterations);
     if (s->registry.current)
@@ -1107,7 +1137,7 @@ void server_destroy(server_t *s)
         uv_loop_close(s->loop);
     }
     recorder_destroy(s->recorder);
-    reload_destroy(s);
+    reloader_destroy(s->reloader);
     if (s->registry_ok) {
         s->registry.wake = NULL; /* the async handle is closed by now */
         registry_destroy(&s->registry);

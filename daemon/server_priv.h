@@ -18,28 +18,11 @@
 #include "listen.h"
 #include "metrics.h"
 #include "record.h"
+#include "reload.h"
 #include "registry.h"
 #include "server.h"
 #include "status.h"
 #include "workq.h"
-
-/* One queued model reload: from a connection (answered when done), SIGHUP or the watch.
- * It owns its load on libuv's pool, so an abandoned load can finish after the next began. */
-typedef struct reload_req {
-    struct reload_req *next;
-    char *path;    /* NULL: the current model's path */
-    bool confined; /* a client's path: resolved beneath model_dir */
-    conn_t *conn;  /* NULL when nobody waits for a reply (or it left) */
-    uint64_t id;   /* the Request id to echo */
-    char origin[96];
-    struct server *s;
-    uv_work_t work;
-    registry_model_t *like;   /* the model serving when the load started */
-    registry_model_t *result; /* the load's model, when it succeeded */
-    int rc;
-    char err[768];
-    bool abandoned; /* ran past reload-timeout-s: answered already, result discarded */
-} reload_req_t;
 
 /* What a worker's planner needs to ask the scheduler (cem_set_continue's context). */
 typedef struct server_worker {
@@ -78,21 +61,7 @@ struct server {
     uint64_t wd_completed; /* watchdog: worker progress at the last tick */
     int wd_stalled;        /* ticks without progress while steps were pending */
     guard_t *guard;        /* per-peer connection counts and Hello backoff */
-    char *model_dir; /* clients' Reload paths stay beneath it; NULL: clients cannot name one */
-    /* hot-swap (reload.c) */
-    struct {
-        reload_req_t *head, *tail;
-        reload_req_t *cur;    /* loading now */
-        int stuck;            /* abandoned loads still running */
-        uv_timer_t timeout;   /* reload-timeout-s of cur */
-        char last_error[768]; /* "" when the last attempt succeeded */
-        char *path;           /* current model's file */
-        uv_fs_event_t watch;
-        uv_timer_t debounce;
-        bool watching, watch_inited;
-    } reload;
-    bool reaping;
-    uv_work_t reap_work;
+    reloader_t *reloader;  /* hot-swap (reload.h) */
     /* status snapshot buffers and the cached StatusReply (snapshot.c) */
     mpcd_session_info_t *snap_sessions;
     int snap_cap;
@@ -104,19 +73,6 @@ struct server {
 
 /* server.c */
 void server_maybe_finish(server_t *s);
-
-/* reload.c */
-int reload_init(server_t *s, char *err, size_t errlen);
-void reload_destroy(server_t *s);
-/* Loads the first model synchronously at startup. */
-int reload_initial(server_t *s, const char *path, char *err, size_t errlen);
-/* Queues a reload (path NULL or "": the current file; confined: a client's path, resolved
- * beneath model_dir). Returns true when conn must wait for the reply (it is sent when the
- * reload ends). */
-bool reload_request(server_t *s, conn_t *c, uint64_t id, const char *path, bool confined);
-/* Frees dead models off the loop. */
-void reload_reap(server_t *s);
-void reload_stop_watch(server_t *s);
 
 /* server.c: the state a status shows changed (c: the connection that changed it). */
 void server_changed(server_t *s, conn_t *c);

@@ -35,9 +35,9 @@ void server_snapshot(void *ctx, mpcd_status_t *out)
     out->ready = m != NULL && !s->stopping;
     out->model = m ? m->model : NULL;
     out->model_version = s->registry.version;
-    out->model_path = s->reload.path ? s->reload.path : "";
+    out->model_path = reload_path(s->reloader);
     out->model_load_s = m ? m->load_s : 0;
-    out->last_reload_error = s->reload.last_error;
+    out->last_reload_error = reload_last_error(s->reloader);
     out->planner = &s->cfg->planner;
     out->default_deadline_ms = s->cfg->deadline_ms;
     out->workers = s->nworkers;
