@@ -461,6 +461,14 @@ static void send_action(server_t *s, conn_t *c)
                               .kl_nats = o->kl_nats,
                               .reward_error = o->reward_error};
     smp.overrun = smp.slack_s < 0;
+    if (smp.overrun) /* should not happen on an admitted load: say where the time went */
+        mpcd_log(MPCD_LOG_WARNING,
+                 "session %llu: reply %.2f ms after its deadline (queue %.2f, belief %.2f, "
+                 "plan %.2f ms, %d iteration(s)%s; worker to reply %.2f ms)",
+                 (unsigned long long)se->id, -smp.slack_s * 1e3, o->queue_s * 1e3,
+                 o->belief_s * 1e3, o->plan_s * 1e3, o->iterations,
+                 o->fallback ? ", fallback" : "",
+                 o->t_done > 0 ? (t_reply - o->t_done) * 1e3 : 0);
     mpcd_metrics_step(s->metrics, &smp);
     dispatch_count(s, MPCD_REQ_STEP, o->shed ? MPCD_OUTCOME_SHED : MPCD_OUTCOME_OK);
     se->last_total_s = smp.total_s;
