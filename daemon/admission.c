@@ -5,12 +5,11 @@
 
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "errbuf.h"
 
-/* EWMA weights: the per-step samples are noisy (preemption), the estimate must not be. */
-#define COST_EWMA 0.02
-#define OUTLIER   2.0
 /* Before the first step: small next to an iteration (shipped model: belief update
  * 0.01-0.03 ms; PlaNet size ~0.1 ms). */
 #define FIXED_FIRST_GUESS_S 0.0001
@@ -27,32 +26,36 @@ void admission_set_model(admission_t *a, double iteration_s)
 {
     if (iteration_s > 0)
         a->iteration_s = iteration_s;
-    a->samples = 0;
+    a->iterations.n = a->iterations.next = 0; /* the old model's samples say nothing now */
 }
 
-/* One sample into an EWMA, a spike clipped to OUTLIER times the estimate: one plan
- * preempted for 30 ms must not close the door on every robot (measured: a burst of 64
- * clients starting made one plan's iterations ~10x slower). */
-static void ewma(double *est, double sample, uint64_t n)
+static int cmp_double(const void *x, const void *y)
 {
-    if (!(sample > 0))
-        return;
-    if (*est <= 0) {
-        *est = sample;
-        return;
-    }
-    if (sample > OUTLIER * *est)
-        sample = OUTLIER * *est;
-    /* a plain mean over the first samples: a calibration that was off is forgotten fast */
-    double w = n < 1 / COST_EWMA ? 1.0 / (double)(n + 2) : COST_EWMA;
-    *est += w * (sample - *est);
+    double a = *(const double *)x, b = *(const double *)y;
+    return a < b ? -1 : a > b;
+}
+
+/* Adds a sample to w and returns the median of the window: robust to the spells when a
+ * plan is preempted for tens of ms (measured: a burst of 64 clients starting made some
+ * plans' iterations ~10x slower), where a mean would close the door on every robot. */
+static double window_add(admission_window_t *w, double sample)
+{
+    w->v[w->next] = sample;
+    w->next = (w->next + 1) % ADMISSION_WINDOW;
+    if (w->n < ADMISSION_WINDOW)
+        w->n++;
+    double tmp[ADMISSION_WINDOW];
+    memcpy(tmp, w->v, sizeof(double) * (size_t)w->n);
+    qsort(tmp, (size_t)w->n, sizeof *tmp, cmp_double);
+    return w->n % 2 ? tmp[w->n / 2] : 0.5 * (tmp[w->n / 2 - 1] + tmp[w->n / 2]);
 }
 
 void admission_observe(admission_t *a, double fixed_s, double iteration_s)
 {
-    ewma(&a->fixed_s, fixed_s, a->samples);
-    ewma(&a->iteration_s, iteration_s, a->samples);
-    a->samples++;
+    if (fixed_s > 0)
+        a->fixed_s = window_add(&a->fixed, fixed_s);
+    if (iteration_s > 0)
+        a->iteration_s = window_add(&a->iterations, iteration_s);
 }
 
 double admission_plan_cost(const admission_t *a)

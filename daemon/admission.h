@@ -1,12 +1,12 @@
 /*
  * admission.h: admission control: which sessions the planner workers can serve.
  *
- * A session costs its step rate times the cost of its minimum plan (a belief update plus
- * `min-iterations` CEM iterations), as a fraction of one worker's time. A Hello is
- * admitted while the admitted sessions' sum, with the newcomer's, stays within
+ * A session costs its step rate times the cost of its minimum plan (the step's worker time
+ * outside CEM plus `min-iterations` CEM iterations), as a fraction of one worker's time. A
+ * Hello is admitted while the admitted sessions' sum, with the newcomer's, stays within
  * `max-load` of the workers; otherwise it is refused (OVERLOADED), so one robot too many
  * never makes every robot worse. The costs are measured: the planners' calibration at
- * model load, then an EWMA over the steps served, so the capacity follows the machine
+ * model load, then the median over the last steps served, so the capacity follows the machine
  * (another process taking a core, a slower model after a swap).
  *
  * Loop thread only; no libuv, no protobuf: tested on its own.
@@ -21,17 +21,26 @@
 /* Seconds a refused client is told to wait before trying again. */
 #define ADMISSION_RETRY_AFTER_S 2.0
 
+/* Served steps the cost estimates are the median of. */
+#define ADMISSION_WINDOW 64
+
+typedef struct admission_window {
+    double v[ADMISSION_WINDOW];
+    int n, next;
+} admission_window_t;
+
 typedef struct admission {
     int workers;
-    double max_load;            /* fraction of the workers' time minimum plans may take */
-    int min_iterations;         /* CEM iterations each admitted plan must get; 0: admit all */
-    double iteration_s;         /* EWMA: one full CEM iteration (0: no model yet) */
-    double fixed_s;             /* EWMA: a step's worker time outside its CEM iterations (belief
-                                   update, waking the team, hand-off) */
-    double rate_sum;            /* steps per second of the admitted sessions */
-    int sessions;               /* admitted and still open */
-    uint64_t admitted, refused; /* since start */
-    uint64_t samples;           /* steps observed (the EWMAs' first weights) */
+    double max_load;    /* fraction of the workers' time minimum plans may take */
+    int min_iterations; /* CEM iterations each admitted plan must get; 0: admit all */
+    double iteration_s; /* one full CEM iteration: the median of the recent steps' (the
+                           model's calibration before any; 0: no model yet) */
+    double fixed_s;     /* a step's worker time outside its CEM iterations (belief update,
+                           waking the team, hand-off): the median of the recent steps' */
+    admission_window_t fixed, iterations; /* the last ADMISSION_WINDOW samples */
+    double rate_sum;                      /* steps per second of the admitted sessions */
+    int sessions;                         /* admitted and still open */
+    uint64_t admitted, refused;           /* since start */
 } admission_t;
 
 void admission_init(admission_t *a, int workers, double max_load, int min_iterations);
@@ -40,8 +49,7 @@ void admission_init(admission_t *a, int workers, double max_load, int min_iterat
 void admission_set_model(admission_t *a, double iteration_s);
 
 /* One step was served: its worker time outside the CEM iterations and its measured time
- * per iteration (0 when it did not plan) move the EWMAs; a spike counts as at most twice
- * the estimate. */
+ * per iteration (0 when it did not plan) join the windows the estimates are medians of. */
 void admission_observe(admission_t *a, double fixed_s, double iteration_s);
 
 /* Seconds of worker time one minimum plan takes. */
