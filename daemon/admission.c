@@ -52,10 +52,16 @@ static double window_add(admission_window_t *w, double sample)
 
 void admission_observe(admission_t *a, double fixed_s, double iteration_s)
 {
-    if (fixed_s > 0)
-        a->fixed_s = window_add(&a->fixed, fixed_s);
-    if (iteration_s > 0)
-        a->iteration_s = window_add(&a->iterations, iteration_s);
+    /* The first steps after a start or a swap run beside whatever starts with them (eight
+     * simulators loading their models made the first plans 3x slower): the estimates
+     * move only once the window holds ADMISSION_MIN_SAMPLES. */
+    double m;
+    if (fixed_s > 0 && (m = window_add(&a->fixed, fixed_s)) &&
+        a->fixed.n >= ADMISSION_MIN_SAMPLES)
+        a->fixed_s = m;
+    if (iteration_s > 0 && (m = window_add(&a->iterations, iteration_s)) &&
+        a->iterations.n >= ADMISSION_MIN_SAMPLES)
+        a->iteration_s = m;
 }
 
 double admission_plan_cost(const admission_t *a)

@@ -21,8 +21,10 @@
 /* Seconds a refused client is told to wait before trying again. */
 #define ADMISSION_RETRY_AFTER_S 2.0
 
-/* Served steps the cost estimates are the median of. */
-#define ADMISSION_WINDOW 64
+/* Served steps the cost estimates are the median of, and how many must be in before
+ * they replace the model's calibration. */
+#define ADMISSION_WINDOW      64
+#define ADMISSION_MIN_SAMPLES 16
 
 typedef struct admission_window {
     double v[ADMISSION_WINDOW];

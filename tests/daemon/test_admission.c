@@ -71,9 +71,12 @@ static void test_costs_follow_the_steps(void **state)
     (void)state;
     admission_t a;
     admission_init(&a, 2, 0.65, 1);
-    admission_set_model(&a, 0.010); /* a calibration that was off by 5x */
+    admission_set_model(&a, 0.010);                     /* a calibration that was off by 5x */
+    for (int i = 0; i < ADMISSION_MIN_SAMPLES - 1; i++) /* a start's first steps: kept out */
+        admission_observe(&a, 0.0001, 0.002);
+    assert_true(a.iteration_s == 0.010);
     admission_observe(&a, 0.0001, 0.002);
-    assert_true(a.iteration_s == 0.002); /* the served steps replace it at once */
+    assert_true(a.iteration_s == 0.002); /* then the served steps replace it */
     for (int i = 0; i < 20; i++)
         admission_observe(&a, 0.0001, 0.002 + 1e-5 * (i % 3));
     assert_true(fabs(a.iteration_s - 0.002) < 2e-5);
