@@ -151,8 +151,10 @@ static const cfg_desc_t table[] = {
      "kernel for a short time slice instead, so it preempts a plan on wake-up either way; "
      "raising this also lets every other process on the machine preempt the planner "
      "(measured: with 8 simulators on the same 2 cores, nice 5 cost 4x more fallbacks)."},
-    {"margin-ms", "planner", CFG_DOUBLE, F(margin_ms), 0, 1000, "0.5", "MS",
-     "Planning stops this long before the deadline to leave time for the reply."},
+    {"margin-ms", "planner", CFG_DOUBLE, F(margin_ms), 0, 1000, "1", "MS",
+     "Planning stops this long before the deadline to leave time for the reply (on top of "
+     "the loop's measured reply latency). 0.5 let one reply in 3000 end 0.1 ms late with "
+     "8 simulators sharing 2 cores; libplanner's default is 1 too."},
     {"sample-latent", "planner", CFG_BOOL, F(planner.sample_latent), 0, 1, "true", NULL,
      "Sample imagined latents from the prior (PlaNet) instead of using its mean."},
     {"use-value", "planner", CFG_BOOL, F(planner.use_value), 0, 1, "true", NULL,
