@@ -9,13 +9,15 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "errbuf.h"
+
 int token_file_read(const char *path, char *out, size_t outlen, bool *loose, char *err,
                     size_t errlen)
 {
     FILE *f = fopen(path, "re");
     if (!f) {
         int e = errno;
-        snprintf(err, errlen, "%s: %s", path, strerror(e));
+        errbuf_set(err, errlen, "%s: %s", path, strerror(e));
         return -e;
     }
     struct stat st;
@@ -38,10 +40,10 @@ int token_file_read(const char *path, char *out, size_t outlen, bool *loose, cha
     size_t n = (size_t)(e - b);
     int rc = 0;
     if (!n) {
-        snprintf(err, errlen, "%s: no token on its first line", path);
+        errbuf_set(err, errlen, "%s: no token on its first line", path);
         rc = -EINVAL;
     } else if (overlong || n > TOKEN_FILE_MAX || n >= outlen) {
-        snprintf(err, errlen, "%s: token longer than %d bytes", path, TOKEN_FILE_MAX);
+        errbuf_set(err, errlen, "%s: token longer than %d bytes", path, TOKEN_FILE_MAX);
         rc = -E2BIG;
     } else {
         memcpy(out, b, n);

@@ -8,18 +8,16 @@
  */
 #include "config.h"
 
-#include <sys/socket.h>
-
 #include <ctype.h>
 #include <errno.h>
 #include <ini.h>
 #include <math.h>
-#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "http_status.h"
-#include "listen.h"
+#include "address.h"
+#include "errbuf.h"
 #include "token_file.h"
 
 typedef enum {
@@ -190,17 +188,6 @@ static const cfg_desc_t table[] = {
 static const char *const level_names[] = {"emerg",   "alert",  "crit", "err",
                                           "warning", "notice", "info", "debug"};
 
-static void fmt_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void fmt_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    if (err && errlen)
-        vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* "deadline_ms" and "deadline-ms" are the same key. */
 static bool name_eq(const char *a, const char *b)
 {
@@ -274,7 +261,7 @@ static int apply(mpcd_config_t *c, const cfg_desc_t *d, const char *v, char *err
         return set_string(p, v);
     case CFG_LIST:
         if (c->nlisten >= CONFIG_MAX_LISTEN) {
-            fmt_err(err, errlen, "%s: at most %d values", d->name, CONFIG_MAX_LISTEN);
+            errbuf_set(err, errlen, "%s: at most %d values", d->name, CONFIG_MAX_LISTEN);
             return -EINVAL;
         }
         if (is_none(v))
@@ -285,7 +272,7 @@ static int apply(mpcd_config_t *c, const cfg_desc_t *d, const char *v, char *err
         return 0;
     case CFG_BOOL:
         if (parse_bool(v, &b)) {
-            fmt_err(err, errlen, "%s: expected true or false, got '%s'", d->name, v);
+            errbuf_set(err, errlen, "%s: expected true or false, got '%s'", d->name, v);
             return -EINVAL;
         }
         *(bool *)p = b;
@@ -295,8 +282,8 @@ static int apply(mpcd_config_t *c, const cfg_desc_t *d, const char *v, char *err
         errno = 0;
         long m = strtol(v, &end, 8);
         if (end == v || *end || errno || m < 0 || m > 0777) {
-            fmt_err(err, errlen, "%s: expected octal permission bits like 0660, got '%s'",
-                    d->name, v);
+            errbuf_set(err, errlen, "%s: expected octal permission bits like 0660, got '%s'",
+                       d->name, v);
             return -EINVAL;
         }
         *(int *)p = (int)m;
@@ -308,15 +295,15 @@ static int apply(mpcd_config_t *c, const cfg_desc_t *d, const char *v, char *err
                 *(int *)p = i;
                 return 0;
             }
-        fmt_err(err, errlen, "%s: expected err, warning, notice, info or debug, got '%s'",
-                d->name, v);
+        errbuf_set(err, errlen, "%s: expected err, warning, notice, info or debug, got '%s'",
+                   d->name, v);
         return -EINVAL;
     case CFG_U64: {
         char *end;
         errno = 0;
         unsigned long long u = strtoull(v, &end, 0);
         if (end == v || *end || errno || v[0] == '-') {
-            fmt_err(err, errlen, "%s: expected an unsigned integer, got '%s'", d->name, v);
+            errbuf_set(err, errlen, "%s: expected an unsigned integer, got '%s'", d->name, v);
             return -EINVAL;
         }
         *(uint64_t *)p = u;
@@ -326,16 +313,16 @@ static int apply(mpcd_config_t *c, const cfg_desc_t *d, const char *v, char *err
         break;
     }
     if (parse_number(v, &x)) {
-        fmt_err(err, errlen, "%s: expected a number, got '%s'", d->name, v);
+        errbuf_set(err, errlen, "%s: expected a number, got '%s'", d->name, v);
         return -EINVAL;
     }
     bool integral = d->type == CFG_INT || d->type == CFG_I64;
     if (integral && x != floor(x)) {
-        fmt_err(err, errlen, "%s: expected an integer, got '%s'", d->name, v);
+        errbuf_set(err, errlen, "%s: expected an integer, got '%s'", d->name, v);
         return -EINVAL;
     }
     if (x < d->min || x > d->max) {
-        fmt_err(err, errlen, "%s: %s is out of range [%g, %g]", d->name, v, d->min, d->max);
+        errbuf_set(err, errlen, "%s: %s is out of range [%g, %g]", d->name, v, d->min, d->max);
         return -EINVAL;
     }
     switch (d->type) {
@@ -361,7 +348,7 @@ int config_set(mpcd_config_t *c, const char *name, const char *value, char *err,
 {
     const cfg_desc_t *d = find(name);
     if (!d) {
-        fmt_err(err, errlen, "unknown setting '%s'", name);
+        errbuf_set(err, errlen, "unknown setting '%s'", name);
         return -EINVAL;
     }
     return apply(c, d, value, err, errlen);
@@ -425,13 +412,13 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
     char msg[256];
     const cfg_desc_t *d = find(name);
     if (!d) {
-        snprintf(msg, sizeof msg, "unknown setting '%s'", name);
+        errbuf_set(msg, sizeof msg, "unknown setting '%s'", name);
         goto fail;
     }
     /* Keys may sit in their own section or before any section. */
     if (section[0] && strcmp(section, d->section)) {
-        snprintf(msg, sizeof msg, "'%s' belongs in section [%s], not [%s]", name, d->section,
-                 section);
+        errbuf_set(msg, sizeof msg, "'%s' belongs in section [%s], not [%s]", name, d->section,
+                   section);
         goto fail;
     }
     if (d->type == CFG_LIST && !x->listen_cleared) {
@@ -443,7 +430,7 @@ static int on_ini_line(void *user, const char *section, const char *name, const 
     return 1;
 fail:
     if (!x->rc) /* keep the first error; inih reports its line */
-        fmt_err(x->err, x->errlen, "%s", msg);
+        errbuf_set(x->err, x->errlen, "%s", msg);
     x->rc = -EINVAL;
     return 0;
 }
@@ -453,7 +440,7 @@ int config_load_file(mpcd_config_t *c, const char *path, char *err, size_t errle
     FILE *f = fopen(path, "r");
     if (!f) {
         int e = errno;
-        fmt_err(err, errlen, "%s: %s", path, strerror(e));
+        errbuf_set(err, errlen, "%s: %s", path, strerror(e));
         return -e;
     }
     char msg[256] = "";
@@ -461,7 +448,7 @@ int config_load_file(mpcd_config_t *c, const char *path, char *err, size_t errle
     int line = ini_parse_file(f, on_ini_line, &x);
     fclose(f);
     if (line) {
-        fmt_err(err, errlen, "%s:%d: %s", path, line, msg[0] ? msg : "syntax error");
+        errbuf_set(err, errlen, "%s:%d: %s", path, line, msg[0] ? msg : "syntax error");
         return -EINVAL;
     }
     c->planner.margin_s = c->margin_ms / 1000.0;
@@ -475,7 +462,7 @@ int config_parse_args(mpcd_config_t *c, int argc, char **argv, config_action_t *
 {
     int rc = config_defaults(c);
     if (rc) {
-        fmt_err(err, errlen, "out of memory");
+        errbuf_set(err, errlen, "out of memory");
         return rc;
     }
     *action = CONFIG_RUN;
@@ -484,7 +471,7 @@ int config_parse_args(mpcd_config_t *c, int argc, char **argv, config_action_t *
         const char *a = argv[i], *path = NULL;
         if (!strcmp(a, "--config")) {
             if (i + 1 >= argc) {
-                fmt_err(err, errlen, "--config: missing FILE");
+                errbuf_set(err, errlen, "--config: missing FILE");
                 return -EINVAL;
             }
             path = argv[++i];
@@ -518,14 +505,14 @@ int config_parse_args(mpcd_config_t *c, int argc, char **argv, config_action_t *
         if (!strncmp(a, "--config=", 9))
             continue;
         if (strncmp(a, "--", 2) || !a[2]) {
-            fmt_err(err, errlen, "unexpected argument '%s' (try --help)", a);
+            errbuf_set(err, errlen, "unexpected argument '%s' (try --help)", a);
             return -EINVAL;
         }
         char name[64];
         const char *eq = strchr(a + 2, '='), *value = NULL;
         size_t n = eq ? (size_t)(eq - a - 2) : strlen(a + 2);
         if (n >= sizeof name) {
-            fmt_err(err, errlen, "unknown option '%s' (try --help)", a);
+            errbuf_set(err, errlen, "unknown option '%s' (try --help)", a);
             return -EINVAL;
         }
         memcpy(name, a + 2, n);
@@ -542,7 +529,7 @@ int config_parse_args(mpcd_config_t *c, int argc, char **argv, config_action_t *
             value = "none";
         }
         if (!d || (negated && eq)) {
-            fmt_err(err, errlen, "unknown option '%s' (try --help)", a);
+            errbuf_set(err, errlen, "unknown option '%s' (try --help)", a);
             return -EINVAL;
         }
         if (eq)
@@ -553,7 +540,7 @@ int config_parse_args(mpcd_config_t *c, int argc, char **argv, config_action_t *
             value = "true";
         else if (!value) {
             if (i + 1 >= argc) {
-                fmt_err(err, errlen, "--%s: missing %s", d->name, d->arg);
+                errbuf_set(err, errlen, "--%s: missing %s", d->name, d->arg);
                 return -EINVAL;
             }
             value = argv[++i];
@@ -564,7 +551,7 @@ int config_parse_args(mpcd_config_t *c, int argc, char **argv, config_action_t *
         }
         char msg[256];
         if ((rc = apply(c, d, value, msg, sizeof msg))) {
-            fmt_err(err, errlen, "--%s", msg);
+            errbuf_set(err, errlen, "--%s", msg);
             return rc;
         }
     }
@@ -576,33 +563,33 @@ int config_validate(const mpcd_config_t *c, char *err, size_t errlen)
 {
     char msg[256];
     if (cem_config_validate(&c->planner, msg, sizeof msg)) {
-        fmt_err(err, errlen, "planner: %s", msg);
+        errbuf_set(err, errlen, "planner: %s", msg);
         return -EINVAL;
     }
     if (c->nlisten == 0) {
-        fmt_err(err, errlen, "listen: at least one address is needed");
+        errbuf_set(err, errlen, "listen: at least one address is needed");
         return -EINVAL;
     }
+    address_t a;
     for (int i = 0; i < c->nlisten; i++) {
-        listen_addr_t a;
-        if (listen_parse(c->listen[i], &a, msg, sizeof msg)) {
-            fmt_err(err, errlen, "listen: %s", msg);
+        if (address_parse(c->listen[i], ADDRESS_LISTEN, &a, msg, sizeof msg)) {
+            errbuf_set(err, errlen, "listen: %s", msg);
             return -EINVAL;
         }
     }
-    struct sockaddr_storage ss;
-    if (c->status_listen && mpcd_parse_hostport(c->status_listen, &ss, msg, sizeof msg)) {
-        fmt_err(err, errlen, "status-listen: %s", msg);
+    if (c->status_listen &&
+        address_parse(c->status_listen, ADDRESS_STATUS, &a, msg, sizeof msg)) {
+        errbuf_set(err, errlen, "status-listen: %s", msg);
         return -EINVAL;
     }
     if (c->min_iterations > c->planner.iterations) {
-        fmt_err(err, errlen, "min-iterations (%d) must not exceed iterations (%d)",
-                c->min_iterations, c->planner.iterations);
+        errbuf_set(err, errlen, "min-iterations (%d) must not exceed iterations (%d)",
+                   c->min_iterations, c->planner.iterations);
         return -EINVAL;
     }
     if (c->margin_ms >= c->deadline_ms) {
-        fmt_err(err, errlen, "margin-ms (%g) must be below deadline-ms (%g)", c->margin_ms,
-                c->deadline_ms);
+        errbuf_set(err, errlen, "margin-ms (%g) must be below deadline-ms (%g)", c->margin_ms,
+                   c->deadline_ms);
         return -EINVAL;
     }
     return 0;
@@ -635,7 +622,8 @@ int config_read_token_files(mpcd_config_t *c, FILE *warn, char *err, size_t errl
         if (!t[i].file)
             continue;
         if (*t[i].token) {
-            fmt_err(err, errlen, "%s and %s-file are both set; give one", t[i].name, t[i].name);
+            errbuf_set(err, errlen, "%s and %s-file are both set; give one", t[i].name,
+                       t[i].name);
             return -EINVAL;
         }
         int rc = read_token(t[i].file, t[i].token, warn, err, errlen);
@@ -643,7 +631,7 @@ int config_read_token_files(mpcd_config_t *c, FILE *warn, char *err, size_t errl
             return rc;
     }
     if (c->auth_token && c->admin_token && !strcmp(c->auth_token, c->admin_token)) {
-        fmt_err(err, errlen, "admin-token must differ from auth-token");
+        errbuf_set(err, errlen, "admin-token must differ from auth-token");
         return -EINVAL;
     }
     return 0;

@@ -1,10 +1,10 @@
 /*
- * listen.h: the daemon's protocol listeners: address parsing, TCP/Unix binding on libuv,
- * and systemd socket activation.
+ * listen.h: the daemon's protocol listeners: TCP/Unix binding on libuv and systemd socket
+ * activation. Addresses are parsed by common/address.h (ADDRESS_LISTEN: tcp://HOST:PORT,
+ * tcp://[IPV6]:PORT, unix:PATH; port 0 picks a free one).
  *
- * Addresses are "tcp://HOST:PORT" (IPv4, a host name, or IPv6 in brackets:
- * tcp://[::1]:7070) and "unix:PATH" (unix://PATH is accepted too). A stale Unix socket
- * file left by a crashed daemon is replaced; any other file at that path is an error.
+ * A stale Unix socket file left by a crashed daemon is replaced; any other file at that
+ * path is an error.
  */
 #ifndef MPCD_LISTEN_H
 #define MPCD_LISTEN_H
@@ -14,16 +14,15 @@
 #include <sys/un.h>
 #include <uv.h>
 
-typedef enum { LISTEN_TCP, LISTEN_UNIX } listen_kind_t;
+#include "address.h"
 
-typedef struct listen_addr {
-    listen_kind_t kind;
-    char host[256]; /* TCP, without brackets */
-    int port;       /* TCP, 0..65535 (0 = pick a free one) */
-    char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
-} listen_addr_t;
+/* address.h's types under the names server.c uses (LISTEN_UNIX, listen_addr_t). */
+typedef address_kind_t listen_kind_t;
+#define LISTEN_TCP  ADDRESS_TCP
+#define LISTEN_UNIX ADDRESS_UNIX
+typedef address_t listen_addr_t;
 
-/* 0 or -EINVAL with a message naming the problem in err. */
+/* address_parse(text, ADDRESS_LISTEN, ...): 0 or -EINVAL with a message in err. */
 int listen_parse(const char *text, listen_addr_t *out, char *err, size_t errlen);
 
 /* A TCP or Unix stream handle, seen as whichever libuv type a call needs. */
@@ -69,9 +68,6 @@ typedef struct listen_peer {
 
 /* Fills out for an accepted stream (never fails: unknown parts read "?"). */
 void listen_peer_of(uv_stream_t *s, bool is_unix, listen_peer_t *out);
-
-/* "HOST:PORT" or "[HOST]:PORT" of an IPv4/IPv6 address. */
-void listen_format_addr(const struct sockaddr_storage *ss, char *out, size_t outlen);
 
 /* Closes the handle (asynchronously) and removes the socket file we created. */
 void listen_close(listener_t *l, uv_close_cb cb);

@@ -15,6 +15,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "errbuf.h"
+
 #define FILE_FLAGS (O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC)
 
 /* What an open failure means, in words that name no contents. */
@@ -22,16 +24,15 @@ static int fail_errno(int e, const char *shown, char *err, size_t errlen)
 {
     switch (e) {
     case ELOOP:
-        snprintf(err, errlen,
-                 "%s: is a symbolic link or leads through one out of model-dir; "
-                 "refused",
-                 shown);
+        errbuf_set(err, errlen,
+                   "%s: is a symbolic link or leads through one out of model-dir; refused",
+                   shown);
         return -EPERM;
     case EXDEV:
-        snprintf(err, errlen, "%s: resolves outside model-dir; refused", shown);
+        errbuf_set(err, errlen, "%s: resolves outside model-dir; refused", shown);
         return -EPERM;
     default:
-        snprintf(err, errlen, "%s: %s", shown, strerror(e));
+        errbuf_set(err, errlen, "%s: %s", shown, strerror(e));
         return -e;
     }
 }
@@ -62,20 +63,20 @@ static int confine(const char *path, const char *dir, char *rel, size_t rellen, 
         if (!r && realpath(dir, real))
             r = strip_dir(path, real);
         if (!r) {
-            snprintf(err, errlen, "%s: outside model-dir %s; refused", path, dir);
+            errbuf_set(err, errlen, "%s: outside model-dir %s; refused", path, dir);
             return -EPERM;
         }
     }
     while (*r == '/')
         r++;
     if (!*r) {
-        snprintf(err, errlen, "%s: names no file in model-dir %s", path, dir);
+        errbuf_set(err, errlen, "%s: names no file in model-dir %s", path, dir);
         return -EINVAL;
     }
     for (const char *c = r; *c;) {
         size_t n = strcspn(c, "/");
         if (n == 2 && c[0] == '.' && c[1] == '.') {
-            snprintf(err, errlen, "%s: '..' may not appear in a Reload path; refused", path);
+            errbuf_set(err, errlen, "%s: '..' may not appear in a Reload path; refused", path);
             return -EPERM;
         }
         c += n;
@@ -83,7 +84,7 @@ static int confine(const char *path, const char *dir, char *rel, size_t rellen, 
             c++;
     }
     if (snprintf(rel, rellen, "%s", r) >= (int)rellen) {
-        snprintf(err, errlen, "path too long");
+        errbuf_set(err, errlen, "path too long");
         return -ENAMETOOLONG;
     }
     return 0;
@@ -141,7 +142,7 @@ int model_file_open(const char *path, const char *confine_dir, char *display, si
     int dirfd = open(confine_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dirfd < 0) {
         int e = errno;
-        snprintf(err, errlen, "model-dir %s: %s", confine_dir, strerror(e));
+        errbuf_set(err, errlen, "model-dir %s: %s", confine_dir, strerror(e));
         return -e;
     }
     int fd = open_beneath(dirfd, rel);

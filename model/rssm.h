@@ -25,16 +25,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Errors: 0 or one of these negative codes; loaders also fill a message. */
+/* Errors: 0 or one of these negative codes; loaders also fill a message.
+ *
+ * librssm's codes have a range of their own, -5001..-5099, below every
+ * negative errno and every libuv error (-1..-4095), so code that returns "a negative errno
+ * or an rssm_err_t" (the daemon's model loads) never gives one number two meanings.
+ * proto/framing.h's FRAME_E* take the next range, -5101..-5199. */
 #define RSSM_ERRNO_MAP(XX)                                                                     \
-    XX(IO, -1, "cannot read the model file")                                                   \
-    XX(FORMAT, -2, "not a valid safetensors container")                                        \
-    XX(VERSION, -3, "unsupported format version")                                              \
-    XX(METADATA, -4, "missing or inconsistent metadata")                                       \
-    XX(TENSOR, -5, "missing, misplaced or misshapen tensor")                                   \
-    XX(VALUE, -6, "non-finite or out-of-range value")                                          \
-    XX(NOMEM, -7, "out of memory")                                                             \
-    XX(INVALID, -8, "invalid argument")
+    XX(IO, -5001, "cannot read the model file")                                                \
+    XX(FORMAT, -5002, "not a valid safetensors container")                                     \
+    XX(VERSION, -5003, "unsupported format version")                                           \
+    XX(METADATA, -5004, "missing or inconsistent metadata")                                    \
+    XX(TENSOR, -5005, "missing, misplaced or misshapen tensor")                                \
+    XX(VALUE, -5006, "non-finite or out-of-range value")                                       \
+    XX(NOMEM, -5007, "out of memory")                                                          \
+    XX(INVALID, -5008, "invalid argument")
 
 typedef enum {
     RSSM_OK = 0,
@@ -43,6 +48,7 @@ typedef enum {
 #undef XX
 } rssm_err_t;
 
+/* The message of an rssm_err_t, of a negative errno (strerror), or "unknown error". */
 const char *rssm_strerror(int err);
 
 typedef enum { RSSM_ACT_RELU = 0, RSSM_ACT_ELU = 1 } rssm_activation_t;

@@ -39,7 +39,8 @@ const char *rssm_strerror(int err)
         RSSM_ERRNO_MAP(XX)
 #undef XX
     default:
-        return "unknown error";
+        /* -1..-4095: a negative errno, which callers mix with these codes */
+        return err < 0 && err > -4096 ? strerror(-err) : "unknown error";
     }
 }
 

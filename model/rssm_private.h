@@ -139,7 +139,7 @@ typedef struct st_file {
 int st_parse(const void *buf, size_t size, st_file_t *out, char *err, size_t errlen);
 void st_free(st_file_t *f);
 
-/* Writes a formatted message into err (if any) and returns code. */
+/* Writes a formatted message into err (errbuf_vset: if any) and returns code. */
 int rssm__fail(char *err, size_t errlen, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 

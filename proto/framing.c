@@ -42,7 +42,8 @@ const char *frame_strerror(int err)
         FRAME_ERRNO_MAP(XX)
 #undef XX
     default:
-        return "unknown framing error";
+        /* -1..-4095: a negative errno */
+        return err < 0 && err > -4096 ? strerror(-err) : "unknown framing error";
     }
 }
 

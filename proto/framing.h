@@ -16,14 +16,18 @@
 #define FRAME_DEFAULT_MAX (1u << 20)
 #define FRAME_VARINT_MAX  10
 
-/* Errors are negative; FRAME_OK is 0. */
+/* Errors are negative; FRAME_OK is 0.
+ *
+ * The framing codes have a range of their own, -5101..-5199, below every negative errno and
+ * every libuv error (-1..-4095) and apart from librssm's -5001..-5099 (model/rssm.h), so a
+ * code passed on next to an errno or a uv error never means two things. */
 #define FRAME_ERRNO_MAP(XX)                                                                    \
-    XX(BAD_VARINT, -1, "malformed length varint")                                              \
-    XX(TOO_LARGE, -2, "frame larger than the maximum frame size")                              \
-    XX(UNDECODABLE, -3, "frame payload is not a valid message")                                \
-    XX(NOMEM, -4, "out of memory")                                                             \
-    XX(FAILED, -5, "decoder fed from inside its own frame callback")                           \
-    XX(CALLBACK, -6, "frame callback refused the frame")
+    XX(BAD_VARINT, -5101, "malformed length varint")                                           \
+    XX(TOO_LARGE, -5102, "frame larger than the maximum frame size")                           \
+    XX(UNDECODABLE, -5103, "frame payload is not a valid message")                             \
+    XX(NOMEM, -5104, "out of memory")                                                          \
+    XX(FAILED, -5105, "decoder fed from inside its own frame callback")                        \
+    XX(CALLBACK, -5106, "frame callback refused the frame")
 
 typedef enum {
     FRAME_OK = 0,
@@ -32,6 +36,8 @@ typedef enum {
 #undef XX
 } frame_err_t;
 
+/* The message of a frame_err_t, of a negative errno (strerror), or "unknown framing
+ * error". */
 const char *frame_strerror(int err);
 /* Symbolic name of an error ("TOO_LARGE"), for logs and metrics labels. */
 const char *frame_err_name(int err);

@@ -22,6 +22,8 @@
 
 #include "address.h"
 #include "deadline.h"
+#include "dial.h"
+#include "errbuf.h"
 #include "status_copy.h"
 #include "wire.h"
 
@@ -97,16 +99,24 @@ static int fail(mpc_client_t *c, int code, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(c->errmsg, sizeof(c->errmsg), fmt, ap);
+    errbuf_vset(c->errmsg, sizeof(c->errmsg), fmt, ap);
     va_end(ap);
     return code;
 }
 
-/* A failure after which the stream is unusable. */
-static int fail_broken(mpc_client_t *c, int code, const char *what)
+/* A failure after which the stream is unusable (said at the end of the message). */
+static int fail_broken(mpc_client_t *c, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail_broken(mpc_client_t *c, int code, const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
+    errbuf_vset(c->errmsg, sizeof(c->errmsg), fmt, ap);
+    va_end(ap);
+    size_t n = strlen(c->errmsg);
+    errbuf_set(c->errmsg + n, sizeof(c->errmsg) - n, "; the connection is no longer usable");
     c->broken = true;
-    return fail(c, code, "%s; the connection is no longer usable", what);
+    return code;
 }
 
 int mpc_client_create(mpc_client_t **out)
@@ -198,13 +208,14 @@ int mpc_client_attach_fd(mpc_client_t *c, int fd)
 
 int mpc_client_connect(mpc_client_t *c, const char *address, int timeout_ms)
 {
-    mpc_address_t addr;
-    int rc = mpc_address_parse(address, &addr, c->errmsg, sizeof(c->errmsg));
-    if (rc < 0)
-        return rc;
+    address_t addr;
+    if (address == NULL || address[0] == '\0')
+        address = MPC_CLIENT_DEFAULT_ADDRESS;
+    if (address_parse(address, ADDRESS_CONNECT, &addr, c->errmsg, sizeof(c->errmsg)) < 0)
+        return MPC_CLIENT_EINVAL;
     mpc_client_close(c);
-    int fd = mpc_address_connect(&addr, timeout_ms > 0 ? timeout_ms : c->timeout_ms,
-                                 c->errmsg, sizeof(c->errmsg));
+    int fd = mpc_dial(&addr, timeout_ms > 0 ? timeout_ms : c->timeout_ms, c->errmsg,
+                      sizeof(c->errmsg));
     if (fd < 0)
         return fd;
     return mpc_client_attach_fd(c, fd);
@@ -222,7 +233,7 @@ static int wait_ready(mpc_client_t *c, short events, int64_t deadline, const cha
             return fail(c, MPC_CLIENT_ETIMEDOUT, "timed out after %d ms %s", c->timeout_ms,
                         doing);
         if (errno != EINTR)
-            return fail_broken(c, MPC_CLIENT_EIO, strerror(errno));
+            return fail_broken(c, MPC_CLIENT_EIO, "%s", strerror(errno));
     }
 }
 
@@ -238,11 +249,9 @@ static int send_all(mpc_client_t *c, const uint8_t *buf, size_t len, int64_t dea
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-            char why[256];
-            snprintf(why, sizeof(why), "sending to the daemon failed: %s", strerror(errno));
-            return fail_broken(c, errno == EPIPE || errno == ECONNRESET ? MPC_CLIENT_ECLOSED
-                                                                         : MPC_CLIENT_EIO,
-                               why);
+            return fail_broken(
+                c, errno == EPIPE || errno == ECONNRESET ? MPC_CLIENT_ECLOSED : MPC_CLIENT_EIO,
+                "sending to the daemon failed: %s", strerror(errno));
         }
         int rc = wait_ready(c, POLLOUT, deadline, "sending a request");
         if (rc < 0) {
@@ -274,11 +283,11 @@ static int on_frame(void *ctx, const uint8_t *payload, size_t len)
         return 0;
     }
     if (c->reply != NULL || rep->id > c->want_id) {
-        char why[160];
-        snprintf(why, sizeof(why), "unexpected reply id %llu while waiting for %llu",
-                 (unsigned long long)rep->id, (unsigned long long)c->want_id);
+        unsigned long long id = rep->id;
         wire_free_reply(rep);
-        c->callback_err = fail_broken(c, MPC_CLIENT_EPROTO, why);
+        c->callback_err =
+            fail_broken(c, MPC_CLIENT_EPROTO, "unexpected reply id %llu while waiting for %llu",
+                        id, (unsigned long long)c->want_id);
         return 0;
     }
     c->reply = rep;
@@ -295,30 +304,25 @@ static int receive_reply(mpc_client_t *c, int64_t deadline)
         if (n < 0) {
             if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
                 continue;
-            char why[256];
-            snprintf(why, sizeof(why), "receiving from the daemon failed: %s",
-                     strerror(errno));
             return fail_broken(c, errno == ECONNRESET ? MPC_CLIENT_ECLOSED : MPC_CLIENT_EIO,
-                               why);
+                               "receiving from the daemon failed: %s", strerror(errno));
         }
         if (n == 0) {
             size_t pending = frame_decoder_pending(c->decoder);
-            char why[160];
             if (pending > 0)
-                snprintf(why, sizeof(why), "the daemon closed the connection in the middle "
-                                           "of a reply (%zu bytes received)", pending);
-            else
-                snprintf(why, sizeof(why), "the daemon closed the connection");
-            return fail_broken(c, MPC_CLIENT_ECLOSED, why);
+                return fail_broken(c, MPC_CLIENT_ECLOSED,
+                                   "the daemon closed the connection in the middle of a "
+                                   "reply (%zu bytes received)",
+                                   pending);
+            return fail_broken(c, MPC_CLIENT_ECLOSED, "the daemon closed the connection");
         }
         c->callback_err = 0;
         rc = frame_decoder_feed(c->decoder, c->recvbuf, (size_t)n, on_frame, c);
         if (c->callback_err < 0)
             return c->callback_err;
         if (rc != FRAME_OK) {
-            char why[160];
-            snprintf(why, sizeof(why), "bad frame from the daemon: %s", frame_strerror(rc));
-            return fail_broken(c, MPC_CLIENT_EPROTO, why);
+            return fail_broken(c, MPC_CLIENT_EPROTO, "bad frame from the daemon: %s",
+                               frame_strerror(rc));
         }
     }
     return 0;

@@ -19,6 +19,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "address.h"
+#include "errbuf.h"
+
 #define HTTP_MAX_CONNS         64
 #define HTTP_MAX_URL           1024
 #define HTTP_MAX_HEADER_BYTES  8192
@@ -495,70 +498,6 @@ static void on_connection(uv_stream_t *server, int status)
     conn_resume(c);
 }
 
-/* ---- addresses ---- */
-
-int mpcd_parse_hostport(const char *s, struct sockaddr_storage *out, char *err, size_t errlen)
-{
-    memset(out, 0, sizeof *out);
-    if (s == NULL || s[0] == '\0') {
-        snprintf(err, errlen, "empty address (expected HOST:PORT or [V6]:PORT)");
-        return -EINVAL;
-    }
-    char host[64];
-    const char *colon;
-    bool v6 = s[0] == '[';
-    if (v6) {
-        const char *close = strchr(s, ']');
-        if (close == NULL || close[1] != ':' || (size_t)(close - s - 1) >= sizeof host) {
-            snprintf(err, errlen, "bad address '%s' (expected [V6]:PORT)", s);
-            return -EINVAL;
-        }
-        memcpy(host, s + 1, (size_t)(close - s - 1));
-        host[close - s - 1] = '\0';
-        colon = close + 1;
-    } else {
-        colon = strrchr(s, ':');
-        if (colon == NULL || (size_t)(colon - s) >= sizeof host || colon == s) {
-            snprintf(err, errlen, "bad address '%s' (expected HOST:PORT or [V6]:PORT)", s);
-            return -EINVAL;
-        }
-        memcpy(host, s, (size_t)(colon - s));
-        host[colon - s] = '\0';
-    }
-    char *end;
-    errno = 0;
-    long port = strtol(colon + 1, &end, 10);
-    if (colon[1] == '\0' || *end != '\0' || errno != 0 || port < 0 || port > 65535) {
-        snprintf(err, errlen, "bad port in '%s' (0..65535)", s);
-        return -EINVAL;
-    }
-    if (strcmp(host, "localhost") == 0)
-        snprintf(host, sizeof host, "127.0.0.1");
-    int rc = v6 ? uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)out)
-                : uv_ip4_addr(host, (int)port, (struct sockaddr_in *)out);
-    if (rc < 0) {
-        snprintf(err, errlen, "bad %s address '%s' in '%s'", v6 ? "IPv6" : "IPv4", host, s);
-        return -EINVAL;
-    }
-    return 0;
-}
-
-static void format_address(const struct sockaddr_storage *sa, char *buf, size_t len, int *port)
-{
-    char ip[64] = "?";
-    if (sa->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
-        uv_ip6_name(a, ip, sizeof ip);
-        *port = ntohs(a->sin6_port);
-        snprintf(buf, len, "[%s]:%d", ip, *port);
-    } else {
-        const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
-        uv_ip4_name(a, ip, sizeof ip);
-        *port = ntohs(a->sin_port);
-        snprintf(buf, len, "%s:%d", ip, *port);
-    }
-}
-
 /* ---- start / stop ---- */
 
 static void listener_closed(uv_handle_t *handle)
@@ -571,13 +510,13 @@ int mpcd_http_start(uv_loop_t *loop, const char *listen, mpcd_metrics_t *m,
                     size_t errlen)
 {
     *out = NULL;
-    struct sockaddr_storage sa;
-    int rc = mpcd_parse_hostport(listen, &sa, err, errlen);
+    address_t a;
+    int rc = address_parse(listen, ADDRESS_STATUS, &a, err, errlen);
     if (rc < 0)
         return rc;
     mpcd_http_t *h = calloc(1, sizeof *h);
     if (h == NULL) {
-        snprintf(err, errlen, "out of memory");
+        errbuf_set(err, errlen, "out of memory");
         return -ENOMEM;
     }
     h->loop = loop;
@@ -586,29 +525,31 @@ int mpcd_http_start(uv_loop_t *loop, const char *listen, mpcd_metrics_t *m,
     h->ctx = ctx;
     rc = uv_tcp_init(loop, &h->listener);
     if (rc < 0) {
-        snprintf(err, errlen, "status listener: %s", uv_strerror(rc));
+        errbuf_set(err, errlen, "status listener: %s", uv_strerror(rc));
         free(h);
         return rc;
     }
     h->listener.data = h;
     h->open_handles = 1;
     /* IPV6ONLY: "[::]:P" and "0.0.0.0:P" can then be listened on side by side */
-    rc = uv_tcp_bind(&h->listener, (struct sockaddr *)&sa,
-                     sa.ss_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0);
+    rc = uv_tcp_bind(&h->listener, (struct sockaddr *)&a.sa,
+                     a.sa.ss_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0);
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)&h->listener, 64, on_connection);
     if (rc < 0) {
-        snprintf(err, errlen, "status listener on %s: %s", listen, uv_strerror(rc));
+        errbuf_set(err, errlen, "status listener on %s: %s", listen, uv_strerror(rc));
         goto fail;
     }
     struct sockaddr_storage bound;
     int blen = sizeof bound;
     rc = uv_tcp_getsockname(&h->listener, (struct sockaddr *)&bound, &blen);
     if (rc < 0) {
-        snprintf(err, errlen, "status listener on %s: %s", listen, uv_strerror(rc));
+        errbuf_set(err, errlen, "status listener on %s: %s", listen, uv_strerror(rc));
         goto fail;
     }
-    format_address(&bound, h->address, sizeof h->address, &h->port);
+    address_format_sockaddr(&bound, h->address, sizeof h->address);
+    h->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                : ((struct sockaddr_in *)&bound)->sin_port);
     *out = h;
     return 0;
 fail:

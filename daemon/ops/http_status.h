@@ -24,8 +24,9 @@ typedef void (*mpcd_status_snapshot_cb)(void *ctx, mpcd_status_t *out);
 
 typedef struct mpcd_http mpcd_http_t;
 
-/* listen: "127.0.0.1:9464", "[::1]:9464", "0.0.0.0:0" (port 0 = ephemeral). Returns 0 or a
- * negative errno and a message in err (bad address, bind failure...). */
+/* listen: "127.0.0.1:9464", "[::1]:9464", "0.0.0.0:0" (port 0 = ephemeral): an IP literal
+ * or "localhost" (address.h, ADDRESS_STATUS). Returns 0 or a negative errno and a message
+ * in err (bad address, bind failure...). */
 int mpcd_http_start(uv_loop_t *loop, const char *listen, mpcd_metrics_t *m,
                     mpcd_status_snapshot_cb cb, void *ctx, mpcd_http_t **out, char *err,
                     size_t errlen);
@@ -41,9 +42,5 @@ void mpcd_http_watch_generation(mpcd_http_t *h, const uint64_t *generation);
 /* The bound port (useful with port 0), and the address as "host:port" for logs. */
 int mpcd_http_port(const mpcd_http_t *h);
 const char *mpcd_http_address(const mpcd_http_t *h);
-
-/* Parses "HOST:PORT" / "[V6]:PORT" into a sockaddr; 0 or -EINVAL with a message. Shared
- * with the daemon's own listeners. */
-int mpcd_parse_hostport(const char *s, struct sockaddr_storage *out, char *err, size_t errlen);
 
 #endif

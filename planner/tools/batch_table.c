@@ -24,6 +24,7 @@
 #include <time.h>
 
 #include "cem_rng.h"
+#include "errbuf.h"
 
 #define ALIGN 64
 /* planner/cem.c's block rule (private there): one block's activations around this size */
@@ -39,12 +40,6 @@ static double now_s(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static void set_err(char *err, size_t errlen, const char *msg)
-{
-    if (err && errlen)
-        snprintf(err, errlen, "%s", msg);
 }
 
 /* ---- a spinning team: member 0 is the caller ---- */
@@ -338,7 +333,7 @@ int batch_table_run(const rssm_model_t *m, const batch_table_config_t *cfg, cons
 {
     if (!m || !cfg || !ks || !js || !rows || nk < 1 || nj < 1 || cfg->horizon < 1 ||
         cfg->threads < 1 || cfg->block_rows < 0) {
-        set_err(err, errlen, "invalid batch table arguments");
+        errbuf_set(err, errlen, "invalid batch table arguments");
         return -EINVAL;
     }
     if (err && errlen)
@@ -352,7 +347,7 @@ int batch_table_run(const rssm_model_t *m, const batch_table_config_t *cfg, cons
     for (int i = 0; i < nj; i++)
         maxj = js[i] > maxj ? js[i] : maxj;
     if (maxk < 1 || maxj < 1 || (int64_t)maxk * maxj > 10000000) {
-        set_err(err, errlen, "sessions and candidates must be >= 1, at most 1e7 rows");
+        errbuf_set(err, errlen, "sessions and candidates must be >= 1, at most 1e7 rows");
         return -EINVAL;
     }
     const int maxn = maxk * maxj;
@@ -404,7 +399,7 @@ int batch_table_run(const rssm_model_t *m, const batch_table_config_t *cfg, cons
     j.h0 = h0, j.z0 = z0, j.mu = mu, j.sd = sd;
     openblas_set_num_threads(1); /* parallelism comes from the team, as in the planner */
     if ((rc = bt_team_create(T, &team))) {
-        set_err(err, errlen, "cannot start the batch table's threads");
+        errbuf_set(err, errlen, "cannot start the batch table's threads");
         goto fail;
     }
 
@@ -447,7 +442,7 @@ int batch_table_run(const rssm_model_t *m, const batch_table_config_t *cfg, cons
     rc = 0;
 fail:
     if (rc && err && errlen && !err[0])
-        set_err(err, errlen, "out of memory");
+        errbuf_set(err, errlen, "out of memory");
     bt_team_destroy(team);
     if (j.workers)
         for (int i = 0; i < T; i++)

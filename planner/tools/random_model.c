@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "errbuf.h"
+
 typedef struct {
     char name[40];
     int rank, shape[2];
@@ -84,7 +86,7 @@ int random_model_create(const random_model_spec_t *s, const char *path, rssm_mod
     char *lo = malloc((size_t)A * 16 + 4), *hi = malloc((size_t)A * 16 + 4);
     int rc = RSSM_ENOMEM;
     if (!hdr || !lo || !hi) {
-        snprintf(err, errlen, "out of memory");
+        errbuf_set(err, errlen, "out of memory");
         goto done;
     }
     lo[0] = hi[0] = '\0';
@@ -140,7 +142,7 @@ int random_model_create(const random_model_spec_t *s, const char *path, rssm_mod
         if (fp && fclose(fp) != 0)
             ok = false;
         if (!ok) {
-            snprintf(err, errlen, "cannot write %s", path);
+            errbuf_set(err, errlen, "cannot write %s", path);
             rc = RSSM_EIO;
             goto done;
         }

@@ -55,7 +55,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.planner.horizon, 12);
     assert_int_equal(c.unix_mode, 0660);
     assert_int_equal(c.log_level, 6);
-    assert_true(c.planner.margin_s == 0.0005);
+    assert_true(c.planner.margin_s == 0.001);
     assert_int_equal(config_validate(&c, err, sizeof err), 0);
     config_free(&c);
 }

@@ -10,6 +10,7 @@
  * that may crash or leak (run under ASan in CI).
  */
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -167,6 +168,30 @@ static void test_io_errors(void **state)
     assert_string_equal(rssm_strerror(RSSM_EVERSION), "unsupported format version");
 }
 
+/* librssm's codes have their own range (-5001..-5099): none equals a negative errno or a
+ * libuv error, so "a negative errno or an rssm_err_t" is never ambiguous; rssm_strerror
+ * reads both. */
+static void test_error_codes(void **state)
+{
+    (void)state;
+    static const int codes[] = {
+#define XX(n, val, msg) RSSM_E##n,
+        RSSM_ERRNO_MAP(XX)
+#undef XX
+    };
+    for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+        assert_true(codes[i] <= -5001 && codes[i] >= -5099);
+        assert_string_not_equal(rssm_strerror(codes[i]), "unknown error");
+        for (size_t j = 0; j < i; j++)
+            assert_int_not_equal(codes[i], codes[j]);
+    }
+    assert_string_equal(rssm_strerror(0), "success");
+    assert_string_equal(rssm_strerror(-ENOENT), strerror(ENOENT));
+    assert_string_equal(rssm_strerror(-EPERM), strerror(EPERM));
+    assert_string_equal(rssm_strerror(-5099), "unknown error");
+    assert_string_equal(rssm_strerror(1), "unknown error");
+}
+
 /* rssm_load_fd: size cap, non-regular files, and OPAQUE: a file that is not a model is
  * named but none of its bytes reach the message (the header length its first 8 bytes
  * would make included); a broken model keeps its detailed message. */
@@ -286,6 +311,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest fixed[] = {
         cmocka_unit_test(test_good_model_fields),
         cmocka_unit_test(test_io_errors),
+        cmocka_unit_test(test_error_codes),
         cmocka_unit_test(test_load_fd_opaque),
         cmocka_unit_test(test_every_truncation_refused),
         cmocka_unit_test(test_corrupted_bytes_never_crash),
