@@ -18,12 +18,7 @@
 #include <systemd/sd-daemon.h>
 #endif
 
-int listen_parse(const char *text, listen_addr_t *out, char *err, size_t errlen)
-{
-    return address_parse(text, ADDRESS_LISTEN, out, err, errlen);
-}
-
-static int open_tcp(uv_loop_t *loop, listener_t *l, const listen_addr_t *a, char *err,
+static int open_tcp(uv_loop_t *loop, listener_t *l, const address_t *a, char *err,
                     size_t errlen)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC,
@@ -46,8 +41,8 @@ static int open_tcp(uv_loop_t *loop, listener_t *l, const listen_addr_t *a, char
     return rc;
 }
 
-static int open_unix(uv_loop_t *loop, listener_t *l, const listen_addr_t *a, int mode,
-                     char *err, size_t errlen)
+static int open_unix(uv_loop_t *loop, listener_t *l, const address_t *a, int mode, char *err,
+                     size_t errlen)
 {
     struct stat st;
     if (lstat(a->path, &st) == 0) {
@@ -119,7 +114,7 @@ static void name_bound_tcp(listener_t *l)
     snprintf(l->name, sizeof l->name, "tcp://%s", addr);
 }
 
-int listen_open(uv_loop_t *loop, listener_t *l, const listen_addr_t *a, int unix_mode,
+int listen_open(uv_loop_t *loop, listener_t *l, const address_t *a, int unix_mode,
                 uv_connection_cb cb, char *err, size_t errlen)
 {
     l->kind = a->kind;

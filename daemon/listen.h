@@ -16,15 +16,6 @@
 
 #include "address.h"
 
-/* address.h's types under the names server.c uses (LISTEN_UNIX, listen_addr_t). */
-typedef address_kind_t listen_kind_t;
-#define LISTEN_TCP  ADDRESS_TCP
-#define LISTEN_UNIX ADDRESS_UNIX
-typedef address_t listen_addr_t;
-
-/* address_parse(text, ADDRESS_LISTEN, ...): 0 or -EINVAL with a message in err. */
-int listen_parse(const char *text, listen_addr_t *out, char *err, size_t errlen);
-
 /* A TCP or Unix stream handle, seen as whichever libuv type a call needs. */
 typedef union listen_stream {
     uv_handle_t handle;
@@ -35,7 +26,7 @@ typedef union listen_stream {
 
 typedef struct listener {
     listen_stream_t h;
-    listen_kind_t kind;
+    address_kind_t kind;
     char name[300];   /* for logs: "tcp://127.0.0.1:7070", "unix:/run/mpcd.sock" */
     bool inited;      /* the handle was initialised (must be closed) */
     bool unlink_path; /* we created the socket file: remove it on close */
@@ -46,7 +37,7 @@ typedef struct listener {
 /* Binds and listens (backlog 128); cb is libuv's connection callback. The listener's
  * handle is initialised on loop (close it with listen_close). 0 or a negative errno/uv
  * error with err filled. */
-int listen_open(uv_loop_t *loop, listener_t *l, const listen_addr_t *a, int unix_mode,
+int listen_open(uv_loop_t *loop, listener_t *l, const address_t *a, int unix_mode,
                 uv_connection_cb cb, char *err, size_t errlen);
 
 /* Wraps an inherited listening descriptor (socket activation). */

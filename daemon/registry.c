@@ -3,6 +3,7 @@
  * scratch, atomic swap and reference counting (see registry.h).
  */
 #include "registry.h"
+#include "errbuf.h"
 #include "mono.h"
 
 #include <errno.h>
@@ -33,7 +34,7 @@ static int slot_init(registry_slot_t *s, const registry_model_t *m, const cem_co
         ws = wb;
     size_t n = (size_t)d->deter + 4 * (size_t)d->stoch + 1 + ws;
     if (!(s->buf = calloc(n, sizeof(float)))) {
-        snprintf(err, errlen, "out of memory for worker scratch");
+        errbuf_set(err, errlen, "out of memory for worker scratch");
         return -ENOMEM;
     }
     float *p = s->buf;
@@ -56,7 +57,7 @@ static int smoke_test(const registry_model_t *m, char *err, size_t errlen)
     size_t n = (size_t)d->deter + d->stoch + d->action + d->obs + 2 * (size_t)d->deter;
     float *buf = calloc(n, sizeof(float));
     if (!buf) {
-        snprintf(err, errlen, "out of memory for the smoke test");
+        errbuf_set(err, errlen, "out of memory for the smoke test");
         return -ENOMEM;
     }
     float *h = buf, *z = h + d->deter, *a = z + d->stoch, *o = a + d->action;
@@ -64,20 +65,20 @@ static int smoke_test(const registry_model_t *m, char *err, size_t errlen)
     rssm_observe_out_t out = {s->h, s->prior_mean, s->prior_std, s->post_mean, s->post_std};
     int rc = rssm_observe(m->model, h, z, a, o, &out, s->ws);
     if (rc) {
-        snprintf(err, errlen, "smoke test: rssm_observe failed: %s", rssm_strerror(rc));
+        errbuf_set(err, errlen, "smoke test: rssm_observe failed: %s", rssm_strerror(rc));
         goto done;
     }
     rc = -EINVAL;
     if (!all_finite(s->h, d->deter) || !all_finite(s->post_mean, d->stoch) ||
         !all_finite(s->post_std, d->stoch) || !all_finite(s->prior_std, d->stoch)) {
-        snprintf(err, errlen, "smoke test: belief update produced non-finite values");
+        errbuf_set(err, errlen, "smoke test: belief update produced non-finite values");
         goto done;
     }
     rssm_imagine_batch(m->model, 1, s->h, s->post_mean, a, h2, s->prior_mean, s->prior_std,
                        s->ws);
     rssm_reward_batch(m->model, 1, h2, s->prior_mean, s->reward, s->ws);
     if (!all_finite(h2, d->deter) || !all_finite(s->reward, 1)) {
-        snprintf(err, errlen, "smoke test: imagination or reward produced non-finite values");
+        errbuf_set(err, errlen, "smoke test: imagination or reward produced non-finite values");
         goto done;
     }
     rc = 0;
@@ -100,7 +101,7 @@ int registry_model_load(const registry_source_t *src, const cem_config_t *cfg, i
     registry_model_t *m = calloc(1, sizeof *m);
     if (!m || !(m->path = strdup(path))) {
         close(fd);
-        snprintf(err, errlen, "out of memory");
+        errbuf_set(err, errlen, "out of memory");
         goto fail;
     }
     char msg[512];
@@ -108,23 +109,23 @@ int registry_model_load(const registry_source_t *src, const cem_config_t *cfg, i
                       &m->model, msg, sizeof msg);
     close(fd);
     if (rc) {
-        snprintf(err, errlen, "%s", msg); /* librssm's messages start with the path */
+        errbuf_set(err, errlen, "%s", msg); /* librssm's messages start with the path */
         goto fail;
     }
     m->info = rssm_info(m->model);
     if (like) {
         const rssm_dims_t *a = &like->info->dims, *b = &m->info->dims;
         if (a->obs != b->obs || a->action != b->action) {
-            snprintf(err, errlen,
-                     "%s: observation/action sizes %d/%d differ from the serving model's "
-                     "%d/%d; sessions could not continue",
-                     path, b->obs, b->action, a->obs, a->action);
+            errbuf_set(err, errlen,
+                       "%s: observation/action sizes %d/%d differ from the serving model's "
+                       "%d/%d; sessions could not continue",
+                       path, b->obs, b->action, a->obs, a->action);
             rc = -EINVAL;
             goto fail;
         }
     }
     if (!(m->slots = calloc((size_t)nslots, sizeof *m->slots))) {
-        snprintf(err, errlen, "out of memory");
+        errbuf_set(err, errlen, "out of memory");
         rc = -ENOMEM;
         goto fail;
     }
@@ -134,12 +135,12 @@ int registry_model_load(const registry_source_t *src, const cem_config_t *cfg, i
     pc.use_value = cfg->use_value && m->info->has_value;
     for (int i = 0; i < nslots; i++) {
         if ((rc = slot_init(&m->slots[i], m, &pc, msg, sizeof msg))) {
-            snprintf(err, errlen, "%s: planner: %s", path, msg);
+            errbuf_set(err, errlen, "%s: planner: %s", path, msg);
             goto fail;
         }
     }
     if ((rc = smoke_test(m, msg, sizeof msg))) {
-        snprintf(err, errlen, "%s: %s", path, msg);
+        errbuf_set(err, errlen, "%s: %s", path, msg);
         goto fail;
     }
     atomic_init(&m->refs, 1);

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "errbuf.h"
 #include "mono.h"
 #include "sched_slice.h"
 #include "notify.h"
@@ -137,7 +138,7 @@ static void on_connection(uv_stream_t *ls, int status)
     conn_t *c;
     static const conn_events_t events = {dispatch_readable, dispatch_overflow, dispatch_fatal,
                                          on_conn_closed};
-    int rc = conn_accept(&events, s, ls, l->kind == LISTEN_UNIX, &lim, &c);
+    int rc = conn_accept(&events, s, ls, l->kind == ADDRESS_UNIX, &lim, &c);
     if (rc) {
         mpcd_log(MPCD_LOG_WARNING, "%s: accept: %s", l->name, uv_strerror(rc));
         return;
@@ -331,9 +332,9 @@ static int open_listeners(server_t *s, char *err, size_t errlen)
         return 0;
     }
     for (int i = 0; i < s->cfg->nlisten; i++) {
-        listen_addr_t a;
+        address_t a;
         listener_t *l = &s->listeners[s->nlisteners];
-        if ((rc = listen_parse(s->cfg->listen[i], &a, err, errlen)))
+        if ((rc = address_parse(s->cfg->listen[i], ADDRESS_LISTEN, &a, err, errlen)))
             return rc;
         l->data = s;
         rc = listen_open(s->loop, l, &a, s->cfg->unix_mode, on_connection, err, errlen);
@@ -359,7 +360,7 @@ int server_create(const mpcd_config_t *cfg, server_t **out, char *err, size_t er
     int rc = -ENOMEM;
     *out = NULL;
     if (!s) {
-        snprintf(err, errlen, "out of memory");
+        errbuf_set(err, errlen, "out of memory");
         return -ENOMEM;
     }
     s->cfg = cfg;
@@ -369,7 +370,7 @@ int server_create(const mpcd_config_t *cfg, server_t **out, char *err, size_t er
         s->nworkers = 1;
     s->loop = &s->loop_storage;
     if ((rc = uv_loop_init(s->loop))) {
-        snprintf(err, errlen, "uv_loop_init: %s", uv_strerror(rc));
+        errbuf_set(err, errlen, "uv_loop_init: %s", uv_strerror(rc));
         free(s);
         return rc;
     }
@@ -377,11 +378,11 @@ int server_create(const mpcd_config_t *cfg, server_t **out, char *err, size_t er
     uv_async_init(s->loop, &s->done_async, on_done);
     s->done_async.data = s;
     if ((rc = mpcd_metrics_create(&s->metrics)) || (rc = guard_create(&s->guard))) {
-        snprintf(err, errlen, "out of memory");
+        errbuf_set(err, errlen, "out of memory");
         goto fail;
     }
     if ((rc = registry_init(&s->registry, wake_loop, &s->done_async))) {
-        snprintf(err, errlen, "registry: %s", strerror(-rc));
+        errbuf_set(err, errlen, "registry: %s", strerror(-rc));
         goto fail;
     }
     s->registry_ok = true;
@@ -409,7 +410,7 @@ int server_create(const mpcd_config_t *cfg, server_t **out, char *err, size_t er
     if (s->registry.current)
         admission_set_model(&s->admission, s->registry.current->iteration_s);
     if (!(s->workers = calloc((size_t)s->nworkers, sizeof *s->workers))) {
-        snprintf(err, errlen, "out of memory");
+        errbuf_set(err, errlen, "out of memory");
         rc = -ENOMEM;
         goto fail;
     }
@@ -417,7 +418,7 @@ int server_create(const mpcd_config_t *cfg, server_t **out, char *err, size_t er
         s->workers[i] = (server_worker_t){.s = s, .index = i};
     if ((rc = workq_init(&s->workq, s->nworkers, cfg->planner.nice, wake_loop,
                          &s->done_async))) {
-        snprintf(err, errlen, "cannot start %d workers: %s", s->nworkers, strerror(-rc));
+        errbuf_set(err, errlen, "cannot start %d workers: %s", s->nworkers, strerror(-rc));
         goto fail;
     }
     s->workq_ok = true;
@@ -428,7 +429,7 @@ int server_create(const mpcd_config_t *cfg, server_t **out, char *err, size_t er
         char msg[256];
         if ((rc = mpcd_http_start(s->loop, cfg->status_listen, s->metrics, server_snapshot, s,
                                   &s->http, msg, sizeof msg))) {
-            snprintf(err, errlen, "status endpoint %s: %s", cfg->status_listen, msg);
+            errbuf_set(err, errlen, "status endpoint %s: %s", cfg->status_listen, msg);
             goto fail;
         }
         mpcd_http_watch_generation(s->http, &s->state_gen);

@@ -9,6 +9,7 @@
  */
 #include "session.h"
 
+#include "errbuf.h"
 #include "mono.h"
 
 #include <errno.h>
@@ -122,38 +123,38 @@ int session_check_step(const session_t *s, const float *obs, size_t n, float rew
                        float noise, uint32_t deadline_us, char *err, size_t errlen)
 {
     if (n != (size_t)s->obs_dim) {
-        snprintf(err, errlen, "observation has %zu values; the model expects %d", n,
-                 s->obs_dim);
+        errbuf_set(err, errlen, "observation has %zu values; the model expects %d", n,
+                   s->obs_dim);
         return -EMSGSIZE;
     }
     const rssm_info_t *info = s->model->info;
     for (size_t i = 0; i < n; i++) {
         if (!isfinite(obs[i])) {
-            snprintf(err, errlen, "observation[%zu] is %g; values must be finite", i,
-                     (double)obs[i]);
+            errbuf_set(err, errlen, "observation[%zu] is %g; values must be finite", i,
+                       (double)obs[i]);
             return -EDOM;
         }
         double mean = info->obs_mean[i], span = SESSION_MAX_OBS_STDS * (double)info->obs_std[i];
         if (fabs((double)obs[i] - mean) > span) {
-            snprintf(err, errlen,
-                     "observation[%zu] is %g; the model's sane range is %g +- %g (%g of its "
-                     "normalisation stds)",
-                     i, (double)obs[i], mean, span, SESSION_MAX_OBS_STDS);
+            errbuf_set(err, errlen,
+                       "observation[%zu] is %g; the model's sane range is %g +- %g (%g of its "
+                       "normalisation stds)",
+                       i, (double)obs[i], mean, span, SESSION_MAX_OBS_STDS);
             return -EDOM;
         }
     }
     if (!reset && !(fabsf(reward) <= SESSION_MAX_REWARD)) {
-        snprintf(err, errlen, "reward is %g; it must be finite and within +- %g",
-                 (double)reward, SESSION_MAX_REWARD);
+        errbuf_set(err, errlen, "reward is %g; it must be finite and within +- %g",
+                   (double)reward, SESSION_MAX_REWARD);
         return -EDOM;
     }
     if (deadline_us > SESSION_MAX_DEADLINE_US) {
-        snprintf(err, errlen, "deadline_us is %u; at most %u", deadline_us,
-                 SESSION_MAX_DEADLINE_US);
+        errbuf_set(err, errlen, "deadline_us is %u; at most %u", deadline_us,
+                   SESSION_MAX_DEADLINE_US);
         return -EDOM;
     }
     if (!isfinite(noise) || noise < 0 || noise > 10) {
-        snprintf(err, errlen, "exploration_noise is %g; expected 0 .. 10", (double)noise);
+        errbuf_set(err, errlen, "exploration_noise is %g; expected 0 .. 10", (double)noise);
         return -EDOM;
     }
     return 0;

@@ -36,6 +36,7 @@
 #include "cem_rng.h"
 #include "cem_select.h"
 #include "cem_team.h"
+#include "errbuf.h"
 #include "mono.h"
 
 #define ALIGN 64
@@ -108,16 +109,6 @@ struct cem_planner {
     cem_stats_t stats;
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* ---- configuration ---- */
 
 void cem_config_default(cem_config_t *cfg)
@@ -159,7 +150,7 @@ int cem_config_validate(const cem_config_t *c, char *err, size_t errlen)
 #define CHECK(cond, ...)                                                                       \
     do {                                                                                       \
         if (!(cond)) {                                                                         \
-            set_err(err, errlen, __VA_ARGS__);                                                 \
+            errbuf_set(err, errlen, __VA_ARGS__);                                              \
             return -EINVAL;                                                                    \
         }                                                                                      \
     } while (0)
@@ -711,12 +702,12 @@ int cem_create(const rssm_model_t *m, const cem_config_t *cfg, cem_planner_t **o
                size_t errlen)
 {
     if (!out) {
-        set_err(err, errlen, "no output pointer");
+        errbuf_set(err, errlen, "no output pointer");
         return -EINVAL;
     }
     *out = NULL;
     if (!m) {
-        set_err(err, errlen, "no model");
+        errbuf_set(err, errlen, "no model");
         return -EINVAL;
     }
     cem_config_t c;
@@ -729,12 +720,12 @@ int cem_create(const rssm_model_t *m, const cem_config_t *cfg, cem_planner_t **o
         return rc;
     const rssm_info_t *info = rssm_info(m);
     if (c.use_value && !info->has_value) {
-        set_err(err, errlen, "use_value is set but the model has no value head");
+        errbuf_set(err, errlen, "use_value is set but the model has no value head");
         return -EINVAL;
     }
     cem_planner_t *p = calloc(1, sizeof *p);
     if (!p) {
-        set_err(err, errlen, "out of memory");
+        errbuf_set(err, errlen, "out of memory");
         return -ENOMEM;
     }
     p->m = m;
@@ -768,7 +759,7 @@ int cem_create(const rssm_model_t *m, const cem_config_t *cfg, cem_planner_t **o
     p->workers = calloc((size_t)c.threads, sizeof *p->workers);
     if (!p->mem || !p->workers) {
         rc = -ENOMEM;
-        set_err(err, errlen, "out of memory");
+        errbuf_set(err, errlen, "out of memory");
         goto fail;
     }
     memset(p->mem, 0, total * sizeof(float));
@@ -799,7 +790,7 @@ int cem_create(const rssm_model_t *m, const cem_config_t *cfg, cem_planner_t **o
     for (int i = 0; i < c.threads; i++) {
         rc = worker_init(&p->workers[i], p, rows);
         if (rc) {
-            set_err(err, errlen, "out of memory");
+            errbuf_set(err, errlen, "out of memory");
             goto fail;
         }
     }
@@ -809,8 +800,8 @@ int cem_create(const rssm_model_t *m, const cem_config_t *cfg, cem_planner_t **o
     openblas_set_num_threads(1);
     rc = cem_team_create(c.threads, helper_init, &p->cfg, &p->team);
     if (rc) {
-        set_err(err, errlen, "cannot start %d planner threads: %s", c.threads - 1,
-                strerror(-rc));
+        errbuf_set(err, errlen, "cannot start %d planner threads: %s", c.threads - 1,
+                   strerror(-rc));
         goto fail;
     }
     calibrate(p);

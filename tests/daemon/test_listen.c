@@ -21,20 +21,23 @@
 static void test_parse(void **state)
 {
     (void)state;
-    listen_addr_t a;
+    address_t a;
     char err[256];
-    assert_int_equal(listen_parse("tcp://127.0.0.1:7070", &a, err, sizeof err), 0);
-    assert_int_equal(a.kind, LISTEN_TCP);
+    assert_int_equal(address_parse("tcp://127.0.0.1:7070", ADDRESS_LISTEN, &a, err, sizeof err),
+                     0);
+    assert_int_equal(a.kind, ADDRESS_TCP);
     assert_string_equal(a.host, "127.0.0.1");
     assert_int_equal(a.port, 7070);
-    assert_int_equal(listen_parse("tcp://[::1]:80", &a, err, sizeof err), 0);
+    assert_int_equal(address_parse("tcp://[::1]:80", ADDRESS_LISTEN, &a, err, sizeof err), 0);
     assert_string_equal(a.host, "::1");
     assert_int_equal(a.port, 80);
-    assert_int_equal(listen_parse("tcp://localhost:0", &a, err, sizeof err), 0);
-    assert_int_equal(listen_parse("unix:/run/mpcd/mpcd.sock", &a, err, sizeof err), 0);
-    assert_int_equal(a.kind, LISTEN_UNIX);
+    assert_int_equal(address_parse("tcp://localhost:0", ADDRESS_LISTEN, &a, err, sizeof err),
+                     0);
+    assert_int_equal(
+        address_parse("unix:/run/mpcd/mpcd.sock", ADDRESS_LISTEN, &a, err, sizeof err), 0);
+    assert_int_equal(a.kind, ADDRESS_UNIX);
     assert_string_equal(a.path, "/run/mpcd/mpcd.sock");
-    assert_int_equal(listen_parse("unix:///tmp/x", &a, err, sizeof err), 0);
+    assert_int_equal(address_parse("unix:///tmp/x", ADDRESS_LISTEN, &a, err, sizeof err), 0);
     assert_string_equal(a.path, "/tmp/x");
     struct {
         const char *text, *needle;
@@ -45,7 +48,8 @@ static void test_parse(void **state)
         {"unix:", "empty socket path"},       {"tcp://:7", "host"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        assert_int_equal(listen_parse(bad[i].text, &a, err, sizeof err), -EINVAL);
+        assert_int_equal(address_parse(bad[i].text, ADDRESS_LISTEN, &a, err, sizeof err),
+                         -EINVAL);
         if (!strstr(err, bad[i].needle))
             fail_msg("'%s': message '%s' lacks '%s'", bad[i].text, err, bad[i].needle);
     }
@@ -53,7 +57,7 @@ static void test_parse(void **state)
     memset(longp, 'a', sizeof longp);
     memcpy(longp, "unix:", 5);
     longp[sizeof longp - 1] = 0;
-    assert_int_equal(listen_parse(longp, &a, err, sizeof err), -EINVAL);
+    assert_int_equal(address_parse(longp, ADDRESS_LISTEN, &a, err, sizeof err), -EINVAL);
 }
 
 static void on_conn(uv_stream_t *s, int status)
@@ -67,10 +71,11 @@ static void test_bind(void **state)
     (void)state;
     uv_loop_t loop;
     listener_t tcp = {0}, ux = {0}, again = {0};
-    listen_addr_t a;
+    address_t a;
     char err[256], path[] = "/tmp/test_listen_XXXXXX";
     assert_int_equal(uv_loop_init(&loop), 0);
-    assert_int_equal(listen_parse("tcp://127.0.0.1:0", &a, err, sizeof err), 0);
+    assert_int_equal(address_parse("tcp://127.0.0.1:0", ADDRESS_LISTEN, &a, err, sizeof err),
+                     0);
     assert_int_equal(listen_open(&loop, &tcp, &a, 0, on_conn, err, sizeof err), 0);
     assert_non_null(strstr(tcp.name, "tcp://127.0.0.1:"));
     assert_null(strstr(tcp.name, ":0")); /* the kernel's port is named */
@@ -79,7 +84,7 @@ static void test_bind(void **state)
     close(fd);
     char text[300];
     snprintf(text, sizeof text, "unix:%s", path);
-    assert_int_equal(listen_parse(text, &a, err, sizeof err), 0);
+    assert_int_equal(address_parse(text, ADDRESS_LISTEN, &a, err, sizeof err), 0);
     assert_int_equal(listen_open(&loop, &ux, &a, 0600, on_conn, err, sizeof err), -EEXIST);
     assert_non_null(strstr(err, "not a socket"));
     unlink(path);
