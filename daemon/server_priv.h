@@ -25,6 +25,9 @@
 #include "workq.h"
 
 /* What a worker's planner needs to ask the scheduler (cem_set_continue's context). */
+/* Replies whose worst worker-to-reply latency planning keeps clear of (dispatch.c). */
+#define REPLY_WINDOW 256
+
 typedef struct server_worker {
     struct server *s;
     int index;
@@ -42,8 +45,10 @@ struct server {
     workq_t workq;
     server_worker_t *workers; /* [nworkers] */
     admission_t admission;
-    double reply_reserve_s; /* planning stops this much earlier (server.c note_reply_latency) */
-    int fair;               /* the fair share last given to workq_set_fair */
+    double reply_reserve_s;             /* planning stops this much earlier (dispatch.c) */
+    double reply_latency[REPLY_WINDOW]; /* the last replies' worker-to-reply times */
+    int reply_next;
+    int fair;                /* the fair share last given to workq_set_fair */
     uv_timer_t expiry_timer; /* answers steps that waited too long (server.c on_expiry) */
     conn_t *ready;           /* connections to serve again from the loop (server_conn_ready) */
     uv_idle_t ready_idle;
