@@ -169,8 +169,6 @@ static void write_done(uv_work_t *w, int status)
     }
     buf_free(&x->buf);
     free(x);
-    if (r->writing == 0 && r->o.drained)
-        r->o.drained(r->o.ctx);
 }
 
 static void sanitize_task(char *out, size_t outlen, const char *task)

@@ -4,8 +4,8 @@
  * rewards, the disk cap and the per-session quota.
  *
  * Loop thread only. The recorder knows nothing of the server: it is given the loop (for
- * its file writes on libuv's pool), its settings, the metrics it counts refusals in, and
- * a callback for when its last file is written (the server may then finish a shutdown).
+ * its file writes on libuv's pool: a write in progress keeps the loop, and so a
+ * shutting-down daemon, alive), its settings and the metrics it counts refusals in.
  */
 #ifndef MPCD_RECORD_H
 #define MPCD_RECORD_H
@@ -23,12 +23,10 @@ typedef struct recorder recorder_t;
 typedef struct record_episode record_episode_t;
 
 typedef struct record_opts {
-    const char *dir;            /* created if missing */
-    int64_t max_mb;             /* stop recording once dir holds this much */
-    int episodes_per_min;       /* per session; more are not recorded */
-    mpcd_metrics_t *metrics;    /* counts MPCD_GUARD_RECORD_QUOTA */
-    void (*drained)(void *ctx); /* the last pending file was written */
-    void *ctx;
+    const char *dir;         /* created if missing */
+    int64_t max_mb;          /* stop recording once dir holds this much */
+    int episodes_per_min;    /* per session; more are not recorded */
+    mpcd_metrics_t *metrics; /* counts MPCD_GUARD_RECORD_QUOTA */
 } record_opts_t;
 
 /* 0, or a negative errno with the reason in err (nothing created). */

@@ -269,7 +269,6 @@ static void finish_current(reloader_t *rl)
     rl->cur = NULL;
     notify_ready(rl);
     start_next(rl);
-    rl->o.ev->idle(rl->o.ctx);
 }
 
 static void load_done(uv_work_t *w, int status)
@@ -283,7 +282,6 @@ static void load_done(uv_work_t *w, int status)
                  r->path);
         free_req(r);
         start_next(rl);
-        rl->o.ev->idle(rl->o.ctx);
         return;
     }
     if (status == 0 && r->rc == 0) {
@@ -382,7 +380,6 @@ static void reap_done(uv_work_t *w, int status)
     rl->reaping = false;
     if (registry_dead_count(rl->o.registry))
         reload_reap(rl);
-    rl->o.ev->idle(rl->o.ctx);
 }
 
 void reload_reap(reloader_t *rl)

@@ -27,7 +27,6 @@ typedef struct reload_events {
     void (*swapped)(void *ctx, registry_model_t *m); /* m serves now */
     void (*changed)(void *ctx, conn_t *c);  /* what a status shows changed (c or NULL) */
     void (*answered)(void *ctx, conn_t *c); /* c's Reload was answered: serve it again */
-    void (*idle)(void *ctx);                /* a load or a reap ended (shutdown may end) */
     void (*status_line)(void *ctx, char *out, size_t outlen); /* for sd_notify STATUS= */
 } reload_events_t;
 

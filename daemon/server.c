@@ -64,7 +64,6 @@ static void on_conn_closed(void *owner, conn_t *c)
         c->next = s->zombies;
         s->zombies = c;
     }
-    server_maybe_finish(s);
 }
 
 /* The oldest open connection without a Hello (of peer p, when p is not NULL) that has
@@ -155,6 +154,23 @@ static void on_connection(uv_stream_t *ls, int status)
     mpcd_log(MPCD_LOG_DEBUG, "%s: connection from %s", l->name, c->peer.name);
 }
 
+/* While stopping, the loop runs as long as something still needs it: open connections,
+ * loads, reaps and file writes on libuv's pool, and steps in flight on the workers (the
+ * completion handle is referenced exactly while there are some). Everything else was
+ * unreferenced by begin_shutdown, so uv_run returns when the last of those ends. */
+static void update_liveness(server_t *s)
+{
+    int pending;
+    uint64_t done;
+    if (!s->stopping)
+        return;
+    workq_progress(&s->workq, &pending, &done);
+    if (pending > 0)
+        uv_ref((uv_handle_t *)&s->done_async);
+    else
+        uv_unref((uv_handle_t *)&s->done_async);
+}
+
 /* ---- worker results ---- */
 
 static void on_done(uv_async_t *a)
@@ -182,7 +198,7 @@ static void on_done(uv_async_t *a)
     dispatch_expect_next_step(s);
     if (registry_dead_count(&s->registry))
         reload_reap(s->reloader);
-    server_maybe_finish(s);
+    update_liveness(s);
 }
 
 static void wake_loop(void *ctx)
@@ -195,11 +211,6 @@ static void wake_loop(void *ctx)
 static void on_closed_quiet(uv_handle_t *h)
 {
     (void)h;
-}
-
-static void records_drained(void *ctx)
-{
-    server_maybe_finish(ctx);
 }
 
 /* ---- what the reloader reports ---- */
@@ -226,27 +237,7 @@ static void reload_status_line(void *ctx, char *out, size_t outlen)
 }
 
 static const reload_events_t reload_events = {model_swapped, reload_changed, reload_answered,
-                                              records_drained, reload_status_line};
-
-void server_maybe_finish(server_t *s)
-{
-    if (!s->stopping || s->finished || s->nconns || s->zombies || reload_busy(s->reloader) ||
-        record_busy(s->recorder))
-        return;
-    s->finished = true;
-    if (s->http)
-        mpcd_http_stop(s->http);
-    s->http = NULL;
-    reload_stop_watch(s->reloader);
-    uv_close((uv_handle_t *)&s->done_async, on_closed_quiet);
-    uv_close((uv_handle_t *)&s->sig_term, on_closed_quiet);
-    uv_close((uv_handle_t *)&s->sig_int, on_closed_quiet);
-    uv_close((uv_handle_t *)&s->sig_hup, on_closed_quiet);
-    uv_close((uv_handle_t *)&s->watchdog, on_closed_quiet);
-    uv_close((uv_handle_t *)&s->drain_timer, on_closed_quiet);
-    uv_close((uv_handle_t *)&s->expiry_timer, on_closed_quiet);
-    uv_close((uv_handle_t *)&s->ready_idle, on_closed_quiet);
-}
+                                              reload_status_line};
 
 static void on_drain_timeout(uv_timer_t *t)
 {
@@ -267,14 +258,22 @@ static void begin_shutdown(server_t *s, const char *why)
     mpcd_notify("STOPPING=1");
     for (int i = 0; i < s->nlisteners; i++)
         listen_close(&s->listeners[i], on_closed_quiet);
+    reload_stop_watch(s->reloader);
+    mpcd_http_unref(s->http); /* /readyz keeps saying 503 while the drain lasts */
+    uv_unref((uv_handle_t *)&s->sig_term);
+    uv_unref((uv_handle_t *)&s->sig_int);
+    uv_unref((uv_handle_t *)&s->sig_hup);
+    uv_unref((uv_handle_t *)&s->watchdog);
+    uv_unref((uv_handle_t *)&s->expiry_timer);
+    uv_timer_start(&s->drain_timer, on_drain_timeout,
+                   (uint64_t)(s->cfg->shutdown_timeout_s * 1000) + 1, 0);
+    uv_unref((uv_handle_t *)&s->drain_timer); /* fires only if clients still hold the loop */
     for (conn_t *c = s->conns, *next; c; c = next) {
         next = c->next;
         conn_stop_reading(c);
         dispatch_pump(s, c);
     }
-    uv_timer_start(&s->drain_timer, on_drain_timeout,
-                   (uint64_t)(s->cfg->shutdown_timeout_s * 1000) + 1, 0);
-    server_maybe_finish(s);
+    update_liveness(s);
 }
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -398,9 +397,7 @@ int server_create(const mpcd_config_t *cfg, server_t **out, char *err, size_t er
         record_opts_t ro = {.dir = cfg->record,
                             .max_mb = cfg->record_max_mb,
                             .episodes_per_min = cfg->record_episodes_per_min,
-                            .metrics = s->metrics,
-                            .drained = records_drained,
-                            .ctx = s};
+                            .metrics = s->metrics};
         if ((rc = recorder_create(s->loop, &ro, &s->recorder, err, errlen)))
             goto fail;
     }

@@ -62,7 +62,7 @@ struct server {
     mpcd_http_t *http;
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_timer_t watchdog, drain_timer;
-    bool stopping, finished;
+    bool stopping;
     uint64_t wd_completed; /* watchdog: worker progress at the last tick */
     int wd_stalled;        /* ticks without progress while steps were pending */
     guard_t *guard;        /* per-peer connection counts and Hello backoff */
@@ -75,9 +75,6 @@ struct server {
     /* episode recording (record.c) */
     recorder_t *recorder;
 };
-
-/* server.c */
-void server_maybe_finish(server_t *s);
 
 /* server.c: the state a status shows changed (c: the connection that changed it). */
 void server_changed(server_t *s, conn_t *c);

@@ -42,6 +42,7 @@ struct mpcd_http {
     int nconns;
     int open_handles; /* listener + 2 per connection; h is freed when it reaches 0 */
     bool stopping;
+    bool unreferenced; /* mpcd_http_unref: its handles do not keep the loop alive */
     int port;
     char address[80];
     /* Accepts and drops a connection when no conn_t can be allocated: libuv stops polling
@@ -478,6 +479,10 @@ static void on_connection(uv_stream_t *server, int status)
     c->srv = h;
     uv_tcp_init(h->loop, &c->tcp);
     uv_timer_init(h->loop, &c->idle);
+    if (h->unreferenced) {
+        uv_unref((uv_handle_t *)&c->tcp);
+        uv_unref((uv_handle_t *)&c->idle);
+    }
     c->tcp.data = c;
     c->idle.data = c;
     c->open_handles = 2;
@@ -566,6 +571,18 @@ void mpcd_http_stop(mpcd_http_t *h)
     while (h->conns != NULL)
         conn_close(h->conns);
     uv_close((uv_handle_t *)&h->listener, listener_closed);
+}
+
+void mpcd_http_unref(mpcd_http_t *h)
+{
+    if (h == NULL || h->unreferenced)
+        return;
+    h->unreferenced = true;
+    uv_unref((uv_handle_t *)&h->listener);
+    for (conn_t *c = h->conns; c != NULL; c = c->next) {
+        uv_unref((uv_handle_t *)&c->tcp);
+        uv_unref((uv_handle_t *)&c->idle);
+    }
 }
 
 void mpcd_http_watch_generation(mpcd_http_t *h, const uint64_t *generation)

@@ -31,6 +31,11 @@ int mpcd_http_start(uv_loop_t *loop, const char *listen, mpcd_metrics_t *m,
                     mpcd_status_snapshot_cb cb, void *ctx, mpcd_http_t **out, char *err,
                     size_t errlen);
 
+/* The endpoint keeps answering but no longer keeps the loop alive (a draining daemon
+ * ends when its last client is answered, not when the last status reader leaves).
+ * Accepts NULL. */
+void mpcd_http_unref(mpcd_http_t *h);
+
 /* Loop thread; closes the listener and every connection asynchronously and frees h once
  * the last handle is closed (uv_run to completion afterwards). Accepts NULL. */
 void mpcd_http_stop(mpcd_http_t *h);
