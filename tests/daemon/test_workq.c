@@ -29,7 +29,7 @@ typedef struct job {
 } job_t;
 
 static atomic_int order_pos;
-static int order[64];
+static int order[128];
 static atomic_int wakes;
 
 static void run(workq_job_t *j, int worker)
@@ -37,7 +37,9 @@ static void run(workq_job_t *j, int worker)
     job_t *x = (job_t *)j;
     x->worker = worker;
     x->runs++;
-    order[atomic_fetch_add(&order_pos, 1)] = x->index;
+    int pos = atomic_fetch_add(&order_pos, 1);
+    if (pos < 128)
+        order[pos] = x->index;
 }
 
 static void wake(void *ctx)
@@ -127,6 +129,7 @@ static void test_edf_one_worker(void **state)
 static void test_should_yield(void **state)
 {
     (void)state;
+    atomic_store(&order_pos, 0);
     workq_t q;
     job_t gate, urgent, later;
     assert_int_equal(workq_init(&q, 2, 0, NULL, NULL), 0);
@@ -174,6 +177,7 @@ static void test_should_yield(void **state)
 static void test_fair_share_yield(void **state)
 {
     (void)state;
+    atomic_store(&order_pos, 0);
     workq_t q;
     job_t gate, waiting;
     assert_int_equal(workq_init(&q, 1, 0, NULL, NULL), 0);
@@ -197,6 +201,7 @@ static void test_fair_share_yield(void **state)
 static void test_cancel_expired(void **state)
 {
     (void)state;
+    atomic_store(&order_pos, 0);
     workq_t q;
     job_t gate, jobs[4];
     assert_int_equal(workq_init(&q, 1, 0, NULL, NULL), 0);
