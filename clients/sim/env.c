@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "errbuf.h"
+
 #define SIM_EXIT_MUJOCO      4
 #define MAX_PRINTED_WARNINGS 5
 
@@ -45,14 +47,14 @@ static mjModel *compile(const char *mjcf, char *err, int errlen)
 {
     mjVFS *vfs = malloc(sizeof(*vfs)); /* about 2 MB of file name slots */
     if (vfs == NULL) {
-        snprintf(err, (size_t)errlen, "out of memory");
+        errbuf_set(err, (size_t)errlen, "out of memory");
         return NULL;
     }
     mj_defaultVFS(vfs);
     int len = (int)strlen(mjcf);
     mjModel *m = NULL;
     if (mj_makeEmptyFileVFS(vfs, "task.xml", len) != 0) {
-        snprintf(err, (size_t)errlen, "MuJoCo VFS refused the model");
+        errbuf_set(err, (size_t)errlen, "MuJoCo VFS refused the model");
     } else {
         memcpy(vfs->filedata[mj_findFileVFS(vfs, "task.xml")], mjcf, (size_t)len);
         err[0] = '\0';
@@ -72,28 +74,28 @@ int sim_env_create(const sim_task_t *task, sim_env_t **out, char *err, int errle
         mju_user_warning = on_mujoco_warning;
     sim_env_t *e = calloc(1, sizeof(*e));
     if (e == NULL) {
-        snprintf(err, (size_t)errlen, "out of memory");
+        errbuf_set(err, (size_t)errlen, "out of memory");
         return -1;
     }
     e->task = task;
     char msg[512] = "";
     e->w.m = compile(task->mjcf, msg, (int)sizeof(msg));
     if (e->w.m == NULL) {
-        snprintf(err, (size_t)errlen, "%s: cannot compile the model: %s", task->name, msg);
+        errbuf_set(err, (size_t)errlen, "%s: cannot compile the model: %s", task->name, msg);
         goto fail;
     }
     if (e->w.m->nu != task->act_dim) {
-        snprintf(err, (size_t)errlen, "%s: model has %d actuators, task expects %d", task->name,
-                 e->w.m->nu, task->act_dim);
+        errbuf_set(err, (size_t)errlen, "%s: model has %d actuators, task expects %d",
+                   task->name, e->w.m->nu, task->act_dim);
         goto fail;
     }
     e->w.d = mj_makeData(e->w.m);
     if (e->w.d == NULL) {
-        snprintf(err, (size_t)errlen, "%s: out of memory", task->name);
+        errbuf_set(err, (size_t)errlen, "%s: out of memory", task->name);
         goto fail;
     }
     if (task->bind(&e->w, msg, (int)sizeof(msg)) < 0) {
-        snprintf(err, (size_t)errlen, "%s: %s", task->name, msg);
+        errbuf_set(err, (size_t)errlen, "%s: %s", task->name, msg);
         goto fail;
     }
     *out = e;

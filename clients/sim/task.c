@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "errbuf.h"
+
 extern const sim_task_t sim_task_cartpole_swingup, sim_task_cartpole_balance,
     sim_task_pendulum_swingup, sim_task_reacher_easy, sim_task_cheetah_run;
 
@@ -26,7 +28,7 @@ int sim_task_lookup(sim_world_t *w, int slot, int type, const char *name, char *
 {
     int id = mj_name2id(w->m, type, name);
     if (id < 0) {
-        snprintf(err, (size_t)errlen, "the model has no %s '%s'", mju_type2Str(type), name);
+        errbuf_set(err, (size_t)errlen, "the model has no %s '%s'", mju_type2Str(type), name);
         return -1;
     }
     w->id[slot] = id;

@@ -21,6 +21,7 @@
 #include <math.h>
 #include <stdio.h>
 
+#include "errbuf.h"
 #include "task.h"
 #include "tolerance.h"
 
@@ -106,7 +107,7 @@ static int cheetah_bind(sim_world_t *w, char *err, int errlen)
     if (sim_task_lookup(w, ID_SPEED_SENSOR, mjOBJ_SENSOR, sensor, err, errlen) < 0)
         return -1;
     if (w->m->nq != 9 || w->m->nv != 9) {
-        snprintf(err, (size_t)errlen, "expected 9 joints, the model has nq %d", w->m->nq);
+        errbuf_set(err, (size_t)errlen, "expected 9 joints, the model has nq %d", w->m->nq);
         return -1;
     }
     return 0;
