@@ -1,6 +1,7 @@
 /*
- * conn.c: one client connection: read -> frame decoder -> request queue, reply buffers,
- * idle timeout, close lifecycle (see conn.h).
+ * conn.c: one client connection: the protocol on top of a stream (ops/stream.h): bytes
+ * read -> frame decoder -> request queue, replies packed into the stream, the Hello timer
+ * (see conn.h).
  */
 #include "conn.h"
 #include "mono.h"
@@ -18,8 +19,8 @@
 #define READ_CHUNK 16384
 #define ARENA_MIN  16384
 
-/* libuv asks for a read buffer per read; one per connection is enough because the
- * decoder consumes every byte before the next read. */
+/* The stream reads into one buffer per connection: the decoder consumes every byte before
+ * the next read. */
 typedef struct conn_with_rbuf {
     conn_t c;
     uint8_t rbuf[READ_CHUNK];
@@ -172,65 +173,15 @@ int conn_queued(const conn_t *c)
 
 /* ---- writing ---- */
 
-static void kick_write(conn_t *c);
-static void apply_backpressure(conn_t *c);
-
-static void on_write(uv_write_t *req, int status)
-{
-    conn_t *c = req->data;
-    c->writing = false;
-    c->out[!c->filling].len = 0;
-    if (status < 0) {
-        conn_close(c);
-        return;
-    }
-    kick_write(c);
-    if (!c->writing && c->close_when_flushed) {
-        conn_close(c);
-        return;
-    }
-    apply_backpressure(c);
-    c->ev->readable(c->owner, c);
-}
-
-static void kick_write(conn_t *c)
-{
-    if (c->writing || c->closing || !c->out[c->filling].len)
-        return;
-    conn_out_t *o = &c->out[c->filling];
-    c->filling = !c->filling;
-    uv_buf_t b = uv_buf_init((char *)o->buf, (unsigned)o->len);
-    c->wreq.data = c;
-    int rc = uv_write(&c->wreq, &c->h.stream, &b, 1, on_write);
-    if (rc) {
-        o->len = 0;
-        conn_close(c);
-        return;
-    }
-    c->writing = true;
-}
-
 int conn_send(conn_t *c, const Mpc__V1__Reply *rep)
 {
     if (c->closing)
         return 0;
-    conn_out_t *o = &c->out[c->filling];
     size_t n = wire_reply_frame_size(rep);
-    if (o->len + n > o->cap) {
-        size_t cap = o->cap ? o->cap : 1024;
-        while (cap < o->len + n)
-            cap *= 2;
-        uint8_t *b = realloc(o->buf, cap);
-        if (!b) {
-            conn_close(c);
-            return -ENOMEM;
-        }
-        o->buf = b;
-        o->cap = cap;
-    }
-    o->len += wire_pack_reply(rep, o->buf + o->len);
-    kick_write(c);
-    apply_backpressure(c);
+    uint8_t *p = stream_reserve(&c->s, n);
+    if (!p)
+        return -ENOMEM; /* the stream closed */
+    stream_commit(&c->s, wire_pack_reply(rep, p));
     return 0;
 }
 
@@ -251,34 +202,22 @@ int conn_send_error(conn_t *c, uint64_t id, Mpc__V1__Error__Code code, const cha
     return conn_send(c, &rep);
 }
 
-/* ---- reading ---- */
-
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+bool conn_over_budget(const conn_t *c)
 {
-    (void)suggested;
-    conn_with_rbuf_t *cw = h->data;
-    *buf = uv_buf_init((char *)cw->rbuf, READ_CHUNK);
+    return stream_over_budget(&c->s);
 }
 
-static void restart_idle(conn_t *c)
+void conn_stop_reading(conn_t *c)
 {
-    if (!c->closing && uv_timer_get_repeat(&c->idle))
-        uv_timer_again(&c->idle);
+    stream_stop_reading(&c->s);
 }
 
-static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+/* ---- stream events ---- */
+
+static void on_data(void *owner, const uint8_t *buf, size_t len)
 {
-    conn_t *c = stream->data;
-    (void)buf;
-    if (nread == 0)
-        return;
-    if (nread < 0) {
-        /* EOF or error: the client is gone; an in-flight step finishes and is dropped. */
-        conn_close(c);
-        return;
-    }
-    restart_idle(c);
-    int rc = frame_decoder_feed(c->dec, (const uint8_t *)buf->base, (size_t)nread, on_frame, c);
+    conn_t *c = owner;
+    int rc = frame_decoder_feed(c->dec, buf, len, on_frame, c);
     if (rc) {
         conn_stop_reading(c);
         c->ev->fatal(c->owner, c, rc);
@@ -286,56 +225,67 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     c->ev->readable(c->owner, c);
 }
 
-void conn_stop_reading(conn_t *c)
+static void on_eof(void *owner, int status)
 {
-    if (c->reading && !c->closing)
-        uv_read_stop(&c->h.stream);
-    c->reading = false;
-    c->read_done = true;
+    (void)status;
+    /* EOF or error: the client is gone; an in-flight step finishes and is dropped. */
+    conn_close(owner);
 }
 
-static size_t unsent(const conn_t *c)
+static void on_written(void *owner)
 {
-    return c->out[0].len + c->out[1].len;
-}
-
-bool conn_over_budget(const conn_t *c)
-{
-    return unsent(c) > c->max_unsent;
-}
-
-/* Reading follows the reply backlog (see the budget in conn.h). */
-static void apply_backpressure(conn_t *c)
-{
-    if (c->closing || c->read_done)
+    conn_t *c = owner;
+    if (!c->s.writing && c->close_when_flushed) {
+        conn_close(c);
         return;
-    size_t n = unsent(c);
-    if (c->reading && n > c->max_unsent) {
-        uv_read_stop(&c->h.stream);
-        c->reading = false;
-        c->read_paused = true;
-        mpcd_log(MPCD_LOG_DEBUG, "connection %s: %zu reply bytes unsent; reading paused",
-                 c->peer.name, n);
-    } else if (c->read_paused && n < c->max_unsent / 4) {
-        if (uv_read_start(&c->h.stream, on_alloc, on_read)) {
-            conn_close(c);
-            return;
-        }
-        c->reading = true;
-        c->read_paused = false;
-        mpcd_log(MPCD_LOG_DEBUG, "connection %s: reading resumed", c->peer.name);
     }
+    c->ev->readable(c->owner, c);
 }
 
-static void on_idle(uv_timer_t *t)
+static void on_idle(void *owner)
 {
-    conn_t *c = t->data;
-    if (c->busy || c->nent || c->writing) {
-        restart_idle(c); /* slow work is not idleness */
+    conn_t *c = owner;
+    if (c->busy || c->nent || c->s.writing) {
+        stream_touch(&c->s); /* slow work is not idleness */
         return;
     }
     conn_close(c);
 }
+
+static void handle_gone(conn_t *c)
+{
+    if (--c->handles == 0)
+        c->ev->closed(c->owner, c);
+}
+
+static void on_hello_timer_closed(uv_handle_t *h)
+{
+    handle_gone(h->data);
+}
+
+static void on_stream_closed(void *owner)
+{
+    handle_gone(owner);
+}
+
+/* Whichever path closed the stream (conn_close, a write error, the idle timer). */
+static void on_closing(void *owner)
+{
+    conn_t *c = owner;
+    c->closing = true;
+    uv_close((uv_handle_t *)&c->hello_timer, on_hello_timer_closed);
+}
+
+static const stream_events_t stream_events = {
+    .data = on_data,
+    .eof = on_eof,
+    .idle = on_idle,
+    .written = on_written,
+    .closing = on_closing,
+    .closed = on_stream_closed,
+};
+
+/* ---- Hello ---- */
 
 static void on_hello_timeout(uv_timer_t *t)
 {
@@ -356,21 +306,12 @@ void conn_hello_done(conn_t *c)
 
 /* ---- lifecycle ---- */
 
-static void on_handle_closed(uv_handle_t *h)
-{
-    conn_t *c = h->data;
-    if (--c->handles == 0)
-        c->ev->closed(c->owner, c);
-}
-
 static void free_conn(conn_t *c)
 {
     frame_decoder_destroy(c->dec);
     session_destroy(c->session);
     free(c->qbuf);
     free(c->ents);
-    free(c->out[0].buf);
-    free(c->out[1].buf);
     free(c->arena);
     free((conn_with_rbuf_t *)c);
 }
@@ -387,7 +328,6 @@ int conn_accept(const conn_events_t *ev, void *owner, uv_stream_t *listener, boo
     c->ev = ev;
     c->owner = owner;
     c->ents_cap = c->max_queued = lim->max_queued;
-    c->max_unsent = lim->max_unsent;
     c->arena_cap = ARENA_MIN;
     c->alloc = (ProtobufCAllocator){arena_alloc, arena_free, c};
     if (!(c->ents = calloc((size_t)lim->max_queued, sizeof *c->ents)) ||
@@ -395,37 +335,22 @@ int conn_accept(const conn_events_t *ev, void *owner, uv_stream_t *listener, boo
         free_conn(c);
         return UV_ENOMEM;
     }
-    if (is_pipe)
-        uv_pipe_init(listener->loop, &c->h.pipe, 0);
-    else
-        uv_tcp_init(listener->loop, &c->h.tcp);
-    c->h.handle.data = cw;
-    c->handles = 1;
-    uv_timer_init(listener->loop, &c->idle);
-    c->idle.data = c;
-    c->handles++;
+    stream_init(&c->s, listener->loop, is_pipe, &stream_events, c, cw->rbuf, READ_CHUNK,
+                lim->max_unsent);
     uv_timer_init(listener->loop, &c->hello_timer);
     c->hello_timer.data = c;
-    c->handles++;
+    c->handles = 2; /* the stream, the Hello timer */
     c->t_open = mono_now();
-    if ((rc = uv_accept(listener, &c->h.stream))) {
+    if ((rc = stream_accept(&c->s, listener))) {
         conn_close(c);
         return rc;
     }
-    /* Replies are small and latency matters more than packet count. */
-    if (!is_pipe)
-        uv_tcp_nodelay(&c->h.tcp, 1);
-    listen_peer_of(&c->h.stream, is_pipe, &c->peer);
-    /* The stream's data points at the wrapper (for on_alloc); on_read needs the conn,
-     * which is the wrapper's first member. */
-    if ((rc = uv_read_start(&c->h.stream, on_alloc, on_read))) {
+    listen_peer_of(stream_uv(&c->s), is_pipe, &c->peer);
+    c->s.log_name = c->peer.name;
+    uint64_t idle_ms = lim->idle_timeout_s > 0 ? (uint64_t)(lim->idle_timeout_s * 1000) : 0;
+    if ((rc = stream_start(&c->s, idle_ms))) {
         conn_close(c);
         return rc;
-    }
-    c->reading = true;
-    if (lim->idle_timeout_s > 0) {
-        uint64_t ms = (uint64_t)(lim->idle_timeout_s * 1000);
-        uv_timer_start(&c->idle, on_idle, ms, ms);
     }
     if (lim->hello_timeout_s > 0)
         uv_timer_start(&c->hello_timer, on_hello_timeout,
@@ -436,18 +361,12 @@ int conn_accept(const conn_events_t *ev, void *owner, uv_stream_t *listener, boo
 
 bool conn_idle(const conn_t *c)
 {
-    return !c->busy && !c->nent && !c->writing && !c->out[c->filling].len;
+    return !c->busy && !c->nent && stream_flushed(&c->s);
 }
 
 void conn_close(conn_t *c)
 {
-    if (c->closing)
-        return;
-    c->closing = true;
-    c->reading = false;
-    uv_close(&c->h.handle, on_handle_closed);
-    uv_close((uv_handle_t *)&c->idle, on_handle_closed);
-    uv_close((uv_handle_t *)&c->hello_timer, on_handle_closed);
+    stream_close(&c->s); /* on_closing closes the Hello timer */
 }
 
 bool conn_maybe_free(conn_t *c)

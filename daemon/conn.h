@@ -18,10 +18,13 @@
  * Hello timeout: a connection that has not completed a Hello (conn_hello_done) within
  * `hello-timeout-s` of connecting is closed.
  *
- * Memory: payloads wait in one byte buffer, replies go out through two buffers (one being
- * written, one filling), and protobuf-c unpacks into a per-connection arena; all grow to
- * the largest message seen and are then reused, so a steady stream of steps allocates
- * nothing.
+ * Bytes move through a stream (ops/stream.h: the handle, the idle timer, reply buffers,
+ * the budget and the close lifecycle); this file adds the protocol on top of it.
+ *
+ * Memory: payloads wait in one byte buffer, replies go out through the stream's two
+ * buffers (one being written, one filling), and protobuf-c unpacks into a per-connection
+ * arena; all grow to the largest message seen and are then reused, so a steady stream of
+ * steps allocates nothing.
  */
 #ifndef MPCD_CONN_H
 #define MPCD_CONN_H
@@ -37,6 +40,7 @@
 #include "listen.h"
 #include "mpc.pb-c.h"
 #include "session.h"
+#include "stream.h"
 #include "workq.h"
 
 /* Requests a connection may hold back while its replies exceed its budget (one read
@@ -62,16 +66,9 @@ typedef struct conn_entry {
     double t_read;   /* when its last bytes were read (common/mono.h) */
 } conn_entry_t;
 
-typedef struct conn_out {
-    uint8_t *buf;
-    size_t len, cap;
-} conn_out_t;
-
 struct conn {
-    listen_stream_t h;
-    uv_timer_t idle;
+    stream_t s; /* the bytes: handle, idle timer, replies, budget */
     uv_timer_t hello_timer;
-    uv_write_t wreq;
     const conn_events_t *ev;
     void *owner;
     struct conn *prev, *next; /* the server's list */
@@ -80,7 +77,6 @@ struct conn {
     guard_role_t role;    /* what its Hello's token allows */
     bool hello_done;      /* a Hello gave it a role */
     bool hello_timed_out; /* closed for not saying Hello in time */
-    size_t max_unsent;    /* reply bytes budget */
     double t_open;
     frame_decoder_t *dec;
     /* waiting requests */
@@ -89,20 +85,13 @@ struct conn {
     conn_entry_t *ents; /* ring of max_queued (more while the budget holds requests) */
     int ents_cap, nent, ent_head;
     int max_queued;
-    /* replies */
-    conn_out_t out[2];
-    int filling; /* out[filling] collects, out[!filling] is being written */
-    bool writing;
     /* protobuf-c arena */
     uint8_t *arena;
     size_t arena_cap, arena_used;
     ProtobufCAllocator alloc;
     /* lifecycle */
-    int handles;             /* open libuv handles (stream + timers) */
-    bool closing;            /* conn_close called */
-    bool reading;            /* uv_read_start is in effect */
-    bool read_done;          /* conn_stop_reading: never read again */
-    bool read_paused;        /* backpressure: too many reply bytes unsent */
+    int handles;             /* open: the stream (both its handles) + the Hello timer */
+    bool closing;            /* the stream began closing */
     bool close_when_flushed; /* after a fatal protocol error */
     /* server state */
     bool busy; /* the head request is being served (step, reload) */

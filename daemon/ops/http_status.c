@@ -2,12 +2,13 @@
  * http_status.c: a small HTTP/1.1 server for /metrics, /status, /healthz and /readyz on the
  * daemon's libuv loop, parsing with libhttp-parser (see http_status.h).
  *
- * Each connection owns a fixed read buffer, a parser and an idle timer. A request is
+ * Each connection is a parser on top of a stream (stream.h: the TCP handle, the idle
+ * timer, a fixed read buffer, queued output and the close lifecycle). A request is
  * answered as soon as the parser completes it, so pipelined requests are answered in
- * order; reading pauses while too many response bytes wait for the peer. Limits (URL,
- * header and body bytes, connections, idle time) keep a misbehaving client from holding
- * memory or the loop. Handle memory is freed only in close callbacks (libuv's rule), and
- * the server itself once its last handle has closed.
+ * order; reading pauses while too many response bytes wait for the peer (the stream's
+ * budget). Limits (URL, header and body bytes, connections, idle time) keep a misbehaving
+ * client from holding memory or the loop. A connection is freed once its stream has
+ * closed (libuv's rule), and the server itself once its last handle has closed.
  */
 #include "http_status.h"
 
@@ -21,13 +22,14 @@
 
 #include "address.h"
 #include "errbuf.h"
+#include "stream.h"
 
 #define HTTP_MAX_CONNS         64
 #define HTTP_MAX_URL           1024
 #define HTTP_MAX_HEADER_BYTES  8192
 #define HTTP_MAX_BODY          4096
 #define HTTP_IDLE_MS           30000
-#define HTTP_MAX_PENDING_WRITE (1u << 20) /* stop reading while this much is unsent */
+#define HTTP_MAX_PENDING_WRITE (1u << 20) /* the stream's budget: reading stops above it */
 #define HTTP_READ_BUF          4096
 
 typedef struct conn conn_t;
@@ -40,7 +42,7 @@ struct mpcd_http {
     void *ctx;
     conn_t *conns; /* doubly linked */
     int nconns;
-    int open_handles; /* listener + 2 per connection; h is freed when it reaches 0 */
+    int open_handles; /* listener + 1 per connection's stream; h is freed at 0 */
     bool stopping;
     bool unreferenced; /* mpcd_http_unref: its handles do not keep the loop alive */
     int port;
@@ -61,27 +63,16 @@ struct mpcd_http {
 typedef enum { LIMIT_NONE, LIMIT_URL, LIMIT_HEADERS, LIMIT_BODY } limit_t;
 
 struct conn {
-    uv_tcp_t tcp;
-    uv_timer_t idle;
+    stream_t s;
     http_parser parser;
     mpcd_http_t *srv;
     conn_t *prev, *next;
-    int open_handles;
-    bool closing, close_after_write, reading;
+    bool closing, close_after_write;
     limit_t limit_hit;
-    size_t url_len, header_bytes, body_bytes, pending_write;
+    size_t url_len, header_bytes, body_bytes;
     char url[HTTP_MAX_URL + 1];
-    char readbuf[HTTP_READ_BUF];
+    uint8_t readbuf[HTTP_READ_BUF];
 };
-
-typedef struct write_req {
-    uv_write_t req;
-    conn_t *c;
-    size_t len;
-    char data[]; /* the whole response */
-} write_req_t;
-
-static void conn_resume(conn_t *c);
 
 /* ---- lifetime ---- */
 
@@ -94,21 +85,21 @@ static void server_handle_closed(mpcd_http_t *h)
     }
 }
 
-static void conn_handle_closed(uv_handle_t *handle)
+static void conn_closed(void *owner)
 {
-    conn_t *c = handle->data;
+    conn_t *c = owner;
     mpcd_http_t *h = c->srv;
-    if (--c->open_handles == 0)
-        free(c);
+    free(c);
     server_handle_closed(h);
 }
 
-static void conn_close(conn_t *c)
+/* Whichever path closed the stream (conn_close, a write error, the idle timer, a flushed
+ * "Connection: close"): it no longer counts as a connection. */
+static void conn_closing(void *owner)
 {
-    if (c->closing)
-        return;
-    c->closing = true;
+    conn_t *c = owner;
     mpcd_http_t *h = c->srv;
+    c->closing = true;
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
@@ -116,9 +107,11 @@ static void conn_close(conn_t *c)
     if (c->next != NULL)
         c->next->prev = c->prev;
     h->nconns--;
-    uv_timer_stop(&c->idle);
-    uv_close((uv_handle_t *)&c->idle, conn_handle_closed);
-    uv_close((uv_handle_t *)&c->tcp, conn_handle_closed); /* cancels pending writes first */
+}
+
+static void conn_close(conn_t *c)
+{
+    stream_close(&c->s); /* conn_closing unlinks it */
 }
 
 /* ---- responses ---- */
@@ -149,23 +142,6 @@ static const char *reason(int code)
     }
 }
 
-static void after_write(uv_write_t *req, int status)
-{
-    write_req_t *w = (write_req_t *)req;
-    conn_t *c = w->c;
-    c->pending_write -= w->len;
-    free(w);
-    if (c->closing)
-        return;
-    if (status < 0 || (c->close_after_write && c->pending_write == 0)) {
-        conn_close(c);
-        return;
-    }
-    if (!c->reading && c->pending_write < HTTP_MAX_PENDING_WRITE / 2) {
-        conn_resume(c); /* the peer caught up with its pipelined responses */
-    }
-}
-
 /* Queues one response; body may be NULL (empty). HEAD sends the headers only. */
 static void respond(conn_t *c, int code, const char *ctype, const char *body, bool head,
                     const char *extra_headers)
@@ -187,23 +163,13 @@ static void respond(conn_t *c, int code, const char *ctype, const char *body, bo
         return;
     }
     size_t len = (size_t)n + (head ? 0 : blen);
-    write_req_t *w = malloc(sizeof *w + len);
-    if (w == NULL) {
-        conn_close(c);
-        return;
-    }
-    memcpy(w->data, hdr, (size_t)n);
+    uint8_t *p = stream_reserve(&c->s, len);
+    if (p == NULL)
+        return; /* closing, or out of memory (then closed) */
+    memcpy(p, hdr, (size_t)n);
     if (!head && blen > 0)
-        memcpy(w->data + n, body, blen);
-    w->c = c;
-    w->len = len;
-    uv_buf_t buf = uv_buf_init(w->data, (unsigned)len);
-    if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &buf, 1, after_write) < 0) {
-        free(w);
-        conn_close(c);
-        return;
-    }
-    c->pending_write += len;
+        memcpy(p + n, body, blen);
+    stream_commit(&c->s, len);
 }
 
 static void respond_text(conn_t *c, int code, const char *text, bool head)
@@ -372,13 +338,6 @@ static const http_parser_settings parser_settings = {
 
 /* ---- reading ---- */
 
-static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
-{
-    (void)suggested;
-    conn_t *c = handle->data;
-    *buf = uv_buf_init(c->readbuf, sizeof c->readbuf);
-}
-
 static void fail_request(conn_t *c)
 {
     static const int code[] = {
@@ -393,60 +352,43 @@ static void fail_request(conn_t *c)
     respond_text(c, code[c->limit_hit], msg, false);
 }
 
-static void stop_reading(conn_t *c)
+static void on_data(void *owner, const uint8_t *buf, size_t len)
 {
-    if (c->reading) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
-        c->reading = false;
-    }
-}
-
-static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
-{
-    conn_t *c = stream->data;
-    if (nread < 0) {
-        /* EOF or error. Responses already queued still go out if the peer only
-         * half-closed; then the write callback closes. */
-        stop_reading(c);
-        if (c->pending_write == 0)
-            conn_close(c);
-        else
-            c->close_after_write = true;
+    conn_t *c = owner;
+    if (c->close_after_write)
         return;
-    }
-    if (nread == 0 || c->close_after_write)
-        return;
-    uv_timer_again(&c->idle);
-    size_t done = http_parser_execute(&c->parser, &parser_settings, buf->base, (size_t)nread);
+    size_t done = http_parser_execute(&c->parser, &parser_settings, (const char *)buf, len);
     enum http_errno err = HTTP_PARSER_ERRNO(&c->parser);
     if (c->closing)
         return;
     if (err == HPE_PAUSED || c->close_after_write) {
-        stop_reading(c); /* answered a "Connection: close" request: the rest is ignored */
-        if (c->pending_write == 0)
-            conn_close(c);
+        /* answered a "Connection: close" request: the rest is ignored */
+        stream_close_when_flushed(&c->s);
         return;
     }
-    if (err != HPE_OK || c->parser.upgrade || done != (size_t)nread) {
-        stop_reading(c);
+    if (err != HPE_OK || c->parser.upgrade || done != len) {
+        stream_stop_reading(&c->s);
         fail_request(c);
-        return;
+        stream_close_when_flushed(&c->s);
     }
-    if (c->pending_write > HTTP_MAX_PENDING_WRITE)
-        stop_reading(c); /* resumed from after_write */
+    /* Too many responses unsent: the stream stopped reading and resumes as they drain. */
 }
 
-static void conn_resume(conn_t *c)
+static void on_eof(void *owner, int status)
 {
-    if (!c->closing && !c->reading && !c->close_after_write &&
-        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0)
-        c->reading = true;
+    (void)status;
+    /* EOF or error. Responses already queued still go out if the peer only half-closed;
+     * then the stream closes. */
+    stream_close_when_flushed(&((conn_t *)owner)->s);
 }
 
-static void on_idle(uv_timer_t *t)
-{
-    conn_close(t->data);
-}
+static const stream_events_t conn_events = {
+    .data = on_data,
+    .eof = on_eof,
+    .idle = NULL, /* closes */
+    .closing = conn_closing,
+    .closed = conn_closed,
+};
 
 static void reject_closed(uv_handle_t *handle)
 {
@@ -477,30 +419,24 @@ static void on_connection(uv_stream_t *server, int status)
         return;
     }
     c->srv = h;
-    uv_tcp_init(h->loop, &c->tcp);
-    uv_timer_init(h->loop, &c->idle);
-    if (h->unreferenced) {
-        uv_unref((uv_handle_t *)&c->tcp);
-        uv_unref((uv_handle_t *)&c->idle);
-    }
-    c->tcp.data = c;
-    c->idle.data = c;
-    c->open_handles = 2;
-    h->open_handles += 2;
+    stream_init(&c->s, h->loop, false, &conn_events, c, c->readbuf, sizeof c->readbuf,
+                HTTP_MAX_PENDING_WRITE);
+    if (h->unreferenced)
+        stream_unref(&c->s);
+    h->open_handles++;
     c->next = h->conns;
     if (h->conns != NULL)
         h->conns->prev = c;
     h->conns = c;
     h->nconns++;
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0 || h->nconns > HTTP_MAX_CONNS) {
+    if (stream_accept(&c->s, server) < 0 || h->nconns > HTTP_MAX_CONNS) {
         conn_close(c); /* over the cap: closed at once, the client sees a reset/EOF */
         return;
     }
-    uv_tcp_nodelay(&c->tcp, 1);
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
-    uv_timer_start(&c->idle, on_idle, HTTP_IDLE_MS, HTTP_IDLE_MS);
-    conn_resume(c);
+    if (stream_start(&c->s, HTTP_IDLE_MS) < 0)
+        conn_close(c);
 }
 
 /* ---- start / stop ---- */
@@ -579,10 +515,8 @@ void mpcd_http_unref(mpcd_http_t *h)
         return;
     h->unreferenced = true;
     uv_unref((uv_handle_t *)&h->listener);
-    for (conn_t *c = h->conns; c != NULL; c = c->next) {
-        uv_unref((uv_handle_t *)&c->tcp);
-        uv_unref((uv_handle_t *)&c->idle);
-    }
+    for (conn_t *c = h->conns; c != NULL; c = c->next)
+        stream_unref(&c->s);
 }
 
 void mpcd_http_watch_generation(mpcd_http_t *h, const uint64_t *generation)
