@@ -100,7 +100,7 @@ class Mpcd:
     """One mpcd process on free loopback ports; a context manager."""
 
     def __init__(self, model, mpcd=None, deadline_ms=50, extra_args=(), log_path=None,
-                 admin_token=True):
+                 admin_token=True, admission=False):
         self.mpcd = mpcd or find_mpcd()
         self.model = str(model) if model else None
         self.deadline_ms = deadline_ms
@@ -109,6 +109,10 @@ class Mpcd:
         # An admin token (in a 0600 file, as an operator would keep it) so tests can Reload
         # over TCP: Hello with d.admin_token first. admin_token=False: none configured.
         self.admin_token = secrets.token_hex(16) if admin_token else None
+        # Admission control sizes capacity from the measured plan cost, which an ASan build
+        # makes ~10x larger: tests of everything else run with it off (--min-iterations
+        # 0); tests/daemon/test_scheduler.py turns it on (admission=True).
+        self.admission = admission
         self.admin_token_file = None
         self.proc = None
         self.port = None
@@ -132,6 +136,8 @@ class Mpcd:
             cmd += ["--model", self.model]
         if self.admin_token_file:
             cmd += ["--admin-token-file", self.admin_token_file]
+        if not self.admission:
+            cmd += ["--min-iterations", "0"]
         return cmd + self.extra_args
 
     def start(self, timeout=30.0):

@@ -196,9 +196,7 @@ def test_errors_leave_session_usable(models):
 
 
 def test_concurrent_sessions(models):
-    # 16 sessions at the model's rate are more than admission control lets in on a slow
-    # (ASan) build: this test is about concurrency, so admission is off (test_scheduler.py)
-    d = start(models["a"], "--min-iterations", "0")
+    d = start(models["a"])
     errors, counts = [], {}
 
     def run(k):
@@ -257,8 +255,7 @@ def stream_sessions(d, n, stop, results, deadline_us=0, last=None):
 
 
 def test_hot_swap_under_load(models):
-    # 8 closed-loop sessions are more than admission control would let in: off on purpose
-    d = start(models["a"], "--min-iterations", "0", deadline_ms=20)
+    d = start(models["a"], deadline_ms=20)
     stop, results, last = threading.Event(), {}, {}
     try:
         threads = stream_sessions(d, 8, stop, results, last=last)

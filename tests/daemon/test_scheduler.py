@@ -68,7 +68,7 @@ def client(d, rate_hz, name="pytest/robot", token=""):
 
 def test_admission_refuses_when_full(model):
     planner = ["--candidates", "200", "--top", "20", "--iterations", "4", "--horizon", "8"]
-    d = Mpcd(model, deadline_ms=30, admin_token=True,
+    d = Mpcd(model, deadline_ms=30, admin_token=True, admission=True,
              extra_args=planner + ["--workers", "1", "--max-load", "1"]).start()
     try:
         st = status(d)
