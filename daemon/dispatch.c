@@ -11,6 +11,8 @@
  */
 #include "dispatch.h"
 
+#include "snapshot.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -49,6 +51,13 @@ static void update_fair(server_t *s)
         s->fair = fair;
         workq_set_fair(&s->workq, fair);
     }
+}
+
+void dispatch_changed(server_t *s, conn_t *c)
+{
+    s->state_gen++;
+    if (c)
+        c->changed_gen = s->state_gen;
 }
 
 /* ---- replies ---- */
@@ -106,7 +115,7 @@ void dispatch_count(server_t *s, mpcd_req_type_t t, mpcd_outcome_t o)
 {
     mpcd_metrics_request(s->metrics, t, o);
     if (t != MPCD_REQ_STATUS) /* asking does not change what the answer shows */
-        server_changed(s, NULL);
+        dispatch_changed(s, NULL);
 }
 
 /* The role a Hello's token gives, GUARD_ROLE_NONE for a wrong one. Without auth-token
@@ -212,7 +221,7 @@ static void do_hello(server_t *s, conn_t *c, uint64_t id, const Mpc__V1__Hello *
         send_overloaded(c, id, why);
         dispatch_count(s, MPCD_REQ_HELLO, MPCD_OUTCOME_OVERLOADED);
         mpcd_metrics_session(s->metrics, false);
-        server_changed(s, NULL);
+        dispatch_changed(s, NULL);
         mpcd_log(MPCD_LOG_NOTICE, "connection %s: Hello refused: %s", c->peer.name, why);
         return;
     }
@@ -240,7 +249,7 @@ static void do_hello(server_t *s, conn_t *c, uint64_t id, const Mpc__V1__Hello *
     update_fair(s);
     if (counted)
         mpcd_metrics_session(s->metrics, true);
-    server_changed(s, c);
+    dispatch_changed(s, c);
     mpcd_log(MPCD_LOG_INFO, "session %llu: hello from %s (%s%s)", (unsigned long long)ns->id,
              c->peer.name, ns->name[0] ? ns->name : "unnamed",
              c->role == GUARD_ROLE_ADMIN ? ", admin" : "");
@@ -385,7 +394,7 @@ void dispatch_step_done(server_t *s, conn_t *c)
                      (unsigned long long)se->id, strerror(-o->rc));
         else
             record_step(s->recorder, &c->rec, c->session);
-        server_changed(s, c);
+        dispatch_changed(s, c);
         return;
     }
     if (o->rc == -EDOM) {
@@ -476,7 +485,7 @@ static void send_action(server_t *s, conn_t *c)
     dispatch_count(s, MPCD_REQ_STEP, o->shed ? MPCD_OUTCOME_SHED : MPCD_OUTCOME_OK);
     se->last_total_s = smp.total_s;
     session_publish(se);
-    server_changed(s, c);
+    dispatch_changed(s, c);
 }
 
 /* Steps that waited for a worker until only the loop could still answer them in time:
@@ -564,7 +573,7 @@ void dispatch_pump(server_t *s, conn_t *c)
             record_session_end(s->recorder, &c->rec);
             session_reset(c->session);
             session_publish(c->session);
-            server_changed(s, c);
+            dispatch_changed(s, c);
             send_ack(c, r->id);
             dispatch_count(s, MPCD_REQ_RESET, MPCD_OUTCOME_OK);
             break;
@@ -575,7 +584,7 @@ void dispatch_pump(server_t *s, conn_t *c)
                 dispatch_count(s, MPCD_REQ_STATUS, MPCD_OUTCOME_ERROR);
                 break;
             }
-            server_send_status(s, c, r->id);
+            snapshot_send_status(s, c, r->id);
             dispatch_count(s, MPCD_REQ_STATUS, MPCD_OUTCOME_OK);
             break;
         case MPC__V1__REQUEST__BODY_RELOAD:
@@ -601,7 +610,7 @@ void dispatch_readable(void *owner, conn_t *c)
 
 /* Completions (a reload's answer) do not serve the connection's next request from their
  * own stack: the connection is queued and served from the loop (on_ready). */
-void server_conn_ready(server_t *s, conn_t *c)
+void dispatch_conn_ready(server_t *s, conn_t *c)
 {
     if (c->ready_queued || c->closing)
         return;
@@ -674,7 +683,7 @@ void dispatch_closed(server_t *s, conn_t *c)
         if (c->session->admitted_rate > 0)
             admission_leave(&s->admission, c->session->admitted_rate);
         update_fair(s);
-        server_changed(s, NULL);
+        dispatch_changed(s, NULL);
     }
     if (c->session && !c->step.job.queued) { /* else dispatch_step_done ends it */
         record_session_end(s->recorder, &c->rec);

@@ -25,6 +25,11 @@ void dispatch_step_done(server_t *s, conn_t *c);
 void dispatch_expect_next_step(server_t *s);
 /* workq_set_warm's callback: keeps worker `worker`'s planner team awake. Worker thread. */
 void dispatch_warm_team(void *ctx, int worker, bool on);
+/* The state a status shows changed (c: the connection that changed it, or NULL). */
+void dispatch_changed(server_t *s, conn_t *c);
+/* c's request in progress was answered by a completion (a reload): its next requests are
+ * served from the loop, never from the completion's stack. */
+void dispatch_conn_ready(server_t *s, conn_t *c);
 /* One request answered with outcome o (metrics; the state generation for non-Status). */
 void dispatch_count(server_t *s, mpcd_req_type_t t, mpcd_outcome_t o);
 

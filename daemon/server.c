@@ -10,6 +10,7 @@
  */
 #include "server_priv.h"
 #include "dispatch.h"
+#include "snapshot.h"
 
 #include <errno.h>
 #include <math.h>
@@ -27,13 +28,6 @@
 
 /* The loop thread's scheduler slice (sched_slice.h): the kernel's minimum. */
 #define LOOP_SLICE_S 0.0001
-
-void server_changed(server_t *s, conn_t *c)
-{
-    s->state_gen++;
-    if (c)
-        c->changed_gen = s->state_gen;
-}
 
 static void unlink_conn(server_t *s, conn_t *c)
 {
@@ -223,17 +217,17 @@ static void model_swapped(void *ctx, registry_model_t *m)
 
 static void reload_changed(void *ctx, conn_t *c)
 {
-    server_changed(ctx, c);
+    dispatch_changed(ctx, c);
 }
 
 static void reload_answered(void *ctx, conn_t *c)
 {
-    server_conn_ready(ctx, c);
+    dispatch_conn_ready(ctx, c);
 }
 
 static void reload_status_line(void *ctx, char *out, size_t outlen)
 {
-    server_status_line(ctx, out, outlen);
+    snapshot_status_line(ctx, out, outlen);
 }
 
 static const reload_events_t reload_events = {model_swapped, reload_changed, reload_answered,
@@ -424,7 +418,7 @@ int server_create(const mpcd_config_t *cfg, server_t **out, char *err, size_t er
         goto fail;
     if (cfg->status_listen) {
         char msg[256];
-        if ((rc = mpcd_http_start(s->loop, cfg->status_listen, s->metrics, server_snapshot, s,
+        if ((rc = mpcd_http_start(s->loop, cfg->status_listen, s->metrics, snapshot_fill, s,
                                   &s->http, msg, sizeof msg))) {
             errbuf_set(err, errlen, "status endpoint %s: %s", cfg->status_listen, msg);
             goto fail;
@@ -470,7 +464,7 @@ int server_run(server_t *s)
                  "for the planner's time slice",
                  strerror(-src));
     char st[256];
-    server_status_line(s, st, sizeof st);
+    snapshot_status_line(s, st, sizeof st);
     mpcd_notify("READY=1");
     mpcd_notifyf("STATUS=%s", st);
     mpcd_log(MPCD_LOG_NOTICE, "ready: %s", st);
@@ -505,7 +499,7 @@ void server_destroy(server_t *s)
     }
     mpcd_metrics_destroy(s->metrics);
     guard_destroy(s->guard);
-    server_status_cache_free(s);
+    snapshot_cache_free(s);
     free(s->snap_sessions);
     free(s->workers);
     free(s);

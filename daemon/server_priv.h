@@ -1,7 +1,9 @@
 /*
- * server_priv.h: the server's state, shared by its parts: server.c (connections, requests,
- * steps, shutdown), reload.c (hot-swap), snapshot.c (status) and record.c (episode
- * recording). Private to daemon/.
+ * server_priv.h: the server's state, shared by the three files that make the server:
+ * server.c (setup, accepting connections, completions, signals, shutdown), dispatch.c
+ * (a client's requests and steps) and snapshot.c (its status, read only). Calls go one
+ * way: server.c -> dispatch.c -> snapshot.c. Hot-swap (reload.h) and recording
+ * (record.h) get narrow inputs and do not see this struct. Private to daemon/.
  */
 #ifndef MPCD_SERVER_PRIV_H
 #define MPCD_SERVER_PRIV_H
@@ -50,7 +52,7 @@ struct server {
     int reply_next;
     int fair;                /* the fair share last given to workq_set_fair */
     uv_timer_t expiry_timer; /* answers steps that waited too long (server.c on_expiry) */
-    conn_t *ready;           /* connections to serve again from the loop (server_conn_ready) */
+    conn_t *ready; /* connections to serve again from the loop (dispatch_conn_ready) */
     uv_idle_t ready_idle;
     uv_async_t done_async; /* workers finished steps, or a model died */
     listener_t listeners[CONFIG_MAX_LISTEN];
@@ -71,24 +73,9 @@ struct server {
     mpcd_session_info_t *snap_sessions;
     int snap_cap;
     struct status_cache *status_cache;
-    uint64_t state_gen; /* moves on every change a status shows (server_changed) */
+    uint64_t state_gen; /* moves on every change a status shows (dispatch_changed) */
     /* episode recording (record.c) */
     recorder_t *recorder;
 };
-
-/* server.c: the state a status shows changed (c: the connection that changed it). */
-void server_changed(server_t *s, conn_t *c);
-/* server.c: c's request in progress was answered (a completion): its next requests are
- * served from the loop, never from the completion's stack. */
-void server_conn_ready(server_t *s, conn_t *c);
-
-/* snapshot.c */
-void server_snapshot(void *ctx, mpcd_status_t *out);
-/* Answers Status from the cached StatusReply (MPCD_STATUS_MIN_AGE_S), rebuilt too when
- * the asking connection's own change is newer, so a client asking in a loop costs the
- * loop a copy, not a rebuild. */
-void server_send_status(server_t *s, conn_t *c, uint64_t id);
-void server_status_cache_free(server_t *s);
-void server_status_line(server_t *s, char *out, size_t outlen);
 
 #endif

@@ -3,13 +3,14 @@
  * and /metrics), and the protocol's StatusReply built from the same snapshot and metrics,
  * so `mpcctl status` and `curl /status` always agree.
  */
+#include "snapshot.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "server_priv.h"
 #include "mono.h"
 
 static void fill_sessions(server_t *s)
@@ -24,7 +25,7 @@ static void fill_sessions(server_t *s)
     }
 }
 
-void server_snapshot(void *ctx, mpcd_status_t *out)
+void snapshot_fill(void *ctx, mpcd_status_t *out)
 {
     server_t *s = ctx;
     const registry_model_t *m = s->registry.current;
@@ -99,7 +100,7 @@ static Mpc__V1__StatusReply *build_status(server_t *s)
 {
     mpcd_status_t st;
     mpcd_totals_t t;
-    server_snapshot(s, &st);
+    snapshot_fill(s, &st);
     mpcd_metrics_totals(s->metrics, &t);
     Mpc__V1__StatusReply r = MPC__V1__STATUS_REPLY__INIT;
     Mpc__V1__LatencySummary lat[MPCD_STAGE_COUNT];
@@ -159,7 +160,7 @@ out:
     return own;
 }
 
-void server_send_status(server_t *s, conn_t *c, uint64_t id)
+void snapshot_send_status(server_t *s, conn_t *c, uint64_t id)
 {
     struct status_cache *sc = s->status_cache;
     if (!sc && !(sc = s->status_cache = calloc(1, sizeof *sc))) {
@@ -190,7 +191,7 @@ void server_send_status(server_t *s, conn_t *c, uint64_t id)
     conn_send(c, &rep);
 }
 
-void server_status_cache_free(server_t *s)
+void snapshot_cache_free(server_t *s)
 {
     if (!s->status_cache)
         return;
@@ -200,7 +201,7 @@ void server_status_cache_free(server_t *s)
     s->status_cache = NULL;
 }
 
-void server_status_line(server_t *s, char *out, size_t outlen)
+void snapshot_status_line(server_t *s, char *out, size_t outlen)
 {
     const registry_model_t *m = s->registry.current;
     if (m)
