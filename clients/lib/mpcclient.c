@@ -28,12 +28,12 @@
 #include "wire.h"
 
 struct mpc_client {
-    int fd;                      /* -1 when not connected */
-    bool broken;                 /* the stream can no longer be trusted */
+    int fd;      /* -1 when not connected */
+    bool broken; /* the stream can no longer be trusted */
     int timeout_ms;
     uint64_t next_id;
     frame_decoder_t *decoder;
-    uint8_t *sendbuf;            /* grows to the largest request sent, never shrinks */
+    uint8_t *sendbuf; /* grows to the largest request sent, never shrinks */
     size_t sendcap;
 
     /* State of the call in progress, shared with the frame callback. */
@@ -272,8 +272,9 @@ static int on_frame(void *ctx, const uint8_t *payload, size_t len)
         return 0;
     Mpc__V1__Reply *rep = wire_unpack_reply(payload, len);
     if (rep == NULL) {
-        c->callback_err = fail_broken(c, MPC_CLIENT_EPROTO, "the daemon sent a frame that is "
-                                                            "not a valid mpc.v1 Reply");
+        c->callback_err = fail_broken(c, MPC_CLIENT_EPROTO,
+                                      "the daemon sent a frame that is "
+                                      "not a valid mpc.v1 Reply");
         return 0;
     }
     /* Error id 0: the daemon could not decode our request, so it is the current call's. */
@@ -340,8 +341,9 @@ static int call(mpc_client_t *c, Mpc__V1__Request *req, Mpc__V1__Reply__BodyCase
     if (c->fd < 0)
         return fail(c, MPC_CLIENT_ECLOSED, "not connected");
     if (c->broken)
-        return fail(c, MPC_CLIENT_ECLOSED, "the connection is broken after an earlier error; "
-                                           "connect again");
+        return fail(c, MPC_CLIENT_ECLOSED,
+                    "the connection is broken after an earlier error; "
+                    "connect again");
     req->id = c->next_id++;
     size_t need = wire_request_frame_size(req);
     if (need > c->sendcap) {
@@ -418,8 +420,8 @@ int mpc_client_hello_with(mpc_client_t *c, const mpc_client_hello_t *h,
         w->n_action_high != w->action_size) {
         rc = fail(c, MPC_CLIENT_EPROTO,
                   "Welcome has action_size %u with %zu/%zu bounds (this client supports at "
-                  "most %d)", w->action_size, w->n_action_low, w->n_action_high,
-                  MPC_CLIENT_MAX_ACTION);
+                  "most %d)",
+                  w->action_size, w->n_action_low, w->n_action_high, MPC_CLIENT_MAX_ACTION);
         wire_free_reply(rep);
         return rc;
     }
@@ -460,8 +462,10 @@ int mpc_client_step(mpc_client_t *c, const mpc_client_step_t *step, mpc_client_a
     if (step == NULL || out == NULL || (step->observation == NULL && step->observation_size))
         return fail(c, MPC_CLIENT_EINVAL, "step: missing step, observation or output");
     if (c->have_session && step->observation_size != c->observation_size)
-        return fail(c, MPC_CLIENT_EINVAL, "step: observation has %zu floats, the session "
-                    "expects %u", step->observation_size, c->observation_size);
+        return fail(c, MPC_CLIENT_EINVAL,
+                    "step: observation has %zu floats, the session "
+                    "expects %u",
+                    step->observation_size, c->observation_size);
     Mpc__V1__Step s = MPC__V1__STEP__INIT;
     s.seq = step->seq;
     s.n_observation = step->observation_size;
@@ -481,9 +485,11 @@ int mpc_client_step(mpc_client_t *c, const mpc_client_step_t *step, mpc_client_a
     const Mpc__V1__Action *a = rep->action;
     if (a->n_action > MPC_CLIENT_MAX_ACTION ||
         (c->have_session && a->n_action != c->action_size) || a->seq != step->seq) {
-        rc = fail(c, MPC_CLIENT_EPROTO, "Action for seq %llu has %zu floats; expected seq "
-                  "%llu and %u floats", (unsigned long long)a->seq, a->n_action,
-                  (unsigned long long)step->seq, c->action_size);
+        rc = fail(c, MPC_CLIENT_EPROTO,
+                  "Action for seq %llu has %zu floats; expected seq "
+                  "%llu and %u floats",
+                  (unsigned long long)a->seq, a->n_action, (unsigned long long)step->seq,
+                  c->action_size);
         wire_free_reply(rep);
         return rc;
     }
@@ -560,8 +566,10 @@ int mpc_client_reload(mpc_client_t *c, const char *path, mpc_client_reload_t *ou
         out->load_s = r->load_s;
     }
     rc = r->ok ? 0
-               : fail(c, MPC_CLIENT_ERELOAD, "reload refused, still serving model version "
-                      "%llu: %s", (unsigned long long)r->model_version, r->message);
+               : fail(c, MPC_CLIENT_ERELOAD,
+                      "reload refused, still serving model version "
+                      "%llu: %s",
+                      (unsigned long long)r->model_version, r->message);
     wire_free_reply(rep);
     return rc;
 }

@@ -26,7 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MPC_CLIENT_DEFAULT_ADDRESS "tcp://127.0.0.1:7070"
+#define MPC_CLIENT_DEFAULT_ADDRESS    "tcp://127.0.0.1:7070"
 #define MPC_CLIENT_DEFAULT_TIMEOUT_MS 5000
 /* Largest action vector a reply may carry (fixed so that steps need no allocation). */
 #define MPC_CLIENT_MAX_ACTION 64
@@ -85,11 +85,11 @@ typedef struct mpc_client mpc_client_t;
 /* The daemon's answer to Hello, copied into memory the caller owns. */
 typedef struct {
     uint64_t session_id;
-    char model_name[128];            /* truncated if longer */
+    char model_name[128]; /* truncated if longer */
     uint64_t model_version;
     uint32_t observation_size;
-    uint32_t action_size;            /* at most MPC_CLIENT_MAX_ACTION */
-    float action_low[MPC_CLIENT_MAX_ACTION];  /* action_size bounds */
+    uint32_t action_size;                    /* at most MPC_CLIENT_MAX_ACTION */
+    float action_low[MPC_CLIENT_MAX_ACTION]; /* action_size bounds */
     float action_high[MPC_CLIENT_MAX_ACTION];
     double control_period_s;
     uint32_t default_deadline_us;
@@ -116,10 +116,10 @@ typedef struct {
     uint64_t seq;
     const float *observation;
     size_t observation_size;
-    float reward;              /* reward of the previous action */
-    bool reset;                /* first step of an episode */
-    uint32_t deadline_us;      /* 0: the daemon's default */
-    float exploration_noise;   /* 0: none; PlaNet collection uses 0.3 */
+    float reward;            /* reward of the previous action */
+    bool reset;              /* first step of an episode */
+    uint32_t deadline_us;    /* 0: the daemon's default */
+    float exploration_noise; /* 0: none; PlaNet collection uses 0.3 */
 } mpc_client_step_t;
 
 /* The daemon's action and the statistics of the plan that produced it. */
@@ -168,13 +168,13 @@ typedef struct {
     mpc_client_latency_t total, plan, belief, queue;
     size_t n_session;
     mpc_client_session_t *session;
-    char *json;                  /* the daemon's full /status JSON document */
+    char *json; /* the daemon's full /status JSON document */
 } mpc_client_status_t;
 
 typedef struct {
     bool ok;
-    uint64_t model_version;      /* the version now serving */
-    char message[512];           /* why it failed, when it did (truncated) */
+    uint64_t model_version; /* the version now serving */
+    char message[512];      /* why it failed, when it did (truncated) */
     double load_s;
 } mpc_client_reload_t;
 

@@ -535,10 +535,10 @@ int main(int argc, char **argv)
         int b = (k + o.warmup) % NBELIEFS;
         const float *h = hs + (size_t)b * D, *z = zs + (size_t)b * S;
         cem_plan_state_reset(&st); /* every plan from scratch: comparable across configs */
-        if (o.gap_ms > 0) /* idle like a paced robot's daemon between two requests */
-            nanosleep(&(struct timespec){(time_t)(o.gap_ms / 1e3),
-                                         (long)(fmod(o.gap_ms, 1e3) * 1e6)},
-                      NULL);
+        if (o.gap_ms > 0)          /* idle like a paced robot's daemon between two requests */
+            nanosleep(
+                &(struct timespec){(time_t)(o.gap_ms / 1e3), (long)(fmod(o.gap_ms, 1e3) * 1e6)},
+                NULL);
         cem_result_t res = {.action = action};
         double t0 = now_s(), c0 = clock_s(CLOCK_PROCESS_CPUTIME_ID);
         /* an absolute CLOCK_MONOTONIC time in seconds (now_s's clock); INFINITY: none */
