@@ -185,21 +185,39 @@ int conn_send(conn_t *c, const Mpc__V1__Reply *rep)
     return 0;
 }
 
-int conn_send_error(conn_t *c, uint64_t id, Mpc__V1__Error__Code code, const char *fmt, ...)
+static int send_errorv(conn_t *c, uint64_t id, Mpc__V1__Error__Code code,
+                       uint32_t retry_after_ms, const char *fmt, va_list ap)
 {
     char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
     Mpc__V1__Reply rep = MPC__V1__REPLY__INIT;
     Mpc__V1__Error e = MPC__V1__ERROR__INIT;
     e.code = code;
     e.message = msg;
+    e.retry_after_ms = retry_after_ms;
     rep.id = id;
     rep.body_case = MPC__V1__REPLY__BODY_ERROR;
     rep.error = &e;
     return conn_send(c, &rep);
+}
+
+int conn_send_error(conn_t *c, uint64_t id, Mpc__V1__Error__Code code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = send_errorv(c, id, code, 0, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int conn_send_refusal(conn_t *c, uint64_t id, Mpc__V1__Error__Code code,
+                      uint32_t retry_after_ms, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = send_errorv(c, id, code, retry_after_ms, fmt, ap);
+    va_end(ap);
+    return rc;
 }
 
 bool conn_over_budget(const conn_t *c)

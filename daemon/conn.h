@@ -147,6 +147,10 @@ Mpc__V1__Request *conn_unpack(conn_t *c, const uint8_t *payload, size_t len);
 int conn_send(conn_t *c, const Mpc__V1__Reply *rep);
 int conn_send_error(conn_t *c, uint64_t id, Mpc__V1__Error__Code code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* The same with Error.retry_after_ms (a refusal that says when to try again). */
+int conn_send_refusal(conn_t *c, uint64_t id, Mpc__V1__Error__Code code,
+                      uint32_t retry_after_ms, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 
 /* Stops reading new requests (shutdown); queued ones are still served. */
 void conn_stop_reading(conn_t *c);

@@ -86,19 +86,6 @@ static void send_welcome(conn_t *c, uint64_t id, const registry_model_t *m, doub
     conn_send(c, &rep);
 }
 
-static void send_overloaded(conn_t *c, uint64_t id, const char *why)
-{
-    Mpc__V1__Reply rep = MPC__V1__REPLY__INIT;
-    Mpc__V1__Error e = MPC__V1__ERROR__INIT;
-    e.code = MPC__V1__ERROR__CODE__OVERLOADED;
-    e.message = (char *)why;
-    e.retry_after_ms = (uint32_t)(ADMISSION_RETRY_AFTER_S * 1e3);
-    rep.id = id;
-    rep.body_case = MPC__V1__REPLY__BODY_ERROR;
-    rep.error = &e;
-    conn_send(c, &rep);
-}
-
 static void send_ack(conn_t *c, uint64_t id)
 {
     Mpc__V1__Reply rep = MPC__V1__REPLY__INIT;
@@ -218,7 +205,8 @@ static void do_hello(server_t *s, conn_t *c, uint64_t id, const Mpc__V1__Hello *
     if (counted && !admission_admit(&s->admission, rate, why, sizeof why)) {
         if (old_rate > 0) /* it keeps its session and its place */
             admission_readmit(&s->admission, old_rate);
-        send_overloaded(c, id, why);
+        conn_send_refusal(c, id, MPC__V1__ERROR__CODE__OVERLOADED,
+                          (uint32_t)(ADMISSION_RETRY_AFTER_S * 1e3), "%s", why);
         dispatch_count(s, MPCD_REQ_HELLO, MPCD_OUTCOME_OVERLOADED);
         mpcd_metrics_session(s->metrics, false);
         dispatch_changed(s, NULL);
@@ -500,17 +488,12 @@ static void on_expiry(uv_timer_t *t)
         conn_t *c = ((conn_t *)((char *)jobs[i] - offsetof(conn_t, step.job)));
         session_t *se = c->session;
         session_step_out_t *o = &se->out;
-        session_fallback_action(se, c->step.model->info, o->action);
-        o->predicted_return = se->last_predicted_return;
-        o->iterations = o->candidates = 0;
-        o->deadline_cut = o->fallback = true;
-        o->overrun = o->resynced = false;
-        o->shed = true; /* counted as shed: overload cost it its plan */
+        session_shed(se, c->step.model->info); /* counted as shed: overload cost its plan */
+        o->resynced = false;
         o->queue_s = mono_now() - se->in.t_read;
-        o->belief_s = o->plan_s = 0;
-        o->t_start = 0;
+        o->belief_s = 0;
+        o->t_start = o->t_done = 0;
         o->model_version = c->step.model->version;
-        o->t_done = 0;
         if (!c->closing)
             send_action(s, c);
         se->in.answered = true;

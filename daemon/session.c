@@ -230,12 +230,18 @@ static void clip_action(float *a, const rssm_info_t *info, int n)
     }
 }
 
-void session_fallback_action(const session_t *s, const rssm_info_t *info, float *action)
+void session_shed(session_t *s, const rssm_info_t *info)
 {
+    session_step_out_t *out = &s->out;
     bool warm = s->plan.valid && s->started && !s->in.reset;
     for (int i = 0; i < s->act_dim; i++)
-        action[i] =
+        out->action[i] =
             warm ? s->plan.mean[i] : 0.5f * (info->action_low[i] + info->action_high[i]);
+    out->predicted_return = s->last_predicted_return;
+    out->iterations = out->candidates = 0;
+    out->deadline_cut = out->fallback = out->shed = true;
+    out->overrun = false;
+    out->plan_s = 0;
 }
 
 void session_step(session_t *s, registry_model_t *model, registry_slot_t *slot)
@@ -288,12 +294,7 @@ void session_step(session_t *s, registry_model_t *model, registry_slot_t *slot)
     } else if (t1 >= in->deadline - in->reply_s) {
         /* Too late to plan (the loop answers what waits too long; this is a backstop). */
         cem_keep_awake(slot->planner, false);
-        session_fallback_action(s, info, action);
-        out->predicted_return = s->last_predicted_return;
-        out->iterations = out->candidates = 0;
-        out->deadline_cut = out->fallback = out->shed = true;
-        out->overrun = false;
-        out->plan_s = 0;
+        session_shed(s, info);
     } else {
         cem_result_t res = {.action = action};
         int rc = cem_plan(slot->planner, s->h, s->z, &s->plan, splitmix64(&s->rng),

@@ -41,7 +41,7 @@ typedef struct session_step_in {
     double deadline; /* absolute, same clock: fixed when the frame was read */
     double reply_s;  /* the loop's recent time from a finished step to its reply sent:
                         planning stops that much earlier */
-    bool answered;   /* the loop already replied with session_fallback_action (the step
+    bool answered;   /* the loop already replied with session_shed's action (the step
                         waited too long): update the belief, record that action, no plan */
 } session_step_in_t;
 
@@ -130,9 +130,10 @@ int session_resync(session_t *s, registry_model_t *model, registry_slot_t *slot)
 /* Copies the counters into s->pub (loop thread, no step in flight). */
 void session_publish(session_t *s);
 
-/* The action of a step that gets no plan: the warm start's first action, or the middle of
- * the bounds at the start of an episode (also when s->in asks for a reset). Reads the
- * session: the loop thread may call it only while no step of s is running. */
-void session_fallback_action(const session_t *s, const rssm_info_t *info, float *action);
+/* Fills s->out for a step that gets no plan (shed): the warm start's first action, or the
+ * middle of the bounds at the start of an episode (also when s->in asks for a reset),
+ * flagged fallback and deadline_cut, 0 iterations. Leaves the timings alone. The loop
+ * thread may call it only while no step of s is running. */
+void session_shed(session_t *s, const rssm_info_t *info);
 
 #endif
