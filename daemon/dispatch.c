@@ -46,11 +46,7 @@ static void on_expiry(uv_timer_t *t);
 /* The planners' fair share of iterations follows the admitted load (workq_set_fair). */
 static void update_fair(server_t *s)
 {
-    int fair = admission_fair_iterations(&s->admission);
-    if (fair != s->fair) {
-        s->fair = fair;
-        workq_set_fair(&s->workq, fair);
-    }
+    workq_set_fair(&s->workq, admission_fair_iterations(&s->admission));
 }
 
 void dispatch_changed(server_t *s, conn_t *c)

@@ -50,7 +50,6 @@ struct server {
     double reply_reserve_s;             /* planning stops this much earlier (dispatch.c) */
     double reply_latency[REPLY_WINDOW]; /* the last replies' worker-to-reply times */
     int reply_next;
-    int fair;                /* the fair share last given to workq_set_fair */
     uv_timer_t expiry_timer; /* answers steps that waited too long (server.c on_expiry) */
     conn_t *ready; /* connections to serve again from the loop (dispatch_conn_ready) */
     uv_idle_t ready_idle;

@@ -34,7 +34,6 @@ static void unlink_job(workq_t *q, workq_job_t **link)
     *link = job->next;
     job->next = NULL;
     q->waiting--;
-    atomic_store_explicit(&q->nwaiting, q->waiting, memory_order_relaxed);
 }
 
 static inline void cpu_relax(void)
@@ -59,7 +58,7 @@ static void wait_for_job(workq_t *q, int worker, bool *warming)
             pthread_mutex_lock(&q->lock);
         } else if (warm) {
             pthread_mutex_unlock(&q->lock); /* spin without it: the loop submits */
-            while (!atomic_load_explicit(&q->nwaiting, memory_order_relaxed) &&
+            while (!atomic_load_explicit(&q->waiting, memory_order_relaxed) &&
                    mono_now() < until)
                 cpu_relax();
             pthread_mutex_lock(&q->lock);
@@ -125,7 +124,6 @@ int workq_init(workq_t *q, int nworkers, int nice, workq_wake_cb wake, void *ctx
     memset(q, 0, sizeof *q);
     q->fair = INT_MAX;
     q->expect = INFINITY;
-    atomic_init(&q->nwaiting, 0);
     q->wake = wake;
     q->wake_ctx = ctx;
     int rc = pthread_mutex_init(&q->lock, NULL);
@@ -194,7 +192,6 @@ void workq_submit(workq_t *q, workq_job_t *job)
     job->next = *link;
     *link = job;
     q->waiting++;
-    atomic_store_explicit(&q->nwaiting, q->waiting, memory_order_relaxed);
     pthread_cond_signal(&q->cond);
     pthread_mutex_unlock(&q->lock);
 }

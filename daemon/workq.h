@@ -54,14 +54,14 @@ typedef struct workq {
     pthread_cond_t cond;
     workq_job_t *head; /* waiting, earliest deadline first */
     workq_job_t *done_head, *done_tail;
-    int waiting;         /* jobs waiting for a worker */
-    atomic_int nwaiting; /* the same, for workers spinning without the lock */
-    int running;         /* jobs a worker is running */
-    int yielding;        /* workers that stopped a plan for a waiting job, not yet back */
-    int fair;            /* iterations a plan may take while others wait (workq_set_fair) */
-    bool *yielded;       /* [nworkers] worker i counts in `yielding` */
-    uint64_t submitted;  /* jobs submitted since start */
-    uint64_t completed;  /* jobs finished since start */
+    atomic_int waiting; /* jobs waiting for a worker (changed under lock; spinning
+                           workers read it without) */
+    int running;        /* jobs a worker is running */
+    int yielding;       /* workers that stopped a plan for a waiting job, not yet back */
+    int fair;           /* iterations a plan may take while others wait (workq_set_fair) */
+    bool *yielded;      /* [nworkers] worker i counts in `yielding` */
+    uint64_t submitted; /* jobs submitted since start */
+    uint64_t completed; /* jobs finished since start */
     bool stop;
     int nworkers;
     pthread_t *threads;
