@@ -313,8 +313,16 @@ static bool do_step(server_t *s, conn_t *c, uint64_t id, const Mpc__V1__Step *st
         dispatch_count(s, MPCD_REQ_STEP, MPCD_OUTCOME_ERROR);
         return false;
     }
-    int rc = session_check_step(se, st->observation, st->n_observation, st->reward, st->reset,
-                                st->exploration_noise, st->deadline_us, err, sizeof err);
+    session_step_fields_t f = {.obs = st->observation,
+                               .n_obs = st->n_observation,
+                               .reward = st->reward,
+                               .reset = st->reset,
+                               .noise = st->exploration_noise,
+                               .deadline_us = st->deadline_us,
+                               .delay_steps = st->delay_steps,
+                               .applied = st->applied_actions,
+                               .n_applied = st->n_applied_actions};
+    int rc = session_check_step(se, &f, err, sizeof err);
     if (rc) {
         conn_send_error(c, id,
                         rc == -EMSGSIZE ? MPC__V1__ERROR__CODE__SIZE_MISMATCH
@@ -334,6 +342,10 @@ static bool do_step(server_t *s, conn_t *c, uint64_t id, const Mpc__V1__Step *st
         t_read + (st->deadline_us ? st->deadline_us * 1e-6 : s->cfg->deadline_ms * 1e-3);
     in->answered = false;
     in->reply_s = s->reply_reserve_s;
+    in->delay_steps = (int)st->delay_steps;
+    in->has_applied = st->n_applied_actions > 0;
+    if (in->has_applied)
+        memcpy(in->applied, st->applied_actions, sizeof(float) * st->n_applied_actions);
     c->step.c = c;
     c->step.req_id = id;
     c->step.model = registry_acquire(&s->registry);
@@ -437,6 +449,9 @@ static void send_action(server_t *s, conn_t *c)
     a.model_version = o->model_version;
     a.deadline_cut = o->deadline_cut;
     a.fallback = o->fallback;
+    a.n_plan = (size_t)se->plan.horizon * se->act_dim;
+    a.plan = o->plan;
+    a.plan_step_s = se->model->info->control_period_s;
     rep.id = c->step.req_id;
     rep.body_case = MPC__V1__REPLY__BODY_ACTION;
     rep.action = &a;

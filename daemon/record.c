@@ -306,7 +306,8 @@ void record_step(recorder_t *r, record_episode_t **ep, const session_t *se)
         memcpy(b->obs, se->in.obs, sizeof(float) * (size_t)b->O);
         b->n_obs = 1;
     }
-    memcpy(b->act + b->n_act++ * (size_t)b->A, se->out.action, sizeof(float) * (size_t)b->A);
+    /* the action applied after o_t (the one returned for it unless it was delayed) */
+    memcpy(b->act + b->n_act++ * (size_t)b->A, se->a_prev, sizeof(float) * (size_t)b->A);
 }
 
 void record_session_end(recorder_t *r, record_episode_t **ep)

@@ -3,6 +3,8 @@
  *
  * Step, PlaNet style: h' = GRU(h, f(z, a_prev)), z' from q(z | h', enc(obs)) (mean, or a
  * sample), then CEM from (h', z') until the deadline, then optional exploration noise.
+ * With a delay of d steps, CEM starts instead from (h', z') carried d steps ahead by the
+ * prior (mean z) through the actions applied meanwhile.
  * Model health comes for free from the same pass: KL(q || p) is how surprised the prior
  * was by the observation, and reward(h', prior mean) is what the model expected the
  * previous action to earn, compared with what the client reports.
@@ -41,12 +43,13 @@ static int alloc_belief(session_t *s, const rssm_info_t *info)
     int d = info->dims.deter, st = info->dims.stoch;
     if (s->h && d == s->deter && st == s->stoch)
         return 0;
-    float *h = calloc((size_t)d + st, sizeof(float));
+    float *h = calloc(3 * ((size_t)d + st), sizeof(float)); /* h, z, then pred */
     if (!h)
         return -ENOMEM;
     free(s->h);
     s->h = h;
     s->z = h + d;
+    s->pred = h + d + st;
     s->deter = d;
     s->stoch = st;
     return 0;
@@ -68,7 +71,11 @@ int session_create(uint64_t id, const char *name, registry_model_t *model,
     s->opts = *opts;
     s->rng = opts->seed ^ (id * 0xd1342543de82ef95ull);
     splitmix64(&s->rng);
+    size_t plan_floats = (size_t)opts->horizon * A;
     if (alloc_belief(s, info) || !(s->a_prev = calloc((size_t)A, sizeof(float))) ||
+        !(s->ahead = calloc(plan_floats, sizeof(float))) ||
+        !(s->in.applied = calloc(plan_floats, sizeof(float))) ||
+        !(s->out.plan = calloc(plan_floats, sizeof(float))) ||
         !(s->hist_obs = calloc((size_t)H * O, sizeof(float))) ||
         !(s->hist_act = calloc((size_t)H * A, sizeof(float))) ||
         !(s->in.obs = calloc((size_t)O, sizeof(float))) ||
@@ -91,6 +98,9 @@ void session_destroy(session_t *s)
     registry_release(s->model);
     free(s->h);
     free(s->a_prev);
+    free(s->ahead);
+    free(s->in.applied);
+    free(s->out.plan);
     free(s->hist_obs);
     free(s->hist_act);
     free(s->in.obs);
@@ -114,14 +124,49 @@ void session_reset(session_t *s)
 {
     memset(s->h, 0, sizeof(float) * (size_t)(s->deter + s->stoch));
     memset(s->a_prev, 0, sizeof(float) * (size_t)s->act_dim);
+    s->ahead_len = 0;
     cem_plan_state_reset(&s->plan);
     s->started = false;
     s->hist_len = s->hist_next = 0;
 }
 
-int session_check_step(const session_t *s, const float *obs, size_t n, float reward, bool reset,
-                       float noise, uint32_t deadline_us, char *err, size_t errlen)
+/* delay_steps within the horizon; applied_actions empty or delay_steps x A, in bounds. */
+static int check_delay(const session_t *s, const session_step_fields_t *f, char *err,
+                       size_t errlen)
 {
+    const rssm_info_t *info = s->model->info;
+    const int A = s->act_dim;
+    if (f->delay_steps > (uint32_t)s->opts.horizon) {
+        errbuf_set(err, errlen,
+                   "delay_steps is %u; at most the planner's horizon, %d control steps",
+                   f->delay_steps, s->opts.horizon);
+        return -EDOM;
+    }
+    if (f->n_applied && f->n_applied != (size_t)f->delay_steps * A) {
+        errbuf_set(err, errlen,
+                   "applied_actions has %zu values; expected none or delay_steps x "
+                   "action_size = %u x %d = %u",
+                   f->n_applied, f->delay_steps, A, f->delay_steps * (uint32_t)A);
+        return -EMSGSIZE;
+    }
+    for (size_t i = 0; i < f->n_applied; i++) {
+        float v = f->applied[i], lo = info->action_low[i % A], hi = info->action_high[i % A];
+        if (!(v >= lo && v <= hi)) {
+            errbuf_set(err, errlen,
+                       "applied_actions[%zu] (step %zu, action %zu) is %g; it must lie in "
+                       "the action bounds [%g, %g]",
+                       i, i / A, i % A, (double)v, (double)lo, (double)hi);
+            return -EDOM;
+        }
+    }
+    return 0;
+}
+
+int session_check_step(const session_t *s, const session_step_fields_t *f, char *err,
+                       size_t errlen)
+{
+    const float *obs = f->obs;
+    size_t n = f->n_obs;
     if (n != (size_t)s->obs_dim) {
         errbuf_set(err, errlen, "observation has %zu values; the model expects %d", n,
                    s->obs_dim);
@@ -143,21 +188,21 @@ int session_check_step(const session_t *s, const float *obs, size_t n, float rew
             return -EDOM;
         }
     }
-    if (!reset && !(fabsf(reward) <= SESSION_MAX_REWARD)) {
+    if (!f->reset && !(fabsf(f->reward) <= SESSION_MAX_REWARD)) {
         errbuf_set(err, errlen, "reward is %g; it must be finite and within +- %g",
-                   (double)reward, SESSION_MAX_REWARD);
+                   (double)f->reward, SESSION_MAX_REWARD);
         return -EDOM;
     }
-    if (deadline_us > SESSION_MAX_DEADLINE_US) {
-        errbuf_set(err, errlen, "deadline_us is %u; at most %u", deadline_us,
+    if (f->deadline_us > SESSION_MAX_DEADLINE_US) {
+        errbuf_set(err, errlen, "deadline_us is %u; at most %u", f->deadline_us,
                    SESSION_MAX_DEADLINE_US);
         return -EDOM;
     }
-    if (!isfinite(noise) || noise < 0 || noise > 10) {
-        errbuf_set(err, errlen, "exploration_noise is %g; expected 0 .. 10", (double)noise);
+    if (!isfinite(f->noise) || f->noise < 0 || f->noise > 10) {
+        errbuf_set(err, errlen, "exploration_noise is %g; expected 0 .. 10", (double)f->noise);
         return -EDOM;
     }
-    return 0;
+    return check_delay(s, f, err, errlen);
 }
 
 static bool all_finite(const float *x, int n)
@@ -233,15 +278,68 @@ static void clip_action(float *a, const rssm_info_t *info, int n)
 void session_shed(session_t *s, const rssm_info_t *info)
 {
     session_step_out_t *out = &s->out;
+    const float *lo = info->action_low, *hi = info->action_high;
+    const int A = s->act_dim;
     bool warm = s->plan.valid && s->started && !s->in.reset;
-    for (int i = 0; i < s->act_dim; i++)
-        out->action[i] =
-            warm ? s->plan.mean[i] : 0.5f * (info->action_low[i] + info->action_high[i]);
+    for (int t = 0; t < s->plan.horizon; t++)
+        for (int d = 0; d < A; d++)
+            out->plan[t * A + d] =
+                warm ? cem_plan_state_at(&s->plan, lo, hi, t, d) : 0.5f * (lo[d] + hi[d]);
+    memcpy(out->action, out->plan, sizeof(float) * (size_t)A);
     out->predicted_return = s->last_predicted_return;
     out->iterations = out->candidates = 0;
     out->deadline_cut = out->fallback = out->shed = true;
     out->overrun = false;
     out->plan_s = 0;
+}
+
+/* The actions applied over the next d control steps into in->applied [d, A]: the
+ * client's, else those returned for them, the newest holding where none was returned. */
+static void delay_actions(session_t *s)
+{
+    session_step_in_t *in = &s->in;
+    const size_t row = sizeof(float) * (size_t)s->act_dim;
+    if (in->has_applied)
+        return;
+    const float *last = s->a_prev;
+    for (int k = 0; k < in->delay_steps; k++) {
+        if (k < s->ahead_len)
+            last = s->ahead + (size_t)k * s->act_dim;
+        memcpy(in->applied + (size_t)k * s->act_dim, last, row);
+    }
+}
+
+void session_predict(session_t *s, const registry_model_t *m, registry_slot_t *slot,
+                     const float **h, const float **z)
+{
+    const float *hi = s->h, *zi = s->z, *acts = s->in.applied;
+    delay_actions(s);
+    for (int k = 0; k < s->in.delay_steps; k++) {
+        float *ho = s->pred + (size_t)(k & 1) * (s->deter + s->stoch), *zo = ho + s->deter;
+        rssm_imagine_batch(m->model, 1, hi, zi, acts + (size_t)k * s->act_dim, ho, zo,
+                           slot->prior_std, slot->ws);
+        hi = ho;
+        zi = zo;
+    }
+    *h = hi;
+    *z = zi;
+}
+
+/* After the step: the action applied from this observation on becomes a_prev (and goes
+ * into the history), and the returned one joins the queue of actions to come. */
+static void advance_actions(session_t *s, const float *action)
+{
+    const session_step_in_t *in = &s->in;
+    const size_t row = sizeof(float) * (size_t)s->act_dim;
+    const int d = in->delay_steps;
+    const float *now = d > 0 ? in->applied : action;
+    memcpy(s->a_prev, now, row);
+    history_push(s, in->obs, now);
+    if (d > 0) {
+        memcpy(s->ahead, in->applied + (size_t)s->act_dim, row * (size_t)(d - 1));
+        memcpy(s->ahead + (size_t)(d - 1) * s->act_dim, action, row);
+    }
+    s->ahead_len = d;
 }
 
 void session_step(session_t *s, registry_model_t *model, registry_slot_t *slot)
@@ -278,14 +376,19 @@ void session_step(session_t *s, registry_model_t *model, registry_slot_t *slot)
         out->reward_error = (double)in->reward - (double)slot->reward[0];
     }
     take_posterior(s, slot, s->opts.posterior_sample);
-    double t1 = mono_now();
-    out->belief_s = t1 - t0;
     if (!all_finite(s->h, s->deter + s->stoch)) {
         /* An input the model cannot digest: start over rather than carry NaN forever. */
         session_reset(s);
         out->rc = -EDOM;
         goto fail;
     }
+    const float *plan_h = s->h, *plan_z = s->z;
+    if (in->answered)
+        delay_actions(s); /* for the bookkeeping only: no plan */
+    else
+        session_predict(s, model, slot, &plan_h, &plan_z);
+    double t1 = mono_now();
+    out->belief_s = t1 - t0;
 
     if (in->answered) {
         /* The loop already sent the fallback in out->action: only the belief moved on. */
@@ -297,7 +400,7 @@ void session_step(session_t *s, registry_model_t *model, registry_slot_t *slot)
         session_shed(s, info);
     } else {
         cem_result_t res = {.action = action};
-        int rc = cem_plan(slot->planner, s->h, s->z, &s->plan, splitmix64(&s->rng),
+        int rc = cem_plan(slot->planner, plan_h, plan_z, &s->plan, splitmix64(&s->rng),
                           in->deadline - in->reply_s, &res);
         if (rc) {
             session_reset(s); /* the plan state may hold garbage: start over */
@@ -313,6 +416,7 @@ void session_step(session_t *s, registry_model_t *model, registry_slot_t *slot)
         out->shed = false;
         out->iteration_s = cem_iteration_estimate(slot->planner);
         out->plan_s = mono_now() - t1;
+        cem_plan_state_rows(&s->plan, info->action_low, info->action_high, out->plan);
     }
     if (in->noise > 0 && !in->answered) {
         for (int i = 0; i < s->act_dim; i++)
@@ -320,9 +424,9 @@ void session_step(session_t *s, registry_model_t *model, registry_slot_t *slot)
                          normal(&s->rng);
     }
     clip_action(action, info, s->act_dim);
+    memcpy(out->plan, action, sizeof(float) * (size_t)s->act_dim); /* row 0 is the action */
 
-    memcpy(s->a_prev, action, sizeof(float) * (size_t)s->act_dim);
-    history_push(s, in->obs, action);
+    advance_actions(s, action);
     cem_plan_state_shift(&s->plan);
     s->started = true;
     s->steps++;

@@ -11,6 +11,13 @@
  * After a model swap the session's belief belongs to the old model; the next step re-syncs
  * it by replaying the recent (observation, action) history through the new model from a
  * zero state, so control goes on without an episode reset.
+ *
+ * Delay compensation (Step.delay_steps = d): the action returned for observation t is
+ * applied at control step t + d. The session keeps the actions it returned for the steps
+ * still to come (`ahead`); a step updates the belief with the observation and the action
+ * applied just before it, predicts the belief d steps ahead with the model's prior
+ * through the actions applied meanwhile (the client's, or those in `ahead`), and plans
+ * from there. d = 0 is the plain PlaNet step.
  */
 #ifndef MPCD_SESSION_H
 #define MPCD_SESSION_H
@@ -36,18 +43,23 @@ typedef struct session_step_in {
     float *obs;   /* [O], owned by the session */
     float reward; /* reward of the previous action */
     bool reset;
-    float noise;     /* exploration std relative to half the range */
-    double t_read;   /* when the frame was read (common/mono.h's clock) */
-    double deadline; /* absolute, same clock: fixed when the frame was read */
-    double reply_s;  /* the loop's recent time from a finished step to its reply sent:
-                        planning stops that much earlier */
-    bool answered;   /* the loop already replied with session_shed's action (the step
-                        waited too long): update the belief, record that action, no plan */
+    float noise;      /* exploration std relative to half the range */
+    double t_read;    /* when the frame was read (common/mono.h's clock) */
+    double deadline;  /* absolute, same clock: fixed when the frame was read */
+    double reply_s;   /* the loop's recent time from a finished step to its reply sent:
+                         planning stops that much earlier */
+    bool answered;    /* the loop already replied with session_shed's action (the step
+                         waited too long): update the belief, record that action, no plan */
+    int delay_steps;  /* control steps until the returned action is applied (0 .. horizon) */
+    bool has_applied; /* applied [delay_steps, A] holds the client's actions for them */
+    float *applied;   /* [horizon, A], owned by the session */
 } session_step_in_t;
 
 /* Result of one step, filled by the worker. */
 typedef struct session_step_out {
     float *action; /* [A], owned by the session */
+    float *plan;   /* [horizon, A], owned by the session: the plan action starts (row 0 =
+                      action), inside the bounds */
     float predicted_return;
     int iterations, candidates;
     bool deadline_cut, fallback, overrun;
@@ -73,8 +85,11 @@ typedef struct session {
     registry_model_t *model; /* the belief's model; holds a reference */
     int deter, stoch;        /* sizes of h and z for that model */
     float *h, *z;            /* belief [D], [S] */
-    float *a_prev;           /* [A] */
-    bool started;            /* a step happened in this episode */
+    float *pred;             /* [2, D + S]: the belief predicted delay_steps ahead */
+    float *a_prev;           /* [A] the action applied since the last observation */
+    float *ahead;            /* [horizon, A] actions returned for the steps after it */
+    int ahead_len;
+    bool started; /* a step happened in this episode */
     cem_plan_state_t plan;
     uint64_t rng;
     int hist_len, hist_next; /* ring of (obs, action) in this episode */
@@ -105,11 +120,24 @@ void session_destroy(session_t *s);
 /* Starts a new episode: zero belief, no previous action, warm start and history cleared. */
 void session_reset(session_t *s);
 
-/* Validates a Step's fields on the loop thread. Returns 0, -EMSGSIZE (wrong observation
- * size) or -EDOM (NaN/Inf or out of the sane range below), with a message naming the field
- * in err. The session is not modified. */
-int session_check_step(const session_t *s, const float *obs, size_t n, float reward, bool reset,
-                       float noise, uint32_t deadline_us, char *err, size_t errlen);
+/* A Step's fields as they came off the wire. */
+typedef struct session_step_fields {
+    const float *obs;
+    size_t n_obs;
+    float reward;
+    bool reset;
+    float noise;
+    uint32_t deadline_us;
+    uint32_t delay_steps;
+    const float *applied; /* [n_applied]: empty, or delay_steps x action size */
+    size_t n_applied;
+} session_step_fields_t;
+
+/* Validates a Step's fields on the loop thread. Returns 0, -EMSGSIZE (wrong observation or
+ * applied_actions size) or -EDOM (NaN/Inf or out of the sane range below), with a message
+ * naming the field in err. The session is not modified. */
+int session_check_step(const session_t *s, const session_step_fields_t *f, char *err,
+                       size_t errlen);
 
 /* Longest per-request deadline accepted (a real-time step, not a batch job). */
 #define SESSION_MAX_DEADLINE_US 60000000u
@@ -127,13 +155,21 @@ void session_step(session_t *s, registry_model_t *model, registry_slot_t *slot);
  * swap; exposed for tests). 0 or -ENOMEM. */
 int session_resync(session_t *s, registry_model_t *model, registry_slot_t *slot);
 
+/* Where a step's plan starts (used by session_step; exposed for tests): the belief
+ * carried s->in.delay_steps steps ahead by the model's prior (mean z) through the actions
+ * applied meanwhile, which it first puts in s->in.applied when the client sent none (those
+ * returned for the steps, the newest holding). *h and *z point at the session's belief
+ * itself when the delay is 0, else into s->pred. Worker thread. */
+void session_predict(session_t *s, const registry_model_t *model, registry_slot_t *slot,
+                     const float **h, const float **z);
+
 /* Copies the counters into s->pub (loop thread, no step in flight). */
 void session_publish(session_t *s);
 
-/* Fills s->out for a step that gets no plan (shed): the warm start's first action, or the
- * middle of the bounds at the start of an episode (also when s->in asks for a reset),
- * flagged fallback and deadline_cut, 0 iterations. Leaves the timings alone. The loop
- * thread may call it only while no step of s is running. */
+/* Fills s->out for a step that gets no plan (shed): the warm start's plan (action = its
+ * first row), or the middle of the bounds at the start of an episode (also when s->in asks
+ * for a reset), flagged fallback and deadline_cut, 0 iterations. Leaves the timings alone.
+ * The loop thread may call it only while no step of s is running. */
 void session_shed(session_t *s, const rssm_info_t *info);
 
 #endif

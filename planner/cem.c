@@ -69,18 +69,18 @@ struct cem_planner {
     int nkeep;     /* elites carried into the next iteration (iCEM) */
     int max_block; /* rows per block, at most */
     bool use_value;
-    float discount_h;            /* discount^H for the terminal value */
-    float *act;                  /* [H, cap, A] candidate actions, time-major */
-    float *ret;                  /* [cap] predicted returns */
-    float *w;                    /* [cap] MPPI weights */
-    int *idx;                    /* [max(K, nkeep)] elites, best first */
-    float *mean;                 /* [H, A] */
-    float *std;                  /* [H, A] */
-    float *elite;                /* [nkeep, H, A] actions of the kept elites */
-    float *color;                /* [H, H] colored-noise filter (NULL: white noise) */
-    float *lo, *hi, *mid, *half; /* [A] bounds, middle, half range */
-    float *h0, *z0;              /* [D], [S] the belief being planned from */
-    cem_worker_t *workers;       /* [threads] */
+    float discount_h;      /* discount^H for the terminal value */
+    float *act;            /* [H, cap, A] candidate actions, time-major */
+    float *ret;            /* [cap] predicted returns */
+    float *w;              /* [cap] MPPI weights */
+    int *idx;              /* [max(K, nkeep)] elites, best first */
+    float *mean;           /* [H, A] */
+    float *std;            /* [H, A] */
+    float *elite;          /* [nkeep, H, A] actions of the kept elites */
+    float *color;          /* [H, H] colored-noise filter (NULL: white noise) */
+    float *lo, *hi, *half; /* [A] bounds, half range */
+    float *h0, *z0;        /* [D], [S] the belief being planned from */
+    cem_worker_t *workers; /* [threads] */
     cem_team_t *team;
     void *mem;
 
@@ -449,14 +449,28 @@ static double predict_cost(const cem_planner_t *p, int n)
     return f * p->cand_cost_s * n + p->fixed_s;
 }
 
-/* The warm start for step t, dimension d: the state's mean where it is fresh, else the
- * middle of the bounds; clipped to the bounds. */
+float cem_plan_state_at(const cem_plan_state_t *s, const float *lo, const float *hi, int t,
+                        int d)
+{
+    int fresh = s->valid ? s->horizon - s->stale_tail : 0;
+    float mid = 0.5f * (lo[d] + hi[d]);
+    float v = t < fresh ? s->mean[t * s->action_dim + d] : mid;
+    v = isfinite(v) ? v : mid;
+    return v < lo[d] ? lo[d] : v > hi[d] ? hi[d] : v;
+}
+
+void cem_plan_state_rows(const cem_plan_state_t *s, const float *lo, const float *hi,
+                         float *rows)
+{
+    for (int t = 0; t < s->horizon; t++)
+        for (int d = 0; d < s->action_dim; d++)
+            rows[t * s->action_dim + d] = cem_plan_state_at(s, lo, hi, t, d);
+}
+
+/* The warm start for step t, dimension d (the state was checked against the planner). */
 static float warm_value(const cem_planner_t *p, const cem_plan_state_t *s, int t, int d)
 {
-    int fresh = s->valid ? p->H - s->stale_tail : 0;
-    float v = t < fresh ? s->mean[t * p->A + d] : p->mid[d];
-    v = isfinite(v) ? v : p->mid[d];
-    return v < p->lo[d] ? p->lo[d] : v > p->hi[d] ? p->hi[d] : v;
+    return cem_plan_state_at(s, p->lo, p->hi, t, d);
 }
 
 /* Warm start into p->mean; std = init_std * half range. */
@@ -753,7 +767,7 @@ int cem_create(const rssm_model_t *m, const cem_config_t *cfg, cem_planner_t **o
     int nsel = c.top_k > p->nkeep ? c.top_k : p->nkeep;
     size_t total = up((size_t)H * p->cap * A) + 2 * up((size_t)p->cap) + up((size_t)nsel) +
                    2 * up((size_t)H * A) + up((size_t)p->nkeep * H * A) +
-                   (c.noise_beta > 0.0 ? up((size_t)H * H) : 0) + 4 * up((size_t)A) +
+                   (c.noise_beta > 0.0 ? up((size_t)H * H) : 0) + 3 * up((size_t)A) +
                    up((size_t)p->D) + up((size_t)p->S);
     p->mem = aligned_alloc(ALIGN, total * sizeof(float));
     p->workers = calloc((size_t)c.threads, sizeof *p->workers);
@@ -777,14 +791,12 @@ int cem_create(const rssm_model_t *m, const cem_config_t *cfg, cem_planner_t **o
     }
     p->lo = take(&cur, (size_t)A);
     p->hi = take(&cur, (size_t)A);
-    p->mid = take(&cur, (size_t)A);
     p->half = take(&cur, (size_t)A);
     p->h0 = take(&cur, (size_t)p->D);
     p->z0 = take(&cur, (size_t)p->S);
     for (int d = 0; d < A; d++) {
         p->lo[d] = info->action_low[d];
         p->hi[d] = info->action_high[d];
-        p->mid[d] = 0.5f * (p->lo[d] + p->hi[d]);
         p->half[d] = 0.5f * (p->hi[d] - p->lo[d]);
     }
     for (int i = 0; i < c.threads; i++) {

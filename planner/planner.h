@@ -75,6 +75,14 @@ void cem_plan_state_free(cem_plan_state_t *s);
 void cem_plan_state_reset(cem_plan_state_t *s);
 /* Shift by one step after an action was taken (last step re-initialised). */
 void cem_plan_state_shift(cem_plan_state_t *s);
+/* The plan's value for step t, action dimension d, as cem_plan starts from it (its warm
+ * start) and as a robot should follow it: the mean where it is fresh, else the middle of
+ * [lo, hi]; clipped to [lo, hi] (the action bounds, [action_dim] each). */
+float cem_plan_state_at(const cem_plan_state_t *s, const float *lo, const float *hi, int t,
+                        int d);
+/* All of it: rows [horizon, action_dim] of cem_plan_state_at. */
+void cem_plan_state_rows(const cem_plan_state_t *s, const float *lo, const float *hi,
+                         float *rows);
 
 typedef struct cem_result {
     float *action;          /* caller-provided [A]: first action of the plan (the refitted

@@ -131,6 +131,19 @@ static void test_registry_load_and_refuse(void **state)
     registry_destroy(&r); /* releases B */
 }
 
+/* session_check_step with the fields of a Step without delay. */
+static int check(const session_t *s, const float *obs, size_t n, float reward, bool reset,
+                 float noise, uint32_t deadline_us, char *err, size_t errlen)
+{
+    session_step_fields_t f = {.obs = obs,
+                               .n_obs = n,
+                               .reward = reward,
+                               .reset = reset,
+                               .noise = noise,
+                               .deadline_us = deadline_us};
+    return session_check_step(s, &f, err, errlen);
+}
+
 static void test_check_step(void **state)
 {
     (void)state;
@@ -140,34 +153,33 @@ static void test_check_step(void **state)
     char err[256];
     assert_int_equal(session_create(7, "pytest", a, &o, &s), 0);
     float obs[4] = {0, 0, 0, 0};
-    assert_int_equal(session_check_step(s, obs, 3, 0, false, 0, 0, err, sizeof err), 0);
-    assert_int_equal(session_check_step(s, obs, 4, 0, false, 0, 0, err, sizeof err), -EMSGSIZE);
+    assert_int_equal(check(s, obs, 3, 0, false, 0, 0, err, sizeof err), 0);
+    assert_int_equal(check(s, obs, 4, 0, false, 0, 0, err, sizeof err), -EMSGSIZE);
     assert_non_null(strstr(err, "4 values"));
     assert_non_null(strstr(err, "expects 3"));
     obs[1] = NAN;
-    assert_int_equal(session_check_step(s, obs, 3, 0, false, 0, 0, err, sizeof err), -EDOM);
+    assert_int_equal(check(s, obs, 3, 0, false, 0, 0, err, sizeof err), -EDOM);
     assert_non_null(strstr(err, "observation[1]"));
     obs[1] = INFINITY;
-    assert_int_equal(session_check_step(s, obs, 3, 0, false, 0, 0, err, sizeof err), -EDOM);
+    assert_int_equal(check(s, obs, 3, 0, false, 0, 0, err, sizeof err), -EDOM);
     obs[1] = 0;
-    assert_int_equal(session_check_step(s, obs, 3, NAN, false, 0, 0, err, sizeof err), -EDOM);
-    assert_int_equal(session_check_step(s, obs, 3, NAN, true, 0, 0, err, sizeof err), 0);
-    assert_int_equal(session_check_step(s, obs, 3, 0, false, -1, 0, err, sizeof err), -EDOM);
-    assert_int_equal(session_check_step(s, obs, 3, 0, false, 0, 60000001u, err, sizeof err),
-                     -EDOM);
+    assert_int_equal(check(s, obs, 3, NAN, false, 0, 0, err, sizeof err), -EDOM);
+    assert_int_equal(check(s, obs, 3, NAN, true, 0, 0, err, sizeof err), 0);
+    assert_int_equal(check(s, obs, 3, 0, false, -1, 0, err, sizeof err), -EDOM);
+    assert_int_equal(check(s, obs, 3, 0, false, 0, 60000001u, err, sizeof err), -EDOM);
     assert_non_null(strstr(err, "deadline_us"));
-    assert_int_equal(session_check_step(s, obs, 3, 0, false, 0, 60000000u, err, sizeof err), 0);
+    assert_int_equal(check(s, obs, 3, 0, false, 0, 60000000u, err, sizeof err), 0);
     /* Finite but absurd: beyond SESSION_MAX_OBS_STDS normalisation stds, or the reward cap. */
     obs[2] = 3.4e38f;
-    assert_int_equal(session_check_step(s, obs, 3, 0, false, 0, 0, err, sizeof err), -EDOM);
+    assert_int_equal(check(s, obs, 3, 0, false, 0, 0, err, sizeof err), -EDOM);
     assert_non_null(strstr(err, "observation[2]"));
     assert_non_null(strstr(err, "sane range"));
     obs[2] = a->info->obs_mean[2] + 0.5f * (float)SESSION_MAX_OBS_STDS * a->info->obs_std[2];
-    assert_int_equal(session_check_step(s, obs, 3, 0, false, 0, 0, err, sizeof err), 0);
+    assert_int_equal(check(s, obs, 3, 0, false, 0, 0, err, sizeof err), 0);
     obs[2] = 0;
-    assert_int_equal(session_check_step(s, obs, 3, 2e6f, false, 0, 0, err, sizeof err), -EDOM);
+    assert_int_equal(check(s, obs, 3, 2e6f, false, 0, 0, err, sizeof err), -EDOM);
     assert_non_null(strstr(err, "reward"));
-    assert_int_equal(session_check_step(s, obs, 3, -1e6f, false, 0, 0, err, sizeof err), 0);
+    assert_int_equal(check(s, obs, 3, -1e6f, false, 0, 0, err, sizeof err), 0);
     session_destroy(s);
     registry_model_free(a); /* never published: refs back to 1 after the session */
 }
