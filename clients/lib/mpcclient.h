@@ -7,6 +7,10 @@
  * return 0 or a negative mpc_client_err_t; the message of the last failure, including the
  * code and text of an Error the daemon sent, is available from mpc_client_errmsg().
  *
+ * Asynchronous steps (mpc_client_step_send / mpc_client_step_poll) let a robot's control
+ * loop stream observations and pick up replies without ever blocking on the network; with
+ * the follower (mpc_follower_*, below) it reads the newest plan's action for any moment.
+ *
  * Addresses are "tcp://HOST:PORT" (an IPv4 address, a host name or an IPv6 address in
  * brackets: tcp://[::1]:7070) or "unix:PATH". NULL or "" means MPC_CLIENT_DEFAULT_ADDRESS.
  *
@@ -30,6 +34,9 @@
 #define MPC_CLIENT_DEFAULT_TIMEOUT_MS 5000
 /* Largest action vector a reply may carry (fixed so that steps need no allocation). */
 #define MPC_CLIENT_MAX_ACTION 64
+/* Largest plan (rows x action size floats) a reply's copy keeps; longer plans are cut to
+ * the whole rows that fit. */
+#define MPC_CLIENT_MAX_PLAN 1024
 
 /* Errors are negative; 0 is success. */
 #define MPC_CLIENT_ERRNO_MAP(XX)                                                               \
@@ -41,7 +48,8 @@
     XX(PROTO, -6, "unexpected or malformed reply")                                             \
     XX(DAEMON, -7, "the daemon answered with an error")                                        \
     XX(NOMEM, -8, "out of memory")                                                             \
-    XX(RELOAD, -9, "the daemon could not reload the model")
+    XX(RELOAD, -9, "the daemon could not reload the model")                                    \
+    XX(AGAIN, -10, "no reply yet")
 
 typedef enum {
     MPC_CLIENT_OK = 0,
@@ -120,6 +128,14 @@ typedef struct {
     bool reset;              /* first step of an episode */
     uint32_t deadline_us;    /* 0: the daemon's default */
     float exploration_noise; /* 0: none; PlaNet collection uses 0.3 */
+    /* Delay compensation (proto Step.delay_steps): control steps between this observation
+     * and the moment the returned action is applied; 0: now. At most the daemon's planner
+     * horizon. */
+    uint32_t delay_steps;
+    /* The actions applied over those steps when they differ from what the daemon returned
+     * for them: delay_steps x action_size floats (row-major), or NULL / 0 for the default. */
+    const float *applied_actions;
+    size_t applied_actions_size;
 } mpc_client_step_t;
 
 /* The daemon's action and the statistics of the plan that produced it. */
@@ -136,6 +152,12 @@ typedef struct {
     uint64_t model_version;
     bool deadline_cut;
     bool fallback;
+    /* The plan `action` starts (proto Action.plan): plan_rows rows of action_size floats,
+     * row 0 = action, row k for k * plan_step_s later. plan_rows is 0 from a daemon that
+     * sends no plan (then plan_step_s is 0 too). */
+    size_t plan_rows;
+    double plan_step_s;
+    float plan[MPC_CLIENT_MAX_PLAN];
 } mpc_client_action_t;
 
 /* Latency summary of one daemon stage over the last minute, in microseconds. */
@@ -227,6 +249,28 @@ int mpc_client_hello(mpc_client_t *c, const char *client_name, const char *auth_
  * size is checked against the Welcome before anything is sent. */
 int mpc_client_step(mpc_client_t *c, const mpc_client_step_t *step, mpc_client_action_t *out);
 
+/* Asynchronous steps: sends the Step and returns without waiting (the write itself is
+ * bounded by the client's timeout; a robot's small frames fit the socket buffer). Several
+ * may be in flight; the daemon answers them in order. */
+int mpc_client_step_send(mpc_client_t *c, const mpc_client_step_t *step);
+
+/* Reads what has arrived, waiting at most timeout_ms (0: not at all, < 0: the client's
+ * timeout). Returns 0 with *out holding the newest Action among the replies read (older
+ * ones, superseded, are dropped and counted in *dropped when dropped is not NULL),
+ * MPC_CLIENT_EAGAIN when no reply arrived in time (nothing in flight: at once), or an
+ * error as mpc_client_step (an Error reply to a step: MPC_CLIENT_EDAEMON). Allocates
+ * nothing of its own. */
+int mpc_client_step_poll(mpc_client_t *c, int timeout_ms, mpc_client_action_t *out,
+                         unsigned *dropped);
+
+/* Steps sent with mpc_client_step_send whose replies have not been read yet. A blocking
+ * call (mpc_client_step, _status, ...) drops those replies when they arrive. */
+unsigned mpc_client_steps_in_flight(const mpc_client_t *c);
+
+/* The connection's socket, for poll()/select() in the caller's own loop (-1 when not
+ * connected). Only wait on it for POLLIN; read through mpc_client_step_poll. */
+int mpc_client_fd(const mpc_client_t *c);
+
 /* Starts a new episode (belief and warm start cleared). */
 int mpc_client_reset(mpc_client_t *c);
 
@@ -239,5 +283,44 @@ void mpc_client_status_free(mpc_client_status_t *s);
  * Returns MPC_CLIENT_ERELOAD when the daemon kept the old model; *out (may be NULL) then
  * holds its answer and mpc_client_errmsg() its reason. */
 int mpc_client_reload(mpc_client_t *c, const char *path, mpc_client_reload_t *out);
+
+/*
+ * The follower: what a robot applies between replies. It keeps the newest plans with the
+ * time their first row takes effect (for a Step sent with delay_steps d, the
+ * observation's time + d * plan_step_s) and answers, for any time t, the action of the
+ * newest plan that has started by t: row floor((t - start) / plan_step_s), zero-order
+ * hold per control step. When t runs past that plan's last row, the last row holds and
+ * the call says so. A plan whose start lies in the future (a delayed reply) waits while
+ * the older one goes on. Times are the caller's (any clock, in seconds, used
+ * consistently). Nothing is allocated after mpc_follower_create.
+ */
+typedef struct mpc_follower mpc_follower_t;
+
+typedef enum {
+    MPC_FOLLOW_PLAN = 0,     /* a row of a plan that covers t */
+    MPC_FOLLOW_PAST_END = 1, /* t is past the newest started plan's last row: it holds */
+    MPC_FOLLOW_NO_PLAN = 2   /* no plan has started by t: the initial action */
+} mpc_follow_state_t;
+
+/* A follower for actions of action_size floats (<= MPC_CLIENT_MAX_ACTION) that keeps up
+ * to max_plans plans (>= 2; a delay of d steps needs d + 2). initial (action_size floats,
+ * NULL: zeros) is the action before any plan starts. 0 or MPC_CLIENT_EINVAL/ENOMEM. */
+int mpc_follower_create(size_t action_size, size_t max_plans, const float *initial,
+                        mpc_follower_t **out);
+void mpc_follower_destroy(mpc_follower_t *f);
+
+/* Takes the plan of reply a, whose row 0 takes effect at start. A reply without a plan
+ * (plan_rows 0) counts as a one-row plan that holds until the next one. A plan that does
+ * not start after every plan held is stale (its reply overtaken) and ignored: returns 1;
+ * else 0, or MPC_CLIENT_EINVAL (wrong action size). When max_plans are held, the oldest
+ * goes. */
+int mpc_follower_update(mpc_follower_t *f, const mpc_client_action_t *a, double start);
+
+/* The action for time t into out (action_size floats); returns its mpc_follow_state_t.
+ * Plans that a newer started plan has replaced are forgotten. */
+mpc_follow_state_t mpc_follower_action_at(mpc_follower_t *f, double t, float *out);
+
+/* Forgets every plan (a new episode): the initial action holds again. */
+void mpc_follower_clear(mpc_follower_t *f);
 
 #endif
