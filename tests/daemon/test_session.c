@@ -7,7 +7,9 @@
  * Covers load/validate/refuse, versions and reference counting across a swap, step input
  * validation, the step itself (bounds, statistics, KL, reward error), reset, shedding a
  * step whose deadline passed, belief re-sync by history replay (exact when the history
- * covers the episode), and that a steady-state step allocates nothing.
+ * covers the episode), delay compensation (checks, the prediction through applied actions
+ * against the naive reference, the queue of returned actions), and that a steady-state
+ * step allocates nothing.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -26,6 +28,7 @@
 #include "alloc_count.h"
 #include "registry.h"
 #include "mono.h"
+#include "rssm_naive.h"
 #include "session.h"
 
 static const char *path_a, *path_b, *path_c;
@@ -340,6 +343,130 @@ static void test_resync(void **state)
     registry_destroy(&r);
 }
 
+static void test_delay_checks(void **state)
+{
+    (void)state;
+    registry_model_t *a = load(path_a);
+    session_opts_t o = {.horizon = 5, .history = 8, .seed = 1};
+    session_t *s;
+    char err[256];
+    assert_int_equal(session_create(3, "t", a, &o, &s), 0);
+    float obs[3] = {0, 0, 0}, applied[6] = {0.5f, -1, 2, -2, 0, 0};
+    session_step_fields_t f = {.obs = obs, .n_obs = 3, .delay_steps = 5};
+    assert_int_equal(session_check_step(s, &f, err, sizeof err), 0);
+    f.delay_steps = 6;
+    assert_int_equal(session_check_step(s, &f, err, sizeof err), -EDOM);
+    assert_non_null(strstr(err, "horizon, 5"));
+    f.delay_steps = 4;
+    f.applied = applied;
+    f.n_applied = 4;
+    assert_int_equal(session_check_step(s, &f, err, sizeof err), 0);
+    f.n_applied = 3;
+    assert_int_equal(session_check_step(s, &f, err, sizeof err), -EMSGSIZE);
+    assert_non_null(strstr(err, "4 x 1 = 4"));
+    f.n_applied = 5;
+    applied[4] = 2.5f; /* outside [-2, 2] */
+    f.delay_steps = 5;
+    assert_int_equal(session_check_step(s, &f, err, sizeof err), -EDOM);
+    assert_non_null(strstr(err, "applied_actions[4]"));
+    applied[4] = NAN;
+    assert_int_equal(session_check_step(s, &f, err, sizeof err), -EDOM);
+    session_destroy(s);
+    registry_model_free(a);
+}
+
+/* Relative difference, with an absolute floor for values near 0. */
+static void assert_close(const float *got, const float *want, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (fabsf(got[i] - want[i]) > 1e-4f * fmaxf(1.0f, fabsf(want[i])))
+            fail_msg("[%d]: %g, reference %g", i, (double)got[i], (double)want[i]);
+}
+
+static void delayed_step(session_t *s, registry_model_t *m, int t, int delay)
+{
+    set_obs(s, t);
+    s->in.reset = t == 0;
+    s->in.noise = 0;
+    s->in.delay_steps = delay;
+    s->in.has_applied = false;
+    far_deadline(s);
+    session_step(s, m, &m->slots[0]);
+    assert_int_equal(s->out.rc, 0);
+}
+
+static void test_delay_prediction(void **state)
+{
+    (void)state;
+    registry_model_t *a = load(path_a);
+    session_opts_t o = {.horizon = 5, .history = 8, .seed = 1};
+    session_t *s;
+    assert_int_equal(session_create(4, "t", a, &o, &s), 0);
+    const int D = s->deter, S = s->stoch;
+    delayed_step(s, a, 0, 0);
+    delayed_step(s, a, 1, 0);
+
+    /* No delay: the plan starts from the belief itself. */
+    const float *h, *z;
+    s->in.delay_steps = 0;
+    session_predict(s, a, &a->slots[1], &h, &z);
+    assert_ptr_equal(h, s->h);
+    assert_ptr_equal(z, s->z);
+
+    /* Three steps through the client's actions, against the naive prior step by step. */
+    const float acts[3] = {0.5f, -1.5f, 2.0f};
+    s->in.delay_steps = 3;
+    s->in.has_applied = true;
+    memcpy(s->in.applied, acts, sizeof acts);
+    session_predict(s, a, &a->slots[1], &h, &z);
+    float rh[2][64], rz[2][16], std[16];
+    memcpy(rh[0], s->h, sizeof(float) * D);
+    memcpy(rz[0], s->z, sizeof(float) * S);
+    for (int k = 0; k < 3; k++)
+        naive_imagine(a->model, rh[k & 1], rz[k & 1], &acts[k], rh[(k + 1) & 1],
+                      rz[(k + 1) & 1], std);
+    assert_close(h, rh[1], D);
+    assert_close(z, rz[1], S);
+    s->in.has_applied = false;
+    session_destroy(s);
+    registry_model_free(a);
+}
+
+/* The returned actions queue up for the steps they are applied at (delay 2, defaults). */
+static void test_delay_queue(void **state)
+{
+    (void)state;
+    registry_model_t *a = load(path_a);
+    session_opts_t o = {.horizon = 5, .history = 8, .seed = 1};
+    session_t *s;
+    assert_int_equal(session_create(5, "t", a, &o, &s), 0);
+    float r[4];
+    for (int t = 0; t < 4; t++) {
+        delayed_step(s, a, t, 2);
+        r[t] = s->out.action[0];
+        assert_true(s->out.plan[0] == r[t]);
+        assert_int_equal(s->ahead_len, 2);
+        /* what was applied meanwhile: nothing returned yet for steps 0 and 1 (zeros) */
+        float want0 = t >= 2 ? r[t - 2] : 0.0f, want1 = t >= 1 ? r[t - 1] : 0.0f;
+        assert_true(s->in.applied[0] == want0 && s->in.applied[1] == want1);
+        /* applied since this observation (the belief update's next a_prev), then queued */
+        assert_true(s->a_prev[0] == want0);
+        assert_true(s->ahead[0] == want1 && s->ahead[1] == r[t]);
+        assert_true(s->hist_act[t] == want0);
+    }
+    /* A shorter delay drops the queued actions the new plan replaces. */
+    delayed_step(s, a, 4, 1);
+    assert_true(s->in.applied[0] == r[2]);
+    assert_int_equal(s->ahead_len, 1);
+    assert_true(s->ahead[0] == s->out.action[0]);
+    /* Back to 0: the returned action is applied at once. */
+    delayed_step(s, a, 5, 0);
+    assert_int_equal(s->ahead_len, 0);
+    assert_true(s->a_prev[0] == s->out.action[0]);
+    session_destroy(s);
+    registry_model_free(a);
+}
+
 static void test_step_allocates_nothing(void **state)
 {
     (void)state;
@@ -376,8 +503,13 @@ int main(int argc, char **argv)
     path_b = argv[2];
     path_c = argv[3];
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_registry_load_and_refuse), cmocka_unit_test(test_check_step),
-        cmocka_unit_test(test_steps_reset_and_shed),     cmocka_unit_test(test_resync),
+        cmocka_unit_test(test_registry_load_and_refuse),
+        cmocka_unit_test(test_check_step),
+        cmocka_unit_test(test_steps_reset_and_shed),
+        cmocka_unit_test(test_resync),
+        cmocka_unit_test(test_delay_checks),
+        cmocka_unit_test(test_delay_prediction),
+        cmocka_unit_test(test_delay_queue),
         cmocka_unit_test(test_step_allocates_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
