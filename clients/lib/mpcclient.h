@@ -317,8 +317,9 @@ void mpc_follower_destroy(mpc_follower_t *f);
 int mpc_follower_update(mpc_follower_t *f, const mpc_client_action_t *a, double start);
 
 /* The action for time t into out (action_size floats); returns its mpc_follow_state_t.
- * Plans that a newer started plan has replaced are forgotten. */
-mpc_follow_state_t mpc_follower_action_at(mpc_follower_t *f, double t, float *out);
+ * A pure lookup: t may go back and forth (a robot may ask for the steps ahead, e.g. to
+ * send them as applied_actions); plans leave only when max_plans are held. */
+mpc_follow_state_t mpc_follower_action_at(const mpc_follower_t *f, double t, float *out);
 
 /* Forgets every plan (a new episode): the initial action holds again. */
 void mpc_follower_clear(mpc_follower_t *f);
