@@ -310,10 +310,11 @@ int mpc_follower_create(size_t action_size, size_t max_plans, const float *initi
 void mpc_follower_destroy(mpc_follower_t *f);
 
 /* Takes the plan of reply a, whose row 0 takes effect at start. A reply without a plan
- * (plan_rows 0) counts as a one-row plan that holds until the next one. A plan that does
- * not start after every plan held is stale (its reply overtaken) and ignored: returns 1;
- * else 0, or MPC_CLIENT_EINVAL (wrong action size). When max_plans are held, the oldest
- * goes. */
+ * (plan_rows 0) counts as a one-row plan that holds until the next one. A plan that starts
+ * before the newest plan held is stale (its reply overtaken) and ignored: returns 1; one
+ * that starts at the same time replaces it (replies come in request order: it is newer).
+ * Else 0, or MPC_CLIENT_EINVAL (wrong action size, non-finite start). When max_plans are
+ * held, the oldest goes. */
 int mpc_follower_update(mpc_follower_t *f, const mpc_client_action_t *a, double start);
 
 /* The action for time t into out (action_size floats); returns its mpc_follow_state_t.
