@@ -6,7 +6,9 @@ observations, 1 action in [-2, 2]) from make_model.py; see conftest.py.
 import json
 import math
 import os
+import socket
 import subprocess
+import time
 
 import pytest
 
@@ -80,6 +82,147 @@ def test_timeout_then_late_reply_skipped(daemon):
             c.step([0.0, 0.0, 0.0], seq=1, reset=True, deadline_us=5_000_000)
         c.timeout = 10
         assert c.step([0.0, 0.0, 0.0], seq=2).seq == 2
+
+
+def session(c, name):
+    """Hello, then one step; returns (welcome, horizon) with the horizon read off the plan."""
+    w = c.hello(name, observation_size=3, action_size=1)
+    a = c.step([1.0, 0.0, 0.0], seq=0, reset=True)
+    assert len(a.plan) % w.action_size == 0
+    return w, len(a.plan) // w.action_size
+
+
+def check_plan(a, w):
+    """The plan an Action carries: horizon x action_size, row 0 = action, inside the bounds,
+    rows one control period apart."""
+    A = w.action_size
+    assert len(a.plan) >= A and len(a.plan) % A == 0
+    assert list(a.plan[:A]) == list(a.action)
+    assert all(w.action_low[i % A] <= v <= w.action_high[i % A] for i, v in enumerate(a.plan))
+    assert a.plan_step_s == w.control_period_s and a.plan_step_s > 0
+
+
+def test_plan_round_trip(daemon):
+    with mpc_client.Client(daemon.address, timeout=10) as c:
+        w, horizon = session(c, "pytest/plan")
+        assert horizon == 12  # mpcd's default --horizon
+        for seq in range(1, 5):
+            a = c.step([math.cos(seq), math.sin(seq), 0.0], seq=seq)
+            check_plan(a, w)
+            assert len(a.plan) == horizon * w.action_size
+
+
+def test_delay_steps(daemon):
+    with mpc_client.Client(daemon.address, timeout=10) as c:
+        w, horizon = session(c, "pytest/delay")
+        for seq, delay in enumerate([1, 2, horizon], start=1):
+            a = c.step([0.0, 1.0, 0.0], seq=seq, delay_steps=delay)
+            assert a.seq == seq
+            check_plan(a, w)
+        a = c.step([0.0, 1.0, 0.0], seq=10, delay_steps=2, applied_actions=[[0.5], [-2.0]])
+        check_plan(a, w)
+        with pytest.raises(mpc_client.DaemonError) as e:
+            c.step([0.0, 1.0, 0.0], seq=11, delay_steps=horizon + 1)
+        assert e.value.code_name == "INVALID_VALUE" and "horizon" in e.value.message
+        with pytest.raises(mpc_client.DaemonError) as e:  # the client does not check bounds
+            c.step([0.0, 1.0, 0.0], seq=12, delay_steps=2, applied_actions=[0.5, 2.5])
+        assert e.value.code_name == "INVALID_VALUE" and "applied_actions[1]" in e.value.message
+        with pytest.raises(ValueError, match="applied_actions has 1 floats"):
+            c.step([0.0, 1.0, 0.0], seq=13, delay_steps=2, applied_actions=[0.5])
+        # The daemon's own check, past the client's (a raw Step, as another client sends).
+        with pytest.raises(mpc_client.DaemonError) as e:
+            c._call("action", step=c.pb.Step(seq=14, observation=[0.0, 1.0, 0.0],
+                                             delay_steps=2, applied_actions=[0.5]))
+        assert e.value.code_name == "SIZE_MISMATCH"
+        assert c.step([0.0, 1.0, 0.0], seq=15).seq == 15  # the session stays usable
+
+
+def wait_replies(c, n, timeout=30.0):
+    """Waits until n replies have reached the client's socket (peeked, not consumed)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        data = bytes(c.buf)
+        try:
+            data += c.sock.recv(1 << 20, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            pass
+        frames = 0
+        while True:
+            payload, used = mpc_client.split_frame(data)
+            if payload is None:
+                break
+            data, frames = data[used:], frames + 1
+        if frames >= n:
+            return
+        assert time.monotonic() < deadline, "%d of %d replies after %g s" % (frames, n, timeout)
+        time.sleep(0.01)
+
+
+def test_async_send_and_poll(daemon):
+    with mpc_client.Client(daemon.address, timeout=10) as c:
+        w, _ = session(c, "pytest/async")
+        assert c.fileno() >= 0 and c.in_flight == 0 and c.poll_action(0) is None
+        c.step_send([0.0, 1.0, 0.0], seq=1, delay_steps=1)
+        assert c.in_flight == 1
+        a = c.poll_action(0)  # right after sending: usually nothing yet
+        if a is None:
+            a = c.poll_action(10)
+        assert a is not None and a.seq == 1 and c.in_flight == 0
+        check_plan(a, w)
+        assert c.dropped_replies == 0
+
+        # Several in flight, all arrived before the poll: the newest is kept.
+        for seq in range(2, 6):
+            c.step_send([math.cos(seq), math.sin(seq), 0.0], seq=seq, delay_steps=1,
+                        applied_actions=[0.25])
+        assert c.in_flight == 4
+        wait_replies(c, 4)
+        a = c.poll_action(0)
+        assert a.seq == 5 and c.in_flight == 0 and c.dropped_replies == 3
+        check_plan(a, w)
+        assert c.poll_action(0.05) is None
+
+
+def test_blocking_call_after_async_sends(daemon):
+    with mpc_client.Client(daemon.address, timeout=10) as c:
+        session(c, "pytest/async-blocking")
+        for seq in range(1, 4):
+            c.step_send([0.0, 1.0, 0.0], seq=seq)
+        a = c.step([0.0, 1.0, 0.0], seq=4)
+        assert a.seq == 4 and c.in_flight == 0 and c.dropped_replies == 3
+        assert c.poll_action(0) is None
+        c.step_send([0.0, 1.0, 0.0], seq=5)
+        assert c.status().ready and c.in_flight == 0 and c.dropped_replies == 4
+        c.step_send([0.0, 1.0, 0.0], seq=6, delay_steps=99)
+        with pytest.raises(mpc_client.DaemonError) as e:  # an async Error raises at the poll
+            c.poll_action(10)
+        assert e.value.code_name == "INVALID_VALUE" and c.in_flight == 0
+        assert c.step([0.0, 1.0, 0.0], seq=7).seq == 7
+
+
+def test_follower_with_daemon_plans(daemon):
+    """A robot loop that never waits: send, poll, follow; every tick gets an action."""
+    with mpc_client.Client(daemon.address, timeout=10) as c:
+        w = c.hello("pytest/follower", observation_size=3, action_size=1)
+        period, delay = w.control_period_s, 1
+        f = mpc_client.Follower(w.action_size)
+        states, taken = [], 0
+        for k in range(40):
+            t = k * period  # simulated time: observation k at k periods
+            if not c.in_flight:
+                c.step_send([math.cos(k), math.sin(k), 0.0], seq=k, reset=(k == 0),
+                            delay_steps=delay)
+            a = c.poll_action(0 if k < 39 else 10)
+            if a is not None:
+                assert f.update(a, (a.seq + delay) * period)
+                taken += 1
+            action, state = f.action_at(t)
+            assert len(action) == 1 and -2.0 <= action[0] <= 2.0
+            states.append(state)
+            time.sleep(0.002)
+        assert taken >= 1 and states[0] == mpc_client.FOLLOW_NO_PLAN
+        assert set(states) <= {mpc_client.FOLLOW_PLAN, mpc_client.FOLLOW_PAST_END,
+                               mpc_client.FOLLOW_NO_PLAN}
 
 
 def test_reload(daemon, model):

@@ -3,10 +3,13 @@
 A listener thread on a free loopback port answers each request with canned bytes: a
 normal reply, a daemon Error, a late reply to an earlier request, half a frame, or a frame
 that does not parse. Checks the delimited framing, the error classes and that a timeout
-leaves the connection usable.
+leaves the connection usable; asynchronous steps (step_send/poll_action: the newest reply
+kept, errors, replies dropped by a blocking call); and the Follower, which needs no socket.
 """
+import math
 import socket
 import threading
+import time
 
 import pytest
 
@@ -171,3 +174,284 @@ def test_broken_streams(fake, raw, error, why):
             c.status()
         with pytest.raises(mpc_client.ConnectionLost, match="broken"):
             c.status()
+
+
+def buffered_frames(c):
+    """Complete frames waiting in the client's socket and buffer (nothing is consumed)."""
+    try:
+        data = bytes(c.buf) + c.sock.recv(65536, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except BlockingIOError:
+        data = bytes(c.buf)
+    n = 0
+    while True:
+        payload, used = mpc_client.split_frame(data)
+        if payload is None:
+            return n
+        data, n = data[used:], n + 1
+
+
+def wait_buffered(c, n, timeout=10.0):
+    """Waits until n replies have reached the client, so that one poll sees them all."""
+    deadline = time.monotonic() + timeout
+    while buffered_frames(c) < n:
+        assert time.monotonic() < deadline, "the fake daemon's replies did not arrive"
+        time.sleep(0.005)
+
+
+def welcome_then(script_rest):
+    """A fake script: Welcome (2 observations, 1 action in [-1, 1]), then script_rest."""
+    def answer(conn, next_request):
+        req = next_request()
+        w = pb.Welcome(session_id=1, observation_size=2, action_size=1, action_low=[-1],
+                       action_high=[1], control_period_s=0.05)
+        conn.sendall(frame(pb.Reply(id=req.id, welcome=w)))
+        script_rest(conn, next_request)
+    return answer
+
+
+def action_reply(req, value):
+    return frame(pb.Reply(id=req.id, action=pb.Action(
+        seq=req.step.seq, action=[value], plan=[value, value / 2], plan_step_s=0.05)))
+
+
+def test_async_newest_kept_and_dropped_counted(fake):
+    address, script = fake
+    seen = []
+
+    def rest(conn, next_request):
+        reqs = [next_request() for _ in range(3)]
+        seen.extend(reqs)
+        conn.sendall(b"".join(action_reply(r, 0.25 * (i + 1)) for i, r in enumerate(reqs)))
+        req = next_request()
+        conn.sendall(action_reply(req, -0.5))
+
+    script(welcome_then(rest))
+    with mpc_client.Client(address, timeout=10) as c:
+        c.hello("t")
+        assert c.fileno() == c.sock.fileno() and c.in_flight == 0
+        assert c.poll_action(5) is None  # nothing in flight: at once
+        ids = [c.step_send([0.0, 1.0], seq=10 + k, reset=(k == 0)) for k in range(2)]
+        ids.append(c.step_send([0.0, 1.0], seq=12, delay_steps=2, applied_actions=[[0.5], [-1]]))
+        assert ids == sorted(ids) and len(set(ids)) == 3 and c.in_flight == 3
+        wait_buffered(c, 3)
+        a = c.poll_action(0)
+        assert (a.seq, list(a.action), list(a.plan)) == (12, [0.75], [0.75, 0.375])
+        assert a.plan_step_s == 0.05
+        assert c.in_flight == 0 and c.dropped_replies == 2
+        assert c.poll_action(0) is None
+        c.step_send([0.0, 1.0], seq=13)
+        assert c.poll_action(10).seq == 13 and c.dropped_replies == 2
+    assert [r.id for r in seen] == ids
+    assert list(seen[2].step.applied_actions) == [0.5, -1.0] and seen[2].step.delay_steps == 2
+    assert seen[0].step.reset and seen[0].step.delay_steps == 0 and not seen[0].step.applied_actions
+    assert c.fileno() == -1
+
+
+def test_async_error_after_action_raised_by_next_poll(fake):
+    address, script = fake
+
+    def rest(conn, next_request):
+        a, b, d = next_request(), next_request(), next_request()
+        err = pb.Error(code=pb.Error.OVERLOADED, message="queue full", retry_after_ms=20)
+        conn.sendall(action_reply(a, 0.5) + frame(pb.Reply(id=b.id, error=err)) +
+                     action_reply(d, -0.25))
+
+    script(welcome_then(rest))
+    with mpc_client.Client(address, timeout=10) as c:
+        c.hello("t")
+        for seq in (1, 2, 3):
+            c.step_send([0.0, 0.0], seq=seq)
+        wait_buffered(c, 3)
+        assert c.poll_action(0).seq == 1  # the Action read before the error comes first
+        with pytest.raises(mpc_client.Overloaded) as e:
+            c.poll_action(0)
+        assert e.value.retry_after_ms == 20 and c.in_flight == 1
+        assert c.poll_action(0).seq == 3
+        assert c.in_flight == 0 and c.dropped_replies == 0
+
+
+def test_async_error_alone_raises(fake):
+    address, script = fake
+
+    def rest(conn, next_request):
+        req = next_request()
+        err = pb.Error(code=pb.Error.INVALID_VALUE, message="delay_steps is 99")
+        conn.sendall(frame(pb.Reply(id=req.id, error=err)))
+
+    script(welcome_then(rest))
+    with mpc_client.Client(address, timeout=10) as c:
+        c.hello("t")
+        c.step_send([0.0, 0.0], seq=1, delay_steps=99)
+        with pytest.raises(mpc_client.DaemonError, match="delay_steps is 99") as e:
+            c.poll_action(10)
+        assert type(e.value) is mpc_client.DaemonError and e.value.code_name == "INVALID_VALUE"
+        assert c.in_flight == 0
+
+
+def test_blocking_call_drops_async_replies(fake):
+    address, script = fake
+
+    def rest(conn, next_request):
+        a, b, st = next_request(), next_request(), next_request()
+        conn.sendall(action_reply(a, 0.5) + action_reply(b, 0.5) +
+                     frame(pb.Reply(id=st.id, status=pb.StatusReply(version="v"))))
+        req = next_request()
+        conn.sendall(action_reply(req, 0.125))
+
+    script(welcome_then(rest))
+    with mpc_client.Client(address, timeout=10) as c:
+        c.hello("t")
+        c.step_send([0.0, 0.0], seq=1)
+        c.step_send([0.0, 0.0], seq=2)
+        assert c.status().version == "v"
+        assert c.in_flight == 0 and c.dropped_replies == 2
+        assert c.poll_action(0) is None
+        assert list(c.step([0.0, 0.0], seq=3).action) == [0.125]
+
+
+def test_late_blocking_reply_skipped_by_poll(fake):
+    address, script = fake
+
+    def rest(conn, next_request):
+        first, second = next_request(), next_request()
+        conn.sendall(frame(pb.Reply(id=first.id, ack=pb.Ack())) + action_reply(second, 0.5))
+
+    script(welcome_then(rest))
+    with mpc_client.Client(address, timeout=10) as c:
+        c.hello("t")
+        c.timeout = 0.05
+        with pytest.raises(mpc_client.Timeout):
+            c.reset()
+        c.timeout = 10
+        c.step_send([0.0, 0.0], seq=7)
+        assert c.poll_action(10).seq == 7 and c.dropped_replies == 0
+
+
+def test_async_checks_before_sending(fake):
+    address, script = fake
+
+    def rest(conn, next_request):
+        req = next_request()  # only the valid step gets here
+        conn.sendall(action_reply(req, 0.5))
+
+    script(welcome_then(rest))
+    with mpc_client.Client(address, timeout=10) as c:
+        c.hello("t")
+        with pytest.raises(ValueError, match="expected delay_steps x action_size = 2 x 1 = 2"):
+            c.step_send([0.0, 0.0], seq=1, delay_steps=2, applied_actions=[0.5])
+        with pytest.raises(ValueError, match="= 0 x 1 = 0"):
+            c.step([0.0, 0.0], seq=1, applied_actions=[0.5])
+        with pytest.raises(ValueError, match="NaN"):
+            c.step_send([0.0, 0.0], seq=1, delay_steps=1, applied_actions=[float("nan")])
+        with pytest.raises(ValueError, match="negative"):
+            c.step_send([0.0, 0.0], seq=1, delay_steps=-1)
+        with pytest.raises(ValueError, match="expects 2"):
+            c.step_send([0.0], seq=1)
+        assert c.in_flight == 0
+        assert c.step([0.0, 0.0], seq=2, delay_steps=1, applied_actions=[]).seq == 2
+
+
+# The follower (no connection).
+
+def plan_action(rows, step_s=0.1):
+    flat = [x for row in rows for x in row]
+    return pb.Action(action=rows[0], plan=flat, plan_step_s=step_s)
+
+
+def test_follower_no_plan_then_hold_and_run_out():
+    f = mpc_client.Follower(2)
+    assert f.action_at(0.0) == ([0.0, 0.0], mpc_client.FOLLOW_NO_PLAN)
+    f = mpc_client.Follower(2, initial=[0.5, -0.5])
+    assert f.action_at(0.0) == ([0.5, -0.5], mpc_client.FOLLOW_NO_PLAN)
+    assert f.update(plan_action([[1, 1], [2, 2], [3, 3]]), start=1.0) is True
+    assert f.action_at(0.99) == ([0.5, -0.5], mpc_client.FOLLOW_NO_PLAN)
+    assert f.action_at(1.0) == ([1.0, 1.0], mpc_client.FOLLOW_PLAN)
+    assert f.action_at(1.09) == ([1.0, 1.0], mpc_client.FOLLOW_PLAN)  # zero-order hold
+    for k in range(3):  # row boundaries computed the way a control loop does land in row k
+        assert f.action_at(1.0 + k * 0.1) == ([k + 1.0] * 2, mpc_client.FOLLOW_PLAN)
+        assert f.action_at(1.0 + 0.1 + 0.1 * k - 0.1) == ([k + 1.0] * 2, mpc_client.FOLLOW_PLAN)
+    assert f.action_at(1.3) == ([3.0, 3.0], mpc_client.FOLLOW_PAST_END)
+    assert f.action_at(50.0) == ([3.0, 3.0], mpc_client.FOLLOW_PAST_END)
+    assert f.action_at(1.25) == ([3.0, 3.0], mpc_client.FOLLOW_PLAN)
+
+
+def test_follower_epsilon_at_boundaries():
+    f = mpc_client.Follower(1)
+    start, step = 0.7, 0.1
+    f.update(plan_action([[float(k)] for k in range(40)], step), start)
+    fragile = [k for k in range(40) if math.floor((start + k * step - start) / step) != k]
+    assert fragile, "no boundary where plain floor rounds down"  # 0.7 + 0.1 k has some
+    for k in range(40):
+        assert f.action_at(start + k * step) == ([float(k)], mpc_client.FOLLOW_PLAN)
+
+
+def test_follower_replace_and_look_back():
+    f = mpc_client.Follower(1)
+    f.update(plan_action([[1], [2], [3], [4]]), 0.0)
+    f.update(plan_action([[10], [20], [30], [40]]), 0.2)
+    assert len(f) == 2
+    assert f.action_at(0.25) == ([10.0], mpc_client.FOLLOW_PLAN)  # the newer one replaced it
+    assert f.action_at(0.3) == ([20.0], mpc_client.FOLLOW_PLAN)
+    # A pure lookup: earlier times still see the older plan (steps ahead, steps back).
+    assert f.action_at(0.15) == ([2.0], mpc_client.FOLLOW_PLAN)
+    assert len(f) == 2
+    assert f.action_at(-0.1) == ([0.0], mpc_client.FOLLOW_NO_PLAN)
+
+
+def test_follower_future_plan_waits():
+    """A delayed reply's plan starts later; the older one goes on until then."""
+    f = mpc_client.Follower(1)
+    f.update(plan_action([[1], [2], [3], [4], [5]]), 0.0)
+    f.update(plan_action([[10], [20]]), 0.3)
+    assert f.action_at(0.1) == ([2.0], mpc_client.FOLLOW_PLAN)
+    assert f.action_at(0.2) == ([3.0], mpc_client.FOLLOW_PLAN)
+    assert len(f) == 2
+    assert f.action_at(0.3) == ([10.0], mpc_client.FOLLOW_PLAN)
+    assert f.action_at(0.5) == ([20.0], mpc_client.FOLLOW_PAST_END)
+
+
+def test_follower_stale_ignored_equal_start_replaces():
+    f = mpc_client.Follower(1)
+    assert f.update(plan_action([[1], [2]]), 1.0)
+    assert f.update(plan_action([[5], [6]]), 0.9) is False  # overtaken: ignored
+    assert f.action_at(1.0) == ([1.0], mpc_client.FOLLOW_PLAN)
+    assert f.update(plan_action([[7], [8]]), 1.0) is True  # same start: the newer reply
+    assert len(f) == 1
+    assert f.action_at(1.1) == ([8.0], mpc_client.FOLLOW_PLAN)
+    f.clear()
+    assert len(f) == 0 and f.action_at(1.1) == ([0.0], mpc_client.FOLLOW_NO_PLAN)
+    assert f.update(plan_action([[3]]), 0.5)  # after clear any start goes
+
+
+def test_follower_planless_reply_holds():
+    f = mpc_client.Follower(2)
+    assert f.update(pb.Action(action=[0.25, -0.25]), 2.0)
+    assert f.action_at(1.0) == ([0.0, 0.0], mpc_client.FOLLOW_NO_PLAN)
+    assert f.action_at(2.0) == ([0.25, -0.25], mpc_client.FOLLOW_PLAN)
+    assert f.action_at(1e6) == ([0.25, -0.25], mpc_client.FOLLOW_PLAN)
+    f.update(plan_action([[1, 1], [2, 2]]), 3.0)
+    assert f.action_at(3.1) == ([2.0, 2.0], mpc_client.FOLLOW_PLAN)
+
+
+def test_follower_keeps_at_most_max_plans():
+    f = mpc_client.Follower(1, max_plans=2)
+    for start in (1.0, 2.0, 3.0):
+        assert f.update(plan_action([[start]]), start)
+    assert len(f) == 2
+    assert f.action_at(1.5) == ([0.0], mpc_client.FOLLOW_NO_PLAN)  # the oldest went
+    assert f.action_at(2.0) == ([2.0], mpc_client.FOLLOW_PLAN)
+
+
+def test_follower_checks_sizes():
+    with pytest.raises(ValueError, match="max_plans"):
+        mpc_client.Follower(1, max_plans=1)
+    with pytest.raises(ValueError, match="initial has 1"):
+        mpc_client.Follower(2, initial=[0.0])
+    f = mpc_client.Follower(2)
+    with pytest.raises(ValueError, match="action has 1"):
+        f.update(pb.Action(action=[0.5]), 0.0)
+    with pytest.raises(ValueError, match="whole number of rows"):
+        f.update(pb.Action(action=[0.5, 0.5], plan=[0.5, 0.5, 0.5], plan_step_s=0.1), 0.0)
+    with pytest.raises(ValueError, match="positive"):
+        f.update(pb.Action(action=[0.5, 0.5], plan=[0.5, 0.5]), 0.0)
+    assert len(f) == 0
