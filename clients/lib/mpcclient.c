@@ -1,5 +1,6 @@
 /*
- * mpcclient.c: libmpcclient's connection and its blocking request/reply calls.
+ * mpcclient.c: libmpcclient's connection, its blocking request/reply calls and its
+ * asynchronous steps.
  *
  * Each call packs one Request (proto/wire.h) into a send buffer that only ever grows,
  * writes it with poll() against the call's deadline, then feeds received bytes to the
@@ -7,11 +8,19 @@
  * older id are answers to calls that timed out earlier; they are dropped, which keeps the
  * connection usable after a timeout. Anything the stream cannot recover from (the daemon
  * closing, a frame that does not decode, a partial write) marks the connection broken.
+ *
+ * Asynchronous steps take ids from the same counter and are answered in order, so the
+ * steps in flight are always the ids [next_id - in_flight, next_id): a blocking call drops
+ * them all (their replies have ids below its own). mpc_client_step_poll reads into a
+ * client-owned slot (`pending`) where a newer Action replaces an older one, and keeps an
+ * Error to report first when one arrives among them; the Action then waits for the next
+ * poll.
  */
 #include "mpcclient.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -40,6 +49,14 @@ struct mpc_client {
     uint64_t want_id;
     Mpc__V1__Reply *reply;
     int callback_err;
+
+    /* Asynchronous steps (replies are taken by the frame callback while `polling`). */
+    bool polling;
+    unsigned in_flight;     /* steps sent with mpc_client_step_send, not answered yet */
+    bool have_pending;      /* `pending` holds the newest Action not yet returned */
+    int pending_err;        /* an error to return from the next poll, with errmsg set */
+    unsigned pending_drops; /* Actions superseded during the poll in progress */
+    mpc_client_action_t pending;
 
     bool have_session;
     uint32_t observation_size;
@@ -119,6 +136,23 @@ static int fail_broken(mpc_client_t *c, int code, const char *fmt, ...)
     return code;
 }
 
+/* Records the daemon's Error reply (code, retry hint, message); returns MPC_CLIENT_EDAEMON. */
+static int daemon_error(mpc_client_t *c, const Mpc__V1__Error *e)
+{
+    c->daemon_code = (int)e->code;
+    c->retry_after_ms = e->retry_after_ms;
+    return fail(c, MPC_CLIENT_EDAEMON, "daemon error %s: %s",
+                mpc_client_daemon_code_name((int)e->code), e->message);
+}
+
+/* Forgets the asynchronous steps: their replies, when they come, are dropped by id. */
+static void drop_async(mpc_client_t *c)
+{
+    c->in_flight = 0;
+    c->have_pending = false;
+    c->pending_err = 0;
+}
+
 int mpc_client_create(mpc_client_t **out)
 {
     mpc_client_t *c = calloc(1, sizeof(*c));
@@ -139,6 +173,7 @@ void mpc_client_close(mpc_client_t *c)
     c->fd = -1;
     c->broken = false;
     c->have_session = false;
+    drop_async(c);
     frame_decoder_destroy(c->decoder);
     c->decoder = NULL;
 }
@@ -155,6 +190,16 @@ void mpc_client_destroy(mpc_client_t *c)
 bool mpc_client_connected(const mpc_client_t *c)
 {
     return c->fd >= 0 && !c->broken;
+}
+
+int mpc_client_fd(const mpc_client_t *c)
+{
+    return c->fd;
+}
+
+unsigned mpc_client_steps_in_flight(const mpc_client_t *c)
+{
+    return c->in_flight;
 }
 
 int mpc_client_set_timeout(mpc_client_t *c, int timeout_ms)
@@ -264,7 +309,10 @@ static int send_all(mpc_client_t *c, const uint8_t *buf, size_t len, int64_t dea
     return 0;
 }
 
-/* Frame callback: keeps the reply the call waits for, drops late replies to earlier calls. */
+static void take_async_reply(mpc_client_t *c, const Mpc__V1__Reply *rep);
+
+/* Frame callback: keeps the reply the call waits for, drops late replies to earlier calls.
+ * While polling, replies go to take_async_reply instead. */
 static int on_frame(void *ctx, const uint8_t *payload, size_t len)
 {
     mpc_client_t *c = ctx;
@@ -275,6 +323,11 @@ static int on_frame(void *ctx, const uint8_t *payload, size_t len)
         c->callback_err = fail_broken(c, MPC_CLIENT_EPROTO,
                                       "the daemon sent a frame that is "
                                       "not a valid mpc.v1 Reply");
+        return 0;
+    }
+    if (c->polling) {
+        take_async_reply(c, rep);
+        wire_free_reply(rep);
         return 0;
     }
     /* Error id 0: the daemon could not decode our request, so it is the current call's. */
@@ -295,55 +348,67 @@ static int on_frame(void *ctx, const uint8_t *payload, size_t len)
     return 0;
 }
 
+/* One recv() fed to the decoder: 1 when bytes came, 0 when none were ready, or an error
+ * (the frame callback's first). */
+static int read_some(mpc_client_t *c)
+{
+    ssize_t n = recv(c->fd, c->recvbuf, sizeof(c->recvbuf), 0);
+    if (n < 0) {
+        if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
+            return 0;
+        return fail_broken(c, errno == ECONNRESET ? MPC_CLIENT_ECLOSED : MPC_CLIENT_EIO,
+                           "receiving from the daemon failed: %s", strerror(errno));
+    }
+    if (n == 0) {
+        size_t pending = frame_decoder_pending(c->decoder);
+        if (pending > 0)
+            return fail_broken(c, MPC_CLIENT_ECLOSED,
+                               "the daemon closed the connection in the middle of a "
+                               "reply (%zu bytes received)",
+                               pending);
+        return fail_broken(c, MPC_CLIENT_ECLOSED, "the daemon closed the connection");
+    }
+    c->callback_err = 0;
+    int rc = frame_decoder_feed(c->decoder, c->recvbuf, (size_t)n, on_frame, c);
+    if (c->callback_err < 0)
+        return c->callback_err;
+    if (rc != FRAME_OK)
+        return fail_broken(c, MPC_CLIENT_EPROTO, "bad frame from the daemon: %s",
+                           frame_strerror(rc));
+    return 1;
+}
+
 static int receive_reply(mpc_client_t *c, int64_t deadline)
 {
     while (c->reply == NULL) {
         int rc = wait_ready(c, POLLIN, deadline, "waiting for the daemon's reply");
+        if (rc >= 0)
+            rc = read_some(c);
         if (rc < 0)
             return rc;
-        ssize_t n = recv(c->fd, c->recvbuf, sizeof(c->recvbuf), 0);
-        if (n < 0) {
-            if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)
-                continue;
-            return fail_broken(c, errno == ECONNRESET ? MPC_CLIENT_ECLOSED : MPC_CLIENT_EIO,
-                               "receiving from the daemon failed: %s", strerror(errno));
-        }
-        if (n == 0) {
-            size_t pending = frame_decoder_pending(c->decoder);
-            if (pending > 0)
-                return fail_broken(c, MPC_CLIENT_ECLOSED,
-                                   "the daemon closed the connection in the middle of a "
-                                   "reply (%zu bytes received)",
-                                   pending);
-            return fail_broken(c, MPC_CLIENT_ECLOSED, "the daemon closed the connection");
-        }
-        c->callback_err = 0;
-        rc = frame_decoder_feed(c->decoder, c->recvbuf, (size_t)n, on_frame, c);
-        if (c->callback_err < 0)
-            return c->callback_err;
-        if (rc != FRAME_OK) {
-            return fail_broken(c, MPC_CLIENT_EPROTO, "bad frame from the daemon: %s",
-                               frame_strerror(rc));
-        }
     }
     return 0;
 }
 
-/*
- * Sends req and waits for its reply. On success *out holds a reply of the wanted body
- * (free it with wire_free_reply). A daemon Error becomes MPC_CLIENT_EDAEMON with the
- * daemon's code and message recorded.
- */
-static int call(mpc_client_t *c, Mpc__V1__Request *req, Mpc__V1__Reply__BodyCase want,
-                Mpc__V1__Reply **out)
+/* 0 when the connection can carry requests, else MPC_CLIENT_ECLOSED with the reason. */
+static int check_usable(mpc_client_t *c)
 {
-    *out = NULL;
     if (c->fd < 0)
         return fail(c, MPC_CLIENT_ECLOSED, "not connected");
     if (c->broken)
         return fail(c, MPC_CLIENT_ECLOSED,
                     "the connection is broken after an earlier error; "
                     "connect again");
+    return 0;
+}
+
+/* Checks the connection, gives req the next id and writes it (within the client's
+ * timeout); *deadline (may be NULL) receives the deadline the write ran against. */
+static int send_request(mpc_client_t *c, Mpc__V1__Request *req, int64_t *deadline)
+{
+    int rc = check_usable(c);
+    if (rc < 0)
+        return rc;
     req->id = c->next_id++;
     size_t need = wire_request_frame_size(req);
     if (need > c->sendcap) {
@@ -354,11 +419,31 @@ static int call(mpc_client_t *c, Mpc__V1__Request *req, Mpc__V1__Reply__BodyCase
         c->sendcap = need;
     }
     size_t len = wire_pack_request(req, c->sendbuf);
+    int64_t end = mpc_deadline_in(c->timeout_ms);
+    if (deadline != NULL)
+        *deadline = end;
+    rc = send_all(c, c->sendbuf, len, end);
+    /* Nothing reached the wire unless the stream broke: the id is free again, which keeps
+     * the ids of the steps in flight contiguous. */
+    if (rc < 0 && !c->broken)
+        c->next_id--;
+    return rc;
+}
 
-    int64_t deadline = mpc_deadline_in(c->timeout_ms);
-    int rc = send_all(c, c->sendbuf, len, deadline);
+/*
+ * Sends req and waits for its reply. On success *out holds a reply of the wanted body
+ * (free it with wire_free_reply). A daemon Error becomes MPC_CLIENT_EDAEMON with the
+ * daemon's code and message recorded. Asynchronous steps still in flight are dropped.
+ */
+static int call(mpc_client_t *c, Mpc__V1__Request *req, Mpc__V1__Reply__BodyCase want,
+                Mpc__V1__Reply **out)
+{
+    *out = NULL;
+    int64_t deadline;
+    int rc = send_request(c, req, &deadline);
     if (rc < 0)
         return rc;
+    drop_async(c);
     c->want_id = req->id;
     c->reply = NULL;
     rc = receive_reply(c, deadline);
@@ -369,11 +454,7 @@ static int call(mpc_client_t *c, Mpc__V1__Request *req, Mpc__V1__Reply__BodyCase
         return rc;
     }
     if (rep->body_case == MPC__V1__REPLY__BODY_ERROR) {
-        const Mpc__V1__Error *e = rep->error;
-        c->daemon_code = (int)e->code;
-        c->retry_after_ms = e->retry_after_ms;
-        rc = fail(c, MPC_CLIENT_EDAEMON, "daemon error %s: %s",
-                  mpc_client_daemon_code_name((int)e->code), e->message);
+        rc = daemon_error(c, rep->error);
         wire_free_reply(rep);
         return rc;
     }
@@ -457,45 +538,75 @@ int mpc_client_hello(mpc_client_t *c, const char *client_name, const char *auth_
     return mpc_client_hello_with(c, &h, welcome);
 }
 
-int mpc_client_step(mpc_client_t *c, const mpc_client_step_t *step, mpc_client_action_t *out)
+/* Checks a step against the session and fills s (which then points into *step). */
+static int step_pack(mpc_client_t *c, const mpc_client_step_t *step, Mpc__V1__Step *s)
 {
-    if (step == NULL || out == NULL || (step->observation == NULL && step->observation_size))
-        return fail(c, MPC_CLIENT_EINVAL, "step: missing step, observation or output");
+    if (step == NULL || (step->observation == NULL && step->observation_size))
+        return fail(c, MPC_CLIENT_EINVAL, "step: missing step or observation");
     if (c->have_session && step->observation_size != c->observation_size)
         return fail(c, MPC_CLIENT_EINVAL,
                     "step: observation has %zu floats, the session "
                     "expects %u",
                     step->observation_size, c->observation_size);
-    Mpc__V1__Step s = MPC__V1__STEP__INIT;
-    s.seq = step->seq;
-    s.n_observation = step->observation_size;
-    s.observation = (float *)step->observation; /* packing only reads it */
-    s.reward = step->reward;
-    s.reset = step->reset;
-    s.deadline_us = step->deadline_us;
-    s.exploration_noise = step->exploration_noise;
-    Mpc__V1__Request req = MPC__V1__REQUEST__INIT;
-    req.body_case = MPC__V1__REQUEST__BODY_STEP;
-    req.step = &s;
+    size_t applied = step->applied_actions_size;
+    if (applied > 0) {
+        size_t rows = step->delay_steps;
+        if (step->applied_actions == NULL)
+            return fail(c, MPC_CLIENT_EINVAL,
+                        "step: applied_actions_size is %zu but applied_actions is NULL",
+                        applied);
+        if (c->have_session && applied != rows * c->action_size)
+            return fail(c, MPC_CLIENT_EINVAL,
+                        "step: applied_actions has %zu floats; expected 0 or delay_steps x "
+                        "action_size = %zu x %u",
+                        applied, rows, c->action_size);
+        if (rows == 0 || applied % rows != 0)
+            return fail(c, MPC_CLIENT_EINVAL,
+                        "step: applied_actions has %zu floats, not %zu (delay_steps) rows",
+                        applied, rows);
+    }
+    s->seq = step->seq;
+    s->n_observation = step->observation_size;
+    s->observation = (float *)step->observation; /* packing only reads it */
+    s->reward = step->reward;
+    s->reset = step->reset;
+    s->deadline_us = step->deadline_us;
+    s->exploration_noise = step->exploration_noise;
+    s->delay_steps = step->delay_steps;
+    s->n_applied_actions = applied;
+    s->applied_actions = (float *)step->applied_actions;
+    return 0;
+}
 
-    Mpc__V1__Reply *rep;
-    int rc = call(c, &req, MPC__V1__REPLY__BODY_ACTION, &rep);
-    if (rc < 0)
-        return rc;
-    const Mpc__V1__Action *a = rep->action;
-    if (a->n_action > MPC_CLIENT_MAX_ACTION ||
-        (c->have_session && a->n_action != c->action_size) || a->seq != step->seq) {
-        rc = fail(c, MPC_CLIENT_EPROTO,
-                  "Action for seq %llu has %zu floats; expected seq "
-                  "%llu and %u floats",
-                  (unsigned long long)a->seq, a->n_action, (unsigned long long)step->seq,
-                  c->action_size);
-        wire_free_reply(rep);
-        return rc;
+/* Checks an Action (its seq too when want_seq is not NULL) and copies it into *out; *out
+ * is left alone when the Action is refused. */
+static int action_copy(mpc_client_t *c, const Mpc__V1__Action *a, const uint64_t *want_seq,
+                       mpc_client_action_t *out)
+{
+    size_t n = a->n_action;
+    if (n > MPC_CLIENT_MAX_ACTION || (c->have_session && n != c->action_size))
+        return fail(c, MPC_CLIENT_EPROTO, "Action for seq %llu has %zu floats; expected %u",
+                    (unsigned long long)a->seq, n, c->action_size);
+    if (want_seq != NULL && a->seq != *want_seq)
+        return fail(c, MPC_CLIENT_EPROTO, "Action for seq %llu; expected seq %llu",
+                    (unsigned long long)a->seq, (unsigned long long)*want_seq);
+    if (a->n_plan > 0 &&
+        (n == 0 || a->n_plan % n != 0 || !isfinite(a->plan_step_s) || !(a->plan_step_s > 0))) {
+        return fail(c, MPC_CLIENT_EPROTO,
+                    "Action for seq %llu has a plan of %zu floats with plan_step_s %g; "
+                    "expected whole rows of %zu and a positive step",
+                    (unsigned long long)a->seq, a->n_plan, a->plan_step_s, n);
+    }
+    size_t rows = 0;
+    if (n > 0) {
+        rows = a->n_plan / n;
+        if (rows > MPC_CLIENT_MAX_PLAN / n)
+            rows = MPC_CLIENT_MAX_PLAN / n; /* the whole rows that fit */
     }
     out->seq = a->seq;
-    out->action_size = a->n_action;
-    memcpy(out->action, a->action, a->n_action * sizeof(float));
+    out->action_size = n;
+    if (n > 0)
+        memcpy(out->action, a->action, n * sizeof(float));
     out->predicted_return = a->predicted_return;
     out->iterations = a->iterations;
     out->candidates = a->candidates;
@@ -505,7 +616,142 @@ int mpc_client_step(mpc_client_t *c, const mpc_client_step_t *step, mpc_client_a
     out->model_version = a->model_version;
     out->deadline_cut = a->deadline_cut;
     out->fallback = a->fallback;
+    out->plan_rows = rows;
+    out->plan_step_s = a->plan_step_s;
+    if (rows > 0) /* protobuf-c leaves an empty field NULL, which memcpy may not take */
+        memcpy(out->plan, a->plan, rows * n * sizeof(float));
+    return 0;
+}
+
+int mpc_client_step(mpc_client_t *c, const mpc_client_step_t *step, mpc_client_action_t *out)
+{
+    Mpc__V1__Step s = MPC__V1__STEP__INIT;
+    if (out == NULL)
+        return fail(c, MPC_CLIENT_EINVAL, "step: missing output");
+    int rc = step_pack(c, step, &s);
+    if (rc < 0)
+        return rc;
+    Mpc__V1__Request req = MPC__V1__REQUEST__INIT;
+    req.body_case = MPC__V1__REQUEST__BODY_STEP;
+    req.step = &s;
+
+    Mpc__V1__Reply *rep;
+    rc = call(c, &req, MPC__V1__REPLY__BODY_ACTION, &rep);
+    if (rc < 0)
+        return rc;
+    rc = action_copy(c, rep->action, &step->seq, out);
     wire_free_reply(rep);
+    return rc;
+}
+
+int mpc_client_step_send(mpc_client_t *c, const mpc_client_step_t *step)
+{
+    Mpc__V1__Step s = MPC__V1__STEP__INIT;
+    int rc = step_pack(c, step, &s);
+    if (rc < 0)
+        return rc;
+    Mpc__V1__Request req = MPC__V1__REQUEST__INIT;
+    req.body_case = MPC__V1__REQUEST__BODY_STEP;
+    req.step = &s;
+    rc = send_request(c, &req, NULL);
+    if (rc < 0)
+        return rc;
+    c->in_flight++;
+    return 0;
+}
+
+/* Frame callback while polling: a reply to a step in flight goes to `pending` (a newer
+ * Action replaces an older one) or, when it is an Error or malformed, to pending_err. */
+static void take_async_reply(mpc_client_t *c, const Mpc__V1__Reply *rep)
+{
+    uint64_t first = c->next_id - c->in_flight; /* the oldest step in flight */
+    uint64_t id = rep->id;
+    /* Error id 0: the daemon could not decode a request; in order, the oldest one. */
+    if (rep->body_case == MPC__V1__REPLY__BODY_ERROR && id == 0 && c->in_flight > 0)
+        id = first;
+    if (id < first)
+        return; /* a late reply to a call that timed out */
+    if (id >= c->next_id) {
+        c->callback_err = fail_broken(
+            c, MPC_CLIENT_EPROTO, "unexpected reply id %llu; steps in flight end at %llu",
+            (unsigned long long)id, (unsigned long long)(c->next_id - 1));
+        return;
+    }
+    c->in_flight = (unsigned)(c->next_id - id - 1);
+    if (rep->body_case == MPC__V1__REPLY__BODY_ERROR) {
+        c->pending_err = daemon_error(c, rep->error);
+    } else if (rep->body_case != MPC__V1__REPLY__BODY_ACTION) {
+        c->pending_err = fail(c, MPC_CLIENT_EPROTO,
+                              "the daemon answered a step with reply body %d, expected %d",
+                              (int)rep->body_case, (int)MPC__V1__REPLY__BODY_ACTION);
+    } else {
+        bool had = c->have_pending;
+        int rc = action_copy(c, rep->action, NULL, &c->pending);
+        if (rc < 0) {
+            c->pending_err = rc;
+            return;
+        }
+        c->have_pending = true;
+        c->pending_drops += had;
+    }
+}
+
+/* Reads replies to the steps in flight until one is known, waiting until deadline; then
+ * takes whatever else has already arrived without waiting. 0, or a broken stream's error
+ * (a quiet deadline is not an error here). */
+static int poll_replies(mpc_client_t *c, int64_t deadline)
+{
+    for (;;) {
+        int rc = read_some(c);
+        if (rc < 0)
+            return rc;
+        if (rc > 0 && c->in_flight > 0)
+            continue; /* more may be ready */
+        int left_ms = mpc_deadline_left_ms(deadline);
+        if (c->have_pending || c->pending_err < 0 || c->in_flight == 0 || left_ms == 0)
+            return 0;
+        rc = wait_ready(c, POLLIN, deadline, "polling for replies");
+        if (rc == MPC_CLIENT_ETIMEDOUT)
+            return 0;
+        if (rc < 0)
+            return rc;
+    }
+}
+
+int mpc_client_step_poll(mpc_client_t *c, int timeout_ms, mpc_client_action_t *out,
+                         unsigned *dropped)
+{
+    if (dropped != NULL)
+        *dropped = 0;
+    if (out == NULL)
+        return fail(c, MPC_CLIENT_EINVAL, "step_poll: missing output");
+    int rc = check_usable(c);
+    if (rc < 0)
+        return rc;
+    c->pending_drops = 0;
+    /* An Action kept behind an Error is returned without waiting; what has arrived
+     * meanwhile is still read, so that it is the newest. */
+    if (c->in_flight > 0) {
+        int wait_ms = timeout_ms < 0 ? c->timeout_ms : timeout_ms;
+        if (c->have_pending)
+            wait_ms = 0;
+        c->polling = true;
+        rc = poll_replies(c, mpc_deadline_in(wait_ms));
+        c->polling = false;
+    }
+    if (dropped != NULL)
+        *dropped = c->pending_drops;
+    if (rc < 0)
+        return rc;
+    if (c->pending_err < 0) {
+        rc = c->pending_err;
+        c->pending_err = 0;
+        return rc;
+    }
+    if (!c->have_pending)
+        return fail(c, MPC_CLIENT_EAGAIN, "no reply yet (%u steps in flight)", c->in_flight);
+    *out = c->pending;
+    c->have_pending = false;
     return 0;
 }
 

@@ -246,20 +246,31 @@ int mpc_client_hello(mpc_client_t *c, const char *client_name, const char *auth_
                      mpc_client_welcome_t *welcome);
 
 /* Sends one observation and waits for the action. When a session is open the observation
- * size is checked against the Welcome before anything is sent. */
+ * size is checked against the Welcome before anything is sent, and so is
+ * applied_actions_size (0 or delay_steps x action_size; without a session, delay_steps
+ * whole rows): MPC_CLIENT_EINVAL. A reply whose plan is not whole rows of the action size
+ * (or has no positive plan_step_s) is MPC_CLIENT_EPROTO; a plan longer than
+ * MPC_CLIENT_MAX_PLAN floats is cut to the whole rows that fit. */
 int mpc_client_step(mpc_client_t *c, const mpc_client_step_t *step, mpc_client_action_t *out);
 
 /* Asynchronous steps: sends the Step and returns without waiting (the write itself is
  * bounded by the client's timeout; a robot's small frames fit the socket buffer). Several
- * may be in flight; the daemon answers them in order. */
+ * may be in flight; the daemon answers them in order. The step is checked as by
+ * mpc_client_step; request ids come from the same counter. */
 int mpc_client_step_send(mpc_client_t *c, const mpc_client_step_t *step);
 
 /* Reads what has arrived, waiting at most timeout_ms (0: not at all, < 0: the client's
- * timeout). Returns 0 with *out holding the newest Action among the replies read (older
+ * timeout) for the first reply and then taking, without waiting, whatever else is already
+ * there. Returns 0 with *out holding the newest Action among the replies read (older
  * ones, superseded, are dropped and counted in *dropped when dropped is not NULL),
  * MPC_CLIENT_EAGAIN when no reply arrived in time (nothing in flight: at once), or an
- * error as mpc_client_step (an Error reply to a step: MPC_CLIENT_EDAEMON). Allocates
- * nothing of its own. */
+ * error as mpc_client_step (an Error reply to a step: MPC_CLIENT_EDAEMON with
+ * mpc_client_daemon_code() and the message; an Action that is not well formed:
+ * MPC_CLIENT_EPROTO). An error read together with Actions is returned first; the newest
+ * Action then waits for the next call, which returns it without waiting. Of several
+ * errors read at once, the newest is reported. *out is written only when 0 is returned.
+ * The connection stays usable except after the errors that break it, as for every call.
+ * Allocates nothing of its own. */
 int mpc_client_step_poll(mpc_client_t *c, int timeout_ms, mpc_client_action_t *out,
                          unsigned *dropped);
 
@@ -287,11 +298,12 @@ int mpc_client_reload(mpc_client_t *c, const char *path, mpc_client_reload_t *ou
 /*
  * The follower: what a robot applies between replies. It keeps the newest plans with the
  * time their first row takes effect (for a Step sent with delay_steps d, the
- * observation's time + d * plan_step_s) and answers, for any time t, the action of the
- * newest plan that has started by t: row floor((t - start) / plan_step_s), zero-order
- * hold per control step. When t runs past that plan's last row, the last row holds and
- * the call says so. A plan whose start lies in the future (a delayed reply) waits while
- * the older one goes on. Times are the caller's (any clock, in seconds, used
+ * observation's time + d * plan_step_s, or the reply's arrival when that is later: a plan
+ * cannot act before it is known, and its rows are timed from when it does) and answers, for any
+ * time t, the action of the newest plan that has started by t: row floor((t - start) /
+ * plan_step_s), zero-order hold per control step. When t runs past that plan's last row, the
+ * last row holds and the call says so. A plan whose start lies in the future (a delayed reply)
+ * waits while the older one goes on. Times are the caller's (any clock, in seconds, used
  * consistently). Nothing is allocated after mpc_follower_create.
  */
 typedef struct mpc_follower mpc_follower_t;
@@ -310,16 +322,19 @@ int mpc_follower_create(size_t action_size, size_t max_plans, const float *initi
 void mpc_follower_destroy(mpc_follower_t *f);
 
 /* Takes the plan of reply a, whose row 0 takes effect at start. A reply without a plan
- * (plan_rows 0) counts as a one-row plan that holds until the next one. A plan that starts
- * before the newest plan held is stale (its reply overtaken) and ignored: returns 1; one
- * that starts at the same time replaces it (replies come in request order: it is newer).
- * Else 0, or MPC_CLIENT_EINVAL (wrong action size, non-finite start). When max_plans are
- * held, the oldest goes. */
+ * (plan_rows 0) counts as a one-row plan that holds until a newer plan starts (never
+ * MPC_FOLLOW_PAST_END). A plan that starts before the newest plan held is stale (its
+ * reply overtaken) and ignored: returns 1; one that starts at the same time replaces it
+ * (replies come in request order: it is newer). Else 0, or MPC_CLIENT_EINVAL (f or a
+ * NULL, wrong action size, non-finite start, plan rows without a positive finite
+ * plan_step_s). When max_plans are held, the oldest goes. */
 int mpc_follower_update(mpc_follower_t *f, const mpc_client_action_t *a, double start);
 
 /* The action for time t into out (action_size floats); returns its mpc_follow_state_t.
  * A pure lookup: t may go back and forth (a robot may ask for the steps ahead, e.g. to
- * send them as applied_actions); plans leave only when max_plans are held. */
+ * send them as applied_actions); plans leave only when max_plans are held. A plan counts
+ * as started, and a row as reached, up to 1e-6 of a step early, so that a t summed up
+ * from steps picks the row it lands on. */
 mpc_follow_state_t mpc_follower_action_at(const mpc_follower_t *f, double t, float *out);
 
 /* Forgets every plan (a new episode): the initial action holds again. */

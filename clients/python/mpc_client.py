@@ -38,8 +38,9 @@ for the moment the action will be applied, one period after the observation:
             a = c.poll_action()            # timeout 0: only what has arrived
         except Overloaded:
             a = None                       # keep following the plan held
-        if a is not None:                  # its row 0 is for observation a.seq + delay
-            follower.update(a, t0 + (a.seq + delay) * period)
+        if a is not None:                  # row 0 is for observation a.seq + delay, or now
+            now = time.monotonic()         # if that has passed (it cannot act earlier)
+            follower.update(a, max(now, t0 + (a.seq + delay) * period))
         action, state = follower.action_at(time.monotonic())
         robot.apply(action)                # state: FOLLOW_PLAN, _PAST_END or _NO_PLAN
         time.sleep(max(0.0, t0 + (k + 1) * period - time.monotonic()))
@@ -563,7 +564,8 @@ class Follower:
 
     Keeps the newest plans (Action.plan, Action.plan_step_s) with the time their first row
     takes effect: for a Step sent with delay_steps d, the observation's time +
-    d * plan_step_s. action_at(t) answers the action of the newest plan that has started
+    d * plan_step_s, or the reply's arrival when that is later (a plan cannot act before
+    it is known; with d = 0 the action in force holds until the reply comes). action_at(t) answers the action of the newest plan that has started
     by t: row floor((t - start) / plan_step_s), a zero-order hold per control step. When t
     runs past that plan's last row the last row holds and the state says so. A plan whose
     start lies in the future (a delayed reply) waits while the older one goes on. Times

@@ -184,7 +184,7 @@ void sim_env_reset(sim_env_t *e, sim_rng_t *rng, float *obs)
     e->task->observe(&e->w, obs);
 }
 
-double sim_env_step(sim_env_t *e, const float *action, float *obs)
+double sim_env_substep(sim_env_t *e, const float *action)
 {
     sim_world_t *w = &e->w;
     for (int i = 0; i < e->task->act_dim; i++) {
@@ -192,12 +192,21 @@ double sim_env_step(sim_env_t *e, const float *action, float *obs)
         sim_env_action_bounds(e, i, &lo, &hi);
         w->d->ctrl[i] = a < lo ? lo : a > hi ? hi : a;
     }
+    physics_step(w);
+    return e->task->reward(w);
+}
+
+void sim_env_observe(sim_env_t *e, float *obs)
+{
+    e->task->observe(&e->w, obs);
+}
+
+double sim_env_step(sim_env_t *e, const float *action, float *obs)
+{
     double reward = 0.0;
-    for (int k = 0; k < e->task->action_repeat; k++) {
-        physics_step(w);
-        reward += e->task->reward(w);
-    }
+    for (int k = 0; k < e->task->action_repeat; k++)
+        reward += sim_env_substep(e, action);
     if (obs)
-        e->task->observe(w, obs);
+        sim_env_observe(e, obs);
     return reward;
 }

@@ -36,6 +36,11 @@ void sim_env_reset(sim_env_t *e, sim_rng_t *rng, float *obs);
 /* Applies action (act_dim values, clipped; non-finite values become 0) for the action
  * repeat; writes the next observation and returns the summed reward. */
 double sim_env_step(sim_env_t *e, const float *action, float *obs);
+/* One physics step of a control step (the robot's physics runs on between replies):
+ * applies action (clipped as sim_env_step does) for one timestep and returns its reward.
+ * sim_env_step is action_repeat of these, then sim_env_observe. */
+double sim_env_substep(sim_env_t *e, const float *action);
+void sim_env_observe(sim_env_t *e, float *obs);
 /* Re-synchronises mjData after a test edited qpos/qvel, and observes. */
 void sim_env_forward(sim_env_t *e, float *obs);
 

@@ -6,6 +6,10 @@
  * loop at the control period (--realtime), adds exploration noise, records each episode
  * as an .npz file for the trainer (--record, common/EPISODES.md) and logs every step to a
  * CSV file. Prints each episode's return and, for mpcd, the reply latency distribution.
+ *
+ * By default simulated time stops while the daemon thinks. --no-wait, --delay-steps,
+ * --follow and --drop make it a robot whose physics runs on (timeline.h): physics step
+ * by physics step, the action in force comes from the replies that have arrived.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -23,6 +27,7 @@
 #include "env.h"
 #include "episode_file.h"
 #include "policy.h"
+#include "timeline.h"
 #include "tools/latency.h"
 #include "tools/tool.h"
 
@@ -43,6 +48,7 @@ static void usage(FILE *out)
 "    mpc-sim --task TASK [--policy random|zero|mpcd] [--episodes N] [--seed S]\n"
 "            [--record DIR] [--csv FILE] [--max-steps N] [--explore SCALE]\n"
 "            [--connect ADDR] [--deadline-ms MS] [--timeout MS] [--realtime] [--quiet]\n"
+"            [--no-wait] [--follow] [--delay-steps K [--uncompensated]] [--drop P]\n"
 "    mpc-sim --list-tasks\n"
 "    mpc-sim --print-mjcf TASK\n"
 "\n"
@@ -84,6 +90,24 @@ static void usage(FILE *out)
 "        --timeout MS       connect and per-step reply timeout (default %d)\n"
 "    -R, --realtime         pace control steps at the control period on the wall clock;\n"
 "                           a late reply delays the simulation and is counted\n"
+"\n"
+"    A robot's physics does not stop while mpcd thinks. These make the simulation behave\n"
+"    so (mpcd only; physics step by physics step, the action in force is the newest\n"
+"    reply's that has arrived and taken effect):\n"
+"        --no-wait          physics runs on while a request is in flight: for the physics\n"
+"                           steps the measured reply latency covers, the action in force\n"
+"                           holds (or the followed plan goes on); a reply later than a\n"
+"                           control period takes effect at the next control step\n"
+"        --follow           follow each reply's whole plan (Action.plan, libmpcclient's\n"
+"                           follower) instead of holding its action: between replies, and\n"
+"                           when one is late or lost, the plan's next rows are applied\n"
+"        --delay-steps K    apply each reply K control steps after its observation, and\n"
+"                           send Step.delay_steps = K so that mpcd plans for that moment\n"
+"                           (0 .. 64; at most mpcd's planner horizon)\n"
+"        --uncompensated    with --delay-steps: send delay_steps = 0 (what the delay costs\n"
+"                           a controller that ignores it)\n"
+"        --drop P           lose a fraction P of the replies at random (seeded by --seed),\n"
+"                           as a flaky network would; a lost reply is never applied\n"
 "    -q, --quiet            no progress line\n"
 "        --list-tasks       list the tasks and exit\n"
 "        --print-mjcf TASK  print the task's MuJoCo model (MJCF) and exit\n"
@@ -102,7 +126,8 @@ static void usage(FILE *out)
 "EXAMPLES\n"
 "    mpc-sim --task cartpole-swingup --policy random --episodes 3\n"
 "    mpc-sim --task cartpole-swingup --policy mpcd --connect tcp://127.0.0.1:7070 \\\n"
-"            --deadline-ms 40 --realtime --record episodes/ --explore 0.3\n",
+"            --deadline-ms 40 --realtime --record episodes/ --explore 0.3\n"
+"    mpc-sim --task cartpole-swingup --policy mpcd --no-wait --follow --drop 0.2\n",
             MPC_CLIENT_DEFAULT_ADDRESS, MPC_CLIENT_DEFAULT_TIMEOUT_MS);
 }
 // clang-format on
@@ -121,7 +146,16 @@ typedef struct {
     long timeout_ms;
     bool realtime;
     bool quiet;
+    bool no_wait, follow, uncompensated;
+    long delay_steps;
+    double drop;
 } options_t;
+
+/* Whether physics runs on across replies (timeline.h) instead of stopping for them. */
+static bool timed(const options_t *o)
+{
+    return o->no_wait || o->follow || o->delay_steps > 0 || o->drop > 0;
+}
 
 static volatile sig_atomic_t interrupted;
 
@@ -164,7 +198,17 @@ static const sim_task_t *find_task(const char *name)
 /* Returns -1 to go on, else the exit status. */
 static int parse_options(int argc, char **argv, options_t *o)
 {
-    enum { OPT_CSV = 256, OPT_TIMEOUT, OPT_LIST, OPT_MJCF };
+    enum {
+        OPT_CSV = 256,
+        OPT_TIMEOUT,
+        OPT_LIST,
+        OPT_MJCF,
+        OPT_NO_WAIT,
+        OPT_FOLLOW,
+        OPT_DELAY,
+        OPT_UNCOMPENSATED,
+        OPT_DROP
+    };
     static const struct option longopts[] = {
         {"task", required_argument, NULL, 't'},
         {"policy", required_argument, NULL, 'p'},
@@ -179,6 +223,11 @@ static int parse_options(int argc, char **argv, options_t *o)
         {"timeout", required_argument, NULL, OPT_TIMEOUT},
         {"realtime", no_argument, NULL, 'R'},
         {"quiet", no_argument, NULL, 'q'},
+        {"no-wait", no_argument, NULL, OPT_NO_WAIT},
+        {"follow", no_argument, NULL, OPT_FOLLOW},
+        {"delay-steps", required_argument, NULL, OPT_DELAY},
+        {"uncompensated", no_argument, NULL, OPT_UNCOMPENSATED},
+        {"drop", required_argument, NULL, OPT_DROP},
         {"list-tasks", no_argument, NULL, OPT_LIST},
         {"print-mjcf", required_argument, NULL, OPT_MJCF},
         {"help", no_argument, NULL, 'h'},
@@ -237,6 +286,21 @@ static int parse_options(int argc, char **argv, options_t *o)
         case 'q':
             o->quiet = true;
             break;
+        case OPT_NO_WAIT:
+            o->no_wait = true;
+            break;
+        case OPT_FOLLOW:
+            o->follow = true;
+            break;
+        case OPT_DELAY:
+            bad = tool_parse_long(prog, "--delay-steps", optarg, 0, 64, &o->delay_steps);
+            break;
+        case OPT_UNCOMPENSATED:
+            o->uncompensated = true;
+            break;
+        case OPT_DROP:
+            bad = tool_parse_double(prog, "--drop", optarg, 0, 1, &o->drop);
+            break;
         case OPT_LIST:
             list_tasks();
             return TOOL_EXIT_OK;
@@ -265,6 +329,15 @@ static int parse_options(int argc, char **argv, options_t *o)
         fprintf(stderr, "%s: --task is required (see --list-tasks)\n", prog);
         return TOOL_EXIT_USAGE;
     }
+    if (o->policy != SIM_POLICY_MPCD && timed(o)) {
+        fprintf(stderr,
+                "%s: --no-wait, --follow, --delay-steps and --drop need --policy mpcd\n", prog);
+        return TOOL_EXIT_USAGE;
+    }
+    if (o->uncompensated && o->delay_steps == 0) {
+        fprintf(stderr, "%s: --uncompensated needs --delay-steps K > 0\n", prog);
+        return TOOL_EXIT_USAGE;
+    }
     if (o->policy != SIM_POLICY_MPCD && (o->connect || o->deadline_ms > 0))
         fprintf(stderr,
                 "%s: note: --connect and --deadline-ms only matter with --policy mpcd\n", prog);
@@ -290,6 +363,11 @@ typedef struct {
     unsigned long late, misses, deadline_cuts, fallbacks, decisions, iterations;
     bool progress;
     double progress_t;
+    /* physics that runs on (timed(o)) */
+    sim_timeline_t timeline;
+    sim_rng_t drop_rng;
+    float *ahead; /* [delay_steps, A] applied_actions sent */
+    unsigned long dropped, applied_sent;
 } sim_run_t;
 
 static void sleep_until(double t_s)
@@ -367,11 +445,57 @@ static void count_reply(sim_run_t *r, const sim_decision_t *dec)
     r->iterations += dec->iterations;
 }
 
+/* Before step t's request: the delay to announce, and with --follow or --drop the actions
+ * that will really be in force until its reply takes effect (they may differ from what
+ * mpcd returned for them: a lost reply, a plan followed on). */
+static void ask_ahead(sim_run_t *r, int t)
+{
+    const options_t *o = r->o;
+    sim_policy_t *p = &r->policy;
+    p->delay_steps = o->uncompensated ? 0 : (uint32_t)o->delay_steps;
+    p->n_applied = 0;
+    if (p->delay_steps > 0 && (o->follow || o->drop > 0)) {
+        sim_timeline_ahead(&r->timeline, t * r->period_s, r->period_s, (int)o->delay_steps,
+                           r->act_dim, r->ahead);
+        p->applied = r->ahead;
+        p->n_applied = (size_t)o->delay_steps * r->act_dim;
+        r->applied_sent++;
+    }
+}
+
+/* Control step t with physics that runs on: the reply of this step arrives after its
+ * latency (--no-wait) and takes effect delay_steps later; each physics step applies the
+ * action in force then. act receives the last one applied (what the step recorded). */
+static double run_on(sim_run_t *r, int t, const sim_decision_t *dec, float *act, float *obs)
+{
+    const options_t *o = r->o;
+    const int repeat = o->task->action_repeat;
+    const double dt = r->period_s / repeat, t0 = t * r->period_s;
+    if (o->drop > 0 && sim_rng_unit(&r->drop_rng) < o->drop) {
+        r->dropped++;
+    } else {
+        /* A plan takes effect when it is due (delay_steps later) or, if it comes later
+         * than that, when it arrives: its rows are timed from there. */
+        double wait = o->no_wait ? fmin(dec->latency_ms * 1e-3, r->period_s) : 0.0;
+        double due = t0 + o->delay_steps * r->period_s;
+        sim_timeline_expect(&r->timeline, &r->policy.reply, t0 + wait, fmax(due, t0 + wait));
+    }
+    double reward = 0.0;
+    for (int k = 0; k < repeat; k++) {
+        sim_timeline_action(&r->timeline, (t * repeat + k) * dt, act);
+        reward += sim_env_substep(r->env, act);
+    }
+    sim_env_observe(r->env, obs);
+    return reward;
+}
+
 static int run_episode(sim_run_t *r, long ep, double *ret)
 {
     const options_t *o = r->o;
     bool mpcd = o->policy == SIM_POLICY_MPCD;
     sim_env_reset(r->env, &r->env_rng, r->obs);
+    if (timed(o))
+        sim_timeline_reset(&r->timeline);
     r->ep_latency.n = 0;
     float prev_reward = 0.0f;
     double next = tool_now_s();
@@ -383,12 +507,15 @@ static int run_episode(sim_run_t *r, long ep, double *ret)
             sleep_until(next);
         float *obs = r->obs + (size_t)t * r->obs_dim, *act = r->act + (size_t)t * r->act_dim;
         sim_decision_t dec;
+        if (timed(o))
+            ask_ahead(r, t);
         int rc = sim_policy_act(&r->policy, obs, r->obs_dim, prev_reward, t == 0, act, &dec);
         if (rc < 0)
             return interrupted ? SIM_EXIT_INTERRUPTED : policy_failed(r, rc);
         if (mpcd)
             count_reply(r, &dec);
-        double reward = sim_env_step(r->env, act, obs + r->obs_dim);
+        double reward = timed(o) ? run_on(r, t, &dec, act, obs + r->obs_dim)
+                                 : sim_env_step(r->env, act, obs + r->obs_dim);
         r->rew[t] = (float)reward;
         *ret += reward;
         prev_reward = (float)reward;
@@ -472,6 +599,15 @@ static void print_summary(sim_run_t *r)
         printf(", deadline misses (> %.0f ms): %lu", o->deadline_ms, r->misses);
     printf("\nplans: mean iterations %.1f, deadline cuts %lu, fallbacks %lu\n",
            (double)r->iterations / (double)r->decisions, r->deadline_cuts, r->fallbacks);
+    if (timed(o))
+        printf("physics ran on:%s%s delay %ld step%s (%s), replies dropped %lu, physics steps "
+               "past the plan's end %lu, steps sent with applied_actions %lu\n",
+               o->no_wait ? " no-wait," : "", o->follow ? " following plans," : "",
+               o->delay_steps, o->delay_steps == 1 ? "" : "s",
+               o->delay_steps == 0 ? "none"
+               : o->uncompensated  ? "uncompensated"
+                                   : "compensated",
+               r->dropped, r->timeline.past_end, r->applied_sent);
 }
 
 static int run_all(sim_run_t *r)
@@ -557,7 +693,14 @@ static int prepare(sim_run_t *r, const options_t *o)
     r->returns = calloc((size_t)o->episodes, sizeof(double));
     r->ep_latency.v = malloc(steps * sizeof(double));
     r->ep_latency.cap = steps;
-    if (!r->obs || !r->act || !r->rew || !r->returns || !r->ep_latency.v) {
+    if (timed(o)) {
+        sim_rng_seed(&r->drop_rng, (uint64_t)o->seed, 3);
+        r->ahead = calloc((size_t)o->delay_steps * r->act_dim + 1, sizeof(float));
+        if (sim_timeline_init(&r->timeline, r->act_dim, (int)o->delay_steps, o->follow) < 0)
+            r->ahead = (free(r->ahead), NULL);
+    }
+    if (!r->obs || !r->act || !r->rew || !r->returns || !r->ep_latency.v ||
+        (timed(o) && !r->ahead)) {
         fprintf(stderr, "%s: out of memory\n", prog);
         return SIM_EXIT_FAILED;
     }
@@ -593,6 +736,8 @@ static int release(sim_run_t *r, int rc)
     free(r->returns);
     latency_free(&r->ep_latency);
     latency_free(&r->latency);
+    sim_timeline_free(&r->timeline);
+    free(r->ahead);
     return rc;
 }
 

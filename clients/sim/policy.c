@@ -53,25 +53,31 @@ static int ask_mpcd(sim_policy_t *p, const float *obs, int obs_dim, float prev_r
                               .reward = reset ? 0.0f : prev_reward,
                               .reset = reset,
                               .deadline_us = p->deadline_us,
-                              .exploration_noise = (float)p->explore};
-    mpc_client_action_t a;
+                              .exploration_noise = (float)p->explore,
+                              .delay_steps = p->delay_steps,
+                              .applied_actions = p->applied,
+                              .applied_actions_size = p->n_applied};
+    mpc_client_action_t *a = &p->reply;
     double t0 = tool_now_s();
-    int rc = mpc_client_step(p->client, &step, &a);
+    int rc = mpc_client_step(p->client, &step, a);
     dec->latency_ms = (tool_now_s() - t0) * 1e3;
     if (rc < 0)
         return rc;
-    if (a.action_size != (size_t)p->act_dim)
+    if (a->action_size != (size_t)p->act_dim)
         return SIM_POLICY_EBADACTION;
-    for (int i = 0; i < p->act_dim; i++) {
-        if (!isfinite(a.action[i]))
+    for (size_t i = 0; i < a->plan_rows * a->action_size; i++)
+        if (!isfinite(a->plan[i]))
             return SIM_POLICY_EBADACTION;
-        action[i] = a.action[i];
+    for (int i = 0; i < p->act_dim; i++) {
+        if (!isfinite(a->action[i]))
+            return SIM_POLICY_EBADACTION;
+        action[i] = a->action[i];
     }
-    dec->iterations = a.iterations;
-    dec->predicted_return = a.predicted_return;
-    dec->deadline_cut = a.deadline_cut;
-    dec->fallback = a.fallback;
-    dec->model_version = a.model_version;
+    dec->iterations = a->iterations;
+    dec->predicted_return = a->predicted_return;
+    dec->deadline_cut = a->deadline_cut;
+    dec->fallback = a->fallback;
+    dec->model_version = a->model_version;
     return 0;
 }
 

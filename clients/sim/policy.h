@@ -33,6 +33,12 @@ typedef struct {
     uint32_t deadline_us; /* 0: the daemon's default */
     uint64_t seq;
     mpc_client_welcome_t welcome;
+    /* sent with the next Step (delay compensation): Step.delay_steps, and applied_actions
+     * when n_applied > 0 */
+    uint32_t delay_steps;
+    const float *applied;
+    size_t n_applied;
+    mpc_client_action_t reply; /* the last Action, with its plan */
 } sim_policy_t;
 
 /* What one decision cost and how it was made (mpcd fields stay 0 for other policies). */

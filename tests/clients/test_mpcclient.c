@@ -1,5 +1,6 @@
 /*
- * test_mpcclient.c: libmpcclient against a fake daemon (clients/lib/mpcclient.c).
+ * test_mpcclient.c: libmpcclient against a fake daemon (clients/lib/mpcclient.c): the
+ * blocking calls, delay compensation and plans, and asynchronous steps.
  *
  * Each test connects the client to one end of a socketpair (or to a loopback/Unix
  * listener); a server thread on the other end runs a short script: read requests, answer
@@ -88,11 +89,23 @@ static void fake_raw(fake_t *f, const void *data, size_t len)
     }
 }
 
+/* Room for the largest canned reply (a plan longer than MPC_CLIENT_MAX_PLAN) and a few
+ * small ones written together. */
+#define FRAMES_MAX 16384
+
+/* Packs rep as a frame at buf + *len when it fits in FRAMES_MAX; advances *len. */
+static void frame_add(uint8_t *buf, size_t *len, const Mpc__V1__Reply *rep)
+{
+    if (*len + wire_reply_frame_size(rep) <= FRAMES_MAX)
+        *len += wire_pack_reply(rep, buf + *len);
+}
+
 static void fake_reply(fake_t *f, Mpc__V1__Reply *rep)
 {
-    uint8_t buf[4096];
-    if (wire_reply_frame_size(rep) <= sizeof(buf))
-        fake_raw(f, buf, wire_pack_reply(rep, buf));
+    uint8_t buf[FRAMES_MAX];
+    size_t len = 0;
+    frame_add(buf, &len, rep);
+    fake_raw(f, buf, len);
 }
 
 static void fake_close(fake_t *f)
@@ -186,12 +199,28 @@ static void send_welcome(fake_t *f, uint64_t id, uint32_t obs, uint32_t act)
     send_welcome_rated(f, id, obs, act, 12.5, 4);
 }
 
-static void send_action(fake_t *f, uint64_t id, uint64_t seq, size_t n)
+/* Plans of the canned Actions: row k, column j holds 0.25 (j + 1) + k (row 0 = action). */
+#define PLAN_STEP_S 0.08
+#define PLAN_MAX    1200
+
+static float plan_value(size_t k, size_t j)
 {
-    float action[MPC_CLIENT_MAX_ACTION + 1];
+    return 0.25f * (float)(j + 1) + (float)k;
+}
+
+/* Adds an Action for seq with n floats and a plan of n_plan floats (rows of n, or not). */
+static void action_add(uint8_t *buf, size_t *len, uint64_t id, uint64_t seq, size_t n,
+                       size_t n_plan)
+{
+    float action[MPC_CLIENT_MAX_ACTION + 1], plan[PLAN_MAX];
     for (size_t i = 0; i < n && i <= MPC_CLIENT_MAX_ACTION; i++)
-        action[i] = 0.25f * (float)(i + 1);
+        action[i] = plan_value(0, i);
+    for (size_t i = 0; i < n_plan && i < PLAN_MAX; i++)
+        plan[i] = plan_value(i / n, i % n);
     Mpc__V1__Action a = MPC__V1__ACTION__INIT;
+    a.n_plan = n_plan < PLAN_MAX ? n_plan : PLAN_MAX;
+    a.plan = plan;
+    a.plan_step_s = n_plan > 0 ? PLAN_STEP_S : 0.0;
     a.seq = seq;
     a.n_action = n;
     a.action = action;
@@ -208,11 +237,24 @@ static void send_action(fake_t *f, uint64_t id, uint64_t seq, size_t n)
     rep.id = id;
     rep.body_case = MPC__V1__REPLY__BODY_ACTION;
     rep.action = &a;
-    fake_reply(f, &rep);
+    frame_add(buf, len, &rep);
 }
 
-static void send_error_retry(fake_t *f, uint64_t id, Mpc__V1__Error__Code code, const char *msg,
-                             uint32_t retry_after_ms)
+static void send_action_plan(fake_t *f, uint64_t id, uint64_t seq, size_t n, size_t n_plan)
+{
+    uint8_t buf[FRAMES_MAX];
+    size_t len = 0;
+    action_add(buf, &len, id, seq, n, n_plan);
+    fake_raw(f, buf, len);
+}
+
+static void send_action(fake_t *f, uint64_t id, uint64_t seq, size_t n)
+{
+    send_action_plan(f, id, seq, n, 0);
+}
+
+static void error_add(uint8_t *buf, size_t *len, uint64_t id, Mpc__V1__Error__Code code,
+                      const char *msg, uint32_t retry_after_ms)
 {
     Mpc__V1__Error e = MPC__V1__ERROR__INIT;
     e.code = code;
@@ -222,7 +264,16 @@ static void send_error_retry(fake_t *f, uint64_t id, Mpc__V1__Error__Code code, 
     rep.id = id;
     rep.body_case = MPC__V1__REPLY__BODY_ERROR;
     rep.error = &e;
-    fake_reply(f, &rep);
+    frame_add(buf, len, &rep);
+}
+
+static void send_error_retry(fake_t *f, uint64_t id, Mpc__V1__Error__Code code, const char *msg,
+                             uint32_t retry_after_ms)
+{
+    uint8_t buf[FRAMES_MAX];
+    size_t len = 0;
+    error_add(buf, &len, id, code, msg, retry_after_ms);
+    fake_raw(f, buf, len);
 }
 
 static void send_error(fake_t *f, uint64_t id, Mpc__V1__Error__Code code, const char *msg)
@@ -799,6 +850,395 @@ static void test_error_names(void **state)
                         "PERMISSION_DENIED");
 }
 
+/* --- delay compensation, plans and asynchronous steps --- */
+
+/* Welcome, then answers three blocking steps with a plan of 3 rows, one of 600 rows (more
+ * than a reply's copy keeps) and one that is not whole rows, then an asynchronous step. */
+static void script_plans(fake_t *f)
+{
+    Mpc__V1__Request *req = fake_read(f);
+    if (req == NULL)
+        return;
+    send_welcome(f, req->id, OBS, ACT);
+    static const size_t n_plan[] = {3 * ACT, 600 * ACT, 3, 12 * ACT};
+    for (size_t i = 0; i < sizeof(n_plan) / sizeof(n_plan[0]); i++) {
+        if ((req = fake_read(f)) == NULL || req->body_case != MPC__V1__REQUEST__BODY_STEP)
+            return;
+        send_action_plan(f, req->id, req->step->seq, ACT, n_plan[i]);
+    }
+}
+
+static void expect_plan(const mpc_client_action_t *a, size_t rows)
+{
+    assert_int_equal(a->plan_rows, rows);
+    assert_true(a->plan_step_s == PLAN_STEP_S);
+    for (size_t k = 0; k < rows; k++)
+        for (size_t j = 0; j < ACT; j++)
+            assert_true(a->plan[k * ACT + j] == plan_value(k, j));
+    for (size_t j = 0; j < ACT; j++)
+        assert_true(a->action[j] == a->plan[j]);
+}
+
+static void test_delay_and_plan_round_trip(void **state)
+{
+    (void)state;
+    fake_t f;
+    mpc_client_t *c;
+    fake_start(&f, script_plans, &c);
+    float obs[OBS] = {0.5f, -1.0f, 2.0f, 0.0f, 3.25f};
+    float applied[2 * ACT] = {0.1f, -0.2f, 0.3f, -0.4f};
+    mpc_client_action_t act;
+
+    /* Checked before anything is sent: without a session, applied_actions must be whole
+     * delay_steps rows; with one, delay_steps x action_size floats. */
+    mpc_client_step_t step = {.seq = 1,
+                              .observation = obs,
+                              .observation_size = OBS,
+                              .delay_steps = 2,
+                              .applied_actions = applied,
+                              .applied_actions_size = 3};
+    assert_int_equal(mpc_client_step(c, &step, &act), MPC_CLIENT_EINVAL);
+    assert_non_null(strstr(mpc_client_errmsg(c), "not 2 (delay_steps) rows"));
+    assert_int_equal(mpc_client_hello(c, NULL, NULL, OBS, 0, NULL), 0);
+    assert_int_equal(mpc_client_step(c, &step, &act), MPC_CLIENT_EINVAL);
+    assert_non_null(strstr(mpc_client_errmsg(c), "has 3 floats; expected 0 or delay_steps x "
+                                                 "action_size = 2 x 2"));
+    assert_int_equal(mpc_client_step_send(c, &step), MPC_CLIENT_EINVAL);
+    step.applied_actions = NULL;
+    step.applied_actions_size = 2 * ACT;
+    assert_int_equal(mpc_client_step(c, &step, &act), MPC_CLIENT_EINVAL);
+    assert_non_null(strstr(mpc_client_errmsg(c), "applied_actions is NULL"));
+    step.applied_actions = applied;
+    step.delay_steps = 0;
+    assert_int_equal(mpc_client_step(c, &step, &act), MPC_CLIENT_EINVAL);
+    assert_int_equal(mpc_client_steps_in_flight(c), 0);
+
+    /* The fields go out, the plan comes back. */
+    step.delay_steps = 2;
+    assert_int_equal(mpc_client_step(c, &step, &act), 0);
+    expect_plan(&act, 3);
+    /* 600 rows of 2: cut to the 512 whole rows that fit MPC_CLIENT_MAX_PLAN. */
+    step.seq = 2;
+    step.delay_steps = 0;
+    step.applied_actions_size = 0;
+    assert_int_equal(mpc_client_step(c, &step, &act), 0);
+    expect_plan(&act, MPC_CLIENT_MAX_PLAN / ACT);
+    /* 3 floats are not whole rows of 2: refused, the connection stays usable. */
+    step.seq = 3;
+    memset(&act, 0, sizeof(act));
+    assert_int_equal(mpc_client_step(c, &step, &act), MPC_CLIENT_EPROTO);
+    assert_non_null(strstr(mpc_client_errmsg(c), "a plan of 3 floats"));
+    assert_int_equal(act.seq, 0); /* *out untouched */
+    assert_true(mpc_client_connected(c));
+    /* The same fields through the asynchronous path. */
+    step.seq = 4;
+    step.delay_steps = 1;
+    step.applied_actions = applied + ACT;
+    step.applied_actions_size = ACT;
+    assert_int_equal(mpc_client_step_send(c, &step), 0);
+    unsigned dropped = 99;
+    assert_int_equal(mpc_client_step_poll(c, -1, &act, &dropped), 0);
+    assert_int_equal(dropped, 0);
+    assert_int_equal(act.seq, 4);
+    expect_plan(&act, 12);
+    fake_join(&f);
+
+    /* What the daemon decoded. */
+    assert_int_equal(f.n_seen, 5);
+    const Mpc__V1__Step *s = f.seen[1]->step;
+    assert_int_equal(s->delay_steps, 2);
+    assert_int_equal(s->n_applied_actions, 2 * ACT);
+    assert_memory_equal(s->applied_actions, applied, sizeof(applied));
+    s = f.seen[2]->step;
+    assert_int_equal(s->delay_steps, 0);
+    assert_int_equal(s->n_applied_actions, 0);
+    s = f.seen[4]->step;
+    assert_int_equal(s->seq, 4);
+    assert_int_equal(s->delay_steps, 1);
+    assert_int_equal(s->n_applied_actions, ACT);
+    assert_memory_equal(s->applied_actions, applied + ACT, ACT * sizeof(float));
+    assert_int_equal(s->n_observation, OBS);
+    mpc_client_destroy(c);
+    fake_free(&f);
+}
+
+#define ASYNC_LOOP 10
+
+/* Reads n step requests into reqs; false when the stream ended first. */
+static bool read_steps(fake_t *f, Mpc__V1__Request **reqs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if ((reqs[i] = fake_read(f)) == NULL ||
+            reqs[i]->body_case != MPC__V1__REQUEST__BODY_STEP)
+            return false;
+    return true;
+}
+
+/* Answers groups of asynchronous steps, each group's replies in one write, so that they
+ * arrive together. */
+static void script_async(fake_t *f)
+{
+    Mpc__V1__Request *req = fake_read(f), *r[3];
+    if (req == NULL)
+        return;
+    send_welcome(f, req->id, OBS, ACT);
+    uint8_t buf[FRAMES_MAX];
+    size_t len = 0;
+    /* Three in flight (the client polls in vain while the first waits): all answered. */
+    if (!read_steps(f, r, 3))
+        return;
+    for (size_t i = 0; i < 3; i++)
+        action_add(buf, &len, r[i]->id, r[i]->step->seq, ACT, 4 * ACT);
+    fake_raw(f, buf, len);
+    /* An Action, then an Error. */
+    if (!read_steps(f, r, 2))
+        return;
+    len = 0;
+    action_add(buf, &len, r[0]->id, r[0]->step->seq, ACT, 4 * ACT);
+    error_add(buf, &len, r[1]->id, MPC__V1__ERROR__CODE__OVERLOADED, "queue full", 100);
+    fake_raw(f, buf, len);
+    /* An Error, then an Action. */
+    if (!read_steps(f, r, 2))
+        return;
+    len = 0;
+    error_add(buf, &len, r[0]->id, MPC__V1__ERROR__CODE__INVALID_VALUE, "observation 2", 0);
+    action_add(buf, &len, r[1]->id, r[1]->step->seq, ACT, 4 * ACT);
+    fake_raw(f, buf, len);
+    /* Two asynchronous steps, then a blocking one: all three answered in order. */
+    if (!read_steps(f, r, 3))
+        return;
+    for (size_t i = 0; i < 3; i++)
+        send_action_plan(f, r[i]->id, r[i]->step->seq, ACT, 4 * ACT);
+    /* The robot's loop: one step at a time. */
+    for (int i = 0; i < ASYNC_LOOP; i++) {
+        if (!read_steps(f, r, 1))
+            return;
+        send_action_plan(f, r[0]->id, r[0]->step->seq, ACT, 12 * ACT);
+    }
+    /* A wrong body (kept usable), then an id never sent (broken). */
+    if (!read_steps(f, r, 1))
+        return;
+    send_ack(f, r[0]->id);
+    if (!read_steps(f, r, 1))
+        return;
+    send_action(f, r[0]->id + 5, r[0]->step->seq, ACT);
+}
+
+static void test_async_steps(void **state)
+{
+    (void)state;
+    fake_t f;
+    mpc_client_t *c;
+    mpc_client_action_t act;
+    unsigned dropped;
+    assert_int_equal(mpc_client_create(&c), 0);
+    assert_int_equal(mpc_client_fd(c), -1);
+    assert_int_equal(mpc_client_step_poll(c, 0, &act, NULL), MPC_CLIENT_ECLOSED);
+    mpc_client_destroy(c);
+
+    fake_start(&f, script_async, &c);
+    assert_true(mpc_client_fd(c) >= 0);
+    assert_int_equal(mpc_client_hello(c, NULL, NULL, OBS, 0, NULL), 0);
+    float obs[OBS] = {0};
+    mpc_client_step_t step = {.seq = 1, .observation = obs, .observation_size = OBS};
+    assert_int_equal(mpc_client_step_poll(c, 0, NULL, NULL), MPC_CLIENT_EINVAL);
+    /* Nothing in flight: EAGAIN at once, even with a long timeout. */
+    assert_int_equal(mpc_client_step_poll(c, 60000, &act, &dropped), MPC_CLIENT_EAGAIN);
+
+    /* Several in flight: the newest kept, the others counted as dropped. */
+    assert_int_equal(mpc_client_step_send(c, &step), 0);
+    assert_int_equal(mpc_client_steps_in_flight(c), 1);
+    assert_int_equal(mpc_client_step_poll(c, 0, &act, &dropped), MPC_CLIENT_EAGAIN);
+    assert_non_null(strstr(mpc_client_errmsg(c), "no reply yet (1 steps in flight)"));
+    assert_int_equal(mpc_client_step_poll(c, 20, &act, &dropped), MPC_CLIENT_EAGAIN);
+    for (step.seq = 2; step.seq <= 3; step.seq++)
+        assert_int_equal(mpc_client_step_send(c, &step), 0);
+    assert_int_equal(mpc_client_steps_in_flight(c), 3);
+    assert_int_equal(mpc_client_step_poll(c, -1, &act, &dropped), 0);
+    assert_int_equal(act.seq, 3);
+    assert_int_equal(dropped, 2);
+    expect_plan(&act, 4);
+    assert_int_equal(mpc_client_steps_in_flight(c), 0);
+    assert_int_equal(mpc_client_step_poll(c, 0, &act, &dropped), MPC_CLIENT_EAGAIN);
+
+    /* An Error after an Action: the Error first, then the Action, without waiting. */
+    for (step.seq = 4; step.seq <= 5; step.seq++)
+        assert_int_equal(mpc_client_step_send(c, &step), 0);
+    memset(&act, 0, sizeof(act));
+    assert_int_equal(mpc_client_step_poll(c, -1, &act, &dropped), MPC_CLIENT_EDAEMON);
+    assert_int_equal(act.seq, 0); /* *out untouched */
+    assert_int_equal(mpc_client_daemon_code(c), MPC_CLIENT_DAEMON_OVERLOADED);
+    assert_int_equal(mpc_client_retry_after_ms(c), 100);
+    assert_non_null(strstr(mpc_client_errmsg(c), "OVERLOADED: queue full"));
+    assert_int_equal(mpc_client_steps_in_flight(c), 0);
+    assert_true(mpc_client_connected(c));
+    assert_int_equal(mpc_client_step_poll(c, 0, &act, &dropped), 0);
+    assert_int_equal(act.seq, 4);
+    assert_int_equal(dropped, 0);
+    assert_int_equal(mpc_client_step_poll(c, 0, &act, &dropped), MPC_CLIENT_EAGAIN);
+
+    /* An Error before an Action. */
+    for (step.seq = 6; step.seq <= 7; step.seq++)
+        assert_int_equal(mpc_client_step_send(c, &step), 0);
+    assert_int_equal(mpc_client_step_poll(c, -1, &act, &dropped), MPC_CLIENT_EDAEMON);
+    assert_int_equal(mpc_client_daemon_code(c), MPC_CLIENT_DAEMON_INVALID_VALUE);
+    assert_int_equal(mpc_client_step_poll(c, 5000, &act, &dropped), 0);
+    assert_int_equal(act.seq, 7);
+
+    /* A blocking call while steps are in flight drops their replies. */
+    for (step.seq = 8; step.seq <= 9; step.seq++)
+        assert_int_equal(mpc_client_step_send(c, &step), 0);
+    step.seq = 10;
+    assert_int_equal(mpc_client_step(c, &step, &act), 0);
+    assert_int_equal(act.seq, 10);
+    assert_int_equal(mpc_client_steps_in_flight(c), 0);
+    assert_int_equal(mpc_client_step_poll(c, 0, &act, &dropped), MPC_CLIENT_EAGAIN);
+
+    /* The robot's loop allocates nothing after its first step. */
+    for (int i = 0; i < ASYNC_LOOP; i++) {
+        if (i == 1)
+            alloc_count_start();
+        step.seq = 100 + (uint64_t)i;
+        assert_int_equal(mpc_client_step_send(c, &step), 0);
+        assert_int_equal(mpc_client_step_poll(c, -1, &act, NULL), 0);
+        assert_int_equal(act.seq, step.seq);
+    }
+    assert_int_equal(alloc_count_stop(), 0);
+    expect_plan(&act, 12);
+
+    /* A reply of the wrong kind is refused; an id never sent breaks the stream. */
+    assert_int_equal(mpc_client_step_send(c, &step), 0);
+    assert_int_equal(mpc_client_step_poll(c, -1, &act, NULL), MPC_CLIENT_EPROTO);
+    assert_non_null(strstr(mpc_client_errmsg(c), "answered a step with reply body"));
+    assert_true(mpc_client_connected(c));
+    assert_int_equal(mpc_client_step_send(c, &step), 0);
+    assert_int_equal(mpc_client_step_poll(c, -1, &act, NULL), MPC_CLIENT_EPROTO);
+    assert_non_null(strstr(mpc_client_errmsg(c), "unexpected reply id"));
+    assert_false(mpc_client_connected(c));
+    assert_int_equal(mpc_client_step_poll(c, 0, &act, NULL), MPC_CLIENT_ECLOSED);
+    assert_int_equal(mpc_client_step_send(c, &step), MPC_CLIENT_ECLOSED);
+    fake_join(&f);
+
+    for (size_t i = 1; i < f.n_seen; i++)
+        assert_true(f.seen[i]->id == f.seen[i - 1]->id + 1); /* one counter, no gaps */
+    mpc_client_destroy(c);
+    fake_free(&f);
+}
+
+/* A late reply to a blocking call that timed out, then asynchronous steps: the late reply
+ * is skipped by id, the steps' replies are taken. */
+static void script_late_then_async(fake_t *f)
+{
+    Mpc__V1__Request *reset = fake_read(f), *r[2];
+    if (reset == NULL || !read_steps(f, r, 2))
+        return;
+    uint8_t buf[FRAMES_MAX];
+    size_t len = 0;
+    Mpc__V1__Ack ack = MPC__V1__ACK__INIT;
+    Mpc__V1__Reply rep = MPC__V1__REPLY__INIT;
+    rep.id = reset->id;
+    rep.body_case = MPC__V1__REPLY__BODY_ACK;
+    rep.ack = &ack;
+    frame_add(buf, &len, &rep);
+    for (size_t i = 0; i < 2; i++)
+        action_add(buf, &len, r[i]->id, r[i]->step->seq, ACT, 0);
+    fake_raw(f, buf, len);
+}
+
+static void test_async_after_timeout(void **state)
+{
+    (void)state;
+    fake_t f;
+    mpc_client_t *c;
+    fake_start(&f, script_late_then_async, &c);
+    assert_int_equal(mpc_client_set_timeout(c, 30), 0);
+    assert_int_equal(mpc_client_reset(c), MPC_CLIENT_ETIMEDOUT);
+    assert_int_equal(mpc_client_set_timeout(c, 5000), 0);
+    float obs[OBS] = {0};
+    mpc_client_step_t step = {.seq = 1, .observation = obs, .observation_size = OBS};
+    assert_int_equal(mpc_client_step_send(c, &step), 0);
+    step.seq = 2;
+    assert_int_equal(mpc_client_step_send(c, &step), 0);
+    mpc_client_action_t act;
+    unsigned dropped;
+    assert_int_equal(mpc_client_step_poll(c, -1, &act, &dropped), 0);
+    assert_int_equal(act.seq, 2);
+    assert_int_equal(dropped, 1);
+    assert_int_equal(act.plan_rows, 0); /* a daemon without plans */
+    assert_true(act.plan_step_s == 0.0);
+    assert_int_equal(mpc_client_steps_in_flight(c), 0);
+    assert_true(mpc_client_connected(c));
+    fake_join(&f);
+    mpc_client_destroy(c);
+    fake_free(&f);
+}
+
+/* A full socket: the fake daemon reads nothing until the test writes how many steps it
+ * sent through `go`, then answers them all and one Reset. */
+static int go[2];
+
+static void script_full_socket(fake_t *f)
+{
+    Mpc__V1__Request *req = fake_read(f), *r[MAX_SEEN];
+    if (req == NULL)
+        return;
+    send_welcome(f, req->id, OBS, ACT);
+    uint8_t n;
+    if (read(go[0], &n, 1) != 1 || n >= MAX_SEEN - 2 || !read_steps(f, r, n))
+        return;
+    for (size_t i = 0; i < n; i++)
+        send_action(f, r[i]->id, r[i]->step->seq, ACT);
+    if ((req = fake_read(f)) != NULL)
+        send_ack(f, req->id);
+}
+
+/* A step whose write times out before a byte of it is sent leaves the connection usable and
+ * the steps in flight accounted for (small frames go whole into a Unix socket or not at
+ * all). */
+static void test_async_send_timeout(void **state)
+{
+    (void)state;
+    fake_t f;
+    mpc_client_t *c;
+    assert_int_equal(pipe(go), 0);
+    fake_start(&f, script_full_socket, &c);
+    assert_int_equal(mpc_client_hello(c, NULL, NULL, OBS, 0, NULL), 0);
+    int small = 1; /* the kernel's minimum */
+    assert_int_equal(setsockopt(mpc_client_fd(c), SOL_SOCKET, SO_SNDBUF, &small, sizeof(small)),
+                     0);
+    assert_int_equal(mpc_client_set_timeout(c, 20), 0);
+    float obs[OBS] = {0};
+    mpc_client_step_t step = {.observation = obs, .observation_size = OBS};
+    int rc = 0;
+    uint8_t sent = 0;
+    while (sent < MAX_SEEN - 3 && (rc = mpc_client_step_send(c, &step)) == 0) {
+        sent++;
+        step.seq++;
+    }
+    assert_int_equal(rc, MPC_CLIENT_ETIMEDOUT);
+    assert_true(mpc_client_connected(c));
+    assert_int_equal(mpc_client_steps_in_flight(c), sent);
+    assert_int_equal(write(go[1], &sent, 1), 1);
+    assert_int_equal(mpc_client_set_timeout(c, 5000), 0);
+    mpc_client_action_t act;
+    unsigned dropped, total = 0;
+    while (mpc_client_steps_in_flight(c) > 0) {
+        assert_int_equal(mpc_client_step_poll(c, -1, &act, &dropped), 0);
+        total += dropped + 1;
+    }
+    assert_int_equal(total, sent);
+    assert_int_equal(act.seq, sent - 1);
+    assert_int_equal(mpc_client_reset(c), 0);
+    fake_join(&f);
+    assert_int_equal(f.n_seen, sent + 2);
+    for (size_t i = 1; i < f.n_seen; i++)
+        assert_true(f.seen[i]->id == f.seen[i - 1]->id + 1);
+    close(go[0]);
+    close(go[1]);
+    mpc_client_destroy(c);
+    fake_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -816,6 +1256,10 @@ int main(void)
         cmocka_unit_test(test_connect_tcp_and_unix),
         cmocka_unit_test(test_not_connected_and_refused),
         cmocka_unit_test(test_error_names),
+        cmocka_unit_test(test_delay_and_plan_round_trip),
+        cmocka_unit_test(test_async_steps),
+        cmocka_unit_test(test_async_after_timeout),
+        cmocka_unit_test(test_async_send_timeout),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
