@@ -67,6 +67,12 @@ def test_help_and_list():
     (["--task", "cartpole-swingup", "--deadline-ms", "nan"], "--deadline-ms"),
     (["--task", "cartpole-swingup", "extra"], "unexpected argument"),
     (["--task", "cartpole-swingup", "--bogus"], "--help"),
+    (["--task", "cartpole-swingup", "--follow"], "need --policy mpcd"),
+    (["--task", "cartpole-swingup", "--policy", "mpcd", "--drop", "1.5"], "--drop"),
+    (["--task", "cartpole-swingup", "--policy", "mpcd", "--delay-steps", "65"],
+     "--delay-steps"),
+    (["--task", "cartpole-swingup", "--policy", "mpcd", "--uncompensated"],
+     "--uncompensated needs --delay-steps"),
 ])
 def test_bad_command_lines(args, message):
     p = sim(*args, check=False)

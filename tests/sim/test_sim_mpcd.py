@@ -3,7 +3,9 @@
 Starts mpcd with a small random cartpole-sized model (tests/clients/mpcd_harness.py) and
 checks that mpc-sim completes recorded episodes through it (the issue's "done when"), that
 the session shows up in mpcctl status while it runs, that --realtime reports latency and
-late replies, and that a model of the wrong size is refused with exit status 1. Skips
+late replies, that physics that runs on (--no-wait, --follow, --delay-steps, --drop)
+completes episodes and reports what happened, and that a model of the wrong size is
+refused with exit status 1. Skips
 while daemon/mpcd is not built.
 """
 import glob
@@ -77,6 +79,26 @@ def test_session_visible_and_realtime(tmp_path):
         assert status is not None, "mpc-sim ended before mpcctl could ask"
         assert status.returncode == 0, status.stderr
         assert "mpc-sim/cartpole-swingup" in status.stdout
+
+
+def test_physics_runs_on(tmp_path):
+    with Mpcd(model(tmp_path), log_path=str(tmp_path / "mpcd.log")) as d:
+        p = sim(d, "--episodes", 2, "--max-steps", 30, "--no-wait", "--follow",
+                "--delay-steps", 2, "--drop", 0.3, "--seed", 4, "--record", tmp_path / "ep")
+        assert p.returncode == 0, p.stdout + p.stderr + d.log_text()
+        m = re.search(r"physics ran on: no-wait, following plans, delay 2 steps "
+                      r"\(compensated\), replies dropped (\d+), physics steps past the "
+                      r"plan's end (\d+), steps sent with applied_actions (\d+)", p.stdout)
+        assert m, p.stdout
+        assert 5 <= int(m.group(1)) <= 35  # 30 % of 60 replies, seeded
+        assert int(m.group(3)) == 60  # every step says what will be applied meanwhile
+        files = sorted(glob.glob(str(tmp_path / "ep" / "*.npz")))
+        with np.load(files[0]) as f:
+            # the first two steps apply what was in force before any reply: zero
+            assert np.all(f["action"][:2] == 0) and np.any(f["action"][2:] != 0)
+        # The daemon refuses a delay beyond its planner's horizon (12): exit 1.
+        p = sim(d, "--max-steps", 5, "--delay-steps", 13)
+        assert p.returncode == 1 and "INVALID_VALUE" in p.stderr and "horizon" in p.stderr
 
 
 def test_wrong_model_size_refused(tmp_path):
