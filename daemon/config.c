@@ -106,8 +106,14 @@ static const cfg_desc_t table[] = {
      "socket peers running as the daemon's own user may (SIGHUP and --watch always can)."},
     {"admin-token-file", "server", CFG_STR, F(admin_token_file), 0, 0, "none", "FILE",
      "Read admin-token from the first line of FILE."},
+    {"drain-grace-s", "server", CFG_DOUBLE, F(drain_grace_s), 0, 3600, "2", "S",
+     "On SIGTERM (or mpcctl drain) the daemon admits no new session and keeps serving the "
+     "open ones this long (a balancer's health check sees /readyz 503 \"draining\" "
+     "meanwhile), then closes each right after its next reply with Error DRAINING, so its "
+     "client resumes elsewhere, and exits when none is left. SIGINT stops at once."},
     {"shutdown-timeout-s", "server", CFG_DOUBLE, F(shutdown_timeout_s), 0, 3600, "10", "S",
-     "On SIGTERM, wait at most this long for in-flight requests before exiting."},
+     "Once stopping (after a drain, or on SIGINT), wait at most this long for in-flight "
+     "requests before exiting."},
     {"deadline-ms", "control", CFG_DOUBLE, F(deadline_ms), 0.1, 60000, "20", "MS",
      "Default step deadline, from the moment the request was read (Step.deadline_us "
      "overrides it per request)."},

@@ -44,7 +44,8 @@ typedef struct mpcd_config {
     int max_connections_per_peer;
     double hello_timeout_s;    /* close connections without a successful Hello; 0: never */
     int max_unsent_kb;         /* per-connection budget of replies not yet written */
-    double shutdown_timeout_s; /* SIGTERM: longest wait for in-flight replies */
+    double drain_grace_s;      /* SIGTERM: serve open sessions this long, then hand over */
+    double shutdown_timeout_s; /* stopping: longest wait for in-flight replies */
     /* [control] */
     double deadline_ms;    /* default per-step deadline */
     int workers;           /* planner worker threads; 0 = one per CPU */

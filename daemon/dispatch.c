@@ -20,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "errbuf.h"
 #include "log.h"
 #include "mono.h"
 #include "wire.h"
@@ -76,6 +77,8 @@ static void send_welcome(conn_t *c, uint64_t id, const registry_model_t *m, doub
     w.default_deadline_us = (uint32_t)llround(deadline_ms * 1000.0);
     w.rate_hz = c->session->rate_hz;
     w.min_iterations = (uint32_t)min_iterations;
+    w.history_steps = (uint32_t)c->session->opts.history;
+    w.resumed_steps = (uint32_t)c->session->hist_len;
     rep.id = id;
     rep.body_case = MPC__V1__REPLY__BODY_WELCOME;
     rep.welcome = &w;
@@ -159,9 +162,56 @@ static bool is_admin(const conn_t *c)
            (c->peer.is_unix && c->peer.has_uid && c->peer.uid == (unsigned)geteuid());
 }
 
+/* A resuming Hello's history: each entry sized and valued like a Step's observation and
+ * an applied action. 0, -EMSGSIZE or -EDOM with err naming the entry. */
+static int check_history(const rssm_info_t *info, const Mpc__V1__Hello *h, char *err,
+                         size_t errlen)
+{
+    const int O = info->dims.obs, A = info->dims.action;
+    for (size_t k = 0; k < h->n_history; k++) {
+        const Mpc__V1__HistoryStep *e = h->history[k];
+        if (e->n_observation != (size_t)O || e->n_action != (size_t)A) {
+            errbuf_set(err, errlen,
+                       "history[%zu] has %zu observation and %zu action values; the model "
+                       "takes %d and %d",
+                       k, e->n_observation, e->n_action, O, A);
+            return -EMSGSIZE;
+        }
+        char why[200];
+        if (session_check_observation(info, e->observation, why, sizeof why) ||
+            session_check_actions(info, "action", e->action, e->n_action, why, sizeof why)) {
+            errbuf_set(err, errlen, "history[%zu]: %s", k, why);
+            return -EDOM;
+        }
+        if (!(fabsf(e->reward) <= SESSION_MAX_REWARD)) {
+            errbuf_set(err, errlen, "history[%zu]: reward is %g; at most +- %g", k,
+                       (double)e->reward, SESSION_MAX_REWARD);
+            return -EDOM;
+        }
+    }
+    return 0;
+}
+
+/* The newest entries of a resuming Hello's history go into the new session's, to be
+ * replayed into the belief by its first step (session_resume). */
+static void resume(session_t *se, const Mpc__V1__Hello *h)
+{
+    size_t first =
+        h->n_history > (size_t)se->opts.history ? h->n_history - se->opts.history : 0;
+    for (size_t k = first; k < h->n_history; k++)
+        session_resume_push(se, h->history[k]->observation, h->history[k]->action);
+}
+
 static void do_hello(server_t *s, conn_t *c, uint64_t id, const Mpc__V1__Hello *h)
 {
     if (!authenticate(s, c, id, h->auth_token)) {
+        dispatch_count(s, MPCD_REQ_HELLO, MPCD_OUTCOME_ERROR);
+        return;
+    }
+    if (s->draining && !is_admin(c)) {
+        conn_send_error(c, id, MPC__V1__ERROR__CODE__DRAINING,
+                        "this instance is draining and admits no new session; connect "
+                        "again (through the balancer) to another instance");
         dispatch_count(s, MPCD_REQ_HELLO, MPCD_OUTCOME_ERROR);
         return;
     }
@@ -185,6 +235,16 @@ static void do_hello(server_t *s, conn_t *c, uint64_t id, const Mpc__V1__Hello *
         conn_send_error(c, id, MPC__V1__ERROR__CODE__INVALID_VALUE,
                         "rate_hz is %g; expected 0 (the model's control period) .. %g",
                         h->rate_hz, MAX_RATE_HZ);
+        dispatch_count(s, MPCD_REQ_HELLO, MPCD_OUTCOME_ERROR);
+        return;
+    }
+    char err[256];
+    int rc = check_history(m->info, h, err, sizeof err);
+    if (rc) {
+        conn_send_error(c, id,
+                        rc == -EMSGSIZE ? MPC__V1__ERROR__CODE__SIZE_MISMATCH
+                                        : MPC__V1__ERROR__CODE__INVALID_VALUE,
+                        "%s", err);
         dispatch_count(s, MPCD_REQ_HELLO, MPCD_OUTCOME_ERROR);
         return;
     }
@@ -228,15 +288,17 @@ static void do_hello(server_t *s, conn_t *c, uint64_t id, const Mpc__V1__Hello *
         session_destroy(c->session);
     }
     c->session = ns;
+    resume(ns, h);
     ns->rate_hz = rate;
     ns->admitted_rate = counted ? rate : 0;
     update_fair(s);
     if (counted)
         mpcd_metrics_session(s->metrics, true);
     dispatch_changed(s, c);
-    mpcd_log(MPCD_LOG_INFO, "session %llu: hello from %s (%s%s)", (unsigned long long)ns->id,
+    mpcd_log(MPCD_LOG_INFO, "session %llu: hello from %s (%s%s)%s", (unsigned long long)ns->id,
              c->peer.name, ns->name[0] ? ns->name : "unnamed",
-             c->role == GUARD_ROLE_ADMIN ? ", admin" : "");
+             c->role == GUARD_ROLE_ADMIN ? ", admin" : "",
+             ns->hist_len ? ": resumed from its history" : "");
     send_welcome(c, id, m, s->cfg->deadline_ms, s->cfg->min_iterations);
     dispatch_count(s, MPCD_REQ_HELLO, MPCD_OUTCOME_OK);
 }
@@ -516,6 +578,78 @@ static void on_expiry(uv_timer_t *t)
     arm_expiry(s);
 }
 
+/* ---- draining ---- */
+
+/* After the grace period a session's connection closes as soon as nothing of it is in
+ * flight (its reply sent, no request queued), with a last Error DRAINING: its client
+ * resumes on another instance at once. */
+static void hand_over(server_t *s, conn_t *c)
+{
+    if (!s->drain_closing || !c->session || c->busy || c->nent || c->closing ||
+        c->close_when_flushed)
+        return;
+    conn_send_error(c, 0, MPC__V1__ERROR__CODE__DRAINING,
+                    "this instance is draining: connect again and resume the session "
+                    "(nothing in flight was lost)");
+    c->close_when_flushed = true;
+    mpcd_log(MPCD_LOG_INFO, "session %llu: handed over (draining) after %llu steps",
+             (unsigned long long)c->session->id, (unsigned long long)c->session->steps);
+}
+
+static int sessions_left(const server_t *s)
+{
+    int n = 0;
+    for (const conn_t *c = s->conns; c; c = c->next)
+        n += c->session && !c->closing && !c->close_when_flushed;
+    return n;
+}
+
+/* Grace over, then every 50 ms: hand the sessions over; stop when none is left. */
+static void on_grace(uv_timer_t *t)
+{
+    server_t *s = t->data;
+    if (!s->drain_closing) {
+        s->drain_closing = true;
+        mpcd_log(MPCD_LOG_NOTICE, "draining: grace over; handing %d session(s) over",
+                 sessions_left(s));
+        for (conn_t *c = s->conns; c; c = c->next)
+            hand_over(s, c);
+    }
+    if (sessions_left(s) == 0) {
+        uv_timer_stop(t);
+        s->drained(s);
+    }
+}
+
+void dispatch_drain(server_t *s, const char *why)
+{
+    if (s->draining || s->stopping)
+        return;
+    s->draining = true;
+    mpcd_log(MPCD_LOG_NOTICE,
+             "%s: draining: no new sessions; %d open session(s) served for %g s more, then "
+             "handed over",
+             why, sessions_left(s), s->cfg->drain_grace_s);
+    dispatch_changed(s, NULL);
+    uv_timer_start(&s->grace_timer, on_grace, (uint64_t)llround(s->cfg->drain_grace_s * 1e3),
+                   50);
+}
+
+static void do_drain(server_t *s, conn_t *c, uint64_t id)
+{
+    if (!is_admin(c)) {
+        conn_send_error(c, id, MPC__V1__ERROR__CODE__PERMISSION_DENIED,
+                        "Drain needs the admin role: a Hello carrying admin-token, or the "
+                        "Unix socket as the daemon's user; nothing was changed");
+        dispatch_count(s, MPCD_REQ_DRAIN, MPCD_OUTCOME_ERROR);
+        mpcd_metrics_guard(s->metrics, MPCD_GUARD_PERMISSION_DENIED);
+        return;
+    }
+    send_ack(c, id);
+    dispatch_count(s, MPCD_REQ_DRAIN, MPCD_OUTCOME_OK);
+    dispatch_drain(s, "Drain request");
+}
+
 static void do_reload(server_t *s, conn_t *c, uint64_t id, const Mpc__V1__Reload *rl,
                       bool *waiting)
 {
@@ -584,6 +718,9 @@ void dispatch_pump(server_t *s, conn_t *c)
         case MPC__V1__REQUEST__BODY_RELOAD:
             do_reload(s, c, r->id, r->reload, &waiting);
             break;
+        case MPC__V1__REQUEST__BODY_DRAIN:
+            do_drain(s, c, r->id);
+            break;
         default:
             break;
         }
@@ -591,6 +728,7 @@ void dispatch_pump(server_t *s, conn_t *c)
         if (waiting)
             break;
     }
+    hand_over(s, c);
     if (s->stopping && conn_idle(c) && !c->closing)
         conn_close(c);
 }
@@ -644,6 +782,7 @@ void dispatch_overflow(void *owner, conn_t *c, const Mpc__V1__Request *r)
         [MPC__V1__REQUEST__BODY_RESET] = MPCD_REQ_RESET,
         [MPC__V1__REQUEST__BODY_STATUS] = MPCD_REQ_STATUS,
         [MPC__V1__REQUEST__BODY_RELOAD] = MPCD_REQ_RELOAD,
+        [MPC__V1__REQUEST__BODY_DRAIN] = MPCD_REQ_DRAIN,
     };
     (void)c;
     bool known =

@@ -32,5 +32,9 @@ void dispatch_changed(server_t *s, conn_t *c);
 void dispatch_conn_ready(server_t *s, conn_t *c);
 /* One request answered with outcome o (metrics; the state generation for non-Status). */
 void dispatch_count(server_t *s, mpcd_req_type_t t, mpcd_outcome_t o);
+/* Starts draining (SIGTERM, a Drain request): no new sessions; after drain-grace-s each
+ * session's connection closes once nothing of it is in flight, with Error DRAINING; when
+ * none is left, s->drained(s). Idempotent. */
+void dispatch_drain(server_t *s, const char *why);
 
 #endif

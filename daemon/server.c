@@ -233,7 +233,7 @@ static void reload_status_line(void *ctx, char *out, size_t outlen)
 static const reload_events_t reload_events = {model_swapped, reload_changed, reload_answered,
                                               reload_status_line};
 
-static void on_drain_timeout(uv_timer_t *t)
+static void on_stop_timeout(uv_timer_t *t)
 {
     server_t *s = t->data;
     mpcd_log(MPCD_LOG_WARNING, "shutdown: %d connection(s) still busy after %g s; closing",
@@ -259,9 +259,11 @@ static void begin_shutdown(server_t *s, const char *why)
     uv_unref((uv_handle_t *)&s->sig_hup);
     uv_unref((uv_handle_t *)&s->watchdog);
     uv_unref((uv_handle_t *)&s->expiry_timer);
-    uv_timer_start(&s->drain_timer, on_drain_timeout,
+    uv_timer_stop(&s->grace_timer);
+    uv_unref((uv_handle_t *)&s->grace_timer);
+    uv_timer_start(&s->stop_timer, on_stop_timeout,
                    (uint64_t)(s->cfg->shutdown_timeout_s * 1000) + 1, 0);
-    uv_unref((uv_handle_t *)&s->drain_timer); /* fires only if clients still hold the loop */
+    uv_unref((uv_handle_t *)&s->stop_timer); /* fires only if clients still hold the loop */
     for (conn_t *c = s->conns, *next; c; c = next) {
         next = c->next;
         conn_stop_reading(c);
@@ -270,6 +272,13 @@ static void begin_shutdown(server_t *s, const char *why)
     update_liveness(s);
 }
 
+static void drained(server_t *s)
+{
+    begin_shutdown(s, "drained");
+}
+
+/* SIGTERM drains (the sessions move to other instances first); a second one, or SIGINT,
+ * stops at once (still answering what is in flight). */
 static void on_signal(uv_signal_t *h, int signum)
 {
     server_t *s = h->data;
@@ -278,7 +287,13 @@ static void on_signal(uv_signal_t *h, int signum)
         reload_request(s->reloader, NULL, 0, NULL, false);
         return;
     }
-    begin_shutdown(s, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    if (signum == SIGTERM && !s->draining) {
+        mpcd_notify("STATUS=draining");
+        dispatch_drain(s, "SIGTERM");
+        return;
+    }
+    uv_timer_stop(&s->grace_timer);
+    begin_shutdown(s, signum == SIGTERM ? "second SIGTERM" : "SIGINT");
 }
 
 /* Pings systemd only while the daemon works: the loop runs (or we would not be here) and
@@ -435,8 +450,11 @@ int server_create(const mpcd_config_t *cfg, server_t **out, char *err, size_t er
     uv_signal_start(&s->sig_hup, on_signal, SIGHUP);
     uv_timer_init(s->loop, &s->watchdog);
     s->watchdog.data = s;
-    uv_timer_init(s->loop, &s->drain_timer);
-    s->drain_timer.data = s;
+    uv_timer_init(s->loop, &s->stop_timer);
+    s->stop_timer.data = s;
+    uv_timer_init(s->loop, &s->grace_timer);
+    s->grace_timer.data = s;
+    s->drained = drained;
     uv_timer_init(s->loop, &s->expiry_timer);
     s->expiry_timer.data = s;
     uv_idle_init(s->loop, &s->ready_idle);

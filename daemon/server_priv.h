@@ -62,8 +62,13 @@ struct server {
     uint64_t next_session_id;
     mpcd_http_t *http;
     uv_signal_t sig_term, sig_int, sig_hup;
-    uv_timer_t watchdog, drain_timer;
+    uv_timer_t watchdog, stop_timer;
     bool stopping;
+    /* draining (dispatch_drain): no new sessions; after drain-grace-s (grace_timer) each
+     * session closes after its next reply, then `drained` stops the server */
+    bool draining, drain_closing;
+    uv_timer_t grace_timer;
+    void (*drained)(struct server *s);
     uint64_t wd_completed; /* watchdog: worker progress at the last tick */
     int wd_stalled;        /* ticks without progress while steps were pending */
     guard_t *guard;        /* per-peer connection counts and Hello backoff */

@@ -127,6 +127,7 @@ void session_reset(session_t *s)
     s->ahead_len = 0;
     cem_plan_state_reset(&s->plan);
     s->started = false;
+    s->resume = false;
     s->hist_len = s->hist_next = 0;
 }
 
@@ -149,13 +150,42 @@ static int check_delay(const session_t *s, const session_step_fields_t *f, char 
                    f->n_applied, f->delay_steps, A, f->delay_steps * (uint32_t)A);
         return -EMSGSIZE;
     }
-    for (size_t i = 0; i < f->n_applied; i++) {
-        float v = f->applied[i], lo = info->action_low[i % A], hi = info->action_high[i % A];
+    return session_check_actions(info, "applied_actions", f->applied, f->n_applied, err,
+                                 errlen);
+}
+
+int session_check_actions(const rssm_info_t *info, const char *what, const float *a, size_t n,
+                          char *err, size_t errlen)
+{
+    const size_t A = (size_t)info->dims.action;
+    for (size_t i = 0; i < n; i++) {
+        float v = a[i], lo = info->action_low[i % A], hi = info->action_high[i % A];
         if (!(v >= lo && v <= hi)) {
             errbuf_set(err, errlen,
-                       "applied_actions[%zu] (step %zu, action %zu) is %g; it must lie in "
-                       "the action bounds [%g, %g]",
-                       i, i / A, i % A, (double)v, (double)lo, (double)hi);
+                       "%s[%zu] (step %zu, action %zu) is %g; it must lie in the action "
+                       "bounds [%g, %g]",
+                       what, i, i / A, i % A, (double)v, (double)lo, (double)hi);
+            return -EDOM;
+        }
+    }
+    return 0;
+}
+
+int session_check_observation(const rssm_info_t *info, const float *obs, char *err,
+                              size_t errlen)
+{
+    for (int i = 0; i < info->dims.obs; i++) {
+        if (!isfinite(obs[i])) {
+            errbuf_set(err, errlen, "observation[%d] is %g; values must be finite", i,
+                       (double)obs[i]);
+            return -EDOM;
+        }
+        double mean = info->obs_mean[i], span = SESSION_MAX_OBS_STDS * (double)info->obs_std[i];
+        if (fabs((double)obs[i] - mean) > span) {
+            errbuf_set(err, errlen,
+                       "observation[%d] is %g; the model's sane range is %g +- %g (%g of its "
+                       "normalisation stds)",
+                       i, (double)obs[i], mean, span, SESSION_MAX_OBS_STDS);
             return -EDOM;
         }
     }
@@ -172,22 +202,9 @@ int session_check_step(const session_t *s, const session_step_fields_t *f, char 
                    s->obs_dim);
         return -EMSGSIZE;
     }
-    const rssm_info_t *info = s->model->info;
-    for (size_t i = 0; i < n; i++) {
-        if (!isfinite(obs[i])) {
-            errbuf_set(err, errlen, "observation[%zu] is %g; values must be finite", i,
-                       (double)obs[i]);
-            return -EDOM;
-        }
-        double mean = info->obs_mean[i], span = SESSION_MAX_OBS_STDS * (double)info->obs_std[i];
-        if (fabs((double)obs[i] - mean) > span) {
-            errbuf_set(err, errlen,
-                       "observation[%zu] is %g; the model's sane range is %g +- %g (%g of its "
-                       "normalisation stds)",
-                       i, (double)obs[i], mean, span, SESSION_MAX_OBS_STDS);
-            return -EDOM;
-        }
-    }
+    int rc = session_check_observation(s->model->info, obs, err, errlen);
+    if (rc)
+        return rc;
     if (!f->reset && !(fabsf(f->reward) <= SESSION_MAX_REWARD)) {
         errbuf_set(err, errlen, "reward is %g; it must be finite and within +- %g",
                    (double)f->reward, SESSION_MAX_REWARD);
@@ -240,6 +257,14 @@ static void history_push(session_t *s, const float *obs, const float *act)
     s->hist_next = (s->hist_next + 1) % cap;
     if (s->hist_len < cap)
         s->hist_len++;
+}
+
+void session_resume_push(session_t *s, const float *obs, const float *act)
+{
+    history_push(s, obs, act);
+    s->started = true; /* the next step continues the episode... */
+    s->resume = true;  /* ...once the history is replayed into the belief */
+    s->episodes = s->episodes ? s->episodes : 1;
 }
 
 int session_resync(session_t *s, registry_model_t *model, registry_slot_t *slot)
@@ -361,10 +386,12 @@ void session_step(session_t *s, registry_model_t *model, registry_slot_t *slot)
         session_reset(s);
         s->episodes++;
     }
-    if (model != s->model || s->deter != info->dims.deter || s->stoch != info->dims.stoch) {
+    if (s->resume || model != s->model || s->deter != info->dims.deter ||
+        s->stoch != info->dims.stoch) {
         if ((out->rc = session_resync(s, model, slot)))
             goto fail;
         out->resynced = true;
+        s->resume = false;
     }
 
     observe(s, model, slot, in->obs);

@@ -90,6 +90,7 @@ typedef struct session {
     float *ahead;            /* [horizon, A] actions returned for the steps after it */
     int ahead_len;
     bool started; /* a step happened in this episode */
+    bool resume;  /* the history came with a resuming Hello: replay it first */
     cem_plan_state_t plan;
     uint64_t rng;
     int hist_len, hist_next; /* ring of (obs, action) in this episode */
@@ -138,6 +139,19 @@ typedef struct session_step_fields {
  * naming the field in err. The session is not modified. */
 int session_check_step(const session_t *s, const session_step_fields_t *f, char *err,
                        size_t errlen);
+
+/* An observation [info->dims.obs] finite and within SESSION_MAX_OBS_STDS of the model's
+ * mean; n action floats (rows of info->dims.action) inside the bounds, named `what` in
+ * the message. 0 or -EDOM with err naming the value. */
+int session_check_observation(const rssm_info_t *info, const float *obs, char *err,
+                              size_t errlen);
+int session_check_actions(const rssm_info_t *info, const char *what, const float *a, size_t n,
+                          char *err, size_t errlen);
+
+/* Resume (a Hello with the history of a session that lost its connection): appends one
+ * (observation, action applied after it) to the history; the next step replays the
+ * history into the belief and continues the episode. Loop thread, before any step. */
+void session_resume_push(session_t *s, const float *obs, const float *act);
 
 /* Longest per-request deadline accepted (a real-time step, not a batch job). */
 #define SESSION_MAX_DEADLINE_US 60000000u

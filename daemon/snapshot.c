@@ -34,6 +34,7 @@ void snapshot_fill(void *ctx, mpcd_status_t *out)
     out->version = MPCD_VERSION;
     out->uptime_s = now - s->t_start;
     out->ready = m != NULL && !s->stopping;
+    out->draining = s->draining;
     out->model = m ? m->model : NULL;
     out->model_version = s->registry.version;
     out->model_path = reload_path(s->reloader);

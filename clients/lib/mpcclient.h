@@ -73,7 +73,8 @@ typedef enum {
     XX(FRAME_TOO_LARGE, 9)                                                                     \
     XX(INTERNAL, 10)                                                                           \
     XX(SHUTTING_DOWN, 11)                                                                      \
-    XX(PERMISSION_DENIED, 12)
+    XX(PERMISSION_DENIED, 12)                                                                  \
+    XX(DRAINING, 13)
 
 typedef enum {
 #define XX(name, val) MPC_CLIENT_DAEMON_##name = val,

@@ -601,13 +601,14 @@ static void print_summary(sim_run_t *r)
            (double)r->iterations / (double)r->decisions, r->deadline_cuts, r->fallbacks);
     if (timed(o))
         printf("physics ran on:%s%s delay %ld step%s (%s), replies dropped %lu, physics steps "
-               "past the plan's end %lu, steps sent with applied_actions %lu\n",
+               "on a plan's later rows %lu, past its end %lu, steps sent with "
+               "applied_actions %lu\n",
                o->no_wait ? " no-wait," : "", o->follow ? " following plans," : "",
                o->delay_steps, o->delay_steps == 1 ? "" : "s",
                o->delay_steps == 0 ? "none"
                : o->uncompensated  ? "uncompensated"
                                    : "compensated",
-               r->dropped, r->timeline.past_end, r->applied_sent);
+               r->dropped, r->timeline.later_rows, r->timeline.past_end, r->applied_sent);
 }
 
 static int run_all(sim_run_t *r)

@@ -27,6 +27,7 @@ void sim_timeline_reset(sim_timeline_t *tl)
 {
     mpc_follower_clear(tl->follower);
     tl->pending = false;
+    tl->step_s = 0.0;
 }
 
 static void deliver(sim_timeline_t *tl)
@@ -35,6 +36,8 @@ static void deliver(sim_timeline_t *tl)
         tl->reply.plan_rows = 0; /* the action alone: it holds */
     mpc_follower_update(tl->follower, &tl->reply, tl->start);
     tl->pending = false;
+    tl->in_force = tl->start;
+    tl->step_s = tl->reply.plan_rows > 0 ? tl->reply.plan_step_s : 0.0;
 }
 
 void sim_timeline_expect(sim_timeline_t *tl, const mpc_client_action_t *a, double arrival,
@@ -54,6 +57,8 @@ void sim_timeline_action(sim_timeline_t *tl, double t, float *out)
         deliver(tl);
     if (mpc_follower_action_at(tl->follower, t + TIME_EPS, out) == MPC_FOLLOW_PAST_END)
         tl->past_end++;
+    else if (tl->step_s > 0 && t + TIME_EPS >= tl->in_force + tl->step_s)
+        tl->later_rows++;
 }
 
 void sim_timeline_ahead(const sim_timeline_t *tl, double t0, double step, int n, int act_dim,

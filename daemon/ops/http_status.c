@@ -247,7 +247,11 @@ static void route(conn_t *c)
     if (strcmp(path, "/readyz") == 0) {
         mpcd_status_t st;
         snapshot(h, &st);
-        if (!st.ready)
+        if (st.draining)
+            respond_text(c, 503,
+                         "draining: no new sessions; the open ones are being handed over\n",
+                         head);
+        else if (!st.ready)
             respond_text(c, 503, "not ready: no model is serving\n", head);
         else if (st.admission.full)
             respond_text(c, 503,

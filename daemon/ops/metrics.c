@@ -428,8 +428,8 @@ void mpcd_metrics_histogram(mpcd_metrics_t *m, mpcd_series_t s, mpcd_histogram_t
 
 const char *mpcd_req_type_name(mpcd_req_type_t t)
 {
-    static const char *const names[MPCD_REQ_COUNT] = {"hello",  "step",   "reset",
-                                                      "status", "reload", "invalid"};
+    static const char *const names[MPCD_REQ_COUNT] = {"hello",  "step",    "reset", "status",
+                                                      "reload", "invalid", "drain"};
     return (unsigned)t < MPCD_REQ_COUNT ? names[t] : "invalid";
 }
 

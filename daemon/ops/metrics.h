@@ -21,6 +21,7 @@ typedef enum {
     MPCD_REQ_STATUS,
     MPCD_REQ_RELOAD,
     MPCD_REQ_INVALID, /* undecodable frame or no body */
+    MPCD_REQ_DRAIN,
     MPCD_REQ_COUNT
 } mpcd_req_type_t;
 

@@ -192,6 +192,7 @@ char *mpcd_status_json(const mpcd_status_t *st, mpcd_metrics_t *m)
     cJSON_AddStringToObject(root, "version", str_or_empty(st->version));
     cJSON_AddNumberToObject(root, "uptime_s", st->uptime_s);
     cJSON_AddBoolToObject(root, "ready", st->ready);
+    cJSON_AddBoolToObject(root, "draining", st->draining);
     /* the task, as StatusReply.model_name and Welcome.model_name carry it */
     cJSON_AddStringToObject(root, "model_name", in != NULL ? str_or_empty(in->task) : "");
     cJSON_AddNumberToObject(root, "model_version", (double)st->model_version);
@@ -388,6 +389,9 @@ char *mpcd_status_prometheus(const mpcd_status_t *st, mpcd_metrics_t *m)
            st->uptime_s);
     sample(&b, "mpcd_ready", "gauge", "1 when a model is loaded and steps are served.",
            st->ready ? 1 : 0);
+    sample(&b, "mpcd_draining", "gauge",
+           "1 while the instance drains (SIGTERM, mpcctl drain): no new sessions.",
+           st->draining ? 1 : 0);
     sample(&b, "mpcd_sessions", "gauge", "Open client sessions.", st->sessions_count);
     sample(&b, "mpcd_workers", "gauge", "Planner worker threads.", st->workers);
     sample(&b, "mpcd_admission_load", "gauge",

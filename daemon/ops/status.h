@@ -48,6 +48,7 @@ typedef struct mpcd_status {
     const char *version; /* daemon version */
     double uptime_s;
     bool ready;                    /* a model is loaded and serving */
+    bool draining;                 /* admits no new session, hands the open ones over */
     const rssm_model_t *model;     /* NULL when none; metadata via rssm_info / rssm_metadata */
     uint64_t model_version;        /* 1 for the first model, +1 per successful swap */
     const char *model_path;        /* NULL or "" when none */

@@ -505,11 +505,12 @@ def test_sigterm_answers_in_flight(models):
         # loop has read the steps, which were readable before that connection existed.
         with mpc_client.Client(d.address, timeout=30) as c:
             c.status()
-        d.signal(signal.SIGTERM)
+        d.signal(signal.SIGTERM)  # drains: the sessions are handed over after their replies
         for s in socks:
-            replies = read_replies(s, 2)
-            assert [r.id for r in replies] == [2, 3]
-            assert all(r.HasField("action") for r in replies)
+            replies = read_replies(s, 3)
+            assert [r.id for r in replies] == [2, 3, 0]
+            assert all(r.HasField("action") for r in replies[:2])
+            assert pb.Error.Code.Name(replies[2].error.code) == "DRAINING"
             assert read_reply(s) is None  # then the daemon closes
         assert d.proc.wait(timeout=20) == 0
         with pytest.raises(OSError):

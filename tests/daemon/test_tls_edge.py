@@ -447,7 +447,9 @@ def test_health_check_and_sigterm(start_edge, model):
             r = hello(s, name="pytest/before-stop")
             assert r is not None and r.HasField("welcome"), r
             assert e.daemon.stop() == 0  # SIGTERM, drained
-            assert read_reply(s) is None  # the open session ends
+            r = read_reply(s)  # the open session is handed over, then ends
+            assert r is not None and pb.Error.Code.Name(r.error.code) == "DRAINING", r
+            assert read_reply(s) is None
         finally:
             s.close()
         # New TLS sessions: HAProxy still completes the handshake, but there is no mpcd

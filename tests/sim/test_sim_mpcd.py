@@ -87,8 +87,9 @@ def test_physics_runs_on(tmp_path):
                 "--delay-steps", 2, "--drop", 0.3, "--seed", 4, "--record", tmp_path / "ep")
         assert p.returncode == 0, p.stdout + p.stderr + d.log_text()
         m = re.search(r"physics ran on: no-wait, following plans, delay 2 steps "
-                      r"\(compensated\), replies dropped (\d+), physics steps past the "
-                      r"plan's end (\d+), steps sent with applied_actions (\d+)", p.stdout)
+                      r"\(compensated\), replies dropped (\d+), physics steps on a plan's "
+                      r"later rows \d+, past its end (\d+), steps sent with applied_actions "
+                      r"(\d+)", p.stdout)
         assert m, p.stdout
         assert 5 <= int(m.group(1)) <= 35  # 30 % of 60 replies, seeded
         assert int(m.group(3)) == 60  # every step says what will be applied meanwhile
