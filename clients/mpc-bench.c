@@ -125,6 +125,7 @@ typedef struct {
     latency_samples_t iterations_per_reply; /* Action.iterations of every answered step */
     uint64_t ok, misses, deadline_cuts, fallbacks, iterations, plan_us, reconnects;
     uint64_t sessions_admitted, sessions_refused;
+    uint64_t resumes;     /* sessions libmpcclient resumed (connection lost, drained) */
     uint64_t min_reached; /* replies with iterations >= min_iterations */
     uint64_t errors[N_ERROR_KINDS];
     uint32_t obs_size, deadline_us, min_iterations;
@@ -304,6 +305,7 @@ static void *worker_main(void *arg)
     } else {
         run_steps(w, c);
     }
+    w->resumes = mpc_client_resumes(c);
     mpc_client_destroy(c);
     return NULL;
 }
@@ -314,7 +316,7 @@ typedef struct {
     latency_summary_t iter; /* iterations per reply */
     double iter_p1;
     uint64_t ok, misses, deadline_cuts, fallbacks, iterations, plan_us, reconnects, errors;
-    uint64_t sessions_admitted, sessions_refused, min_reached;
+    uint64_t sessions_admitted, sessions_refused, min_reached, resumes;
     uint64_t errors_by_kind[N_ERROR_KINDS];
 } totals_t;
 
@@ -327,6 +329,7 @@ static void sum_workers(worker_t *w, long n, latency_samples_t *all,
         t->ok += w[i].ok;
         t->sessions_admitted += w[i].sessions_admitted;
         t->sessions_refused += w[i].sessions_refused;
+        t->resumes += w[i].resumes;
         t->min_reached += w[i].min_reached;
         t->misses += w[i].misses;
         t->deadline_cuts += w[i].deadline_cuts;
@@ -365,8 +368,9 @@ static void print_text(const options_t *o, const worker_t *w0, const totals_t *t
            per_ok(t->iterations, t->ok), per_ok(t->plan_us, t->ok));
     printf("iterations   p1 %.0f  p50 %.0f; %.2f%% of replies reached the minimum of %u\n",
            t->iter_p1, t->iter.p50, 100.0 * per_ok(t->min_reached, t->ok), w0->min_iterations);
-    printf("sessions     %llu admitted, %llu refused (OVERLOADED)\n",
-           (unsigned long long)t->sessions_admitted, (unsigned long long)t->sessions_refused);
+    printf("sessions     %llu admitted, %llu refused (OVERLOADED), %llu resumed\n",
+           (unsigned long long)t->sessions_admitted, (unsigned long long)t->sessions_refused,
+           (unsigned long long)t->resumes);
     printf("errors       %llu", (unsigned long long)t->errors);
     for (int k = 1; k < N_ERROR_KINDS; k++)
         if (t->errors_by_kind[k])
@@ -406,6 +410,7 @@ static void print_json(const options_t *o, const worker_t *w0, const totals_t *t
                             per_ok(t->min_reached, t->ok));
     cJSON_AddNumberToObject(j, "sessions_admitted", (double)t->sessions_admitted);
     cJSON_AddNumberToObject(j, "sessions_refused", (double)t->sessions_refused);
+    cJSON_AddNumberToObject(j, "resumes", (double)t->resumes);
     cJSON_AddNumberToObject(j, "errors", (double)t->errors);
     cJSON *kinds = cJSON_AddObjectToObject(j, "errors_by_kind");
     for (int k = 1; k < N_ERROR_KINDS; k++)

@@ -1,5 +1,5 @@
 /*
- * mpcctl.c: control tool of the mpcd daemon: status, reload, ping and watch.
+ * mpcctl.c: control tool of the mpcd daemon: status, reload, drain, ping and watch.
  *
  * Every command is one or more protocol requests through libmpcclient after a Hello
  * (named "mpcctl"). With a token (--token-file, or $MPCD_TOKEN_FILE) the Hello carries it,
@@ -35,6 +35,7 @@ static void usage(FILE *out)
         "SYNOPSIS\n"
         "    mpcctl [--connect ADDR] [--timeout MS] [--token-file FILE] status [--json]\n"
         "    mpcctl [--connect ADDR] [--timeout MS] [--token-file FILE] reload [PATH]\n"
+        "    mpcctl [--connect ADDR] [--timeout MS] [--token-file FILE] drain\n"
         "    mpcctl [--connect ADDR] [--timeout MS] [--token-file FILE] ping [--count N]\n"
         "           [--interval MS]\n"
         "    mpcctl [--connect ADDR] [--timeout MS] [--token-file FILE] watch [--count N]\n"
@@ -53,6 +54,10 @@ static void usage(FILE *out)
         "             model-dir (relative to it, or absolute inside it); an existing local "
         "PATH\n"
         "             is sent as an absolute path.\n"
+        "    drain    Drain the daemon, as SIGTERM does: it admits no new session (/readyz\n"
+        "             503 \"draining\"), serves the open ones for drain-grace-s, then hands\n"
+        "             each over right after a reply (Error DRAINING: its client resumes on\n"
+        "             another instance) and exits when none is left. Needs the admin role.\n"
         "    ping     Measure the round-trip time of a Status request N times (default 5) and\n"
         "             print min/avg/max.\n"
         "    watch    Refresh the daemon's latency percentiles and request rate every "
@@ -200,6 +205,15 @@ static int cmd_reload(mpc_client_t *c, const char *path)
     return TOOL_EXIT_OK;
 }
 
+static int cmd_drain(mpc_client_t *c)
+{
+    int rc = mpc_client_drain(c);
+    if (rc < 0)
+        return tool_call_failed(prog, "drain", c, rc);
+    printf("draining: no new sessions; the open ones are handed over, then mpcd exits\n");
+    return TOOL_EXIT_OK;
+}
+
 static int cmd_ping(mpc_client_t *c, const options_t *o)
 {
     long count = o->count >= 0 ? o->count : 5;
@@ -276,8 +290,9 @@ static int check_options(const char *cmd, const options_t *o, int n_args)
 {
     bool status = !strcmp(cmd, "status"), reload = !strcmp(cmd, "reload");
     bool ping = !strcmp(cmd, "ping"), watch = !strcmp(cmd, "watch");
+    bool drain = !strcmp(cmd, "drain");
     const char *bad = NULL;
-    if (!status && !reload && !ping && !watch) {
+    if (!status && !reload && !ping && !watch && !drain) {
         fprintf(stderr, "%s: unknown command '%s' (try --help)\n", prog, cmd);
         return -1;
     }
@@ -344,7 +359,8 @@ int main(int argc, char **argv)
             return TOOL_EXIT_USAGE;
     }
     if (optind >= argc) {
-        fprintf(stderr, "%s: missing command: status, reload, ping or watch (try --help)\n",
+        fprintf(stderr,
+                "%s: missing command: status, reload, drain, ping or watch (try --help)\n",
                 prog);
         return TOOL_EXIT_USAGE;
     }
@@ -369,6 +385,8 @@ int main(int argc, char **argv)
         rc = cmd_status(c, &o);
     else if (!strcmp(cmd, "reload"))
         rc = cmd_reload(c, n_args > 0 ? argv[optind + 1] : NULL);
+    else if (!strcmp(cmd, "drain"))
+        rc = cmd_drain(c);
     else if (!strcmp(cmd, "ping"))
         rc = cmd_ping(c, &o);
     else

@@ -27,12 +27,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "address.h"
 #include "deadline.h"
 #include "dial.h"
 #include "errbuf.h"
+#include "history.h"
 #include "status_copy.h"
 #include "wire.h"
 
@@ -57,6 +59,18 @@ struct mpc_client {
     int pending_err;        /* an error to return from the next poll, with errmsg set */
     unsigned pending_drops; /* Actions superseded during the poll in progress */
     mpc_client_action_t pending;
+
+    /* Resume: where and how the session was opened, and its recent steps. */
+    mpc_client_resume_t resume;
+    char *address; /* of the last mpc_client_connect (NULL: attached fd, no resume) */
+    char *hello_name, *hello_token;
+    mpc_client_hello_t hello; /* its strings point at the copies above */
+    mpc_history_t history;
+    bool draining;     /* the daemon said DRAINING: the connection is ending */
+    unsigned resumes;  /* sessions resumed */
+    float *last_obs;   /* the newest async step's observation, for the history */
+    uint64_t last_seq; /* ...its seq, and */
+    float last_reward; /* reward */
 
     bool have_session;
     uint32_t observation_size;
@@ -162,8 +176,24 @@ int mpc_client_create(mpc_client_t **out)
     c->timeout_ms = MPC_CLIENT_DEFAULT_TIMEOUT_MS;
     c->daemon_code = -1;
     c->next_id = 1;
+    mpc_client_set_resume(c, NULL);
     *out = c;
     return 0;
+}
+
+int mpc_client_set_resume(mpc_client_t *c, const mpc_client_resume_t *r)
+{
+    static const mpc_client_resume_t defaults = {
+        .enabled = true, .attempts = 8, .backoff_ms = 50, .backoff_max_ms = 2000};
+    if (r != NULL && (r->attempts < 1 || r->backoff_ms < 0 || r->backoff_max_ms < 0))
+        return MPC_CLIENT_EINVAL;
+    c->resume = r != NULL ? *r : defaults;
+    return 0;
+}
+
+unsigned mpc_client_resumes(const mpc_client_t *c)
+{
+    return c->resumes;
 }
 
 void mpc_client_close(mpc_client_t *c)
@@ -173,6 +203,7 @@ void mpc_client_close(mpc_client_t *c)
     c->fd = -1;
     c->broken = false;
     c->have_session = false;
+    c->draining = false;
     drop_async(c);
     frame_decoder_destroy(c->decoder);
     c->decoder = NULL;
@@ -184,6 +215,11 @@ void mpc_client_destroy(mpc_client_t *c)
         return;
     mpc_client_close(c);
     free(c->sendbuf);
+    free(c->address);
+    free(c->hello_name);
+    free(c->hello_token);
+    free(c->last_obs);
+    mpc_history_free(&c->history);
     free(c);
 }
 
@@ -230,7 +266,7 @@ uint32_t mpc_client_retry_after_ms(const mpc_client_t *c)
     return c->retry_after_ms;
 }
 
-int mpc_client_attach_fd(mpc_client_t *c, int fd)
+static int attach_stream(mpc_client_t *c, int fd)
 {
     mpc_client_close(c);
     if (fd < 0)
@@ -263,7 +299,23 @@ int mpc_client_connect(mpc_client_t *c, const char *address, int timeout_ms)
                       sizeof(c->errmsg));
     if (fd < 0)
         return fd;
-    return mpc_client_attach_fd(c, fd);
+    if (address != c->address) { /* remembered for resume */
+        char *copy = strdup(address);
+        if (copy == NULL) {
+            close(fd);
+            return fail(c, MPC_CLIENT_ENOMEM, "out of memory");
+        }
+        free(c->address);
+        c->address = copy;
+    }
+    return attach_stream(c, fd);
+}
+
+int mpc_client_attach_fd(mpc_client_t *c, int fd)
+{
+    free(c->address); /* nowhere to connect again: no resume */
+    c->address = NULL;
+    return attach_stream(c, fd);
 }
 
 /* Waits for the socket to become ready for events before the deadline. */
@@ -323,6 +375,14 @@ static int on_frame(void *ctx, const uint8_t *payload, size_t len)
         c->callback_err = fail_broken(c, MPC_CLIENT_EPROTO,
                                       "the daemon sent a frame that is "
                                       "not a valid mpc.v1 Reply");
+        return 0;
+    }
+    if (rep->body_case == MPC__V1__REPLY__BODY_ERROR && rep->id == 0 &&
+        rep->error->code == MPC__V1__ERROR__CODE__DRAINING) {
+        /* The session is handed over after the reply just read: resume before the next
+         * request (or fail it, when resume is off). */
+        c->draining = true;
+        wire_free_reply(rep);
         return 0;
     }
     if (c->polling) {
@@ -476,12 +536,42 @@ static void copy_string(char *dst, size_t cap, const char *src)
     dst[n] = '\0';
 }
 
-int mpc_client_hello_with(mpc_client_t *c, const mpc_client_hello_t *h,
-                          mpc_client_welcome_t *welcome)
+/* The history as Hello.history (allocated: resume is not the hot path). NULL: no memory. */
+static Mpc__V1__HistoryStep **history_pack(mpc_client_t *c, Mpc__V1__HistoryStep **steps)
 {
-    if (h == NULL)
-        return fail(c, MPC_CLIENT_EINVAL, "hello: missing options");
+    const mpc_history_t *h = &c->history;
+    Mpc__V1__HistoryStep **p = malloc((h->len + 1) * sizeof(*p));
+    *steps = malloc((h->len + 1) * sizeof(**steps));
+    if (p == NULL || *steps == NULL) {
+        free(p);
+        free(*steps);
+        return NULL;
+    }
+    for (size_t i = 0; i < h->len; i++) {
+        size_t k = mpc_history_slot(h, i);
+        Mpc__V1__HistoryStep *e = &(*steps)[i];
+        mpc__v1__history_step__init(e);
+        e->n_observation = h->obs_dim;
+        e->observation = h->obs + k * h->obs_dim;
+        e->n_action = h->act_dim;
+        e->action = h->act + k * h->act_dim;
+        e->reward = h->rew[k];
+        p[i] = e;
+    }
+    return p;
+}
+
+/* Says Hello with h, and with the history when resuming. */
+static int hello_send(mpc_client_t *c, const mpc_client_hello_t *h, bool resuming,
+                      mpc_client_welcome_t *welcome)
+{
     Mpc__V1__Hello hello = MPC__V1__HELLO__INIT;
+    Mpc__V1__HistoryStep *steps = NULL;
+    if (resuming && c->history.len > 0) {
+        if ((hello.history = history_pack(c, &steps)) == NULL)
+            return fail(c, MPC_CLIENT_ENOMEM, "out of memory for the history");
+        hello.n_history = c->history.len;
+    }
     /* protoc-c wants char *, and never writes through it when packing. */
     hello.client_name = (char *)(h->client_name != NULL ? h->client_name : "");
     hello.auth_token = (char *)(h->auth_token != NULL ? h->auth_token : "");
@@ -494,6 +584,8 @@ int mpc_client_hello_with(mpc_client_t *c, const mpc_client_hello_t *h,
 
     Mpc__V1__Reply *rep;
     int rc = call(c, &req, MPC__V1__REPLY__BODY_WELCOME, &rep);
+    free(hello.history);
+    free(steps);
     if (rc < 0)
         return rc;
     const Mpc__V1__Welcome *w = rep->welcome;
@@ -509,6 +601,16 @@ int mpc_client_hello_with(mpc_client_t *c, const mpc_client_hello_t *h,
     c->have_session = true;
     c->observation_size = w->observation_size;
     c->action_size = w->action_size;
+    size_t keep = w->history_steps < 1024 ? w->history_steps : 1024;
+    if (!resuming && mpc_history_init(&c->history, keep, w->observation_size, w->action_size)) {
+        wire_free_reply(rep);
+        return fail(c, MPC_CLIENT_ENOMEM, "out of memory for the history");
+    }
+    if (c->address && (c->last_obs = realloc(c->last_obs, (w->observation_size + 1) *
+                                                              sizeof(float))) == NULL) {
+        wire_free_reply(rep);
+        return fail(c, MPC_CLIENT_ENOMEM, "out of memory");
+    }
     if (welcome != NULL) {
         memset(welcome, 0, sizeof(*welcome));
         welcome->session_id = w->session_id;
@@ -522,9 +624,36 @@ int mpc_client_hello_with(mpc_client_t *c, const mpc_client_hello_t *h,
         welcome->default_deadline_us = w->default_deadline_us;
         welcome->rate_hz = w->rate_hz;
         welcome->min_iterations = w->min_iterations;
+        welcome->history_steps = w->history_steps;
+        welcome->resumed_steps = w->resumed_steps;
     }
     wire_free_reply(rep);
     return 0;
+}
+
+/* Copies src into *dst (NULL stays NULL); 0 or -1. */
+static int keep_string(char **dst, const char *src)
+{
+    char *copy = src != NULL ? strdup(src) : NULL;
+    if (src != NULL && copy == NULL)
+        return -1;
+    free(*dst);
+    *dst = copy;
+    return 0;
+}
+
+int mpc_client_hello_with(mpc_client_t *c, const mpc_client_hello_t *h,
+                          mpc_client_welcome_t *welcome)
+{
+    if (h == NULL)
+        return fail(c, MPC_CLIENT_EINVAL, "hello: missing options");
+    if (keep_string(&c->hello_name, h->client_name) ||
+        keep_string(&c->hello_token, h->auth_token))
+        return fail(c, MPC_CLIENT_ENOMEM, "out of memory");
+    c->hello = *h;
+    c->hello.client_name = c->hello_name;
+    c->hello.auth_token = c->hello_token;
+    return hello_send(c, &c->hello, false, welcome);
 }
 
 int mpc_client_hello(mpc_client_t *c, const char *client_name, const char *auth_token,
@@ -623,6 +752,113 @@ static int action_copy(mpc_client_t *c, const Mpc__V1__Action *a, const uint64_t
     return 0;
 }
 
+/* ---- resume ---- */
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+/* Whether a failure means the session should move: the stream is gone, or the daemon
+ * hands it over. */
+static bool lost_session(const mpc_client_t *c, int rc)
+{
+    if (!c->resume.enabled || c->address == NULL || c->hello_name == NULL)
+        return false;
+    if (rc == MPC_CLIENT_ECLOSED || rc == MPC_CLIENT_EIO || rc == MPC_CLIENT_EPROTO)
+        return true;
+    return rc == MPC_CLIENT_EDAEMON && (c->daemon_code == MPC_CLIENT_DAEMON_DRAINING ||
+                                        c->daemon_code == MPC_CLIENT_DAEMON_SHUTTING_DOWN);
+}
+
+/* A refusal at Hello that another try (or another instance) may not repeat. */
+static bool retryable_hello(const mpc_client_t *c, int rc)
+{
+    if (rc != MPC_CLIENT_EDAEMON)
+        return rc != MPC_CLIENT_EINVAL && rc != MPC_CLIENT_ENOMEM;
+    switch (c->daemon_code) {
+    case MPC_CLIENT_DAEMON_DRAINING:
+    case MPC_CLIENT_DAEMON_OVERLOADED:
+    case MPC_CLIENT_DAEMON_SHUTTING_DOWN:
+    case MPC_CLIENT_DAEMON_NOT_READY:
+        return true;
+    default:
+        return false;
+    }
+}
+
+/* Connects again and resumes the session with its history (see mpcclient.h). */
+static int resume_session(mpc_client_t *c)
+{
+    char why[512];
+    errbuf_set(why, sizeof why, "%s", c->errmsg);
+    int wait = 0, rc = MPC_CLIENT_ECLOSED;
+    for (int k = 0; k < c->resume.attempts; k++) {
+        if (wait > 0)
+            sleep_ms(wait);
+        rc = mpc_client_connect(c, c->address, 0);
+        if (rc == 0)
+            rc = hello_send(c, &c->hello, true, NULL);
+        if (rc == 0) {
+            c->resumes++;
+            return 0;
+        }
+        if (!retryable_hello(c, rc))
+            break;
+        wait = wait > 0 ? 2 * wait : c->resume.backoff_ms;
+        if (rc == MPC_CLIENT_EDAEMON && c->daemon_code == MPC_CLIENT_DAEMON_OVERLOADED &&
+            (int)c->retry_after_ms > wait)
+            wait = (int)c->retry_after_ms;
+        if (wait > c->resume.backoff_max_ms)
+            wait = c->resume.backoff_max_ms;
+    }
+    char last[512];
+    errbuf_set(last, sizeof last, "%s", c->errmsg);
+    return fail(c, MPC_CLIENT_ERESUME, "the session was lost (%s) and could not be resumed: %s",
+                why, last);
+}
+
+/* Before a request: a session the daemon is handing over moves first. */
+static int resume_if_draining(mpc_client_t *c)
+{
+    if (!c->draining || !lost_session(c, MPC_CLIENT_ECLOSED))
+        return 0;
+    errbuf_set(c->errmsg, sizeof(c->errmsg), "the daemon is draining");
+    return resume_session(c);
+}
+
+/* Records an answered step for resume: the action applied after its observation is the
+ * returned one, or with a delay the one applied meanwhile (the step's applied_actions,
+ * else what was returned delay_steps earlier, else nothing yet: zeros). */
+static void remember(mpc_client_t *c, const float *obs, float reward, bool reset,
+                     uint32_t delay, const float *applied, const float *returned)
+{
+    static const float zeros[MPC_CLIENT_MAX_ACTION];
+    mpc_history_t *h = &c->history;
+    if (reset)
+        mpc_history_clear(h);
+    const float *now = returned;
+    if (delay > 0) {
+        const float *old = mpc_history_returned(h, delay - 1);
+        now = applied != NULL ? applied : old != NULL ? old : zeros;
+    }
+    mpc_history_push(h, obs, now, returned, reward);
+}
+
+static int step_once(mpc_client_t *c, Mpc__V1__Request *req, const mpc_client_step_t *step,
+                     mpc_client_action_t *out)
+{
+    Mpc__V1__Reply *rep;
+    int rc = call(c, req, MPC__V1__REPLY__BODY_ACTION, &rep);
+    if (rc < 0)
+        return rc;
+    rc = action_copy(c, rep->action, &step->seq, out);
+    wire_free_reply(rep);
+    return rc;
+}
+
 int mpc_client_step(mpc_client_t *c, const mpc_client_step_t *step, mpc_client_action_t *out)
 {
     Mpc__V1__Step s = MPC__V1__STEP__INIT;
@@ -634,13 +870,19 @@ int mpc_client_step(mpc_client_t *c, const mpc_client_step_t *step, mpc_client_a
     Mpc__V1__Request req = MPC__V1__REQUEST__INIT;
     req.body_case = MPC__V1__REQUEST__BODY_STEP;
     req.step = &s;
-
-    Mpc__V1__Reply *rep;
-    rc = call(c, &req, MPC__V1__REPLY__BODY_ACTION, &rep);
-    if (rc < 0)
+    if ((rc = resume_if_draining(c)) < 0)
         return rc;
-    rc = action_copy(c, rep->action, &step->seq, out);
-    wire_free_reply(rep);
+    rc = step_once(c, &req, step, out);
+    /* The session moved: once more on the new connection (the step may have been read by
+     * the old instance, but its belief went with it). */
+    for (int tries = 0; rc < 0 && tries < 2 && lost_session(c, rc); tries++) {
+        if ((rc = resume_session(c)) < 0)
+            return rc;
+        rc = step_once(c, &req, step, out);
+    }
+    if (rc == 0)
+        remember(c, step->observation, step->reward, step->reset, step->delay_steps,
+                 step->applied_actions_size ? step->applied_actions : NULL, out->action);
     return rc;
 }
 
@@ -653,10 +895,22 @@ int mpc_client_step_send(mpc_client_t *c, const mpc_client_step_t *step)
     Mpc__V1__Request req = MPC__V1__REQUEST__INIT;
     req.body_case = MPC__V1__REQUEST__BODY_STEP;
     req.step = &s;
+    if ((rc = resume_if_draining(c)) < 0)
+        return rc;
     rc = send_request(c, &req, NULL);
+    if (rc < 0 && lost_session(c, rc)) {
+        if ((rc = resume_session(c)) < 0)
+            return rc;
+        rc = send_request(c, &req, NULL);
+    }
     if (rc < 0)
         return rc;
     c->in_flight++;
+    if (c->last_obs != NULL) { /* for the history, when its reply is the newest polled */
+        memcpy(c->last_obs, step->observation, c->observation_size * sizeof(float));
+        c->last_seq = step->seq;
+        c->last_reward = step->reset ? NAN : step->reward;
+    }
     return 0;
 }
 
@@ -741,6 +995,14 @@ int mpc_client_step_poll(mpc_client_t *c, int timeout_ms, mpc_client_action_t *o
     }
     if (dropped != NULL)
         *dropped = c->pending_drops;
+    if (rc < 0 && lost_session(c, rc)) {
+        /* The steps in flight are lost with the connection; the session moves. */
+        if (dropped != NULL)
+            *dropped += c->in_flight;
+        if ((rc = resume_session(c)) < 0)
+            return rc;
+        return fail(c, MPC_CLIENT_EAGAIN, "no reply yet: the session was resumed");
+    }
     if (rc < 0)
         return rc;
     if (c->pending_err < 0) {
@@ -752,6 +1014,10 @@ int mpc_client_step_poll(mpc_client_t *c, int timeout_ms, mpc_client_action_t *o
         return fail(c, MPC_CLIENT_EAGAIN, "no reply yet (%u steps in flight)", c->in_flight);
     *out = c->pending;
     c->have_pending = false;
+    if (c->last_obs != NULL && out->seq == c->last_seq) {
+        bool reset = isnan(c->last_reward);
+        remember(c, c->last_obs, reset ? 0.0f : c->last_reward, reset, 0, NULL, out->action);
+    }
     return 0;
 }
 
@@ -761,6 +1027,18 @@ int mpc_client_reset(mpc_client_t *c)
     Mpc__V1__Request req = MPC__V1__REQUEST__INIT;
     req.body_case = MPC__V1__REQUEST__BODY_RESET;
     req.reset = &reset;
+    Mpc__V1__Reply *rep;
+    int rc = call(c, &req, MPC__V1__REPLY__BODY_ACK, &rep);
+    wire_free_reply(rep);
+    return rc;
+}
+
+int mpc_client_drain(mpc_client_t *c)
+{
+    Mpc__V1__Drain drain = MPC__V1__DRAIN__INIT;
+    Mpc__V1__Request req = MPC__V1__REQUEST__INIT;
+    req.body_case = MPC__V1__REQUEST__BODY_DRAIN;
+    req.drain = &drain;
     Mpc__V1__Reply *rep;
     int rc = call(c, &req, MPC__V1__REPLY__BODY_ACK, &rep);
     wire_free_reply(rep);

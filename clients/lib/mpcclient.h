@@ -49,7 +49,8 @@
     XX(DAEMON, -7, "the daemon answered with an error")                                        \
     XX(NOMEM, -8, "out of memory")                                                             \
     XX(RELOAD, -9, "the daemon could not reload the model")                                    \
-    XX(AGAIN, -10, "no reply yet")
+    XX(AGAIN, -10, "no reply yet")                                                             \
+    XX(RESUME, -11, "could not resume the session")
 
 typedef enum {
     MPC_CLIENT_OK = 0,
@@ -105,6 +106,8 @@ typedef struct {
     double rate_hz;          /* the step rate the session was admitted for */
     uint32_t min_iterations; /* CEM iterations the daemon reserved for each plan
                               * (0 from a daemon without admission control) */
+    uint32_t history_steps;  /* recent steps the client keeps for resume */
+    uint32_t resumed_steps;  /* steps the daemon replayed (a resumed session), else 0 */
 } mpc_client_welcome_t;
 
 /* What a Hello declares. Zero-initialise and set what you need, e.g.
@@ -285,6 +288,37 @@ int mpc_client_fd(const mpc_client_t *c);
 
 /* Starts a new episode (belief and warm start cleared). */
 int mpc_client_reset(mpc_client_t *c);
+
+/* Asks the daemon to drain (admin role; as SIGTERM does): it admits no new session, hands
+ * the open ones over after drain-grace-s and exits once none is left. */
+int mpc_client_drain(mpc_client_t *c);
+
+/*
+ * Resume (README "A fleet of daemons"). A client connected with mpc_client_connect keeps
+ * its session's newest Welcome.history_steps steps (observation, action applied after
+ * it, reward). When a step finds the connection gone (the instance was killed or
+ * restarted: MPC_CLIENT_ECLOSED or _EIO) or the daemon hands the session over (Error
+ * DRAINING, SHUTTING_DOWN), the client connects again to the same address (through a
+ * balancer: another instance), says Hello with the same fields and the history, which
+ * the daemon replays into the belief, and sends the step again: the caller gets its
+ * action, later. Attempts are spaced by an exponential backoff (the first at once); a
+ * Hello refused with DRAINING, OVERLOADED (its retry_after_ms, capped), SHUTTING_DOWN or
+ * NOT_READY is tried again. After `attempts`, the call fails with MPC_CLIENT_ERESUME and
+ * the reason. Asynchronous steps resume too (mpc_client_step_poll returns
+ * MPC_CLIENT_EAGAIN after it; the steps that were in flight count as dropped), but only
+ * answered steps whose Action was the newest polled go into the history.
+ */
+typedef struct {
+    bool enabled;       /* default true */
+    int attempts;       /* connections tried, default 8 */
+    int backoff_ms;     /* wait before the second attempt, doubling; default 50 */
+    int backoff_max_ms; /* at most, default 2000 */
+} mpc_client_resume_t;
+
+/* Replaces the resume settings (NULL: the defaults). */
+int mpc_client_set_resume(mpc_client_t *c, const mpc_client_resume_t *r);
+/* Sessions resumed so far. */
+unsigned mpc_client_resumes(const mpc_client_t *c);
 
 /* Asks for the daemon's status; on success free *out with mpc_client_status_free(). */
 int mpc_client_status(mpc_client_t *c, mpc_client_status_t *out);

@@ -49,6 +49,7 @@ static void usage(FILE *out)
 "            [--record DIR] [--csv FILE] [--max-steps N] [--explore SCALE]\n"
 "            [--connect ADDR] [--deadline-ms MS] [--timeout MS] [--realtime] [--quiet]\n"
 "            [--no-wait] [--follow] [--delay-steps K [--uncompensated]] [--drop P]\n"
+"            [--no-resume]\n"
 "    mpc-sim --list-tasks\n"
 "    mpc-sim --print-mjcf TASK\n"
 "\n"
@@ -88,6 +89,9 @@ static void usage(FILE *out)
 "    -d, --deadline-ms MS   per-step planning deadline sent to mpcd (default: the\n"
 "                           daemon's)\n"
 "        --timeout MS       connect and per-step reply timeout (default %d)\n"
+"        --no-resume        fail when the connection to mpcd is lost; by default the\n"
+"                           session is resumed (libmpcclient: connect again, say Hello\n"
+"                           with the recent steps, send the step again) and counted\n"
 "    -R, --realtime         pace control steps at the control period on the wall clock;\n"
 "                           a late reply delays the simulation and is counted\n"
 "\n"
@@ -146,7 +150,7 @@ typedef struct {
     long timeout_ms;
     bool realtime;
     bool quiet;
-    bool no_wait, follow, uncompensated;
+    bool no_wait, follow, uncompensated, no_resume;
     long delay_steps;
     double drop;
 } options_t;
@@ -207,7 +211,8 @@ static int parse_options(int argc, char **argv, options_t *o)
         OPT_FOLLOW,
         OPT_DELAY,
         OPT_UNCOMPENSATED,
-        OPT_DROP
+        OPT_DROP,
+        OPT_NO_RESUME
     };
     static const struct option longopts[] = {
         {"task", required_argument, NULL, 't'},
@@ -228,6 +233,7 @@ static int parse_options(int argc, char **argv, options_t *o)
         {"delay-steps", required_argument, NULL, OPT_DELAY},
         {"uncompensated", no_argument, NULL, OPT_UNCOMPENSATED},
         {"drop", required_argument, NULL, OPT_DROP},
+        {"no-resume", no_argument, NULL, OPT_NO_RESUME},
         {"list-tasks", no_argument, NULL, OPT_LIST},
         {"print-mjcf", required_argument, NULL, OPT_MJCF},
         {"help", no_argument, NULL, 'h'},
@@ -301,6 +307,9 @@ static int parse_options(int argc, char **argv, options_t *o)
         case OPT_DROP:
             bad = tool_parse_double(prog, "--drop", optarg, 0, 1, &o->drop);
             break;
+        case OPT_NO_RESUME:
+            o->no_resume = true;
+            break;
         case OPT_LIST:
             list_tasks();
             return TOOL_EXIT_OK;
@@ -368,6 +377,7 @@ typedef struct {
     sim_rng_t drop_rng;
     float *ahead; /* [delay_steps, A] applied_actions sent */
     unsigned long dropped, applied_sent;
+    unsigned resumes_seen; /* the client's resumes printed so far */
 } sim_run_t;
 
 static void sleep_until(double t_s)
@@ -567,6 +577,10 @@ static void print_episode(sim_run_t *r, long ep, double ret, double wall_s, cons
         printf("  ");
         print_latency("latency", &r->ep_latency);
     }
+    unsigned resumes = r->policy.client ? mpc_client_resumes(r->policy.client) : 0;
+    if (resumes > r->resumes_seen)
+        printf("  resumed %u time(s)", resumes - r->resumes_seen);
+    r->resumes_seen = resumes;
     if (file)
         printf("  -> %s", file);
     printf("\n");
@@ -599,6 +613,7 @@ static void print_summary(sim_run_t *r)
         printf(", deadline misses (> %.0f ms): %lu", o->deadline_ms, r->misses);
     printf("\nplans: mean iterations %.1f, deadline cuts %lu, fallbacks %lu\n",
            (double)r->iterations / (double)r->decisions, r->deadline_cuts, r->fallbacks);
+    printf("resumed %u time(s)\n", mpc_client_resumes(r->policy.client));
     if (timed(o))
         printf("physics ran on:%s%s delay %ld step%s (%s), replies dropped %lu, physics steps "
                "on a plan's later rows %lu, past its end %lu, steps sent with "
@@ -638,6 +653,8 @@ static int open_daemon(sim_run_t *r)
     int rc = tool_connect(prog, o->connect, (int)o->timeout_ms, &r->policy.client);
     if (rc != TOOL_EXIT_OK)
         return rc;
+    if (o->no_resume)
+        mpc_client_set_resume(r->policy.client, &(mpc_client_resume_t){.attempts = 1});
     char name[64], why[256];
     snprintf(name, sizeof(name), "mpc-sim/%s", o->task->name);
     rc = sim_policy_hello(&r->policy, name, r->obs_dim, why, sizeof(why));
