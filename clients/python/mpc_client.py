@@ -14,9 +14,10 @@ source tree.
 
 Every call but step_send() and poll_action() (below) blocks until the reply arrives or
 `timeout` seconds pass. Failures raise MpcError subclasses: ConnectError, Timeout,
-ConnectionLost, ProtocolError, DaemonError (an Error reply: .code_name, .message and
-.retry_after_ms) and ReloadError. After a Timeout the connection stays usable: the late
-reply is recognised by its id and dropped when it arrives.
+ConnectionLost (ResumeFailed when a dropped session could not be resumed: below),
+ProtocolError, DaemonError (an Error reply: .code_name, .message and .retry_after_ms) and
+ReloadError. After a Timeout the connection stays usable: the late reply is recognised by
+its id and dropped when it arrives.
 
 Robots that do not wait: step_send() sends a Step and returns at once, poll_action()
 picks up the newest reply that has arrived (None when none has; fileno() for select()),
@@ -56,8 +57,38 @@ called again on it after e.retry_after_ms milliseconds:
         welcome = c.hello("my-robot", rate_hz=50)
     except Overloaded as e:
         time.sleep(e.retry_after_ms / 1000)   # then try again, or give up
+
+Session resume (README "A fleet of daemons"): the client keeps the session's recent
+history, the newest Welcome.history_steps answered steps as (observation, action returned
+for it, reward) in client.history (a Step with reset=True, or reset(), clears it; every
+Action read counts, also those poll_action superseded). When a call on the open session
+finds its connection dropped (closed, reset, refused) or the daemon says DRAINING or
+SHUTTING_DOWN (an instance killed, drained or restarted behind a balancer), the client
+connects to the same address again and says Hello with the first hello()'s arguments
+(the sizes the session was opened with) and that history; the daemon replays it into the
+belief and the episode goes on. step() then sends its step again and returns its Action,
+so the robot loses at most that step's latency; status() and reset() are sent again too,
+reload() and drain() are not (the next call resumes). poll_action() returns None (or the
+newest Action read before the failure) after resuming: the steps in flight are lost,
+counted in dropped_replies; step_send() on a connection that is broken or announced
+closing resumes before sending. The first Hello goes at once, the next ones after
+resume_backoff seconds doubling up to resume_backoff_max, resume_attempts in all; a Hello
+refused with DRAINING, OVERLOADED (its retry_after_ms, capped by resume_backoff_max),
+SHUTTING_DOWN or NOT_READY is tried again (the balancer may still route there). Then
+ResumeFailed (a ConnectionLost) names the last error; the history is kept and the next
+call tries again. client.resumes counts the resumes, client.welcome is the newest
+Welcome (resumed_steps: the steps the daemon replayed). Client(resume=False), or a
+client that never opened a session, raises ConnectionLost as before:
+
+    c = Client("tcp://fleet.local:7070", timeout=1.0, resume_attempts=8,
+               resume_backoff=0.05, resume_backoff_max=2.0)
+    c.hello("my-robot", rate_hz=50)
+    ...
+    action = c.step(obs, seq=k)           # an instance went away: resumed, same step
+    print(c.resumes, c.welcome.resumed_steps)
 """
 
+import collections
 import glob
 import importlib.util
 import math
@@ -85,6 +116,19 @@ class Timeout(MpcError):
 
 class ConnectionLost(MpcError):
     """The connection closed or broke; connect again."""
+
+
+class ResumeFailed(ConnectionLost):
+    """The connection dropped (or the daemon drained) and the session could not be
+    resumed within the client's resume_attempts: .last_error is the last failure (a
+    ConnectError, ConnectionLost, Timeout or the DaemonError refusing the Hello) and
+    .attempts the number of Hellos tried. The client keeps the session's history: the
+    next call tries to resume again."""
+
+    def __init__(self, message, last_error=None, attempts=0):
+        super().__init__(message)
+        self.last_error = last_error
+        self.attempts = attempts
 
 
 class ProtocolError(MpcError):
@@ -235,10 +279,23 @@ def read_messages(sock, message_class, buf=None):
         buf += chunk
 
 
-class Client:
-    """One connection to mpcd. Not thread-safe: use one per thread."""
+# Error codes that end an open session's connection: reconnect and resume it.
+RESUME_ON = ("DRAINING", "SHUTTING_DOWN")
+# Hello refusals that a resume retries: the balancer may still route to an instance that
+# is draining, stopping, full or still loading until its health check notices.
+RESUME_HELLO_RETRY = ("DRAINING", "OVERLOADED", "SHUTTING_DOWN", "NOT_READY")
 
-    def __init__(self, address=None, timeout=DEFAULT_TIMEOUT, pb2_path=None, connect=True):
+
+class Client:
+    """One connection to mpcd. Not thread-safe: use one per thread.
+
+    resume (default True): when the connection of an open session drops (or the daemon
+    drains it), reconnect to the same address and resume the session with its recent
+    history (module docstring); resume_attempts Hellos at most per failure, the first at
+    once, then after resume_backoff seconds doubling up to resume_backoff_max."""
+
+    def __init__(self, address=None, timeout=DEFAULT_TIMEOUT, pb2_path=None, connect=True,
+                 resume=True, resume_attempts=8, resume_backoff=0.05, resume_backoff_max=2.0):
         self.pb = load_pb2(pb2_path)
         self.address = address or DEFAULT_ADDRESS
         self.timeout = timeout
@@ -247,11 +304,25 @@ class Client:
         self.next_id = 1
         self.buf = bytearray()
         self.welcome = None
-        self._in_flight = {}  # request id -> seq of each async step not yet answered
+        # request id -> (seq, Step, episode) of each async step not yet answered
+        self._in_flight = {}
         self._async_error = None  # an Error reply to an async step, raised by the next poll
         # Replies to async steps the caller never got: superseded by a newer one in
-        # poll_action, or read and discarded by a blocking call.
+        # poll_action, read and discarded by a blocking call, or lost with a connection.
         self.dropped_replies = 0
+        self.resume = bool(resume)
+        if int(resume_attempts) < 1:
+            raise ValueError("resume_attempts must be at least 1")
+        if not (resume_backoff >= 0 and resume_backoff_max >= 0):
+            raise ValueError("resume_backoff and resume_backoff_max cannot be negative")
+        self.resume_attempts = int(resume_attempts)
+        self.resume_backoff = float(resume_backoff)
+        self.resume_backoff_max = float(resume_backoff_max)
+        self.resumes = 0  # sessions resumed on a new connection
+        self._hello_args = None  # the arguments of the Hello that opened the session
+        self._history = collections.deque(maxlen=0)  # (observation, action, reward)
+        self._episode = 0  # bumped by every reset: replies of older steps are not history
+        self._held = None  # an Action read before a resume, for the next poll_action()
         if connect:
             self.connect()
 
@@ -261,11 +332,9 @@ class Client:
     def __exit__(self, *exc):
         self.close()
 
-    def connect(self, address=None):
-        self.close()
-        if address:
-            self.address = address
+    def _open_socket(self):
         kind, host, port = parse_address(self.address)
+        sock = None
         try:
             if kind == "unix":
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -275,6 +344,8 @@ class Client:
                 sock = socket.create_connection((host, port), timeout=self.timeout)
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except OSError as e:
+            if sock is not None:
+                sock.close()
             raise ConnectError("cannot connect to %s: %s" % (self.address,
                                                             e.strerror or e)) from None
         self.sock = sock
@@ -283,13 +354,35 @@ class Client:
         self._in_flight.clear()
         self._async_error = None
 
-    def close(self):
+    def _drop_socket(self):
+        """Closes the connection but keeps the session (welcome, history) for a resume."""
         if self.sock is not None:
             self.sock.close()
         self.sock = None
-        self.welcome = None
+        self.buf = bytearray()
         self._in_flight.clear()
         self._async_error = None
+
+    def connect(self, address=None):
+        """Opens a new connection (closing the current one and forgetting its session)."""
+        self.close()
+        if address:
+            self.address = address
+        self._open_socket()
+
+    def close(self):
+        """Closes the connection and forgets the session: nothing resumes it."""
+        self._drop_socket()
+        self.welcome = None
+        self._hello_args = None
+        self._history = collections.deque(maxlen=0)
+        self._held = None
+
+    @property
+    def history(self):
+        """The session's recent answered steps kept for resume, oldest first: a list of
+        (observation, action, reward) tuples, at most Welcome.history_steps of them."""
+        return list(self._history)
 
     def fileno(self):
         """The connection's socket descriptor, for select()/poll() in the caller's own loop
@@ -340,8 +433,8 @@ class Client:
 
     def _recv_reply(self, want_id, deadline):
         """The reply to the blocking request want_id. Replies to async steps still in
-        flight are dropped (counted in dropped_replies), as are late replies to calls
-        that timed out."""
+        flight are dropped (counted in dropped_replies; their Actions still go into the
+        history), as are late replies to calls that timed out."""
         while True:
             rep = self._next_reply(deadline)
             if rep is None:
@@ -349,15 +442,27 @@ class Client:
                               % self.timeout)
             if rep.id == want_id:
                 return rep
-            if self._in_flight.pop(rep.id, None) is not None:
-                self.dropped_replies += 1
+            if self._take_async_reply(rep):
                 continue
             if rep.WhichOneof("body") == "error" and rep.id == 0:
-                return rep  # about a frame the daemon could not read: ours
+                return rep  # about a frame the daemon could not read, or it is draining
             if rep.id < want_id:
                 continue  # late answer to a call that timed out
             raise self._lost(ProtocolError, "unexpected reply id %d while waiting for %d"
                              % (rep.id, want_id))
+
+    def _take_async_reply(self, rep):
+        """Drops the reply to an async step nobody will pick up (counted in
+        dropped_replies; an Action still goes into the history). False when rep does
+        not answer an async step in flight."""
+        entry = self._in_flight.pop(rep.id, None)
+        if entry is None:
+            return False
+        seq, step, episode = entry
+        if rep.WhichOneof("body") == "action" and rep.action.seq == seq:
+            self._record(step, rep.action, episode)
+        self.dropped_replies += 1
+        return True
 
     def _daemon_error(self, err):
         """The DaemonError (Overloaded for OVERLOADED) of an Error reply."""
@@ -398,6 +503,200 @@ class Client:
             raise ProtocolError("the daemon answered with %s, expected %s" % (kind, want))
         return getattr(rep, want)
 
+    # ---- resume (module docstring) ----
+
+    def _session_open(self):
+        """True when a failure of the connection is to be resumed: resume is on and a
+        session was opened (hello() answered) since the last connect() or close()."""
+        return self.resume and self._hello_args is not None
+
+    def _resumable(self, exc):
+        """True when exc ends the open session's connection and a resume may save it."""
+        if not self._session_open():
+            return False
+        if isinstance(exc, ConnectionLost):
+            return not isinstance(exc, ResumeFailed)
+        return isinstance(exc, DaemonError) and exc.code_name in RESUME_ON
+
+    def _closing_cause(self):
+        """Without waiting: why the open session's connection can carry no request (an
+        exception to resume with), or None. Reads what has arrived into self.buf (left
+        there for the reply readers) and looks in it for the daemon's closing notice,
+        an Error DRAINING or SHUTTING_DOWN with request id 0, and for the end of the
+        stream."""
+        if self.sock is None:
+            return ConnectionLost("not connected")
+        if self.broken:
+            return ConnectionLost("the connection broke earlier")
+        ended = None
+        self.sock.settimeout(0.0)
+        try:
+            while True:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    ended = ConnectionLost("the daemon closed the connection")
+                    break
+                self.buf += chunk
+        except (BlockingIOError, InterruptedError, socket.timeout):
+            pass
+        except OSError as e:
+            ended = ConnectionLost("receiving failed: %s" % e)
+        data = bytes(self.buf)
+        while data:
+            try:
+                payload, used = split_frame(data)
+            except ProtocolError:
+                break  # the reply readers will say so
+            if payload is None:
+                break
+            data = data[used:]
+            rep = self.pb.Reply()
+            try:
+                rep.ParseFromString(payload)
+            except Exception:
+                break
+            if rep.id == 0 and rep.WhichOneof("body") == "error":
+                err = self._daemon_error(rep.error)
+                if err.code_name in RESUME_ON:
+                    return err
+        return ended
+
+    def _take_buffered(self):
+        """Consumes the complete replies in self.buf before a resume drops them: the
+        Actions answering async steps go into the history, and the newest is held for
+        the next poll_action() (older ones count as dropped)."""
+        while True:
+            try:
+                payload, used = split_frame(self.buf)
+            except ProtocolError:
+                return
+            if payload is None:
+                return
+            del self.buf[:used]
+            rep = self.pb.Reply()
+            try:
+                rep.ParseFromString(payload)
+            except Exception:
+                return
+            entry = self._in_flight.get(rep.id)
+            if entry is None or rep.WhichOneof("body") != "action" or \
+                    rep.action.seq != entry[0]:
+                self._take_async_reply(rep)  # an Error or a stray reply: dropped
+                continue
+            del self._in_flight[rep.id]
+            self._record(entry[1], rep.action, entry[2])
+            if self._held is not None:
+                self.dropped_replies += 1
+            self._held = rep.action
+
+    def _resume_if_closing(self):
+        """Before sending on an open session: resumes first when the connection is
+        already broken, closed by the daemon or announced closing (DRAINING)."""
+        if self._session_open():
+            cause = self._closing_cause()
+            if cause is not None:
+                self._take_buffered()
+                self._resume(cause)
+
+    def _resume(self, cause):
+        """Reconnects to self.address and resumes the session: Hello with its first
+        arguments and the history. Steps in flight are lost (counted in dropped_replies).
+        Up to resume_attempts Hellos: the first at once, then after resume_backoff
+        doubling up to resume_backoff_max (after OVERLOADED, its retry_after_ms capped by
+        that maximum). Returns the Welcome; raises ResumeFailed."""
+        self.dropped_replies += len(self._in_flight)
+        self._drop_socket()
+        last = cause
+        for attempt in range(self.resume_attempts):
+            if attempt:
+                wait = min(self.resume_backoff * 2 ** (attempt - 1), self.resume_backoff_max)
+                if isinstance(last, Overloaded) and last.retry_after_ms:
+                    wait = min(last.retry_after_ms / 1000.0, self.resume_backoff_max)
+                time.sleep(wait)
+            try:
+                self._open_socket()
+                welcome = self._call("welcome", hello=self._hello_message(resume=True))
+            except DaemonError as e:
+                self._drop_socket()
+                last = e
+                if e.code_name in RESUME_HELLO_RETRY:
+                    continue
+                raise ResumeFailed("%s; resuming the session on %s failed: the Hello was "
+                                   "refused (%s)" % (cause, self.address, e),
+                                   e, attempt + 1) from e
+            except (ConnectError, ConnectionLost, Timeout, ProtocolError) as e:
+                self._drop_socket()
+                last = e
+                continue
+            self._welcomed(welcome, new_session=False)
+            self.resumes += 1
+            return welcome
+        raise ResumeFailed("%s; could not resume the session on %s in %d attempt%s; "
+                           "last error: %s" % (cause, self.address, self.resume_attempts,
+                                               "" if self.resume_attempts == 1 else "s",
+                                               last), last, self.resume_attempts) from last
+
+    def _session_call(self, want, resend=True, **body):
+        """_call on the open session, resuming it when its connection is broken, drops or
+        drains (module docstring); with resend, the request goes again on the new
+        connection (at most resume_attempts times), else the failure is raised after
+        the connection was marked broken, for the next call to resume."""
+        if self._held is not None:  # a blocking call drops what poll_action did not take
+            self._held = None
+            self.dropped_replies += 1
+        self._resume_if_closing()
+        resent = 0
+        while True:
+            try:
+                return self._call(want, **body)
+            except (ConnectionLost, DaemonError) as e:
+                if not self._resumable(e):
+                    raise
+                self.broken = True
+                if not resend:
+                    raise
+                if resent >= self.resume_attempts:
+                    raise ResumeFailed("the request failed again after %d resumes: %s"
+                                       % (resent, e), e, resent) from e
+                self._resume(e)
+                resent += 1
+
+    def _record(self, step, action, episode=None):
+        """Appends an answered step to the history (unless it belongs to an episode that
+        a reset has ended since it was sent)."""
+        if episode is not None and episode != self._episode:
+            return
+        if self._history.maxlen:
+            self._history.append((list(step.observation), list(action.action),
+                                  float(step.reward)))
+
+    def _new_episode(self):
+        """A reset was sent: the history so far belongs to the episode it ends."""
+        self._history.clear()
+        self._episode += 1
+
+    def _hello_message(self, resume=False):
+        """The Hello of self._hello_args; for a resume, with the sizes the session was
+        opened with (so an instance serving another model refuses it) and the history."""
+        fields = dict(self._hello_args)
+        rate_hz = fields.pop("rate_hz")
+        if resume and self.welcome is not None:
+            for size in ("observation_size", "action_size"):
+                fields[size] = fields[size] or getattr(self.welcome, size)
+        if rate_hz:  # unset when 0, so an mpc_pb2 built before rate_hz still works
+            fields["rate_hz"] = float(rate_hz)
+        msg = self.pb.Hello(**fields)
+        if resume and self._history:
+            msg.history.extend(self.pb.HistoryStep(observation=obs, action=act, reward=rew)
+                               for obs, act, rew in self._history)
+        return msg
+
+    def _welcomed(self, welcome, new_session):
+        """Takes a Welcome: the ring keeps the newest Welcome.history_steps steps."""
+        self.welcome = welcome
+        keep = int(getattr(welcome, "history_steps", 0))
+        self._history = collections.deque(() if new_session else self._history, maxlen=keep)
+
     def hello(self, client_name="", auth_token="", observation_size=0, action_size=0,
               rate_hz=0.0):
         """Opens a session; returns the Welcome (also kept as self.welcome).
@@ -406,14 +705,24 @@ class Client:
         control (0: one per control period of the model; the daemon accepts 0 .. 1000).
         The Welcome's rate_hz and min_iterations say what the session was admitted for.
         Raises Overloaded (with .retry_after_ms) when the daemon has no capacity for it;
-        the connection stays usable and hello() may be called again later."""
-        fields = dict(client_name=client_name, auth_token=auth_token,
-                      observation_size=observation_size, action_size=action_size)
-        if rate_hz:  # unset when 0, so an mpc_pb2 built before rate_hz still works
-            fields["rate_hz"] = float(rate_hz)
-        msg = self.pb.Hello(**fields)
-        self.welcome = self._call("welcome", hello=msg)
-        return self.welcome
+        the connection stays usable and hello() may be called again later.
+
+        The arguments are kept: a resume says Hello again with them (module docstring).
+        A new session starts with an empty history; Welcome.history_steps says how many
+        steps the client keeps (0: none)."""
+        args = dict(client_name=client_name, auth_token=auth_token,
+                    observation_size=observation_size, action_size=action_size,
+                    rate_hz=float(rate_hz or 0.0))
+        saved, self._hello_args = self._hello_args, args
+        try:
+            welcome = self._call("welcome", hello=self._hello_message())
+        except BaseException:
+            self._hello_args = saved
+            raise
+        self._held = None
+        self._episode += 1
+        self._welcomed(welcome, new_session=True)
+        return welcome
 
     def _step_message(self, observation, seq, reward, reset, deadline_us, exploration_noise,
                       delay_steps, applied_actions):
@@ -461,12 +770,19 @@ class Client:
         from what the daemon returned for them, delay_steps x action_size floats in time
         order (flat, or one row per step; None or empty: the daemon's own). With a session
         open a wrong count raises ValueError before anything is sent; values outside the
-        action bounds get DaemonError INVALID_VALUE."""
+        action bounds get DaemonError INVALID_VALUE.
+
+        The answered step goes into the history (reset=True clears it first). When the
+        connection drops or drains, the session is resumed and the step sent again
+        (module docstring); ResumeFailed when that does not succeed."""
         msg = self._step_message(observation, seq, reward, reset, deadline_us,
                                  exploration_noise, delay_steps, applied_actions)
-        action = self._call("action", step=msg)
+        if reset:
+            self._new_episode()
+        action = self._session_call("action", step=msg)
         if action.seq != seq:
             raise ProtocolError("Action for seq %d while waiting for %d" % (action.seq, seq))
+        self._record(msg, action)
         return action
 
     def step_send(self, observation, seq=0, reward=0.0, reset=False, deadline_us=0,
@@ -475,11 +791,24 @@ class Client:
         returns the request id. Pick the reply up with poll_action(). Several steps may be
         in flight (the daemon answers them in order; beyond its `max-queued` per
         connection it answers Overloaded). Only the write can block, for at most
-        `timeout` seconds; a robot's small frames fit the socket buffer."""
+        `timeout` seconds; a robot's small frames fit the socket buffer.
+
+        On a connection that is broken, closed or announced closing (DRAINING) the
+        session is resumed first, and when the write fails it is resumed and the step
+        sent again (module docstring)."""
         msg = self._step_message(observation, seq, reward, reset, deadline_us,
                                  exploration_noise, delay_steps, applied_actions)
-        req_id = self._send(step=msg)
-        self._in_flight[req_id] = seq
+        if reset:
+            self._new_episode()
+        self._resume_if_closing()
+        try:
+            req_id = self._send(step=msg)
+        except ConnectionLost as e:
+            if not self._resumable(e):
+                raise
+            self._resume(e)
+            req_id = self._send(step=msg)
+        self._in_flight[req_id] = (seq, msg, self._episode)
         return req_id
 
     def poll_action(self, timeout=0.0):
@@ -487,59 +816,92 @@ class Client:
         seconds for the first (0: not at all; None: the client's timeout), and returns the
         newest Action among them, or None when none arrived in time (at once when no step
         is in flight). Older Actions read in the same call are superseded: dropped and
-        counted in dropped_replies.
+        counted in dropped_replies. Every Action read goes into the history.
 
         An Error reply to an async step raises DaemonError (Overloaded for OVERLOADED).
         When an Action was read before it in the same call, that Action is returned and
         the error is raised by the next poll_action() instead, so nothing is lost.
-        Connection failures raise as in step()."""
+        Connection failures raise as in step(), unless the session is resumed (module
+        docstring): then the steps in flight are lost (counted in dropped_replies) and
+        the newest Action read before the failure, or None, is returned."""
         if self._async_error is not None:
             err, self._async_error = self._async_error, None
             raise err
-        self._check_usable()
+        newest, self._held = self._held, None
+        try:
+            if self._session_open() and (self.sock is None or self.broken):
+                self._resume(ConnectionLost("the connection broke earlier"))
+                return newest
+            self._check_usable()
+            return self._poll(timeout, newest)
+        except ResumeFailed:
+            self._held = newest  # for the next poll, once resumed
+            raise
+
+    def _poll(self, timeout, newest):
         wait = self.timeout if timeout is None else max(float(timeout), 0.0)
         deadline = time.monotonic() + wait
-        newest = None
-        while self._in_flight:
-            # Once an Action is in hand, take only what has already arrived.
-            rep = self._next_reply(deadline if newest is None else 0.0)
-            if rep is None:
-                break
-            kind = rep.WhichOneof("body")
-            seq = self._in_flight.pop(rep.id, None)
-            if seq is None:
-                if kind == "error" and rep.id == 0:
-                    raise self._daemon_error(rep.error)  # about a frame it could not read
-                if rep.id < self.next_id:
-                    continue  # late answer to a blocking call that timed out
-                raise self._lost(ProtocolError, "unexpected reply id %d (the last request "
-                                 "sent was %d)" % (rep.id, self.next_id - 1))
-            if kind == "error":
-                if newest is None:
-                    raise self._daemon_error(rep.error)
-                self._async_error = self._daemon_error(rep.error)
-                break
-            if kind != "action":
-                raise ProtocolError("the daemon answered a step with %s" % kind)
-            if rep.action.seq != seq:
-                raise ProtocolError("Action for seq %d answers a step sent with seq %d"
-                                    % (rep.action.seq, seq))
-            if newest is not None:
-                self.dropped_replies += 1
-            newest = rep.action
+        try:
+            while self._in_flight:
+                # Once an Action is in hand, take only what has already arrived.
+                rep = self._next_reply(deadline if newest is None else 0.0)
+                if rep is None:
+                    break
+                kind = rep.WhichOneof("body")
+                entry = self._in_flight.pop(rep.id, None)
+                if entry is None:
+                    if kind == "error" and rep.id == 0:  # about a frame it could not
+                        err = self._daemon_error(rep.error)  # read, or it is draining
+                        if self._resumable(err):
+                            self._resume(err)
+                            return newest
+                        raise err
+                    if rep.id < self.next_id:
+                        continue  # late answer to a blocking call that timed out
+                    raise self._lost(ProtocolError, "unexpected reply id %d (the last "
+                                     "request sent was %d)" % (rep.id, self.next_id - 1))
+                seq, step, episode = entry
+                if kind == "error":
+                    err = self._daemon_error(rep.error)
+                    if self._resumable(err):
+                        self.dropped_replies += 1  # that step is lost with the others
+                        self._resume(err)
+                        return newest
+                    if newest is None:
+                        raise err
+                    self._async_error = err
+                    break
+                if kind != "action":
+                    raise ProtocolError("the daemon answered a step with %s" % kind)
+                if rep.action.seq != seq:
+                    raise ProtocolError("Action for seq %d answers a step sent with seq %d"
+                                        % (rep.action.seq, seq))
+                self._record(step, rep.action, episode)
+                if newest is not None:
+                    self.dropped_replies += 1
+                newest = rep.action
+        except ConnectionLost as e:
+            if not self._resumable(e):
+                raise
+            self._resume(e)
         return newest
 
     def reset(self):
-        self._call("ack", reset=self.pb.Reset())
+        """Starts a new episode (the history is cleared)."""
+        self._new_episode()
+        self._session_call("ack", reset=self.pb.Reset())
 
     def status(self):
         """Returns the StatusReply (its .json holds the daemon's full /status document)."""
-        return self._call("status", status=self.pb.Status())
+        return self._session_call("status", status=self.pb.Status())
 
     def reload(self, path=""):
-        """Hot-swaps the model; raises ReloadError when the daemon keeps the old one."""
+        """Hot-swaps the model; raises ReloadError when the daemon keeps the old one.
+        Not sent again after a resume (its outcome is unknown): the connection failure
+        is raised, and the next call resumes."""
         try:
-            reply = self._call("reload", reload=self.pb.Reload(path=path or ""))
+            reply = self._session_call("reload", resend=False,
+                                       reload=self.pb.Reload(path=path or ""))
         except DaemonError as e:
             if e.code_name == "RELOAD_FAILED":
                 raise ReloadError(str(e)) from None
@@ -548,6 +910,12 @@ class Client:
             raise ReloadError("reload refused, still serving model version %d: %s"
                               % (reply.model_version, reply.message), reply)
         return reply
+
+    def drain(self):
+        """Admin: the instance drains (as on SIGTERM): it admits no new session and hands
+        the open ones over (each client resumes elsewhere). Needs the admin role (a Hello
+        with the daemon's admin-token), else DaemonError PERMISSION_DENIED."""
+        self._session_call("ack", resend=False, drain=self.pb.Drain())
 
 
 FOLLOW_PLAN = "plan"          # a row of a plan that covers t

@@ -6,14 +6,17 @@ observations, 1 action in [-2, 2]) from make_model.py; see conftest.py.
 import json
 import math
 import os
+import signal
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
 
 import mpc_client
-from mpcd_harness import PYTHON, REPO, free_port
+import mpcd_harness
+from mpcd_harness import PYTHON, REPO, HarnessError, Mpcd, free_port
 
 
 def test_address_parsing():
@@ -258,3 +261,107 @@ def test_example_control_unreachable():
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 1
     assert "cannot connect" in r.stderr
+
+
+# Session resume (README "A fleet of daemons"): the instance behind the address goes away
+# and another takes its place on the same port; the client resumes by itself.
+
+def start_on_ports(model, port, status_port, log_path, timeout=20.0):
+    """A new mpcd listening on the given ports (those of one that has gone): the harness
+    picks free ports, so its picker hands it these. Retries while the old process's port
+    is still taken."""
+    d = Mpcd(model, log_path=str(log_path))
+    picker = mpcd_harness.free_port
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            ports = [port, status_port]
+            mpcd_harness.free_port = lambda: ports.pop(0)
+            try:
+                return d.start()
+            except HarnessError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.25)
+    finally:
+        mpcd_harness.free_port = picker
+
+
+def resume_obs(seq):
+    return [math.cos(0.3 * seq), math.sin(0.3 * seq), 0.1 * seq]
+
+
+def open_resumable_session(c, steps):
+    """Hello and `steps` steps; skips when the daemon predates resume (no history_steps)."""
+    w = c.hello("pytest/resume", observation_size=3, action_size=1)
+    if not getattr(w, "history_steps", 0):
+        pytest.skip("this mpcd's Welcome has no history_steps (a build before resume)")
+    for seq in range(steps):
+        assert c.step(resume_obs(seq), seq=seq, reward=0.1 * seq, reset=(seq == 0)).seq == seq
+    assert len(c.history) == min(steps, w.history_steps)
+    return w
+
+
+def test_resume_after_daemon_killed(model, tmp_path):
+    """SIGKILL mid-episode, a new mpcd on the same port: the next step() resumes the
+    session with its history and returns the action."""
+    first = Mpcd(model, log_path=str(tmp_path / "first.log")).start()
+    second = None
+    try:
+        with mpc_client.Client(first.address, timeout=10, resume_backoff=0.1) as c:
+            w = open_resumable_session(c, 8)
+            first.proc.kill()
+            first.proc.wait()
+            second = start_on_ports(model, first.port, first.status_port,
+                                    tmp_path / "second.log")
+            a = c.step(resume_obs(8), seq=8, reward=0.8)
+            assert a.seq == 8 and len(a.action) == 1 and -2.0 <= a.action[0] <= 2.0
+            assert c.resumes == 1 and c.dropped_replies == 0
+            assert c.welcome.resumed_steps == min(8, w.history_steps) > 0
+            assert c.step(resume_obs(9), seq=9).seq == 9
+            assert "pytest/resume" in [s.client_name for s in c.status().session]
+    finally:
+        first.stop()
+        if second is not None:
+            print(second.log_text())
+            second.stop()
+
+
+def test_resume_after_drain(model, tmp_path):
+    """SIGTERM drains the instance: after its grace period it hands the session over
+    (Error DRAINING) and exits; its successor on the same port takes the session over
+    while the robot keeps stepping."""
+    first = Mpcd(model, log_path=str(tmp_path / "first.log")).start()
+    successor = {}
+
+    def start_successor():
+        try:
+            first.proc.wait(timeout=60)
+            successor["d"] = start_on_ports(model, first.port, first.status_port,
+                                            tmp_path / "second.log")
+        except BaseException as e:  # noqa: B902 - reported below
+            successor["error"] = e
+
+    thread = threading.Thread(target=start_successor, daemon=True)
+    try:
+        with mpc_client.Client(first.address, timeout=10, resume_attempts=80,
+                               resume_backoff=0.05, resume_backoff_max=0.25) as c:
+            open_resumable_session(c, 5)
+            first.signal(signal.SIGTERM)
+            thread.start()
+            seq, deadline = 5, time.monotonic() + 60
+            while c.resumes == 0:
+                assert time.monotonic() < deadline, "no resume within 60 s"
+                assert c.step(resume_obs(seq), seq=seq, reward=0.5).seq == seq
+                seq += 1
+                time.sleep(0.02)
+            assert c.resumes == 1 and c.welcome.resumed_steps > 0
+            assert c.step(resume_obs(seq), seq=seq).seq == seq
+        thread.join(timeout=60)
+        assert "error" not in successor, successor.get("error")
+        assert first.proc.returncode == 0, first.log_text()
+    finally:
+        first.stop()
+        if "d" in successor:
+            successor["d"].stop()
+

@@ -4,7 +4,10 @@ A listener thread on a free loopback port answers each request with canned bytes
 normal reply, a daemon Error, a late reply to an earlier request, half a frame, or a frame
 that does not parse. Checks the delimited framing, the error classes and that a timeout
 leaves the connection usable; asynchronous steps (step_send/poll_action: the newest reply
-kept, errors, replies dropped by a blocking call); and the Follower, which needs no socket.
+kept, errors, replies dropped by a blocking call); session resume against a fake fleet
+(FakeFleet: one connection after another on the same port: a drop mid-step, DRAINING,
+refused Hellos, attempts exhausted, resume off, reset, async steps); and the Follower,
+which needs no socket.
 """
 import math
 import socket
@@ -455,3 +458,475 @@ def test_follower_checks_sizes():
     with pytest.raises(ValueError, match="positive"):
         f.update(pb.Action(action=[0.5, 0.5], plan=[0.5, 0.5]), 0.0)
     assert len(f) == 0
+
+
+# Session resume: a fake fleet that answers one connection after another.
+
+class FakeFleet:
+    """A fake daemon on one loopback port answering successive connections: serve(*scripts)
+    runs scripts[k](conn, next_request) on the k-th connection accepted. A script's failed
+    assertions are kept and raised by join()."""
+
+    def __init__(self):
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(8)
+        self.srv.settimeout(20)
+        self.address = "tcp://127.0.0.1:%d" % self.srv.getsockname()[1]
+        self.accepted = 0
+        self.errors = []
+        self.thread = None
+
+    def serve(self, *scripts):
+        def run():
+            try:
+                for script in scripts:
+                    conn, _ = self.srv.accept()
+                    self.accepted += 1
+                    requests = mpc_client.read_messages(conn, pb.Request)
+                    with conn:
+                        script(conn, lambda: next(requests, None))
+            except BaseException as e:  # noqa: B902 - reported by join()
+                self.errors.append(e)
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def stop_listening(self):
+        """Later connections are refused."""
+        self.srv.close()
+
+    def pending(self):
+        """True when a client connected that no script answered."""
+        if self.srv.fileno() < 0:
+            return False
+        self.srv.settimeout(0.2)
+        try:
+            conn, _ = self.srv.accept()
+        except OSError:
+            return False
+        conn.close()
+        return True
+
+    def join(self):
+        if self.thread is not None:
+            self.thread.join(timeout=20)
+            assert not self.thread.is_alive(), "a fake script did not finish"
+        if self.errors:
+            raise self.errors[0]
+
+
+@pytest.fixture
+def fleet():
+    f = FakeFleet()
+    yield f
+    if f.thread is not None:
+        f.thread.join(timeout=20)
+    f.srv.close()
+
+
+def resume_welcome(history_steps=3, resumed=0, session_id=1):
+    return pb.Welcome(session_id=session_id, observation_size=2, action_size=1,
+                      action_low=[-1], action_high=[1], control_period_s=0.05,
+                      history_steps=history_steps, resumed_steps=resumed)
+
+
+def obs_of(seq):
+    return [float(seq), -0.5 * seq]  # exact in float32
+
+
+def answer_steps(conn, next_request, n):
+    """Answers the next n requests, Steps with action seq / 10; returns the requests."""
+    reqs = []
+    for _ in range(n):
+        req = next_request()
+        assert req is not None and req.WhichOneof("body") == "step", req
+        conn.sendall(action_reply(req, req.step.seq / 10))
+        reqs.append(req)
+    return reqs
+
+
+def history_of(hello):
+    return [(list(h.observation), list(h.action), h.reward) for h in hello.history]
+
+
+def entry(seq, reward):
+    return (obs_of(seq), [pytest.approx(seq / 10)], reward)
+
+
+def test_resume_after_drop_mid_step(fleet):
+    """The daemon goes away with a step in flight: the client says Hello again with the
+    same arguments and the newest N steps, oldest first, then sends the step again."""
+    hellos = []
+
+    def first(conn, next_request):
+        req = next_request()
+        hellos.append(req.hello)
+        conn.sendall(frame(pb.Reply(id=req.id, welcome=resume_welcome(3))))
+        answer_steps(conn, next_request, 5)
+        lost = next_request()
+        assert lost.step.seq == 5  # read, never answered: the instance dies
+
+    def second(conn, next_request):
+        req = next_request()
+        hellos.append(req.hello)
+        w = resume_welcome(3, resumed=len(req.hello.history), session_id=2)
+        conn.sendall(frame(pb.Reply(id=req.id, welcome=w)))
+        resent, = answer_steps(conn, next_request, 1)
+        assert resent.step.seq == 5 and list(resent.step.observation) == obs_of(5)
+        assert resent.step.reward == 2.5 and not resent.step.reset
+        answer_steps(conn, next_request, 1)
+
+    fleet.serve(first, second)
+    with mpc_client.Client(fleet.address, timeout=10) as c:
+        w = c.hello("arm-7", auth_token="tok", rate_hz=50)
+        assert w.history_steps == 3 and c.history == [] and c.resumes == 0
+        for seq in range(5):
+            assert c.step(obs_of(seq), seq=seq, reward=0.5 * seq, reset=(seq == 0)).seq == seq
+        assert c.history == [entry(s, 0.5 * s) for s in (2, 3, 4)]
+        a = c.step(obs_of(5), seq=5, reward=2.5)
+        assert a.seq == 5 and list(a.action) == [pytest.approx(0.5)]
+        assert c.resumes == 1 and c.welcome.session_id == 2 and c.welcome.resumed_steps == 3
+        assert c.history == [entry(s, 0.5 * s) for s in (3, 4, 5)]
+        assert c.step(obs_of(6), seq=6).seq == 6
+    fleet.join()
+    assert fleet.accepted == 2
+    first_hello, again = hellos
+    for h in hellos:
+        assert (h.client_name, h.auth_token, h.rate_hz) == ("arm-7", "tok", 50.0)
+    assert not first_hello.history
+    assert (first_hello.observation_size, first_hello.action_size) == (0, 0)
+    # The resume names the session's sizes, so an instance serving another model refuses it.
+    assert (again.observation_size, again.action_size) == (2, 1)
+    assert history_of(again) == [entry(s, 0.5 * s) for s in (2, 3, 4)]
+    assert all(len(h.observation) == 2 and len(h.action) == 1 for h in again.history)
+
+
+@pytest.mark.parametrize("when", ["before_send", "while_waiting", "shutting_down_reply"])
+def test_draining_resumes_at_once(fleet, when):
+    """DRAINING (request id 0) after a reply, seen before the next step is sent or while
+    waiting for it, or SHUTTING_DOWN answering the step: reconnect at once (the backoff is
+    5 s here) and send the step on the new connection."""
+    hellos = []
+
+    def first(conn, next_request):
+        req = next_request()
+        conn.sendall(frame(pb.Reply(id=req.id, welcome=resume_welcome(4))))
+        req = next_request()
+        reply = action_reply(req, 0.0)
+        notice = frame(pb.Reply(id=0, error=pb.Error(code=pb.Error.DRAINING,
+                                                     message="handed over")))
+        if when == "before_send":
+            conn.sendall(reply + notice)
+            conn.shutdown(socket.SHUT_WR)
+            assert next_request() is None  # the client closed without sending step 1
+            return
+        conn.sendall(reply)
+        req = next_request()
+        assert req.step.seq == 1
+        if when == "while_waiting":
+            conn.sendall(notice)
+        else:
+            conn.sendall(frame(pb.Reply(id=req.id, error=pb.Error(
+                code=pb.Error.SHUTTING_DOWN, message="stopping"))))
+
+    def second(conn, next_request):
+        req = next_request()
+        hellos.append(req.hello)
+        conn.sendall(frame(pb.Reply(id=req.id, welcome=resume_welcome(4, resumed=1))))
+        resent, = answer_steps(conn, next_request, 1)
+        assert resent.step.seq == 1
+
+    fleet.serve(first, second)
+    with mpc_client.Client(fleet.address, timeout=10, resume_backoff=5,
+                           resume_backoff_max=5) as c:
+        c.hello("t")
+        assert c.step(obs_of(0), seq=0, reset=True).seq == 0
+        if when == "before_send":
+            wait_buffered(c, 1)  # the notice has arrived
+        t0 = time.monotonic()
+        assert c.step(obs_of(1), seq=1).seq == 1
+        assert time.monotonic() - t0 < 4.0
+        assert c.resumes == 1 and c.welcome.resumed_steps == 1
+    fleet.join()
+    assert [history_of(h) for h in hellos] == [[entry(0, 0.0)]]
+
+
+def test_resume_hello_refused_then_accepted(fleet):
+    """A balancer may still route to instances that drain, are full or load a model: the
+    resume tries again (OVERLOADED's retry_after_ms capped by resume_backoff_max)."""
+    refusals = [(pb.Error.DRAINING, 0), (pb.Error.OVERLOADED, 60000),
+                (pb.Error.SHUTTING_DOWN, 0), (pb.Error.NOT_READY, 0)]
+    hellos = []
+
+    def first(conn, next_request):
+        req = next_request()
+        conn.sendall(frame(pb.Reply(id=req.id, welcome=resume_welcome(2))))
+        answer_steps(conn, next_request, 3)
+        next_request()  # step 3, lost
+
+    def refuse(code, retry_after_ms):
+        def script(conn, next_request):
+            req = next_request()
+            hellos.append(req.hello)
+            conn.sendall(frame(pb.Reply(id=req.id, error=pb.Error(
+                code=code, message="not here", retry_after_ms=retry_after_ms))))
+            assert next_request() is None  # the client goes elsewhere
+        return script
+
+    def accept(conn, next_request):
+        req = next_request()
+        hellos.append(req.hello)
+        conn.sendall(frame(pb.Reply(id=req.id, welcome=resume_welcome(2, resumed=2))))
+        assert answer_steps(conn, next_request, 1)[0].step.seq == 3
+
+    fleet.serve(first, *[refuse(*r) for r in refusals], accept)
+    with mpc_client.Client(fleet.address, timeout=10, resume_backoff=0.01,
+                           resume_backoff_max=0.3) as c:
+        c.hello("t")
+        for seq in range(3):
+            c.step(obs_of(seq), seq=seq, reward=1.0, reset=(seq == 0))
+        t0 = time.monotonic()
+        assert c.step(obs_of(3), seq=3).seq == 3
+        elapsed = time.monotonic() - t0
+        assert c.resumes == 1 and c.welcome.resumed_steps == 2
+    fleet.join()
+    assert fleet.accepted == 6
+    assert 0.3 <= elapsed < 5.0  # the 60 s hint waited for 0.3 s
+    assert all(history_of(h) == [entry(1, 1.0), entry(2, 1.0)] for h in hellos)
+
+
+def test_resume_attempts_exhausted(fleet):
+    def first(conn, next_request):
+        req = next_request()
+        conn.sendall(frame(pb.Reply(id=req.id, welcome=resume_welcome(3))))
+        answer_steps(conn, next_request, 2)
+        next_request()
+        fleet.stop_listening()  # before the connection closes: every reconnect is refused
+
+    fleet.serve(first)
+    with mpc_client.Client(fleet.address, timeout=10, resume_attempts=3,
+                           resume_backoff=0.05, resume_backoff_max=0.1) as c:
+        c.hello("t")
+        c.step(obs_of(0), seq=0, reset=True)
+        c.step(obs_of(1), seq=1)
+        t0 = time.monotonic()
+        with pytest.raises(mpc_client.ResumeFailed) as e:
+            c.step(obs_of(2), seq=2)
+        assert time.monotonic() - t0 >= 0.15  # at once, then 0.05 and 0.1 s later
+        assert isinstance(e.value, mpc_client.ConnectionLost)
+        assert e.value.attempts == 3 and isinstance(e.value.last_error, mpc_client.ConnectError)
+        assert "in 3 attempts" in str(e.value) and "cannot connect" in str(e.value)
+        assert "closed the connection" in str(e.value)  # the cause
+        assert c.resumes == 0 and len(c.history) == 2
+        with pytest.raises(mpc_client.ResumeFailed):  # the next call tries again
+            c.status()
+    fleet.join()
+
+
+def test_resume_refused_for_good(fleet):
+    """A refusal that another try cannot change (a wrong token) ends the resume at once."""
+    def first(conn, next_request):
+        req = next_request()
+        conn.sendall(frame(pb.Reply(id=req.id, welcome=resume_welcome(3))))
+        next_request()
+
+    def second(conn, next_request):
+        req = next_request()
+        conn.sendall(frame(pb.Reply(id=req.id, error=pb.Error(
+            code=pb.Error.UNAUTHENTICATED, message="wrong token"))))
+        assert next_request() is None
+
+    fleet.serve(first, second)
+    with mpc_client.Client(fleet.address, timeout=10, resume_backoff=0.01) as c:
+        c.hello("t", auth_token="old")
+        with pytest.raises(mpc_client.ResumeFailed, match="wrong token") as e:
+            c.step(obs_of(0), seq=0, reset=True)
+        assert e.value.attempts == 1 and e.value.last_error.code_name == "UNAUTHENTICATED"
+    fleet.join()
+    assert not fleet.pending()
+
+
+@pytest.mark.parametrize("case", ["resume_off", "no_session"])
+def test_no_resume(fleet, case):
+    """resume=False, or no session opened: a dropped connection raises as it always did."""
+    def first(conn, next_request):
+        if case == "resume_off":
+            req = next_request()
+            conn.sendall(frame(pb.Reply(id=req.id, welcome=resume_welcome(3))))
+            answer_steps(conn, next_request, 1)
+        next_request()  # closed unanswered
+
+    fleet.serve(first)
+    with mpc_client.Client(fleet.address, timeout=10, resume=(case != "resume_off")) as c:
+        if case == "resume_off":
+            c.hello("t")
+            c.step(obs_of(0), seq=0, reset=True)
+            assert len(c.history) == 1  # kept all the same
+            call = lambda: c.step(obs_of(1), seq=1)  # noqa: E731
+        else:
+            call = c.status
+        with pytest.raises(mpc_client.ConnectionLost, match="closed the connection") as e:
+            call()
+        assert not isinstance(e.value, mpc_client.ResumeFailed)
+        with pytest.raises(mpc_client.ConnectionLost, match="broken"):
+            call()
+        assert c.resumes == 0
+    fleet.join()
+    assert not fleet.pending()
+
+
+def test_reset_clears_history(fleet):
+    hellos = []
+
+    def first(conn, next_request):
+        req = next_request()
+        conn.sendall(frame(pb.Reply(id=req.id, welcome=resume_welcome(3))))
+        answer_steps(conn, next_request, 6)
+        req = next_request()
+        assert req.WhichOneof("body") == "reset"
+        conn.sendall(frame(pb.Reply(id=req.id, ack=pb.Ack())))
+        answer_steps(conn, next_request, 1)
+        next_request()
+
+    def second(conn, next_request):
+        req = next_request()
+        hellos.append(req.hello)
+        conn.sendall(frame(pb.Reply(id=req.id, welcome=resume_welcome(3, resumed=1))))
+        answer_steps(conn, next_request, 1)
+
+    fleet.serve(first, second)
+    with mpc_client.Client(fleet.address, timeout=10) as c:
+        c.hello("t")
+        for seq in range(4):
+            c.step(obs_of(seq), seq=seq, reset=(seq == 0))
+        assert [h[0] for h in c.history] == [obs_of(s) for s in (1, 2, 3)]
+        c.step(obs_of(4), seq=4, reset=True)  # a new episode: only this step
+        assert [h[0] for h in c.history] == [obs_of(4)]
+        c.step(obs_of(5), seq=5)
+        assert [h[0] for h in c.history] == [obs_of(4), obs_of(5)]
+        c.reset()
+        assert c.history == []
+        c.step(obs_of(6), seq=6)
+        c.step(obs_of(7), seq=7)  # dropped, resumed with step 6 only
+        assert c.resumes == 1 and [h[0] for h in c.history] == [obs_of(6), obs_of(7)]
+    fleet.join()
+    assert [[h[0] for h in history_of(x)] for x in hellos] == [[obs_of(6)]]
+
+
+def test_resume_without_history(fleet):
+    """A Welcome without history_steps (a daemon before resume, or history 0): nothing is
+    kept, and a resume says Hello without history (a new episode on the daemon)."""
+    hellos = []
+
+    def first(conn, next_request):
+        req = next_request()
+        conn.sendall(frame(pb.Reply(id=req.id, welcome=resume_welcome(0))))
+        answer_steps(conn, next_request, 2)
+        next_request()
+
+    def second(conn, next_request):
+        req = next_request()
+        hellos.append(req.hello)
+        conn.sendall(frame(pb.Reply(id=req.id, welcome=resume_welcome(0))))
+        answer_steps(conn, next_request, 1)
+
+    fleet.serve(first, second)
+    with mpc_client.Client(fleet.address, timeout=10) as c:
+        c.hello("t")
+        c.step(obs_of(0), seq=0, reset=True)
+        c.step(obs_of(1), seq=1)
+        assert c.history == []
+        assert c.step(obs_of(2), seq=2).seq == 2 and c.resumes == 1
+        assert c.welcome.resumed_steps == 0
+    fleet.join()
+    assert len(hellos) == 1 and not hellos[0].history
+
+
+def test_async_resume(fleet):
+    """poll_action on a dropped connection resumes and returns None (the step in flight is
+    lost: dropped_replies); step_send after a DRAINING notice resumes before sending.
+    Every Action read, superseded ones too, goes into the history."""
+    hellos = []
+
+    def first(conn, next_request):
+        req = next_request()
+        conn.sendall(frame(pb.Reply(id=req.id, welcome=resume_welcome(4))))
+        reqs = [next_request() for _ in range(3)]
+        conn.sendall(b"".join(action_reply(r, r.step.seq / 10) for r in reqs))
+        assert next_request().step.seq == 3  # lost with the connection
+
+    def second(conn, next_request):
+        req = next_request()
+        hellos.append(req.hello)
+        conn.sendall(frame(pb.Reply(id=req.id, welcome=resume_welcome(4, resumed=3))))
+        req = next_request()
+        assert req.step.seq == 4
+        notice = frame(pb.Reply(id=0, error=pb.Error(code=pb.Error.DRAINING)))
+        conn.sendall(action_reply(req, 0.4) + notice)
+        conn.shutdown(socket.SHUT_WR)
+        assert next_request() is None  # step 5 goes to the next connection
+
+    def third(conn, next_request):
+        req = next_request()
+        hellos.append(req.hello)
+        conn.sendall(frame(pb.Reply(id=req.id, welcome=resume_welcome(4, resumed=4))))
+        assert answer_steps(conn, next_request, 1)[0].step.seq == 5
+
+    fleet.serve(first, second, third)
+    with mpc_client.Client(fleet.address, timeout=10) as c:
+        c.hello("t")
+        for seq in range(3):
+            c.step_send(obs_of(seq), seq=seq, reward=1.0, reset=(seq == 0))
+        wait_buffered(c, 3)
+        assert c.poll_action(0).seq == 2 and c.dropped_replies == 2
+        assert c.history == [entry(s, 1.0) for s in range(3)]
+        c.step_send(obs_of(3), seq=3, reward=1.0)
+        assert c.poll_action(10) is None
+        assert c.resumes == 1 and c.in_flight == 0 and c.dropped_replies == 3
+        c.step_send(obs_of(4), seq=4, reward=1.0)
+        assert c.poll_action(10).seq == 4
+        wait_buffered(c, 1)  # the notice
+        c.step_send(obs_of(5), seq=5, reward=1.0)
+        assert c.resumes == 2 and c.in_flight == 1
+        assert c.poll_action(10).seq == 5
+        assert c.history == [entry(s, 1.0) for s in (1, 2, 4, 5)]
+    fleet.join()
+    assert [history_of(h) for h in hellos] == [[entry(s, 1.0) for s in range(3)],
+                                                [entry(s, 1.0) for s in (0, 1, 2, 4)]]
+
+
+def test_async_replies_held_across_a_drain(fleet):
+    """Replies that arrived before the DRAINING notice are not lost by a resume: the next
+    poll_action returns the newest."""
+    def first(conn, next_request):
+        req = next_request()
+        conn.sendall(frame(pb.Reply(id=req.id, welcome=resume_welcome(4))))
+        reqs = [next_request() for _ in range(2)]
+        notice = frame(pb.Reply(id=0, error=pb.Error(code=pb.Error.DRAINING)))
+        conn.sendall(b"".join(action_reply(r, 0.5) for r in reqs) + notice)
+        conn.shutdown(socket.SHUT_WR)
+        assert next_request() is None
+
+    answer_now = threading.Event()
+
+    def second(conn, next_request):
+        req = next_request()
+        assert len(req.hello.history) == 2
+        conn.sendall(frame(pb.Reply(id=req.id, welcome=resume_welcome(4, resumed=2))))
+        req = next_request()
+        assert answer_now.wait(10)
+        conn.sendall(action_reply(req, 0.5))
+
+    fleet.serve(first, second)
+    with mpc_client.Client(fleet.address, timeout=10) as c:
+        c.hello("t")
+        c.step_send(obs_of(0), seq=0, reset=True)
+        c.step_send(obs_of(1), seq=1)
+        wait_buffered(c, 3)
+        c.step_send(obs_of(2), seq=2)  # resumes first: the two replies are held
+        assert c.resumes == 1 and c.dropped_replies == 1
+        assert c.poll_action(0).seq == 1 and c.in_flight == 1
+        answer_now.set()
+        assert c.poll_action(10).seq == 2 and c.dropped_replies == 1
+    fleet.join()
