@@ -1021,16 +1021,22 @@ int mpc_client_step_poll(mpc_client_t *c, int timeout_ms, mpc_client_action_t *o
     return 0;
 }
 
+/* A request answered by an Ack. */
+static int call_ack(mpc_client_t *c, Mpc__V1__Request *req)
+{
+    Mpc__V1__Reply *rep;
+    int rc = call(c, req, MPC__V1__REPLY__BODY_ACK, &rep);
+    wire_free_reply(rep);
+    return rc;
+}
+
 int mpc_client_reset(mpc_client_t *c)
 {
     Mpc__V1__Reset reset = MPC__V1__RESET__INIT;
     Mpc__V1__Request req = MPC__V1__REQUEST__INIT;
     req.body_case = MPC__V1__REQUEST__BODY_RESET;
     req.reset = &reset;
-    Mpc__V1__Reply *rep;
-    int rc = call(c, &req, MPC__V1__REPLY__BODY_ACK, &rep);
-    wire_free_reply(rep);
-    return rc;
+    return call_ack(c, &req);
 }
 
 int mpc_client_drain(mpc_client_t *c)
@@ -1039,10 +1045,7 @@ int mpc_client_drain(mpc_client_t *c)
     Mpc__V1__Request req = MPC__V1__REQUEST__INIT;
     req.body_case = MPC__V1__REQUEST__BODY_DRAIN;
     req.drain = &drain;
-    Mpc__V1__Reply *rep;
-    int rc = call(c, &req, MPC__V1__REPLY__BODY_ACK, &rep);
-    wire_free_reply(rep);
-    return rc;
+    return call_ack(c, &req);
 }
 
 int mpc_client_status(mpc_client_t *c, mpc_client_status_t *out)

@@ -18,27 +18,20 @@ its plans depend only on the seed (planner.h: deterministic for a seed, model, c
 thread count when the deadline does not cut).
 """
 import json
-import math
 import os
-import socket
 import struct
 import sys
 
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
-sys.path.insert(0, os.path.join(REPO, "tests", "clients"))
-sys.path.insert(0, os.path.join(REPO, "clients", "python"))
+sys.path.insert(0, HERE)
 
+from cartpole_raw import MODEL, Raw as RawSession, pb  # noqa: E402
 from mpcd_harness import Mpcd, find_mpcd  # noqa: E402
 
-import mpc_client  # noqa: E402
-
-pb = mpc_client.load_pb2()
 pytestmark = pytest.mark.skipif(not find_mpcd(), reason="mpcd is not built")
 
-MODEL = os.path.join(REPO, "model", "zoo", "cartpole-swingup.safetensors")
 GOLDEN = os.path.join(HERE, "golden", "delay0-cartpole.json")
 HORIZON = 12
 # Deterministic plans: one worker, one planner thread, iterations (not time) end a plan.
@@ -51,41 +44,17 @@ def start():
     return Mpcd(MODEL, deadline_ms=40, extra_args=PLANNER).start()
 
 
-def observation(t):
-    """A plausible cartpole observation (position, cos, sin, velocities) at step t."""
-    a = 0.2 * t
-    return [0.3 * math.sin(0.1 * t), math.cos(a), math.sin(a), 0.5 * math.cos(0.3 * t),
-            1.5 * math.sin(0.25 * t)]
-
-
-class Raw:
-    """One connection speaking raw frames: requests out, replies in, in order."""
-
-    def __init__(self, d):
-        self.s = socket.create_connection(("127.0.0.1", d.port), timeout=30)
-        self.buf = bytearray()
-        self.next_id = 1
-
-    def call(self, **body):
-        rid = self.next_id
-        self.next_id += 1
-        self.s.sendall(mpc_client.encode_frame(pb.Request(id=rid, **body)))
-        rep = next(mpc_client.read_messages(self.s, pb.Reply, self.buf))
-        assert rep.id == rid
-        return rep
+class Raw(RawSession):
+    """Steps that iterations, not the deadline, end (unless a test asks otherwise)."""
 
     def hello(self):
-        rep = self.call(hello=pb.Hello(client_name="pytest/realtime"))
+        rep = super().hello(name="pytest/realtime")
         assert rep.WhichOneof("body") == "welcome", rep
         return rep.welcome
 
     def step(self, t, **kw):
         kw.setdefault("deadline_us", FAR_US)
-        return self.call(step=pb.Step(seq=t, observation=observation(t), reward=0.1 * (t % 3),
-                                      reset=t == 0, **kw))
-
-    def close(self):
-        self.s.close()
+        return super().step(t, **kw)
 
 
 def f32_bits(values):

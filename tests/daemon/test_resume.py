@@ -8,81 +8,27 @@ open session served through the grace period, then handed over right after a rep
 Error DRAINING (request id 0), and the daemon exits 0.
 """
 import json
-import math
 import os
-import socket
 import sys
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.abspath(os.path.join(HERE, "..", ".."))
-sys.path.insert(0, os.path.join(REPO, "tests", "clients"))
-sys.path.insert(0, os.path.join(REPO, "clients", "python"))
+sys.path.insert(0, HERE)
 
+from cartpole_raw import MODEL, Raw, http, observation, pb  # noqa: E402
 from mpcd_harness import Mpcd, find_mpcd  # noqa: E402
 
-import mpc_client  # noqa: E402
-
-pb = mpc_client.load_pb2()
 pytestmark = pytest.mark.skipif(not find_mpcd(), reason="mpcd is not built")
 
-MODEL = os.path.join(REPO, "model", "zoo", "cartpole-swingup.safetensors")
 PLANNER = ["--workers", "1", "--threads", "1", "--candidates", "100", "--top", "10",
            "--iterations", "2", "--history", "16"]
-
-
-def observation(t):
-    a = 0.2 * t
-    return [0.3 * math.sin(0.1 * t), math.cos(a), math.sin(a), 0.5 * math.cos(0.3 * t),
-            1.5 * math.sin(0.25 * t)]
-
-
-class Raw:
-    def __init__(self, d, token=""):
-        self.s = socket.create_connection(("127.0.0.1", d.port), timeout=30)
-        self.buf = bytearray()
-        self.next_id = 1
-        self.token = token
-
-    def send(self, **body):
-        rid = self.next_id
-        self.next_id += 1
-        self.s.sendall(mpc_client.encode_frame(pb.Request(id=rid, **body)))
-        return rid
-
-    def read(self):
-        return next(mpc_client.read_messages(self.s, pb.Reply, self.buf), None)
-
-    def call(self, **body):
-        rid = self.send(**body)
-        rep = self.read()
-        assert rep is not None and rep.id == rid, rep
-        return rep
-
-    def hello(self, history=(), name="pytest/resume"):
-        return self.call(hello=pb.Hello(client_name=name, auth_token=self.token,
-                                        history=list(history)))
-
-    def step(self, t, reset=False):
-        return self.call(step=pb.Step(seq=t, observation=observation(t), reward=0.5,
-                                      reset=reset))
 
 
 def code(rep):
     assert rep.WhichOneof("body") == "error", rep
     return pb.Error.Code.Name(rep.error.code)
-
-
-def http(d, path):
-    try:
-        with urllib.request.urlopen("http://%s%s" % (d.status_address, path), timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read().decode()
 
 
 def test_resume_replays_the_history():
@@ -94,7 +40,7 @@ def test_resume_replays_the_history():
         for t in range(20):
             act = a.step(t, reset=t == 0).action
             history.append(pb.HistoryStep(observation=observation(t), action=act.action,
-                                          reward=0.5))
+                                          reward=0.1 * (t % 3)))
         a.s.close()  # the connection is lost; the client kept its steps
         b = Raw(d)
         w = b.hello(history=history).welcome
@@ -157,7 +103,7 @@ def test_drain_hands_sessions_over():
             t += 1
         # ...then handed over right after a reply: Action, Error DRAINING (id 0), closed.
         time.sleep(0.8)
-        rid = robot.send(step=pb.Step(seq=t, observation=observation(t), reward=0.5))
+        rid = robot.send(step=pb.Step(seq=t, observation=observation(t)))
         replies = []
         while True:
             rep = robot.read()
