@@ -859,18 +859,27 @@ static int step_once(mpc_client_t *c, Mpc__V1__Request *req, const mpc_client_st
     return rc;
 }
 
+/* The Step request of both paths (req points at s), after moving a session the daemon is
+ * handing over. */
+static int step_request(mpc_client_t *c, const mpc_client_step_t *step, Mpc__V1__Step *s,
+                        Mpc__V1__Request *req)
+{
+    int rc = step_pack(c, step, s);
+    if (rc < 0)
+        return rc;
+    req->body_case = MPC__V1__REQUEST__BODY_STEP;
+    req->step = s;
+    return resume_if_draining(c);
+}
+
 int mpc_client_step(mpc_client_t *c, const mpc_client_step_t *step, mpc_client_action_t *out)
 {
     Mpc__V1__Step s = MPC__V1__STEP__INIT;
+    Mpc__V1__Request req = MPC__V1__REQUEST__INIT;
     if (out == NULL)
         return fail(c, MPC_CLIENT_EINVAL, "step: missing output");
-    int rc = step_pack(c, step, &s);
+    int rc = step_request(c, step, &s, &req);
     if (rc < 0)
-        return rc;
-    Mpc__V1__Request req = MPC__V1__REQUEST__INIT;
-    req.body_case = MPC__V1__REQUEST__BODY_STEP;
-    req.step = &s;
-    if ((rc = resume_if_draining(c)) < 0)
         return rc;
     rc = step_once(c, &req, step, out);
     /* The session moved: once more on the new connection (the step may have been read by
@@ -889,13 +898,9 @@ int mpc_client_step(mpc_client_t *c, const mpc_client_step_t *step, mpc_client_a
 int mpc_client_step_send(mpc_client_t *c, const mpc_client_step_t *step)
 {
     Mpc__V1__Step s = MPC__V1__STEP__INIT;
-    int rc = step_pack(c, step, &s);
-    if (rc < 0)
-        return rc;
     Mpc__V1__Request req = MPC__V1__REQUEST__INIT;
-    req.body_case = MPC__V1__REQUEST__BODY_STEP;
-    req.step = &s;
-    if ((rc = resume_if_draining(c)) < 0)
+    int rc = step_request(c, step, &s, &req);
+    if (rc < 0)
         return rc;
     rc = send_request(c, &req, NULL);
     if (rc < 0 && lost_session(c, rc)) {

@@ -24,10 +24,10 @@ typedef struct {
     bool pending; /* reply waits for its arrival */
     double arrival, start;
     mpc_client_action_t reply;
-    double in_force;        /* start of the newest plan delivered */
-    double step_s;          /* its plan_step_s (0: it holds) */
+    double in_force;          /* start of the newest plan delivered */
+    double step_s;            /* its plan_step_s (0: it holds) */
     unsigned long later_rows; /* physics steps on a plan's later rows (a reply late or lost) */
-    unsigned long past_end; /* physics steps that ran past the followed plan's end */
+    unsigned long past_end;   /* physics steps that ran past the followed plan's end */
 } sim_timeline_t;
 
 /* For actions of act_dim floats and delays of up to max_delay steps. 0 or a libmpcclient
