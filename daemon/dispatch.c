@@ -583,15 +583,21 @@ static void on_expiry(uv_timer_t *t)
 /* After the grace period a session's connection closes as soon as nothing of it is in
  * flight (its reply sent, no request queued), with a last Error DRAINING: its client
  * resumes on another instance at once. */
+static bool robot_session(const conn_t *c)
+{
+    return c->session && !(c->session->admitted_rate == 0 && is_admin(c));
+}
+
 static void hand_over(server_t *s, conn_t *c)
 {
-    if (!s->drain_closing || !c->session || c->busy || c->nent || c->closing ||
-        c->close_when_flushed)
+    if (!s->drain_closing || !robot_session(c) || c->busy || c->nent || c->reload ||
+        c->closing || c->close_when_flushed)
         return;
     conn_send_error(c, 0, MPC__V1__ERROR__CODE__DRAINING,
                     "this instance is draining: connect again and resume the session "
                     "(nothing in flight was lost)");
     c->close_when_flushed = true;
+    conn_stop_reading(c); /* a request read now could not be answered */
     mpcd_log(MPCD_LOG_INFO, "session %llu: handed over (draining) after %llu steps",
              (unsigned long long)c->session->id, (unsigned long long)c->session->steps);
 }
@@ -600,22 +606,30 @@ static int sessions_left(const server_t *s)
 {
     int n = 0;
     for (const conn_t *c = s->conns; c; c = c->next)
-        n += c->session && !c->closing && !c->close_when_flushed;
+        n += robot_session(c) && !c->closing && !c->close_when_flushed;
     return n;
 }
 
-/* Grace over, then every 50 ms: hand the sessions over; stop when none is left. */
+/* Grace over, then every 50 ms: hand the sessions over; stop when none is left, or when
+ * one still has requests queued after shutdown-timeout-s (a client that never waits for
+ * its replies, or stopped reading them): stopping answers what is in flight. */
 static void on_grace(uv_timer_t *t)
 {
     server_t *s = t->data;
     if (!s->drain_closing) {
         s->drain_closing = true;
+        s->drain_closing_at = mono_now();
         mpcd_log(MPCD_LOG_NOTICE, "draining: grace over; handing %d session(s) over",
                  sessions_left(s));
         for (conn_t *c = s->conns; c; c = c->next)
             hand_over(s, c);
     }
-    if (sessions_left(s) == 0) {
+    int left = sessions_left(s);
+    if (left == 0 || mono_now() - s->drain_closing_at > s->cfg->shutdown_timeout_s) {
+        if (left > 0)
+            mpcd_log(MPCD_LOG_WARNING,
+                     "draining: %d session(s) still busy after %g s; stopping anyway", left,
+                     s->cfg->shutdown_timeout_s);
         uv_timer_stop(t);
         s->drained(s);
     }
@@ -673,7 +687,9 @@ void dispatch_pump(server_t *s, conn_t *c)
     const uint8_t *payload;
     size_t len;
     double t_read;
-    while (!c->busy && !c->closing && !conn_over_budget(c) &&
+    /* (a session handed over serves nothing more: its client sends it elsewhere) */
+    bool handed_over = s->drain_closing && c->close_when_flushed;
+    while (!c->busy && !c->closing && !handed_over && !conn_over_budget(c) &&
            conn_peek(c, &payload, &len, &t_read)) {
         Mpc__V1__Request *r = conn_unpack(c, payload, len);
         bool waiting = false;

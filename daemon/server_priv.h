@@ -67,6 +67,7 @@ struct server {
     /* draining (dispatch_drain): no new sessions; after drain-grace-s (grace_timer) each
      * session closes after its next reply, then `drained` stops the server */
     bool draining, drain_closing;
+    double drain_closing_at; /* when the grace ended (mono.h) */
     uv_timer_t grace_timer;
     void (*drained)(struct server *s);
     uint64_t wd_completed; /* watchdog: worker progress at the last tick */

@@ -66,11 +66,13 @@ struct mpc_client {
     char *hello_name, *hello_token;
     mpc_client_hello_t hello; /* its strings point at the copies above */
     mpc_history_t history;
-    bool draining;     /* the daemon said DRAINING: the connection is ending */
-    unsigned resumes;  /* sessions resumed */
-    float *last_obs;   /* the newest async step's observation, for the history */
-    uint64_t last_seq; /* ...its seq, and */
-    float last_reward; /* reward */
+    bool draining;       /* the daemon said DRAINING: the connection is ending */
+    unsigned resumes;    /* sessions resumed */
+    bool have_hello;     /* a Hello succeeded: c->hello can be said again */
+    float *last_obs;     /* the newest async step's observation, for the history */
+    uint64_t last_seq;   /* ...its seq, */
+    float last_reward;   /* reward (NAN: a reset) and */
+    uint32_t last_delay; /* delay_steps */
 
     bool have_session;
     uint32_t observation_size;
@@ -598,19 +600,27 @@ static int hello_send(mpc_client_t *c, const mpc_client_hello_t *h, bool resumin
         wire_free_reply(rep);
         return rc;
     }
-    c->have_session = true;
-    c->observation_size = w->observation_size;
-    c->action_size = w->action_size;
+    if (resuming &&
+        (w->observation_size != c->history.obs_dim || w->action_size != c->history.act_dim)) {
+        rc = fail(c, MPC_CLIENT_ERESUME,
+                  "the instance reached serves a model of observation_size %u and action_size "
+                  "%u; the session had %zu and %zu",
+                  w->observation_size, w->action_size, c->history.obs_dim, c->history.act_dim);
+        wire_free_reply(rep);
+        return rc;
+    }
     size_t keep = w->history_steps < 1024 ? w->history_steps : 1024;
-    if (!resuming && mpc_history_init(&c->history, keep, w->observation_size, w->action_size)) {
+    float *obs = realloc(c->last_obs, (w->observation_size + 1) * sizeof(float));
+    if (obs != NULL)
+        c->last_obs = obs;
+    if (obs == NULL || (!resuming && mpc_history_init(&c->history, keep, w->observation_size,
+                                                      w->action_size))) {
         wire_free_reply(rep);
         return fail(c, MPC_CLIENT_ENOMEM, "out of memory for the history");
     }
-    if (c->address && (c->last_obs = realloc(c->last_obs, (w->observation_size + 1) *
-                                                              sizeof(float))) == NULL) {
-        wire_free_reply(rep);
-        return fail(c, MPC_CLIENT_ENOMEM, "out of memory");
-    }
+    c->have_session = true;
+    c->observation_size = w->observation_size;
+    c->action_size = w->action_size;
     if (welcome != NULL) {
         memset(welcome, 0, sizeof(*welcome));
         welcome->session_id = w->session_id;
@@ -653,7 +663,9 @@ int mpc_client_hello_with(mpc_client_t *c, const mpc_client_hello_t *h,
     c->hello = *h;
     c->hello.client_name = c->hello_name;
     c->hello.auth_token = c->hello_token;
-    return hello_send(c, &c->hello, false, welcome);
+    int rc = hello_send(c, &c->hello, false, welcome);
+    c->have_hello = rc == 0;
+    return rc;
 }
 
 int mpc_client_hello(mpc_client_t *c, const char *client_name, const char *auth_token,
@@ -765,9 +777,10 @@ static void sleep_ms(int ms)
  * hands it over. */
 static bool lost_session(const mpc_client_t *c, int rc)
 {
-    if (!c->resume.enabled || c->address == NULL || c->hello_name == NULL)
+    if (!c->resume.enabled || c->address == NULL || !c->have_hello)
         return false;
-    if (rc == MPC_CLIENT_ECLOSED || rc == MPC_CLIENT_EIO || rc == MPC_CLIENT_EPROTO)
+    if (rc == MPC_CLIENT_ECLOSED || rc == MPC_CLIENT_EIO ||
+        (rc == MPC_CLIENT_EPROTO && c->broken))
         return true;
     return rc == MPC_CLIENT_EDAEMON && (c->daemon_code == MPC_CLIENT_DAEMON_DRAINING ||
                                         c->daemon_code == MPC_CLIENT_DAEMON_SHUTTING_DOWN);
@@ -890,8 +903,9 @@ int mpc_client_step(mpc_client_t *c, const mpc_client_step_t *step, mpc_client_a
         rc = step_once(c, &req, step, out);
     }
     if (rc == 0)
-        remember(c, step->observation, step->reward, step->reset, step->delay_steps,
-                 step->applied_actions_size ? step->applied_actions : NULL, out->action);
+        remember(c, step->observation, step->reset ? 0.0f : step->reward, step->reset,
+                 step->delay_steps, step->applied_actions_size ? step->applied_actions : NULL,
+                 out->action);
     return rc;
 }
 
@@ -915,6 +929,7 @@ int mpc_client_step_send(mpc_client_t *c, const mpc_client_step_t *step)
         memcpy(c->last_obs, step->observation, c->observation_size * sizeof(float));
         c->last_seq = step->seq;
         c->last_reward = step->reset ? NAN : step->reward;
+        c->last_delay = step->delay_steps;
     }
     return 0;
 }
@@ -1000,15 +1015,16 @@ int mpc_client_step_poll(mpc_client_t *c, int timeout_ms, mpc_client_action_t *o
     }
     if (dropped != NULL)
         *dropped = c->pending_drops;
-    if (rc < 0 && lost_session(c, rc)) {
-        /* The steps in flight are lost with the connection; the session moves. */
+    if (rc < 0 && lost_session(c, rc) && !c->have_pending) {
+        /* The steps in flight are lost with the connection; the session moves. (With an
+         * Action in hand it goes out first: the next step_send resumes.) */
         if (dropped != NULL)
             *dropped += c->in_flight;
         if ((rc = resume_session(c)) < 0)
             return rc;
         return fail(c, MPC_CLIENT_EAGAIN, "no reply yet: the session was resumed");
     }
-    if (rc < 0)
+    if (rc < 0 && !(c->have_pending && lost_session(c, rc)))
         return rc;
     if (c->pending_err < 0) {
         rc = c->pending_err;
@@ -1021,7 +1037,8 @@ int mpc_client_step_poll(mpc_client_t *c, int timeout_ms, mpc_client_action_t *o
     c->have_pending = false;
     if (c->last_obs != NULL && out->seq == c->last_seq) {
         bool reset = isnan(c->last_reward);
-        remember(c, c->last_obs, reset ? 0.0f : c->last_reward, reset, 0, NULL, out->action);
+        remember(c, c->last_obs, reset ? 0.0f : c->last_reward, reset, c->last_delay, NULL,
+                 out->action);
     }
     return 0;
 }

@@ -465,6 +465,7 @@ static void ask_ahead(sim_run_t *r, int t)
     p->delay_steps = o->uncompensated ? 0 : (uint32_t)o->delay_steps;
     p->n_applied = 0;
     if (p->delay_steps > 0 && (o->follow || o->drop > 0)) {
+        sim_timeline_catch_up(&r->timeline, t * r->period_s); /* a reply due just now */
         sim_timeline_ahead(&r->timeline, t * r->period_s, r->period_s, (int)o->delay_steps,
                            r->act_dim, r->ahead);
         p->applied = r->ahead;

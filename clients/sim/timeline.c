@@ -51,10 +51,15 @@ void sim_timeline_expect(sim_timeline_t *tl, const mpc_client_action_t *a, doubl
     tl->pending = true;
 }
 
-void sim_timeline_action(sim_timeline_t *tl, double t, float *out)
+void sim_timeline_catch_up(sim_timeline_t *tl, double t)
 {
     if (tl->pending && tl->arrival <= t + TIME_EPS)
         deliver(tl);
+}
+
+void sim_timeline_action(sim_timeline_t *tl, double t, float *out)
+{
+    sim_timeline_catch_up(tl, t);
     if (mpc_follower_action_at(tl->follower, t + TIME_EPS, out) == MPC_FOLLOW_PAST_END)
         tl->past_end++;
     else if (tl->step_s > 0 && t + TIME_EPS >= tl->in_force + tl->step_s)

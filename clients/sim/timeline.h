@@ -42,6 +42,9 @@ void sim_timeline_reset(sim_timeline_t *tl);
 void sim_timeline_expect(sim_timeline_t *tl, const mpc_client_action_t *a, double arrival,
                          double start);
 
+/* Delivers the pending reply if it has arrived by t. */
+void sim_timeline_catch_up(sim_timeline_t *tl, double t);
+
 /* The action in force at time t (delivering the pending reply when it has arrived). */
 void sim_timeline_action(sim_timeline_t *tl, double t, float *out);
 
