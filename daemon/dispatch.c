@@ -583,9 +583,10 @@ static void on_expiry(uv_timer_t *t)
 /* After the grace period a session's connection closes as soon as nothing of it is in
  * flight (its reply sent, no request queued), with a last Error DRAINING: its client
  * resumes on another instance at once. */
+/* A session admission counts (an operator's is not handed over: it stops with the rest). */
 static bool robot_session(const conn_t *c)
 {
-    return c->session && !(c->session->admitted_rate == 0 && is_admin(c));
+    return c->session && c->session->admitted_rate > 0;
 }
 
 static void hand_over(server_t *s, conn_t *c)
@@ -687,9 +688,7 @@ void dispatch_pump(server_t *s, conn_t *c)
     const uint8_t *payload;
     size_t len;
     double t_read;
-    /* (a session handed over serves nothing more: its client sends it elsewhere) */
-    bool handed_over = s->drain_closing && c->close_when_flushed;
-    while (!c->busy && !c->closing && !handed_over && !conn_over_budget(c) &&
+    while (!c->busy && !c->closing && !conn_over_budget(c) &&
            conn_peek(c, &payload, &len, &t_read)) {
         Mpc__V1__Request *r = conn_unpack(c, payload, len);
         bool waiting = false;

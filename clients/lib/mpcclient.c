@@ -775,9 +775,15 @@ static void sleep_ms(int ms)
 
 /* Whether a failure means the session should move: the stream is gone, or the daemon
  * hands it over. */
+/* Whether there is a session to resume, and a way back to it. */
+static bool can_resume(const mpc_client_t *c)
+{
+    return c->resume.enabled && c->address != NULL && c->have_hello;
+}
+
 static bool lost_session(const mpc_client_t *c, int rc)
 {
-    if (!c->resume.enabled || c->address == NULL || !c->have_hello)
+    if (!can_resume(c))
         return false;
     if (rc == MPC_CLIENT_ECLOSED || rc == MPC_CLIENT_EIO ||
         (rc == MPC_CLIENT_EPROTO && c->broken))
@@ -836,7 +842,7 @@ static int resume_session(mpc_client_t *c)
 /* Before a request: a session the daemon is handing over moves first. */
 static int resume_if_draining(mpc_client_t *c)
 {
-    if (!c->draining || !lost_session(c, MPC_CLIENT_ECLOSED))
+    if (!c->draining || !can_resume(c))
         return 0;
     errbuf_set(c->errmsg, sizeof(c->errmsg), "the daemon is draining");
     return resume_session(c);
