@@ -17,6 +17,7 @@ import pwd
 import re
 import shutil
 import subprocess
+import tempfile
 
 import pytest
 
@@ -166,8 +167,22 @@ def test_example_is_valid_as_shipped_and_rendered(tmp_path):
     servers = ["--server", "mpcd1=127.0.0.1:17071,19465", "--server",
                "mpcd2=127.0.0.1:17072,19466", "--server", "mpcd3=127.0.0.1:17073,19467",
                "--server", "mpcd4=127.0.0.1:17074,19468"]
+    too_long = "/" + "d" * 90 + "/admin.sock"
     r = subprocess.run([PYTHON, FLEET, "render-haproxy", "--bind", "127.0.0.1:17070",
-                        "--stats-socket", str(tmp_path / "admin.sock")] + servers,
+                        "--stats-socket", too_long] + servers,
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "at most 97 bytes" in r.stderr, r.stderr
+    # a Unix socket path must be short: a CI checkout's tmp_path may not be
+    sockdir = tempfile.mkdtemp(prefix="mpcd-cfg-")
+    try:
+        check_rendered(tmp_path, servers, os.path.join(sockdir, "admin.sock"))
+    finally:
+        shutil.rmtree(sockdir)
+
+
+def check_rendered(tmp_path, servers, stats_sock):
+    r = subprocess.run([PYTHON, FLEET, "render-haproxy", "--bind", "127.0.0.1:17070",
+                        "--stats-socket", stats_sock] + servers,
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     cfg = tmp_path / "haproxy.cfg"
