@@ -272,7 +272,8 @@ static void do_hello(server_t *s, conn_t *c, uint64_t id, const Mpc__V1__Hello *
     session_opts_t o = {.horizon = s->cfg->planner.horizon,
                         .history = s->cfg->history,
                         .posterior_sample = s->cfg->posterior_sample,
-                        .seed = s->cfg->seed};
+                        .seed = s->cfg->seed,
+                        .client_seed = h->seed};
     session_t *ns;
     if (session_create(++s->next_session_id, h->client_name, m, &o, &ns)) {
         if (counted)

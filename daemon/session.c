@@ -69,7 +69,7 @@ int session_create(uint64_t id, const char *name, registry_model_t *model,
     s->obs_dim = O;
     s->act_dim = A;
     s->opts = *opts;
-    s->rng = opts->seed ^ (id * 0xd1342543de82ef95ull);
+    s->rng = opts->client_seed ? opts->client_seed : opts->seed ^ (id * 0xd1342543de82ef95ull);
     splitmix64(&s->rng);
     size_t plan_floats = (size_t)opts->horizon * A;
     if (alloc_belief(s, info) || !(s->a_prev = calloc((size_t)A, sizeof(float))) ||

@@ -34,7 +34,8 @@ typedef struct session_opts {
     int horizon;           /* planner horizon (warm-start length) */
     int history;           /* pairs kept for re-sync */
     bool posterior_sample; /* z' ~ q instead of its mean */
-    uint64_t seed;         /* base seed of the daemon */
+    uint64_t seed;         /* base seed of the daemon, mixed with the session id */
+    uint64_t client_seed;  /* Hello.seed: used as it is when not 0 */
 } session_opts_t;
 
 /* Input of one step, filled by the loop before submission. */

@@ -580,6 +580,7 @@ static int hello_send(mpc_client_t *c, const mpc_client_hello_t *h, bool resumin
     hello.observation_size = h->observation_size;
     hello.action_size = h->action_size;
     hello.rate_hz = h->rate_hz;
+    hello.seed = h->seed;
     Mpc__V1__Request req = MPC__V1__REQUEST__INIT;
     req.body_case = MPC__V1__REQUEST__BODY_HELLO;
     req.hello = &hello;

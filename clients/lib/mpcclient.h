@@ -121,6 +121,9 @@ typedef struct {
                                 * admission control; 0: one per control period of the
                                 * model. The daemon refuses values outside 0 .. 1000
                                 * (INVALID_VALUE). */
+    uint64_t seed;             /* the session's random draws (planner, exploration noise):
+                                * the same seed, model and observations give the same
+                                * actions; 0: the daemon picks one per session */
 } mpc_client_hello_t;
 
 /* One control step. observation points at observation_size floats owned by the caller. */

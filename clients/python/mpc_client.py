@@ -685,6 +685,8 @@ class Client:
                 fields[size] = fields[size] or getattr(self.welcome, size)
         if rate_hz:  # unset when 0, so an mpc_pb2 built before rate_hz still works
             fields["rate_hz"] = float(rate_hz)
+        if not fields["seed"]:
+            del fields["seed"]
         msg = self.pb.Hello(**fields)
         if resume and self._history:
             msg.history.extend(self.pb.HistoryStep(observation=obs, action=act, reward=rew)
@@ -698,12 +700,14 @@ class Client:
         self._history = collections.deque(() if new_session else self._history, maxlen=keep)
 
     def hello(self, client_name="", auth_token="", observation_size=0, action_size=0,
-              rate_hz=0.0):
+              rate_hz=0.0, seed=0):
         """Opens a session; returns the Welcome (also kept as self.welcome).
 
         rate_hz: steps per second this client will send, for the daemon's admission
         control (0: one per control period of the model; the daemon accepts 0 .. 1000).
         The Welcome's rate_hz and min_iterations say what the session was admitted for.
+        seed: the session's random draws (planner, exploration noise); the same seed,
+        model and observations give the same actions. 0: the daemon picks one.
         Raises Overloaded (with .retry_after_ms) when the daemon has no capacity for it;
         the connection stays usable and hello() may be called again later.
 
@@ -712,7 +716,7 @@ class Client:
         steps the client keeps (0: none)."""
         args = dict(client_name=client_name, auth_token=auth_token,
                     observation_size=observation_size, action_size=action_size,
-                    rate_hz=float(rate_hz or 0.0))
+                    rate_hz=float(rate_hz or 0.0), seed=int(seed or 0))
         saved, self._hello_args = self._hello_args, args
         try:
             welcome = self._call("welcome", hello=self._hello_message())

@@ -72,7 +72,9 @@ static void usage(FILE *out)
 "    -t, --task TASK        the task (required)\n"
 "    -p, --policy P         random, zero or mpcd (default random)\n"
 "    -n, --episodes N       episodes to run (default 1)\n"
-"    -s, --seed S           seed of initial states, random actions and noise (default 1)\n"
+"    -s, --seed S           seed of initial states, random actions and noise, and of the\n"
+"                           daemon's draws for the session (Hello.seed), so an episode\n"
+"                           repeats exactly when no plan is cut by its deadline (default 1)\n"
 "    -r, --record DIR       write each episode to DIR/<task>-<time>-<seq>.npz for the\n"
 "                           trainer (observation [T+1,O], action [T,A], reward [T],\n"
 "                           float32; see common/EPISODES.md); DIR is created if missing\n"
@@ -705,6 +707,9 @@ static int prepare(sim_run_t *r, const options_t *o)
                                .explore = o->explore,
                                .deadline_us = (uint32_t)lround(o->deadline_ms * 1000)};
     sim_rng_seed(&r->policy.rng, (uint64_t)o->seed, 2);
+    sim_rng_t session_rng;
+    sim_rng_seed(&session_rng, (uint64_t)o->seed, 4);
+    r->policy.session_seed = sim_rng_next(&session_rng) | 1; /* never 0: "daemon picks" */
     size_t steps = (size_t)r->steps;
     r->obs = calloc((steps + 1) * (size_t)r->obs_dim, sizeof(float));
     r->act = calloc(steps * (size_t)r->act_dim, sizeof(float));

@@ -30,8 +30,11 @@ const char *sim_policy_name(sim_policy_kind_t kind)
 int sim_policy_hello(sim_policy_t *p, const char *client_name, int obs_dim, char *why,
                      size_t whylen)
 {
-    int rc = mpc_client_hello(p->client, client_name, NULL, (uint32_t)obs_dim,
-                              (uint32_t)p->act_dim, &p->welcome);
+    mpc_client_hello_t hello = {.client_name = client_name,
+                                .observation_size = (uint32_t)obs_dim,
+                                .action_size = (uint32_t)p->act_dim,
+                                .seed = p->session_seed};
+    int rc = mpc_client_hello_with(p->client, &hello, &p->welcome);
     if (rc < 0)
         return rc;
     const mpc_client_welcome_t *w = &p->welcome;

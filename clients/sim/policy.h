@@ -31,6 +31,7 @@ typedef struct {
     /* mpcd only */
     mpc_client_t *client;
     uint32_t deadline_us; /* 0: the daemon's default */
+    uint64_t session_seed; /* Hello.seed: the daemon's draws follow --seed too */
     uint64_t seq;
     mpc_client_welcome_t welcome;
     /* sent with the next Step (delay compensation): Step.delay_steps, and applied_actions

@@ -52,9 +52,9 @@ class Raw:
         assert rep is not None and rep.id == rid, rep
         return rep
 
-    def hello(self, history=(), name="pytest/raw"):
+    def hello(self, history=(), name="pytest/raw", seed=0):
         return self.call(hello=pb.Hello(client_name=name, auth_token=self.token,
-                                        history=list(history)))
+                                        history=list(history), seed=seed))
 
     def step(self, t, reset=None, **kw):
         """Step t: observation(t), reward 0.1 * (t % 3); a reset at t == 0 unless told."""
