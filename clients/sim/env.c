@@ -174,13 +174,17 @@ static void physics_step(sim_world_t *w)
 
 void sim_env_reset(sim_env_t *e, sim_rng_t *rng, float *obs)
 {
+    /* dm_control's order: Physics.reset() computes the default pose, the task sets its
+     * start (and settles it, still on the default pose's quantities for the first step),
+     * then after_reset() computes the start pose. */
     mj_resetData(e->w.m, e->w.d);
-    e->task->reset(&e->w, rng);
     mj_forward(e->w.m, e->w.d);
+    e->task->reset(&e->w, rng);
     /* Let the body come to rest on the ground before the episode starts (cheetah). */
     for (int k = 0; k < e->task->settle_steps; k++)
         physics_step(&e->w);
     e->w.d->time = 0;
+    mj_forward(e->w.m, e->w.d);
     e->task->observe(&e->w, obs);
 }
 

@@ -211,3 +211,17 @@ def test_resume_overrides_only_what_the_command_line_gives():
     assert resume_overrides(train_parser, ["--data", "d"]) == {}
     argv = ["--task", "cartpole-swingup", "--out", "o", "--resume", "--free-nats=0.5"]
     assert resume_overrides(learn_parser, argv) == {"free_nats": 0.5}
+    assert resume_overrides(learn_parser, ["--resume", "o", "--planet"]) == \
+        {"free_nats": 3.0, "overshooting": 0, "overshooting_stride": 1}
+
+
+def test_defaults_are_the_state_recipe_and_planet_is_one_flag_away():
+    from mpc_rssm.train_cli import build_parser, train_config_from
+    parse = lambda *a: train_config_from(build_parser().parse_args(["--data", "d", *a]))
+    c = parse()
+    assert (c.free_nats, c.overshooting, c.overshooting_stride) == (1.0, 12, 4)
+    c = parse("--planet")
+    assert (c.free_nats, c.overshooting, c.overshooting_stride) == (3.0, 0, 1)
+    c = parse("--planet", "--free-nats", "2", "--overshooting", "50")
+    assert (c.free_nats, c.overshooting) == (2.0, 50)
+    assert TrainConfig().free_nats == 1.0 and TrainConfig().overshooting == 12

@@ -13,7 +13,17 @@ stop: episodes/ (training data), eval/ (evaluation episodes), ckpt.pt (trainer),
 files, log.json (every collected episode and evaluation, wall time) and learning.png.
 Returns are read back from the recorded episode files, so they do not depend on the
 simulator's printed output.
+
+Resuming is exact: `mpc-learn --resume DIR` after an interruption at any point (even
+SIGKILL) continues as the uninterrupted run would have, with the same commands. The
+checkpoint, written after each round of training, holds the model, the optimiser, the
+trainer's random states and the loop's schedule: which episodes it was trained on (the
+replay index). A round whose training is in the checkpoint is not trained again; an
+episode recorded but not yet logged is taken as it is; a half-written one was never
+renamed into place. Collection and evaluation are reproducible too: mpc-sim's --seed fixes
+the simulator's draws and, through Hello.seed, the planner's.
 """
+import argparse
 import json
 import os
 import shutil
@@ -37,6 +47,22 @@ REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", 
 
 class LoopError(RuntimeError):
     """A tool of the loop failed in a way that retrying will not fix."""
+
+
+def crash_point(where, episodes):
+    """Test hook: MPC_LEARN_CRASH=WHERE:N kills the loop with SIGKILL at WHERE once N
+    episodes are reached, with mpcd and mpc-sim when the loop leads its process group (as
+    the end of a session kills them all); tests/train/test_learn_resume.py interrupts a
+    run at each stage this way."""
+    if os.environ.get("MPC_LEARN_CRASH") == f"{where}:{episodes}":
+        if os.getpgrp() == os.getpid():
+            os.killpg(os.getpgrp(), signal.SIGKILL)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def config_of(args):
+    """The options a run is going with, as log.json keeps them for the next --resume."""
+    return {k: v for k, v in vars(args).items() if k != "resume"}
 
 
 # -- finding and running the tools -------------------------------------------------------
@@ -209,11 +235,13 @@ class Learner:
                                 "or pick another --out")
             with open(self.log_path) as f:
                 log = json.load(f)
-            # every resume may change options (e.g. --free-nats): the card lists them all
+            # every resume may change options (e.g. --free-nats): the card lists them all,
+            # and the next `--resume DIR` starts from the options in force now
             log.setdefault("resumed_with", []).append(
                 {"command": sys.argv, "episodes_before": len(log["episodes"])})
+            log["config"] = config_of(self.args)
             return log
-        return {"task": self.args.task, "command": sys.argv, "config": vars(self.args),
+        return {"task": self.args.task, "command": sys.argv, "config": config_of(self.args),
                 "episodes": [], "evals": [], "wall_s": 0.0}
 
     def wall(self):
@@ -234,14 +262,16 @@ class Learner:
     def env_steps(self):
         return sum(e["steps"] for e in self.log["episodes"])
 
-    def register_new_episodes(self, kind):
-        """Adds every episode file not in the log yet (also heals a crash mid-iteration)."""
+    def register_new_episodes(self):
+        """Adds every episode file not in the log yet (also heals a crash mid-iteration):
+        the first --seed-episodes are the random ones, the rest the planner's."""
         known = {e["file"] for e in self.log["episodes"]}
         for p in episode_files(self.ep_dir):
             name = os.path.basename(p)
             if name in known:
                 continue
             ep = load_episode(p)
+            kind = "random" if len(self.log["episodes"]) < self.args.seed_episodes else "planner"
             steps = int(ep["action"].shape[0])
             ret = float(ep["reward"].sum())
             self.log["episodes"].append({
@@ -275,12 +305,14 @@ class Learner:
     # -- phases --------------------------------------------------------------------------
     def seed(self):
         have = len(episode_files(self.ep_dir))
-        need = self.args.seed_episodes - have
-        if need > 0:
-            self.say(f"collecting {need} random seed episodes")
-            self.run_sim(self.sim_cmd("random", need, self.ep_dir, self.args.seed * 100000 + have),
-                         need)
-        self.register_new_episodes("random")
+        if have < self.args.seed_episodes:
+            self.say(f"collecting {self.args.seed_episodes - have} random seed episodes")
+        # one per mpc-sim run, each with its own seed: a resume collects the same ones
+        for i in range(have, self.args.seed_episodes):
+            self.run_sim(self.sim_cmd("random", 1, self.ep_dir, self.args.seed * 100000 + i),
+                         1)
+            crash_point("seeded", i + 1)
+        self.register_new_episodes()
         self.save_log()
 
     def trainer(self, buffer):
@@ -289,6 +321,11 @@ class Learner:
             from .train_cli import resume_overrides
             t = Trainer.load(self.ckpt, resume_overrides(build_parser, self.argv))
             self.say(f"resumed trainer at step {t.step}")
+            missing = [f for f in (t.loop or {}).get("replay", [])
+                       if not os.path.exists(os.path.join(self.ep_dir, f))]
+            if missing:
+                raise LoopError(f"{len(missing)} episode(s) the checkpoint was trained on are "
+                                f"missing from {self.ep_dir}, e.g. {missing[0]}")
             return t
         from .train_cli import model_config_from, train_config_from
         t = Trainer(model_config_from(a, buffer.obs_dim, buffer.action_dim),
@@ -315,6 +352,7 @@ class Learner:
         os.makedirs(d)
         self.run_sim(self.sim_cmd("mpcd", a.eval_episodes, d, 10**9 + n, explore=0.0),
                      a.eval_episodes)
+        crash_point("evaluated", n)
         rets = [float(load_episode(p)["reward"].sum()) for p in episode_files(d)]
         ev = {"episode": n, "env_steps": self.env_steps(), "train_step": trainer.step,
               "returns": rets, "mean": float(np.mean(rets)), "std": float(np.std(rets)),
@@ -328,9 +366,39 @@ class Learner:
             self.log["best"] = ev
         self.save_log()
 
+    def drop_partial_episodes(self):
+        """mpc-sim writes an episode under a hidden temporary name and renames it when
+        whole: one killed mid-write leaves only such a file."""
+        for d in (self.ep_dir, self.eval_dir):
+            for root, _, files in os.walk(d):
+                for f in files:
+                    if f.startswith("."):
+                        os.unlink(os.path.join(root, f))
+
+    def train_round(self, trainer, buffer):
+        """Trains on every episode so far and checkpoints, unless the checkpoint already
+        holds this round (an interruption after it was written)."""
+        a = self.args
+        replay = [os.path.basename(p) for p in buffer.paths]
+        if trainer.loop is not None and trainer.loop.get("replay") == replay:
+            self.say(f"round of {len(replay)} episodes already trained (step {trainer.step})")
+            return
+        if a.renormalise:
+            renormalise(trainer.model, *buffer.obs_stats())
+        steps = a.initial_steps if trainer.step == 0 else a.train_steps
+        losses = trainer.fit(buffer, steps, progress=not a.no_progress,
+                             desc=f"train ep {len(buffer)}")
+        crash_point("trained", len(replay))
+        trainer.loop = {"replay": replay, "train_steps": steps}
+        trainer.save(self.ckpt, trainer.loop)
+        self.say(f"step {trainer.step}: " +
+                 " ".join(f"{k} {v:.3f}" for k, v in losses.items()))
+
     def run(self):
         a = self.args
         torch.set_num_threads(a.threads)
+        self.drop_partial_episodes()
+        self.save_log()  # from the start: an interrupted run can always be resumed
         self.seed()
         buffer = EpisodeBuffer(self.ep_dir)
         trainer = self.trainer(buffer)
@@ -340,15 +408,8 @@ class Learner:
                     self.say("wall-time budget spent")
                     break
                 buffer.refresh()
-                if a.renormalise:
-                    renormalise(trainer.model, *buffer.obs_stats())
-                first = trainer.step == 0
-                steps = a.initial_steps if first else a.train_steps
-                losses = trainer.fit(buffer, steps, progress=not a.no_progress,
-                                     desc=f"train ep {len(buffer)}")
-                trainer.save(self.ckpt)
-                self.say(f"step {trainer.step}: " +
-                         " ".join(f"{k} {v:.3f}" for k, v in losses.items()))
+                self.train_round(trainer, buffer)
+                crash_point("checkpointed", len(buffer))
                 self.export(trainer, buffer, self.model_path)
                 how = self.daemon.reload(self.model_path)
                 if how in ("start", "restart") and "daemon_status" not in self.log:
@@ -361,7 +422,8 @@ class Learner:
                     self.evaluate(trainer, buffer)
                 self.run_sim(self.sim_cmd("mpcd", 1, self.ep_dir, a.seed * 100000 + n,
                                           explore=a.explore), 1)
-                self.register_new_episodes("planner")
+                crash_point("collected", n + 1)
+                self.register_new_episodes()
                 self.save_log()
                 plot_losses(trainer.history, os.path.join(self.out, "losses.png"),
                             title=f"{a.task}: RSSM training")
@@ -415,9 +477,13 @@ def build_parser():
     from .train_cli import add_model_args, add_train_args
     p = argparse.ArgumentParser(prog="mpc-learn", description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", required=True, help="mpc-sim task, e.g. cartpole-swingup")
-    p.add_argument("--out", required=True, metavar="DIR", help="run directory")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--task", help="mpc-sim task, e.g. cartpole-swingup (required for a "
+                   "new run)")
+    p.add_argument("--out", metavar="DIR", help="run directory (required for a new run)")
+    p.add_argument("--resume", nargs="?", const=True, metavar="DIR",
+                   help="continue the run in DIR (or --out) exactly where it stopped, with "
+                        "the options it was going with; options given here replace those "
+                        "(e.g. --episodes 300 to go on longer, --free-nats 1)")
     p.add_argument("--episodes", type=int, default=100,
                    help="stop when this many episodes (seed included) are collected (100)")
     p.add_argument("--seed-episodes", type=int, default=5, help="random episodes first (5)")
@@ -453,8 +519,40 @@ def build_parser():
     return p
 
 
+def parse_args(argv):
+    """The command line; with --resume, the run's saved options under the ones given."""
+    p = build_parser()
+    args = p.parse_args(argv)
+    if not args.resume:
+        if not args.task or not args.out:
+            p.error("a new run needs --task and --out (or --resume DIR)")
+        return args
+    out = args.resume if isinstance(args.resume, str) else args.out
+    if not out:
+        p.error("--resume needs the run directory: --resume DIR")
+    if args.out and os.path.abspath(args.out) != os.path.abspath(out):
+        p.error(f"--out {args.out} and --resume {out} name different runs")
+    try:
+        with open(os.path.join(out, "log.json")) as f:
+            saved = json.load(f).get("config", {})
+    except (OSError, ValueError) as e:
+        p.error(f"no run to resume in {out}: {e}")
+    probe = build_parser()
+    for action in probe._actions:
+        action.default = argparse.SUPPRESS
+    given = vars(probe.parse_args(argv))
+    merged = vars(args)
+    for k, v in saved.items():
+        if k in merged and k not in given:
+            merged[k] = v
+    if args.task and saved.get("task") and args.task != saved["task"]:
+        p.error(f"the run in {out} is {saved['task']}, not {args.task}")
+    merged.update(out=out, resume=True)
+    return argparse.Namespace(**merged)
+
+
 def main(argv=None):
-    args = build_parser().parse_args(argv)
+    args = parse_args(sys.argv[1:] if argv is None else argv)
     if args.episodes < args.seed_episodes or args.seed_episodes < 1:
         print("mpc-learn: need 1 <= --seed-episodes <= --episodes", file=sys.stderr)
         return 2

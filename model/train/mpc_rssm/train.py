@@ -32,12 +32,15 @@ class TrainConfig:
     lr: float = 1e-3
     adam_eps: float = 1e-4
     grad_clip: float = 1000.0
-    free_nats: float = 3.0
+    # The recipe that works from state vectors (model/train/README.md): their KL stays
+    # below PlaNet's 3 free nats, which leaves the prior untrained, and the planner needs
+    # open-loop reward predictions, which overshooting trains. PLANET below is one flag away.
+    free_nats: float = 1.0
     kl_scale: float = 1.0
     reward_scale: float = 1.0
-    overshooting: int = 0          # D; 0 or 1 = off
+    overshooting: int = 12         # D; 0 or 1 = off
     overshooting_scale: float = 1.0
-    overshooting_stride: int = 1   # open-loop rollouts start every this many steps
+    overshooting_stride: int = 4   # open-loop rollouts start every this many steps
     value_horizon: int = 15        # imagination length for the critic (when has_value)
     value_lambda: float = 0.95
     discount: float = 0.99
@@ -45,6 +48,10 @@ class TrainConfig:
 
     def to_dict(self):
         return dataclasses.asdict(self)
+
+
+# PlaNet's published KL settings (free nats 3, latent overshooting off), for `--planet`.
+PLANET = {"free_nats": 3.0, "overshooting": 0, "overshooting_stride": 1}
 
 
 def kl_diag(q_mean, q_std, p_mean, p_std):
@@ -97,6 +104,7 @@ class Trainer:
         self.optim = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
         self.step = 0
         self.history = []  # one dict of floats per logged step
+        self.loop = None   # the learning loop's state saved with the checkpoint
         self.rng = np.random.default_rng(cfg.seed)
         self.gen = torch.Generator().manual_seed(cfg.seed + 1)
         A = model_cfg.action_dim
@@ -258,10 +266,15 @@ class Trainer:
             "action_high": self.action_high,
         }
 
-    def save(self, path):
-        """Writes the checkpoint atomically (a crash never leaves a half-written file)."""
+    def save(self, path, loop=None):
+        """Writes the checkpoint atomically (a crash never leaves a half-written file).
+        `loop` is the learning loop's own state (schedule, replay index), kept in the same
+        file so that the two can never disagree; it comes back as Trainer.loop."""
+        st = self.state_dict()
+        if loop is not None:
+            st["loop"] = loop
         tmp = f"{path}.tmp.{os.getpid()}"
-        torch.save(self.state_dict(), tmp)
+        torch.save(st, tmp)
         os.replace(tmp, path)
 
     @classmethod
@@ -285,6 +298,7 @@ class Trainer:
         t.history = st["history"]
         t.rng.bit_generator.state = st["rng"]
         t.gen.set_state(st["gen"])
+        t.loop = st.get("loop")
         return t
 
 

@@ -9,7 +9,7 @@ import torch
 from .data import EpisodeBuffer, EpisodeError
 from .rssm import RSSMConfig
 from .tasks import task_info
-from .train import Trainer, TrainConfig, export, provenance, renormalise
+from .train import PLANET, Trainer, TrainConfig, export, provenance, renormalise
 
 DESCRIPTION = """\
 Train a PlaNet/Dreamer RSSM on episode files (common/EPISODES.md) and export it to the
@@ -57,15 +57,24 @@ def add_train_args(p):
     g.add_argument("--adam-eps", type=float, default=d.adam_eps, help=f"Adam eps ({d.adam_eps})")
     g.add_argument("--grad-clip", type=float, default=d.grad_clip,
                    help=f"gradient-norm clip ({d.grad_clip})")
-    g.add_argument("--free-nats", type=float, default=d.free_nats, help=f"({d.free_nats})")
+    g.add_argument("--planet", action="store_true",
+                   help="PlaNet's KL settings: free nats 3, no latent overshooting (the "
+                        "defaults are what works from state vectors: free nats "
+                        f"{d.free_nats}, overshooting {d.overshooting}); explicit "
+                        "--free-nats / --overshooting still win")
+    g.add_argument("--free-nats", type=float, default=None,
+                   help=f"KL floor ({d.free_nats}; {PLANET['free_nats']} with --planet)")
     g.add_argument("--kl-scale", type=float, default=d.kl_scale, help=f"({d.kl_scale})")
     g.add_argument("--reward-scale", type=float, default=d.reward_scale,
                    help=f"({d.reward_scale})")
-    g.add_argument("--overshooting", type=int, default=d.overshooting, metavar="D",
-                   help="latent overshooting distance, 0 = off (PlaNet used 50)")
+    g.add_argument("--overshooting", type=int, default=None, metavar="D",
+                   help="latent overshooting distance, 0 = off "
+                        f"({d.overshooting}; {PLANET['overshooting']} with --planet)")
     g.add_argument("--overshooting-scale", type=float, default=d.overshooting_scale)
-    g.add_argument("--overshooting-stride", type=int, default=d.overshooting_stride,
-                   help="start open-loop rollouts every N steps (1 = all; larger is cheaper)")
+    g.add_argument("--overshooting-stride", type=int, default=None, metavar="N",
+                   help="start open-loop rollouts every N steps (1 = all; larger is cheaper; "
+                        f"{d.overshooting_stride}, {PLANET['overshooting_stride']} with "
+                        "--planet)")
     g.add_argument("--value-horizon", type=int, default=d.value_horizon)
     g.add_argument("--value-lambda", type=float, default=d.value_lambda)
     g.add_argument("--discount", type=float, default=d.discount,
@@ -76,9 +85,17 @@ def add_train_args(p):
                         "machine is shared)")
 
 
+def with_recipe(fields, planet):
+    """Fields given explicitly win; with --planet, PlaNet's values fill the others."""
+    fields = {k: v for k, v in fields.items() if v is not None}
+    if planet:
+        fields = {**PLANET, **fields}
+    return fields
+
+
 def train_config_from(args):
     names = {f: getattr(args, f) for f in TrainConfig.__dataclass_fields__ if hasattr(args, f)}
-    return TrainConfig(**names)
+    return TrainConfig(**with_recipe(names, getattr(args, "planet", False)))
 
 
 def resume_overrides(build_parser, argv):
@@ -89,7 +106,8 @@ def resume_overrides(build_parser, argv):
     for action in probe._actions:
         action.default = argparse.SUPPRESS
     given = vars(probe.parse_args(argv))
-    return {f: v for f, v in given.items() if f in TrainConfig.__dataclass_fields__}
+    fields = {f: v for f, v in given.items() if f in TrainConfig.__dataclass_fields__}
+    return with_recipe(fields, given.get("planet", False))
 
 
 def model_config_from(args, obs_dim, action_dim):
