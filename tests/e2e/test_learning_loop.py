@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from test_shipped_cartpole import REPO, build_dirs, find_tool  # noqa: F401
+from test_zoo import REPO, build_dirs, find_tool  # noqa: F401
 
 MPC_LEARN = os.path.join(REPO, "model", "train", "mpc-learn")
 
