@@ -70,7 +70,8 @@ def plot_learning(log, path, title="learning curve"):
         ax.set_xlabel(xlabel)
         ax.set_ylabel("return")
         ax.grid(alpha=0.3)
-    axes[0].legend(loc="lower right", fontsize=8)
+    if eps or evals:  # nothing to label before the first episode
+        axes[0].legend(loc="lower right", fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
     _save(fig, path)
