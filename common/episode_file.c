@@ -51,10 +51,16 @@ static int check(const episode_t *ep, char *err, size_t errlen)
                 errbuf_set(err, errlen, "episode: %s[%zu] is not finite", arr[k].name, i);
                 return -EINVAL;
             }
+    if (ep->image != NULL && (ep->image_height < 1 || ep->image_width < 1)) {
+        errbuf_set(err, errlen, "episode: images of %zux%zu pixels", ep->image_height,
+                   ep->image_width);
+        return -EINVAL;
+    }
     return 0;
 }
 
-/* Writes the three arrays to an open temporary file and makes them durable. */
+/* Writes the arrays (three, or four with images) to an open temporary file and makes them
+ * durable. */
 static int write_npz(FILE *f, const episode_t *ep, char *err, size_t errlen)
 {
     npz_writer_t *w;
@@ -64,9 +70,12 @@ static int write_npz(FILE *f, const episode_t *ep, char *err, size_t errlen)
     size_t obs_shape[2] = {ep->steps + 1, ep->obs_dim};
     size_t act_shape[2] = {ep->steps, ep->act_dim};
     size_t rew_shape[1] = {ep->steps};
+    size_t img_shape[4] = {ep->steps + 1, ep->image_height, ep->image_width, 3};
     if ((rc = npz_add_f32(w, "observation", ep->observation, obs_shape, 2, err, errlen)) < 0 ||
         (rc = npz_add_f32(w, "action", ep->action, act_shape, 2, err, errlen)) < 0 ||
-        (rc = npz_add_f32(w, "reward", ep->reward, rew_shape, 1, err, errlen)) < 0) {
+        (rc = npz_add_f32(w, "reward", ep->reward, rew_shape, 1, err, errlen)) < 0 ||
+        (ep->image != NULL &&
+         (rc = npz_add_u8(w, "image", ep->image, img_shape, 4, err, errlen)) < 0)) {
         npz_abort(w);
         return rc;
     }

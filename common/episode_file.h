@@ -2,9 +2,10 @@
  * episode_file.h: writing one episode file for the trainer (common/EPISODES.md).
  *
  * An episode is o_0..o_T, a_0..a_{T-1}, r_0..r_{T-1} as float32 arrays "observation"
- * [T+1, O], "action" [T, A] and "reward" [T] in an uncompressed .npz. Files are named
- * DIR/<task>-<YYYYmmddTHHMMSS>-<seq>.npz (UTC), are written to a hidden temporary file
- * first and then linked into place, so a reader never sees a partial file and an existing
+ * [T+1, O], "action" [T, A] and "reward" [T] in an uncompressed .npz, and optionally the
+ * camera images of o_0..o_T as a uint8 array "image" [T+1, H, W, 3] (RGB, top row first). Files
+ * are named DIR/<task>-<YYYYmmddTHHMMSS>-<seq>.npz (UTC), are written to a hidden temporary
+ * file first and then linked into place, so a reader never sees a partial file and an existing
  * file is never overwritten (the next free seq is taken instead). Used by mpc-sim --record
  * and meant for mpcd --record.
  */
@@ -20,6 +21,9 @@ typedef struct {
     const float *observation; /* (T+1) x O, row-major */
     const float *action;      /* T x A */
     const float *reward;      /* T */
+    /* Optional pixel observations: NULL, or (T+1) x H x W x 3 bytes, RGB, top row first. */
+    const unsigned char *image;
+    size_t image_height, image_width; /* H, W >= 1 when image is set */
 } episode_t;
 
 /* Writes ep into dir (which must exist). *seq is the first sequence number tried and, on

@@ -1,7 +1,8 @@
 /*
  * npz.c: streaming writer of uncompressed NumPy .npz archives (see npz.h).
  *
- * Layout per array: zip local header, "<name>.npy" = npy 1.0 header + raw float32 data.
+ * Layout per array: zip local header, "<name>.npy" = npy 1.0 header + raw data
+ * (float32 or uint8).
  * After the last array: the central directory and the end-of-central-directory record.
  * Timestamps are fixed (1980-01-01) so that the same episode gives the same bytes.
  */
@@ -50,18 +51,34 @@ unsigned long npz_crc32(unsigned long crc, const void *data, size_t n)
     return c ^ 0xFFFFFFFFu;
 }
 
-int npz_npy_header(char *buf, size_t cap, const size_t *shape, int ndim)
+/* numpy's name and the size of an element. */
+static const char *descr(npz_dtype_t dtype)
 {
-    if (ndim < 0 || ndim > NPZ_MAX_NDIM || cap < 16)
+    switch (dtype) {
+    case NPZ_F32:
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+        return ">f4";
+#else
+        return "<f4";
+#endif
+    case NPZ_U8:
+        return "|u1";
+    }
+    return NULL;
+}
+
+static size_t itemsize(npz_dtype_t dtype)
+{
+    return dtype == NPZ_F32 ? sizeof(float) : 1;
+}
+
+int npz_npy_header(char *buf, size_t cap, npz_dtype_t dtype, const size_t *shape, int ndim)
+{
+    if (ndim < 0 || ndim > NPZ_MAX_NDIM || cap < 16 || descr(dtype) == NULL)
         return -EINVAL;
     char dict[256];
     int len = snprintf(dict, sizeof(dict), "{'descr': '%s', 'fortran_order': False, 'shape': (",
-#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
-                       ">f4"
-#else
-                       "<f4"
-#endif
-    );
+                       descr(dtype));
     for (int i = 0; i < ndim; i++)
         len += snprintf(dict + len, sizeof(dict) - (size_t)len, i == 0 ? "%zu" : ", %zu",
                         shape[i]);
@@ -148,10 +165,10 @@ static int check_name(const npz_writer_t *w, const char *name, char *err, size_t
     return 0;
 }
 
-int npz_add_f32(npz_writer_t *w, const char *name, const float *data, const size_t *shape,
-                int ndim, char *err, size_t errlen)
+int npz_add(npz_writer_t *w, const char *name, npz_dtype_t dtype, const void *data,
+            const size_t *shape, int ndim, char *err, size_t errlen)
 {
-    if (w == NULL || (ndim > 0 && shape == NULL)) {
+    if (w == NULL || (ndim > 0 && shape == NULL) || descr(dtype) == NULL) {
         errbuf_set(err, errlen, "npz: invalid argument");
         return -EINVAL;
     }
@@ -169,7 +186,7 @@ int npz_add_f32(npz_writer_t *w, const char *name, const float *data, const size
     }
     uint64_t count = 1;
     for (int i = 0; i < ndim; i++) {
-        if (shape[i] != 0 && count > ZIP_LIMIT / shape[i]) {
+        if (shape[i] != 0 && count > ZIP_LIMIT / itemsize(dtype) / shape[i]) {
             errbuf_set(err, errlen, "npz: array '%s' is larger than 4 GiB", name);
             return -EFBIG;
         }
@@ -180,12 +197,12 @@ int npz_add_f32(npz_writer_t *w, const char *name, const float *data, const size
         return -EINVAL;
     }
     char hdr[512];
-    int hlen = npz_npy_header(hdr, sizeof(hdr), shape, ndim);
+    int hlen = npz_npy_header(hdr, sizeof(hdr), dtype, shape, ndim);
     if (hlen < 0) {
         errbuf_set(err, errlen, "npz: array '%s': shape too long for an npy header", name);
         return hlen;
     }
-    uint64_t bytes = count * sizeof(float);
+    uint64_t bytes = count * itemsize(dtype);
     uint64_t size = (uint64_t)hlen + bytes;
     npz_entry_t *e = &w->entry[w->n];
     snprintf(e->name, sizeof(e->name), "%s.npy", name);
@@ -217,6 +234,18 @@ int npz_add_f32(npz_writer_t *w, const char *name, const float *data, const size
         return rc;
     w->n++;
     return 0;
+}
+
+int npz_add_f32(npz_writer_t *w, const char *name, const float *data, const size_t *shape,
+                int ndim, char *err, size_t errlen)
+{
+    return npz_add(w, name, NPZ_F32, data, shape, ndim, err, errlen);
+}
+
+int npz_add_u8(npz_writer_t *w, const char *name, const unsigned char *data,
+               const size_t *shape, int ndim, char *err, size_t errlen)
+{
+    return npz_add(w, name, NPZ_U8, data, shape, ndim, err, errlen);
 }
 
 static int write_directory(npz_writer_t *w, char *err, size_t errlen)

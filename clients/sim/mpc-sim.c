@@ -10,6 +10,10 @@
  * By default simulated time stops while the daemon thinks. --no-wait, --delay-steps,
  * --follow and --drop make it a robot whose physics runs on (timeline.h): physics step
  * by physics step, the action in force comes from the replies that have arrived.
+ *
+ * --obs pixels also renders every observation as a camera image (render.h), recorded
+ * next to the state (--record) and written as pictures (--save-frames). The protocol
+ * carries no images yet, so it goes with --policy random or zero only.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -26,7 +30,9 @@
 
 #include "env.h"
 #include "episode_file.h"
+#include "frame_file.h"
 #include "policy.h"
+#include "render.h"
 #include "timeline.h"
 #include "tools/latency.h"
 #include "tools/tool.h"
@@ -35,6 +41,10 @@ static const char *prog = "mpc-sim";
 
 /* Beyond tool.h's statuses. */
 enum { SIM_EXIT_FAILED = 4, SIM_EXIT_INTERRUPTED = 130 };
+
+/* --image-size: PlaNet's 64 by default. */
+#define SIM_DEFAULT_IMAGE_SIZE 64
+#define SIM_MIN_IMAGE_SIZE     8
 
 /* The help text is laid out as it prints. */
 // clang-format off
@@ -49,7 +59,7 @@ static void usage(FILE *out)
 "            [--record DIR] [--csv FILE] [--max-steps N] [--explore SCALE]\n"
 "            [--connect ADDR] [--deadline-ms MS] [--timeout MS] [--realtime] [--quiet]\n"
 "            [--no-wait] [--follow] [--delay-steps K [--uncompensated]] [--drop P]\n"
-"            [--no-resume]\n"
+"            [--no-resume] [--obs state|pixels [--image-size N] [--save-frames DIR]]\n"
 "    mpc-sim --list-tasks\n"
 "    mpc-sim --print-mjcf TASK\n"
 "\n"
@@ -77,7 +87,8 @@ static void usage(FILE *out)
 "                           repeats exactly when no plan is cut by its deadline (default 1)\n"
 "    -r, --record DIR       write each episode to DIR/<task>-<time>-<seq>.npz for the\n"
 "                           trainer (observation [T+1,O], action [T,A], reward [T],\n"
-"                           float32; see common/EPISODES.md); DIR is created if missing\n"
+"                           float32, and with --obs pixels image [T+1,N,N,3] uint8; see\n"
+"                           common/EPISODES.md); DIR is created if missing\n"
 "        --csv FILE         log every control step: episode, step, time, observation,\n"
 "                           action, reward, latency and plan statistics\n"
 "    -m, --max-steps N      end episodes after N control steps (default: 1000 physics\n"
@@ -114,6 +125,17 @@ static void usage(FILE *out)
 "                           a controller that ignores it)\n"
 "        --drop P           lose a fraction P of the replies at random (seeded by --seed),\n"
 "                           as a flaky network would; a lost reply is never applied\n"
+"\n"
+"    Pixel observations (PlaNet's modality; rendered headless with EGL, see README.md):\n"
+"        --obs KIND         state (default) or pixels: also render every observation\n"
+"                           (after reset and after each control step) as an N x N RGB\n"
+"                           image from dm_control's camera 0 of the task (cartpole,\n"
+"                           pendulum, reacher: 'fixed'; cheetah: 'side'). The state is\n"
+"                           still observed and recorded. With --policy random or zero\n"
+"                           only: the protocol does not carry images to mpcd yet\n"
+"        --image-size N     image side in pixels (default 64; 8 .. %d)\n"
+"        --save-frames DIR  also write every frame as a binary PPM picture,\n"
+"                           DIR/<task>-e<episode>-t<step>.ppm; DIR is created if missing\n"
 "    -q, --quiet            no progress line\n"
 "        --list-tasks       list the tasks and exit\n"
 "        --print-mjcf TASK  print the task's MuJoCo model (MJCF) and exit\n"
@@ -127,14 +149,16 @@ static void usage(FILE *out)
 "    0 every episode ran, 1 mpcd refused (an Error reply, a model whose sizes do not fit\n"
 "    the task, a non-finite action), 2 bad command line, 3 mpcd unreachable (cannot\n"
 "    connect, timed out, connection lost, malformed reply), 4 simulation or recording\n"
-"    failed, 130 interrupted (the unfinished episode is not recorded).\n"
+"    failed (also: --obs pixels where nothing can render), 130 interrupted (the unfinished\n"
+"    episode is not recorded).\n"
 "\n"
 "EXAMPLES\n"
 "    mpc-sim --task cartpole-swingup --policy random --episodes 3\n"
 "    mpc-sim --task cartpole-swingup --policy mpcd --connect tcp://127.0.0.1:7070 \\\n"
 "            --deadline-ms 40 --realtime --record episodes/ --explore 0.3\n"
-"    mpc-sim --task cartpole-swingup --policy mpcd --no-wait --follow --drop 0.2\n",
-            MPC_CLIENT_DEFAULT_ADDRESS, MPC_CLIENT_DEFAULT_TIMEOUT_MS);
+"    mpc-sim --task cartpole-swingup --policy mpcd --no-wait --follow --drop 0.2\n"
+"    mpc-sim --task cheetah-run --obs pixels --record episodes/ --save-frames frames/\n",
+            MPC_CLIENT_DEFAULT_ADDRESS, MPC_CLIENT_DEFAULT_TIMEOUT_MS, SIM_RENDER_MAX_SIZE);
 }
 // clang-format on
 
@@ -155,6 +179,9 @@ typedef struct {
     bool no_wait, follow, uncompensated, no_resume;
     long delay_steps;
     double drop;
+    bool pixels;             /* --obs pixels */
+    long image_size;         /* N: images are N x N */
+    const char *save_frames; /* directory of PPM frames, or NULL */
 } options_t;
 
 /* Whether physics runs on across replies (timeline.h) instead of stopping for them. */
@@ -214,7 +241,10 @@ static int parse_options(int argc, char **argv, options_t *o)
         OPT_DELAY,
         OPT_UNCOMPENSATED,
         OPT_DROP,
-        OPT_NO_RESUME
+        OPT_NO_RESUME,
+        OPT_OBS,
+        OPT_IMAGE_SIZE,
+        OPT_SAVE_FRAMES
     };
     static const struct option longopts[] = {
         {"task", required_argument, NULL, 't'},
@@ -236,6 +266,9 @@ static int parse_options(int argc, char **argv, options_t *o)
         {"uncompensated", no_argument, NULL, OPT_UNCOMPENSATED},
         {"drop", required_argument, NULL, OPT_DROP},
         {"no-resume", no_argument, NULL, OPT_NO_RESUME},
+        {"obs", required_argument, NULL, OPT_OBS},
+        {"image-size", required_argument, NULL, OPT_IMAGE_SIZE},
+        {"save-frames", required_argument, NULL, OPT_SAVE_FRAMES},
         {"list-tasks", no_argument, NULL, OPT_LIST},
         {"print-mjcf", required_argument, NULL, OPT_MJCF},
         {"help", no_argument, NULL, 'h'},
@@ -244,7 +277,9 @@ static int parse_options(int argc, char **argv, options_t *o)
     *o = (options_t){.policy = SIM_POLICY_RANDOM,
                      .episodes = 1,
                      .seed = 1,
-                     .timeout_ms = MPC_CLIENT_DEFAULT_TIMEOUT_MS};
+                     .timeout_ms = MPC_CLIENT_DEFAULT_TIMEOUT_MS,
+                     .image_size = SIM_DEFAULT_IMAGE_SIZE};
+    bool image_size_given = false;
     int ch;
     while ((ch = getopt_long(argc, argv, "t:p:n:s:r:m:x:c:d:Rqh", longopts, NULL)) != -1) {
         int bad = 0;
@@ -312,6 +347,23 @@ static int parse_options(int argc, char **argv, options_t *o)
         case OPT_NO_RESUME:
             o->no_resume = true;
             break;
+        case OPT_OBS:
+            if (strcmp(optarg, "state") == 0 || strcmp(optarg, "pixels") == 0) {
+                o->pixels = optarg[0] == 'p';
+            } else {
+                fprintf(stderr, "%s: --obs: expected state or pixels, got '%s'\n", prog,
+                        optarg);
+                return TOOL_EXIT_USAGE;
+            }
+            break;
+        case OPT_IMAGE_SIZE:
+            bad = tool_parse_long(prog, "--image-size", optarg, SIM_MIN_IMAGE_SIZE,
+                                  SIM_RENDER_MAX_SIZE, &o->image_size);
+            image_size_given = true;
+            break;
+        case OPT_SAVE_FRAMES:
+            o->save_frames = optarg;
+            break;
         case OPT_LIST:
             list_tasks();
             return TOOL_EXIT_OK;
@@ -349,6 +401,17 @@ static int parse_options(int argc, char **argv, options_t *o)
         fprintf(stderr, "%s: --uncompensated needs --delay-steps K > 0\n", prog);
         return TOOL_EXIT_USAGE;
     }
+    if (!o->pixels && (image_size_given || o->save_frames)) {
+        fprintf(stderr, "%s: --image-size and --save-frames need --obs pixels\n", prog);
+        return TOOL_EXIT_USAGE;
+    }
+    if (o->pixels && o->policy == SIM_POLICY_MPCD) {
+        fprintf(stderr,
+                "%s: --obs pixels: the daemon side is not there yet (the protocol carries no "
+                "images to mpcd); use --policy random or zero to record images\n",
+                prog);
+        return TOOL_EXIT_USAGE;
+    }
     if (o->policy != SIM_POLICY_MPCD && (o->connect || o->deadline_ms > 0))
         fprintf(stderr,
                 "%s: note: --connect and --deadline-ms only matter with --policy mpcd\n", prog);
@@ -380,6 +443,12 @@ typedef struct {
     float *ahead; /* [delay_steps, A] applied_actions sent */
     unsigned long dropped, applied_sent;
     unsigned resumes_seen; /* the client's resumes printed so far */
+    /* --obs pixels */
+    sim_render_t *render;
+    size_t frame_bytes; /* N x N x 3 */
+    unsigned char *img; /* (steps+1) frames with --record, else one */
+    double render_s;    /* wall time spent rendering */
+    unsigned long frames;
 } sim_run_t;
 
 static void sleep_until(double t_s)
@@ -502,11 +571,43 @@ static double run_on(sim_run_t *r, int t, const sim_decision_t *dec, float *act,
     return reward;
 }
 
+/* Renders observation t of episode ep (0: after reset) into its place in r->img and,
+ * with --save-frames, writes it as a picture. */
+static int render_obs(sim_run_t *r, long ep, int t)
+{
+    const options_t *o = r->o;
+    unsigned char *rgb = r->img + (o->record ? (size_t)t * r->frame_bytes : 0);
+    double t0 = tool_now_s();
+    int rc = sim_render_frame(r->render, sim_env_world(r->env)->d, rgb);
+    r->render_s += tool_now_s() - t0;
+    r->frames++;
+    if (rc < 0) {
+        clear_progress(r);
+        fprintf(stderr, "%s: --obs pixels: rendering failed: %s\n", prog, strerror(-rc));
+        return SIM_EXIT_FAILED;
+    }
+    if (o->save_frames) {
+        char path[4096], err[4200];
+        snprintf(path, sizeof(path), "%s/%s-e%03ld-t%04d.ppm", o->save_frames, o->task->name,
+                 ep + 1, t);
+        int n = (int)o->image_size;
+        if (sim_frame_write_ppm(path, rgb, n, n, err, sizeof(err)) < 0) {
+            clear_progress(r);
+            fprintf(stderr, "%s: --save-frames: %s\n", prog, err);
+            return SIM_EXIT_FAILED;
+        }
+    }
+    return TOOL_EXIT_OK;
+}
+
 static int run_episode(sim_run_t *r, long ep, double *ret)
 {
     const options_t *o = r->o;
     bool mpcd = o->policy == SIM_POLICY_MPCD;
     sim_env_reset(r->env, &r->env_rng, r->obs);
+    int rc;
+    if (o->pixels && (rc = render_obs(r, ep, 0)) != TOOL_EXIT_OK)
+        return rc;
     if (timed(o))
         sim_timeline_reset(&r->timeline);
     r->ep_latency.n = 0;
@@ -522,7 +623,7 @@ static int run_episode(sim_run_t *r, long ep, double *ret)
         sim_decision_t dec;
         if (timed(o))
             ask_ahead(r, t);
-        int rc = sim_policy_act(&r->policy, obs, r->obs_dim, prev_reward, t == 0, act, &dec);
+        rc = sim_policy_act(&r->policy, obs, r->obs_dim, prev_reward, t == 0, act, &dec);
         if (rc < 0)
             return interrupted ? SIM_EXIT_INTERRUPTED : policy_failed(r, rc);
         if (mpcd)
@@ -531,6 +632,8 @@ static int run_episode(sim_run_t *r, long ep, double *ret)
                                  : sim_env_step(r->env, act, obs + r->obs_dim);
         r->rew[t] = (float)reward;
         *ret += reward;
+        if (o->pixels && (rc = render_obs(r, ep, t + 1)) != TOOL_EXIT_OK)
+            return rc;
         prev_reward = (float)reward;
         if (r->csv)
             csv_row(r, ep, t, &dec);
@@ -555,6 +658,10 @@ static int record_episode(sim_run_t *r, char *path, size_t pathlen)
                     .observation = r->obs,
                     .action = r->act,
                     .reward = r->rew};
+    if (r->o->pixels) {
+        ep.image = r->img;
+        ep.image_height = ep.image_width = (size_t)r->o->image_size;
+    }
     char err[512];
     if (episode_write(r->o->record, &ep, &r->seq, path, pathlen, err, sizeof(err)) < 0) {
         fprintf(stderr, "%s: --record: %s\n", prog, err);
@@ -606,6 +713,10 @@ static void print_summary(sim_run_t *r)
     printf("%s, policy %s, %ld episode%s: return mean %.2f std %.2f min %.2f max %.2f\n",
            o->task->name, sim_policy_name(o->policy), r->done, r->done == 1 ? "" : "s", mean,
            sqrt(var), lo, hi);
+    if (r->frames > 0)
+        printf("rendered %lu frames of %ldx%ld from camera '%s': %.2f ms per frame (%s)\n",
+               r->frames, o->image_size, o->image_size, o->task->camera,
+               r->render_s * 1e3 / (double)r->frames, sim_render_describe(r->render));
     if (r->decisions == 0)
         return;
     printf("replies: %lu, ", r->decisions);
@@ -728,6 +839,27 @@ static int prepare(sim_run_t *r, const options_t *o)
         fprintf(stderr, "%s: out of memory\n", prog);
         return SIM_EXIT_FAILED;
     }
+    if (o->pixels) {
+        /* The task's camera (dm_control's camera 0); the model draws as dm_control's. */
+        const mjModel *m = sim_env_world(r->env)->m;
+        int n = (int)o->image_size;
+        int rc = sim_render_create(m, mj_name2id(m, mjOBJ_CAMERA, o->task->camera), n, n,
+                                   &r->render, err, sizeof(err));
+        if (rc < 0) {
+            fprintf(stderr, "%s: --obs pixels: %s\n", prog, err);
+            return SIM_EXIT_FAILED;
+        }
+        r->frame_bytes = (size_t)n * (size_t)n * 3;
+        if ((r->img = malloc(r->frame_bytes * (o->record ? steps + 1 : 1))) == NULL) {
+            fprintf(stderr, "%s: out of memory\n", prog);
+            return SIM_EXIT_FAILED;
+        }
+    }
+    if (o->save_frames && mkdir(o->save_frames, 0777) < 0 && errno != EEXIST) {
+        fprintf(stderr, "%s: --save-frames: cannot create %s: %s\n", prog, o->save_frames,
+                strerror(errno));
+        return SIM_EXIT_FAILED;
+    }
     if (o->record && mkdir(o->record, 0777) < 0 && errno != EEXIST) {
         fprintf(stderr, "%s: --record: cannot create %s: %s\n", prog, o->record,
                 strerror(errno));
@@ -762,6 +894,8 @@ static int release(sim_run_t *r, int rc)
     latency_free(&r->latency);
     sim_timeline_free(&r->timeline);
     free(r->ahead);
+    sim_render_destroy(r->render);
+    free(r->img);
     return rc;
 }
 

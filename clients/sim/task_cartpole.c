@@ -30,26 +30,30 @@
 enum { ID_POLE, ID_SLIDER, ID_HINGE };
 
 static const char cartpole_mjcf[] =
-    "<mujoco model='cartpole'>\n"
+    "<mujoco model='cartpole'>\n" SIM_MJCF_DM_CONTROL_LOOK
     "  <option timestep='0.01' integrator='RK4'>\n"
     "    <flag contact='disable' energy='enable'/>\n"
     "  </option>\n"
     "  <default>\n"
     "    <default class='pole'>\n"
     "      <joint type='hinge' axis='0 1 0' damping='2e-6'/>\n"
-    "      <geom type='capsule' fromto='0 0 0 0 0 1' size='0.045' mass='0.1'/>\n"
+    "      <geom type='capsule' fromto='0 0 0 0 0 1' size='0.045' material='self'\n"
+    "            mass='0.1'/>\n"
     "    </default>\n"
     "  </default>\n"
     "  <worldbody>\n"
     "    <light name='light' pos='0 0 6'/>\n"
     "    <camera name='fixed' pos='0 -4 1' zaxis='0 -1 0'/>\n"
-    "    <geom name='floor' pos='0 0 -0.05' size='4 4 0.2' type='plane'/>\n"
-    "    <geom name='rail1' type='capsule' pos='0 0.07 1' zaxis='1 0 0' size='0.02 2'/>\n"
-    "    <geom name='rail2' type='capsule' pos='0 -0.07 1' zaxis='1 0 0' size='0.02 2'/>\n"
+    "    <camera name='lookatcart' mode='targetbody' target='cart' pos='0 -2 2'/>\n"
+    "    <geom name='floor' pos='0 0 -0.05' size='4 4 0.2' type='plane' material='grid'/>\n"
+    "    <geom name='rail1' type='capsule' pos='0 0.07 1' zaxis='1 0 0' size='0.02 2'\n"
+    "          material='decoration'/>\n"
+    "    <geom name='rail2' type='capsule' pos='0 -0.07 1' zaxis='1 0 0' size='0.02 2'\n"
+    "          material='decoration'/>\n"
     "    <body name='cart' pos='0 0 1'>\n"
     "      <joint name='slider' type='slide' limited='true' axis='1 0 0' range='-1.8 1.8'\n"
     "             solreflimit='0.08 1' damping='5e-4'/>\n"
-    "      <geom name='cart' type='box' size='0.2 0.15 0.1' mass='1'/>\n"
+    "      <geom name='cart' type='box' size='0.2 0.15 0.1' material='self' mass='1'/>\n"
     "      <body name='pole_1' childclass='pole'>\n"
     "        <joint name='hinge_1'/>\n"
     "        <geom name='pole_1'/>\n"
@@ -119,8 +123,8 @@ static double cartpole_reward(const sim_world_t *w)
 /* The two tasks differ only in name, summary and start. */
 #define CARTPOLE_TASK(task_name, task_summary, reset_fn)                                       \
     {                                                                                          \
-        .name = task_name, .summary = task_summary, .mjcf = cartpole_mjcf, .action_repeat = 8, \
-        .obs_dim = 5, .act_dim = 1,                                                            \
+        .name = task_name, .summary = task_summary, .mjcf = cartpole_mjcf, .camera = "fixed",  \
+        .action_repeat = 8, .obs_dim = 5, .act_dim = 1,                                        \
         .obs_doc = "cart position, cos(pole angle), sin(pole angle), cart velocity, "          \
                    "pole angular velocity",                                                    \
         .bind = cartpole_bind, .reset = reset_fn, .observe = cartpole_observe,                 \

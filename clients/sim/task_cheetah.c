@@ -30,13 +30,13 @@ enum { ID_SPEED_SENSOR };
 #define CHEETAH_RUN_SPEED 10.0
 
 static const char cheetah_mjcf[] =
-    "<mujoco model='cheetah'>\n"
-    "  <compiler settotalmass='14'/>\n"
+    "<mujoco model='cheetah'>\n" SIM_MJCF_DM_CONTROL_LOOK "  <compiler settotalmass='14'/>\n"
     "  <default>\n"
     "    <default class='cheetah'>\n"
     "      <joint limited='true' damping='0.01' armature='0.1' stiffness='8' type='hinge'\n"
     "             axis='0 1 0'/>\n"
-    "      <geom contype='1' conaffinity='1' condim='3' friction='0.4 0.1 0.1'/>\n"
+    "      <geom contype='1' conaffinity='1' condim='3' friction='0.4 0.1 0.1'\n"
+    "            material='self'/>\n"
     "    </default>\n"
     "    <default class='free'>\n"
     "      <joint limited='false' damping='0' armature='0' stiffness='0'/>\n"
@@ -46,10 +46,13 @@ static const char cheetah_mjcf[] =
     "  <statistic center='0 0 0.7' extent='2'/>\n"
     "  <option timestep='0.01'/>\n"
     "  <worldbody>\n"
-    "    <geom name='ground' type='plane' conaffinity='1' pos='98 0 0' size='100 1.25 0.5'/>\n"
+    "    <geom name='ground' type='plane' conaffinity='1' pos='98 0 0' size='100 0.8 0.5'\n"
+    "          material='grid'/>\n"
     "    <body name='torso' pos='0 0 0.7' childclass='cheetah'>\n"
     "      <light name='light' pos='0 0 2' mode='trackcom'/>\n"
     "      <camera name='side' pos='0 -3 0' quat='0.707 0.707 0 0' mode='trackcom'/>\n"
+    "      <camera name='back' pos='-1.8 -1.3 0.8' xyaxes='0.45 -0.9 0 0.3 0.15 0.94'\n"
+    "              mode='trackcom'/>\n"
     "      <joint name='rootx' type='slide' axis='1 0 0' class='free'/>\n"
     "      <joint name='rootz' type='slide' axis='0 0 1' class='free'/>\n"
     "      <joint name='rooty' type='hinge' axis='0 1 0' class='free'/>\n"
@@ -141,6 +144,7 @@ const sim_task_t sim_task_cheetah_run = {
     .name = "cheetah-run",
     .summary = "run forward as fast as possible, up to 10 m/s (dm_control)",
     .mjcf = cheetah_mjcf,
+    .camera = "side",
     .action_repeat = 4,
     .obs_dim = 17,
     .act_dim = 6,

@@ -27,20 +27,22 @@ enum { ID_POLE, ID_HINGE };
 #define PENDULUM_ANGLE_BOUND_DEG 8.0
 
 static const char pendulum_mjcf[] =
-    "<mujoco model='pendulum'>\n"
-    "  <option timestep='0.02'>\n"
+    "<mujoco model='pendulum'>\n" SIM_MJCF_DM_CONTROL_LOOK "  <option timestep='0.02'>\n"
     "    <flag contact='disable' energy='enable'/>\n"
     "  </option>\n"
     "  <worldbody>\n"
     "    <light name='light' pos='0 0 2'/>\n"
-    "    <geom name='floor' size='2.5 2.5 0.2' type='plane'/>\n"
+    "    <geom name='floor' size='2 2 0.2' type='plane' material='grid'/>\n"
     "    <camera name='fixed' pos='0 -1.5 2' xyaxes='1 0 0 0 1 1'/>\n"
+    "    <camera name='lookat' mode='targetbodycom' target='pole' pos='0 -2 1'/>\n"
     "    <body name='pole' pos='0 0 0.6'>\n"
     "      <joint name='hinge' type='hinge' axis='0 1 0' damping='0.1'/>\n"
     "      <geom name='base' type='cylinder' fromto='0 -0.03 0 0 0.03 0' size='0.021'\n"
-    "            mass='0'/>\n"
-    "      <geom name='pole' type='capsule' fromto='0 0 0 0 0 0.5' size='0.02' mass='0'/>\n"
-    "      <geom name='mass' type='sphere' pos='0 0 0.5' size='0.05' mass='1'/>\n"
+    "            material='decoration' mass='0'/>\n"
+    "      <geom name='pole' type='capsule' fromto='0 0 0 0 0 0.5' size='0.02'\n"
+    "            material='self' mass='0'/>\n"
+    "      <geom name='mass' type='sphere' pos='0 0 0.5' size='0.05' material='effector'\n"
+    "            mass='1'/>\n"
     "    </body>\n"
     "  </worldbody>\n"
     "  <actuator>\n"
@@ -80,6 +82,7 @@ const sim_task_t sim_task_pendulum_swingup = {
     .name = "pendulum-swingup",
     .summary = "swing a torque-limited pendulum up and hold it (dm_control, sparse)",
     .mjcf = pendulum_mjcf,
+    .camera = "fixed",
     .action_repeat = 2,
     .obs_dim = 3,
     .act_dim = 1,

@@ -26,7 +26,7 @@
 enum { ID_SHOULDER, ID_WRIST, ID_TARGET, ID_FINGER };
 
 static const char reacher_mjcf[] =
-    "<mujoco model='two-link planar reacher'>\n"
+    "<mujoco model='two-link planar reacher'>\n" SIM_MJCF_DM_CONTROL_LOOK
     "  <option timestep='0.02'>\n"
     "    <flag contact='disable'/>\n"
     "  </option>\n"
@@ -37,28 +37,32 @@ static const char reacher_mjcf[] =
     "  <worldbody>\n"
     "    <light name='light' pos='0 0 1'/>\n"
     "    <camera name='fixed' pos='0 0 0.75' quat='1 0 0 0'/>\n"
-    "    <geom name='ground' type='plane' pos='0 0 0' size='0.625 0.625 10'/>\n"
+    "    <geom name='ground' type='plane' pos='0 0 0' size='0.3 0.3 10' material='grid'/>\n"
     "    <geom name='wall_x' type='plane' pos='-0.3 0 0.02' zaxis='1 0 0'\n"
-    "          size='0.02 0.3 0.02'/>\n"
+    "          size='0.02 0.3 0.02' material='decoration'/>\n"
     "    <geom name='wall_y' type='plane' pos='0 -0.3 0.02' zaxis='0 1 0'\n"
-    "          size='0.3 0.02 0.02'/>\n"
+    "          size='0.3 0.02 0.02' material='decoration'/>\n"
     "    <geom name='wall_neg_x' type='plane' pos='0.3 0 0.02' zaxis='-1 0 0'\n"
-    "          size='0.02 0.3 0.02'/>\n"
+    "          size='0.02 0.3 0.02' material='decoration'/>\n"
     "    <geom name='wall_neg_y' type='plane' pos='0 0.3 0.02' zaxis='0 -1 0'\n"
-    "          size='0.3 0.02 0.02'/>\n"
-    "    <geom name='root' type='cylinder' fromto='0 0 0 0 0 0.02' size='0.011'/>\n"
+    "          size='0.3 0.02 0.02' material='decoration'/>\n"
+    "    <geom name='root' type='cylinder' fromto='0 0 0 0 0 0.02' size='0.011'\n"
+    "          material='decoration'/>\n"
     "    <body name='arm' pos='0 0 0.01'>\n"
-    "      <geom name='arm' type='capsule' fromto='0 0 0 0.12 0 0' size='0.01'/>\n"
+    "      <geom name='arm' type='capsule' fromto='0 0 0 0.12 0 0' size='0.01'\n"
+    "            material='self'/>\n"
     "      <joint name='shoulder'/>\n"
     "      <body name='hand' pos='0.12 0 0'>\n"
-    "        <geom name='hand' type='capsule' fromto='0 0 0 0.1 0 0' size='0.01'/>\n"
+    "        <geom name='hand' type='capsule' fromto='0 0 0 0.1 0 0' size='0.01'\n"
+    "              material='self'/>\n"
     "        <joint name='wrist' limited='true' range='-160 160'/>\n"
     "        <body name='finger' pos='0.12 0 0'>\n"
-    "          <geom name='finger' type='sphere' size='0.01'/>\n"
+    "          <camera name='hand' pos='0 0 0.2' mode='track'/>\n"
+    "          <geom name='finger' type='sphere' size='0.01' material='effector'/>\n"
     "        </body>\n"
     "      </body>\n"
     "    </body>\n"
-    "    <geom name='target' pos='0 0 0.01' type='sphere' size='0.05'/>\n"
+    "    <geom name='target' pos='0 0 0.01' type='sphere' size='0.05' material='target'/>\n"
     "  </worldbody>\n"
     "  <actuator>\n"
     "    <motor name='shoulder' joint='shoulder'/>\n"
@@ -116,6 +120,7 @@ const sim_task_t sim_task_reacher_easy = {
     .name = "reacher-easy",
     .summary = "move a two-link arm's finger onto a random target (dm_control, sparse)",
     .mjcf = reacher_mjcf,
+    .camera = "fixed",
     .action_repeat = 4,
     .obs_dim = 6,
     .act_dim = 2,

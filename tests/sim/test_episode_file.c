@@ -1,6 +1,7 @@
 /*
  * test_episode_file.c: episode files (common/episode_file.c): names, no overwriting,
- * no temporary files left behind, refusal of non-finite values and bad task names.
+ * no temporary files left behind, refusal of non-finite values and bad task names, and the
+ * optional uint8 image array.
  */
 #include <dirent.h>
 #include <math.h>
@@ -133,11 +134,46 @@ static void test_refused(void **state)
     assert_int_equal(seq, 0);
 }
 
+/* With images: a fourth member "image.npy", uint8 [T+1, H, W, 3], holding the bytes given
+ * (numpy's reading of it is tested by tests/sim/test_sim_cli.py). */
+static void test_images(void **state)
+{
+    fixture_t *f = *state;
+    unsigned char img[3 * 2 * 4 * 3];
+    for (size_t i = 0; i < sizeof(img); i++)
+        img[i] = (unsigned char)(i * 7);
+    episode_t ep = f->ep;
+    ep.image = img;
+    ep.image_height = 2;
+    ep.image_width = 4;
+    char path[512], err[256];
+    unsigned seq = 0;
+    assert_int_equal(episode_write(f->dir, &ep, &seq, path, sizeof(path), err, sizeof(err)), 0);
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    static char z[4096];
+    size_t len = fread(z, 1, sizeof(z), fp);
+    fclose(fp);
+    assert_true(len > 0 && len < sizeof(z));
+    const char *want = "{'descr': '|u1', 'fortran_order': False, 'shape': (3, 2, 4, 3), }";
+    const char *hdr = memmem(z, len, want, strlen(want));
+    assert_non_null(hdr);
+    assert_memory_equal(hdr - 10 - 9, "image.npy", 9); /* the member's name, then magic */
+    const char *data = memchr(hdr, '\n', len - (size_t)(hdr - z));
+    assert_non_null(data);
+    assert_memory_equal(data + 1, img, sizeof(img));
+    /* Images without a size are refused. */
+    ep.image_width = 0;
+    assert_true(episode_write(f->dir, &ep, &seq, NULL, 0, err, sizeof(err)) < 0);
+    assert_non_null(strstr(err, "images"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_name_and_sequence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_images, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

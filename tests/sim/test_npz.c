@@ -41,7 +41,7 @@ static void test_npy_header(void **state)
     (void)state;
     char buf[256];
     size_t shape2[2] = {126, 5}, shape1[1] = {125};
-    int n = npz_npy_header(buf, sizeof(buf), shape2, 2);
+    int n = npz_npy_header(buf, sizeof(buf), NPZ_F32, shape2, 2);
     assert_true(n > 10);
     assert_int_equal(n % 64, 0);
     assert_memory_equal(buf, "\x93NUMPY\x01\x00", 8);
@@ -50,14 +50,21 @@ static void test_npy_header(void **state)
     buf[n - 1] = '\0';
     assert_non_null(
         strstr(buf + 10, "{'descr': '<f4', 'fortran_order': False, 'shape': (126, 5), }"));
-    n = npz_npy_header(buf, sizeof(buf), shape1, 1);
+    n = npz_npy_header(buf, sizeof(buf), NPZ_F32, shape1, 1);
     buf[n - 1] = '\0';
     assert_non_null(strstr(buf + 10, "'shape': (125,), }"));
-    n = npz_npy_header(buf, sizeof(buf), NULL, 0);
+    n = npz_npy_header(buf, sizeof(buf), NPZ_F32, NULL, 0);
     buf[n - 1] = '\0';
     assert_non_null(strstr(buf + 10, "'shape': (), }"));
-    assert_true(npz_npy_header(buf, 20, shape2, 2) < 0);
-    assert_true(npz_npy_header(buf, sizeof(buf), shape2, NPZ_MAX_NDIM + 1) < 0);
+    size_t shape4[4] = {126, 64, 64, 3};
+    n = npz_npy_header(buf, sizeof(buf), NPZ_U8, shape4, 4);
+    assert_int_equal(n % 64, 0);
+    buf[n - 1] = '\0';
+    assert_non_null(strstr(
+        buf + 10, "{'descr': '|u1', 'fortran_order': False, 'shape': (126, 64, 64, 3), }"));
+    assert_true(npz_npy_header(buf, sizeof(buf), (npz_dtype_t)7, shape2, 2) < 0);
+    assert_true(npz_npy_header(buf, 20, NPZ_F32, shape2, 2) < 0);
+    assert_true(npz_npy_header(buf, sizeof(buf), NPZ_F32, shape2, NPZ_MAX_NDIM + 1) < 0);
 }
 
 /* Reads the whole stream back into memory. */
@@ -73,7 +80,7 @@ static unsigned char *slurp(FILE *f, long *len)
 }
 
 /* Walks the archive from its end record and checks every member against what was
- * written: names, sizes, offsets, CRCs and the float data after the npy header. */
+ * written: names, sizes, offsets, CRCs and the float32 and uint8 data after the npy header. */
 static void test_archive_layout(void **state)
 {
     (void)state;
@@ -82,10 +89,12 @@ static void test_archive_layout(void **state)
     npz_writer_t *w;
     char err[256];
     float a[6] = {1, 2, 3, 4, 5, 6}, b[3] = {-1.5f, 0.0f, 1e30f};
-    size_t sa[2] = {2, 3}, sb[1] = {3};
+    unsigned char c[2 * 2 * 3] = {0, 1, 2, 127, 128, 255, 9, 8, 7, 6, 5, 4};
+    size_t sa[2] = {2, 3}, sb[1] = {3}, sc[3] = {2, 2, 3};
     assert_int_equal(npz_open(f, &w, err, sizeof(err)), 0);
     assert_int_equal(npz_add_f32(w, "observation", a, sa, 2, err, sizeof(err)), 0);
     assert_int_equal(npz_add_f32(w, "reward", b, sb, 1, err, sizeof(err)), 0);
+    assert_int_equal(npz_add_u8(w, "image", c, sc, 3, err, sizeof(err)), 0);
     assert_int_equal(npz_close(w, err, sizeof(err)), 0);
 
     long len;
@@ -93,16 +102,16 @@ static void test_archive_layout(void **state)
     fclose(f);
     const unsigned char *end = z + len - 22;
     assert_int_equal(get32(end), 0x06054b50u);
-    assert_int_equal(get16(end + 8), 2);
-    assert_int_equal(get16(end + 10), 2);
+    assert_int_equal(get16(end + 8), 3);
+    assert_int_equal(get16(end + 10), 3);
     uint32_t dir_size = get32(end + 12), dir_off = get32(end + 16);
     assert_int_equal(dir_off + dir_size, len - 22);
 
-    const char *names[2] = {"observation.npy", "reward.npy"};
-    const float *data[2] = {a, b};
-    size_t bytes[2] = {sizeof(a), sizeof(b)};
+    const char *names[3] = {"observation.npy", "reward.npy", "image.npy"};
+    const void *data[3] = {a, b, c};
+    size_t bytes[3] = {sizeof(a), sizeof(b), sizeof(c)};
     const unsigned char *ch = z + dir_off;
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 3; i++) {
         assert_int_equal(get32(ch), 0x02014b50u);
         assert_int_equal(get16(ch + 10), 0); /* stored */
         uint32_t crc = get32(ch + 16), csize = get32(ch + 20), usize = get32(ch + 24);
@@ -144,6 +153,10 @@ static void test_refusals(void **state)
     size_t huge[2] = {1u << 20, 1u << 20};
     assert_true(npz_add_f32(w, "huge", &x, huge, 2, err, sizeof(err)) < 0);
     assert_non_null(strstr(err, "4 GiB"));
+    /* 1.5 G floats are past 4 GiB; as many bytes are not. */
+    size_t big[2] = {3u << 19, 1u << 10};
+    assert_true(npz_add_f32(w, "big", &x, big, 2, err, sizeof(err)) < 0);
+    assert_true(npz_add(w, "x", (npz_dtype_t)7, &x, s1, 1, err, sizeof(err)) < 0);
     assert_int_equal(npz_add_f32(w, "x", &x, s1, 1, err, sizeof(err)), 0);
     assert_true(npz_add_f32(w, "x", &x, s1, 1, err, sizeof(err)) < 0);
     assert_non_null(strstr(err, "already"));

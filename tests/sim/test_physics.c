@@ -2,8 +2,10 @@
  * test_physics.c: physics sanity of every task (clients/sim/env.c, task_*.c): sizes and
  * control periods, reward exactly 1 in each goal state, rewards bounded, energy that
  * damping can only remove, joint limits that hold under full force, deterministic
- * episodes per seed, random-policy returns in the expected low range, and no allocation
- * by reset, step or the random policy (tests/common/alloc_count.h counts).
+ * episodes per seed, random-policy returns in the expected low range, no allocation
+ * by reset, step or the random policy (tests/common/alloc_count.h counts), and golden
+ * checksums of a seeded random episode per task: the dynamics stay bit for bit what they
+ * were (visual-only edits of the MJCF, such as the rendering's materials, must not move them).
  */
 #include <math.h>
 #include <setjmp.h>
@@ -395,6 +397,75 @@ static void test_random_returns_are_low(void **state)
     }
 }
 
+/* FNV-1a, 64 bits, over raw bytes. */
+static uint64_t fnv1a(uint64_t h, const void *p, size_t n)
+{
+    const unsigned char *c = p;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ c[i]) * 0x100000001b3ull;
+    return h;
+}
+
+/* Two seeded random-policy episodes (seed 3, mpc-sim's streams): every control step's
+ * float32 observation, double reward, and the double qpos, qvel and act of MuJoCo. */
+static uint64_t golden_hash(const char *task)
+{
+    sim_env_t *e = make_env(task);
+    const sim_task_t *t = sim_env_task(e);
+    const mjModel *m = sim_env_world(e)->m;
+    const mjData *d = sim_env_world(e)->d;
+    random_agent_t a;
+    random_agent_init(&a, e, 3);
+    uint64_t h = 0xcbf29ce484222325ull;
+    float obs[MAX_OBS], act[6];
+    sim_decision_t dec;
+    for (int ep = 0; ep < 2; ep++) {
+        sim_env_reset(e, &a.rng, obs);
+        h = fnv1a(h, obs, sizeof(float) * (size_t)t->obs_dim);
+        for (int s = 0; s < sim_env_episode_steps(e); s++) {
+            sim_policy_act(&a.policy, obs, t->obs_dim, 0, s == 0, act, &dec);
+            double r = sim_env_step(e, act, obs);
+            h = fnv1a(h, obs, sizeof(float) * (size_t)t->obs_dim);
+            h = fnv1a(h, &r, sizeof(r));
+            h = fnv1a(h, d->qpos, sizeof(mjtNum) * (size_t)m->nq);
+            h = fnv1a(h, d->qvel, sizeof(mjtNum) * (size_t)m->nv);
+            h = fnv1a(h, d->act, sizeof(mjtNum) * (size_t)m->na);
+        }
+    }
+    sim_env_destroy(e);
+    return h;
+}
+
+/* Computed before the rendering's visual elements (materials, textures, skybox, lights,
+ * cameras) were added to the MJCF, with Debian 12's MuJoCo 2.2.2 on x86-64. A change here
+ * means the dynamics changed: a model being trained on these tasks would see other
+ * physics. (A MuJoCo upgrade changes them legitimately: then print and update them.) */
+static void test_golden_episodes(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *task;
+        uint64_t hash;
+    } golden[] = {
+        {"cartpole-swingup", 0x4e3f96d602e0d04full},
+        {"cartpole-balance", 0x2d8504f84a5d24e8ull},
+        {"pendulum-swingup", 0x935f66af1ece3788ull},
+        {"reacher-easy", 0x7c9964b52ba30a7bull},
+        {"cheetah-run", 0xe14cea86a02d5d86ull},
+    };
+    int bad = 0;
+    for (size_t i = 0; i < sizeof(golden) / sizeof(golden[0]); i++) {
+        uint64_t h = golden_hash(golden[i].task);
+        if (h != golden[i].hash) {
+            print_error("%s: episode checksum 0x%016llxull, golden 0x%016llxull\n",
+                        golden[i].task, (unsigned long long)h,
+                        (unsigned long long)golden[i].hash);
+            bad++;
+        }
+    }
+    assert_int_equal(bad, 0);
+}
+
 /* Episodes (reset, random actions, steps) allocate nothing once the env exists. */
 static void test_episodes_allocate_nothing(void **state)
 {
@@ -430,6 +501,7 @@ int main(void)
         cmocka_unit_test(test_determinism),
         cmocka_unit_test(test_random_returns_are_low),
         cmocka_unit_test(test_episodes_allocate_nothing),
+        cmocka_unit_test(test_golden_episodes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
