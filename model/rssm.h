@@ -10,6 +10,8 @@
  * The math follows the PyTorch reference in model/train/mpc_rssm/rssm.py exactly:
  *   normalise   o_n = (o - obs_mean) / obs_std
  *   encoder     e   = act(W_e1 act(W_e0 o_n + b) + b)                       [embed]
+ *   (image models: x / 255 - 0.5, then PlaNet's 4 convolutions, kernel 4, stride 2, and
+ *    e = act(W_out flatten(conv(x)) + b); see rssm_observe_image)
  *   transition  x   = act(W_in [z, a] + b);  h' = GRUCell(x, h)             [deter]
  *   prior       (mean, std) of p(z | h'):  W_p1 act(W_p0 h' + b) + b -> split, softplus+min
  *   posterior   (mean, std) of q(z | h', e): W_q1 act(W_q0 [h', e] + b) + b -> same
@@ -70,10 +72,20 @@ typedef struct rssm_info {
     bool has_decoder;
     const float *action_low;  /* [A] */
     const float *action_high; /* [A] */
-    const float *obs_mean;    /* [O] observation normalisation */
-    const float *obs_std;     /* [O], > 0 */
-    const char *task;         /* e.g. "cartpole-swingup" */
-    const char *name;         /* model name (metadata "name", else task) */
+    /* [O] observation normalisation, o_n = (o - obs_mean) / obs_std, obs_std > 0. An image
+     * model has no such tensors; its fixed x / 255 - 0.5 is given here as 127.5 and 255 in
+     * every element, so code written for vector models keeps working. */
+    const float *obs_mean;
+    const float *obs_std;
+    /* An image model (format 1.1, obs_type "image") has image_channels > 0: its observation
+     * is image_height x image_width x image_channels uint8 (HWC: rows top first, channels
+     * interleaved; dims.obs = their product) and goes through rssm_observe_image.
+     * conv_depth is d, the first convolution's channels (PlaNet: 32). All 0 for vector
+     * models. */
+    int image_height, image_width, image_channels;
+    int conv_depth;
+    const char *task; /* e.g. "cartpole-swingup" */
+    const char *name; /* model name (metadata "name", else task) */
     double control_period_s;
     double discount;
     int format_major, format_minor;
@@ -132,7 +144,7 @@ bool rssm_uses_kernel(const rssm_model_t *m);
 
 /* ---- belief update (one client, one step) ---- */
 
-/* Floats of workspace rssm_observe needs. */
+/* Floats of workspace rssm_observe, rssm_observe_image and rssm_encode_image need. */
 size_t rssm_observe_workspace(const rssm_model_t *m);
 
 typedef struct rssm_observe_out {
@@ -146,9 +158,22 @@ typedef struct rssm_observe_out {
 /* One filtering step from (h, z, a_prev) and the new raw observation obs [O].
  * h, z, a_prev may be all-zero for the first step of an episode. The caller picks the new
  * latent: z' = post_mean (mean) or post_mean + post_std * eps (sampled).
- * Output arrays must not alias the inputs. Returns 0 or RSSM_EINVALID. */
+ * Output arrays must not alias the inputs. Returns 0 or RSSM_EINVALID (also for an image
+ * model, which observes through rssm_observe_image). */
 int rssm_observe(const rssm_model_t *m, const float *h, const float *z, const float *a_prev,
                  const float *obs, rssm_observe_out_t *out, float *ws);
+
+/* The same step for an image model from its image [image_height * image_width *
+ * image_channels] uint8, HWC, top row first (a framebuffer read flipped to top-first).
+ * Returns 0, or RSSM_EINVALID for a NULL argument or a vector model. */
+int rssm_observe_image(const rssm_model_t *m, const float *h, const float *z,
+                       const float *a_prev, const uint8_t *image, rssm_observe_out_t *out,
+                       float *ws);
+
+/* The image encoder alone: embed [E] = e(image), the embedding rssm_observe_image feeds
+ * the posterior (for tests and benchmarks). ws: rssm_observe_workspace(m) floats, not
+ * aliasing embed. Returns 0, or RSSM_EINVALID for a NULL argument or a vector model. */
+int rssm_encode_image(const rssm_model_t *m, const uint8_t *image, float *embed, float *ws);
 
 /* ---- batched imagination (N candidates, for the planner) ---- */
 

@@ -1,10 +1,11 @@
 /*
  * rssm_load.c: loading an mpc-rssm model file into an immutable rssm_model_t.
  *
- * Order of checks: container (safetensors.c), then metadata (format, version, dims,
- * activation, flags, action bounds, task, control period, discount), then every tensor of
- * RSSM_TENSOR_LIST present with the shape the metadata implies and nothing else in the file,
- * then every value finite and obs_std > 0. Only when all of that passes is a model returned;
+ * Order of checks: container (safetensors.c), then metadata (format, version, observation
+ * type and size, dims, activation, flags, action bounds, task, control period, discount),
+ * then every tensor of RSSM_TENSOR_LIST present with the shape the metadata implies and
+ * nothing else in the file, then every value finite and obs_std > 0. Only when all of that
+ * passes is a model returned (an image model's encoder then prepared by rssm_conv.c);
  * otherwise everything is freed and the error names the field or tensor.
  * Tensor data is copied into one 64-byte aligned buffer, so the file can be replaced or
  * unmapped right after loading (the daemon hot-swaps by rename).
@@ -21,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "rssm_conv.h"
 #include "rssm_gemm.h"
 #include "rssm_private.h"
 
@@ -168,6 +170,53 @@ static int parse_version(const meta_ctx_t *c, rssm_info_t *info)
     return 0;
 }
 
+static const char *const image_keys[] = {"image_height", "image_width", "image_channels",
+                                         "conv_depth"};
+
+/* obs_type (absent: "vector"), an image model's image size and conv depth, then obs_dim,
+ * whose range depends on the type: an image model's is the number of bytes in its image. */
+static int parse_observation(const meta_ctx_t *c, rssm_info_t *info)
+{
+    const char *type = meta_get(c, "obs_type");
+    int rc;
+    if (!type || strcmp(type, "vector") == 0) {
+        for (size_t i = 0; i < sizeof image_keys / sizeof *image_keys; i++)
+            if (meta_get(c, image_keys[i]))
+                return rssm__fail(c->err, c->errlen, RSSM_EMETADATA,
+                                  "metadata '%s' is set but obs_type is \"vector\"%s; an "
+                                  "image model needs obs_type \"image\"",
+                                  image_keys[i], type ? "" : " (absent)");
+        return meta_int(c, "obs_dim", 1, RSSM_MAX_DIM, &info->dims.obs);
+    }
+    if (strcmp(type, "image") != 0)
+        return rssm__fail(c->err, c->errlen, RSSM_EMETADATA,
+                          "metadata 'obs_type' is \"%.32s\"; expected vector or image", type);
+    if ((rc = meta_int(c, "image_height", 1, RSSM_MAX_IMAGE_SIDE, &info->image_height)) ||
+        (rc = meta_int(c, "image_width", 1, RSSM_MAX_IMAGE_SIDE, &info->image_width)) ||
+        (rc = meta_int(c, "image_channels", 1, 3, &info->image_channels)) ||
+        (rc = meta_int(c, "conv_depth", 1, RSSM_MAX_CONV_DEPTH, &info->conv_depth)) ||
+        (rc = meta_int(c, "obs_dim", 1, RSSM_MAX_IMAGE_OBS, &info->dims.obs)))
+        return rc;
+    if (info->image_channels == 2)
+        return rssm__fail(c->err, c->errlen, RSSM_EMETADATA,
+                          "metadata 'image_channels' is 2; expected 1 (grey) or 3 (RGB)");
+    const int sides[2] = {info->image_height, info->image_width};
+    for (int i = 0; i < 2; i++)
+        if (rssm__conv_size(sides[i]) < 1)
+            return rssm__fail(c->err, c->errlen, RSSM_EMETADATA,
+                              "metadata '%s' is %d; the encoder's %d convolutions (kernel %d, "
+                              "stride %d) need at least %d",
+                              image_keys[i], sides[i], RSSM_CONV_LAYERS, RSSM_CONV_KERNEL,
+                              RSSM_CONV_STRIDE, rssm__conv_min_side());
+    int bytes = info->image_height * info->image_width * info->image_channels;
+    if (info->dims.obs != bytes)
+        return rssm__fail(c->err, c->errlen, RSSM_EMETADATA,
+                          "metadata 'obs_dim' is %d; an image model's obs_dim must be "
+                          "image_height*image_width*image_channels = %d",
+                          info->dims.obs, bytes);
+    return 0;
+}
+
 static char *dup_or_null(const char *s)
 {
     return s ? strdup(s) : NULL;
@@ -186,7 +235,7 @@ static int parse_metadata(rssm_model_t *m, const cJSON *obj, char *err, size_t e
                           "no __metadata__: not an mpc-rssm model file");
     if ((rc = parse_version(&c, info)))
         return rc;
-    if ((rc = meta_int(&c, "obs_dim", 1, RSSM_MAX_DIM, &d->obs)) ||
+    if ((rc = parse_observation(&c, info)) ||
         (rc = meta_int(&c, "action_dim", 1, RSSM_MAX_DIM, &d->action)) ||
         (rc = meta_int(&c, "deter", 1, RSSM_MAX_DIM, &d->deter)) ||
         (rc = meta_int(&c, "stoch", 1, RSSM_MAX_DIM, &d->stoch)) ||
@@ -200,6 +249,11 @@ static int parse_metadata(rssm_model_t *m, const cJSON *obj, char *err, size_t e
         (rc = meta_double(&c, "discount", 0.0, 1.0, &info->discount)) ||
         (rc = meta_need(&c, "task", &task)))
         return rc;
+    if (info->image_channels > 0 && info->has_decoder)
+        return rssm__fail(err, errlen, RSSM_EMETADATA,
+                          "metadata 'has_decoder' is true, but an image model's pixel decoder "
+                          "is training-only and never in a served file (export_model leaves "
+                          "it out)");
     info->min_std = (float)min_std;
     if (strcmp(act, "relu") == 0)
         info->activation = RSSM_ACT_RELU;
@@ -255,29 +309,66 @@ typedef struct tensor_spec {
     const float **slot;
     int group;
     int rows, cols; /* cols == 0: vector */
+    int k;          /* > 0: convolution weight [rows, cols, k, k] */
 } tensor_spec_t;
 
 static int tensor_specs(rssm_model_t *m, tensor_spec_t *out)
 {
-    const rssm_dims_t *d = &m->info.dims;
+    const rssm_info_t *info = &m->info;
+    const rssm_dims_t *d = &info->dims;
+    /* the last convolution's output, flattened (0 for vector models) */
+    int F = 8 * info->conv_depth * rssm__conv_size(info->image_height) *
+            rssm__conv_size(info->image_width);
     int n = 0;
-#define SPEC(nm, field, grp, r, cl)                                                            \
-    out[n++] = (tensor_spec_t){nm, &m->field, RSSM_GROUP_##grp, r, cl};
-    RSSM_TENSOR_LIST(SPEC, d->obs, d->action, d->deter, d->stoch, d->hidden, d->embed)
+#define SPEC(nm, field, grp, r, cl, kk)                                                        \
+    out[n++] = (tensor_spec_t){nm, &m->field, RSSM_GROUP_##grp, r, cl, kk};
+    RSSM_TENSOR_LIST(SPEC, d->obs, d->action, d->deter, d->stoch, d->hidden, d->embed,
+                     info->image_channels, info->conv_depth, F)
 #undef SPEC
     return n;
 }
 
-#define RSSM_NSPECS                      38
-#define COUNT_ONE(nm, field, grp, r, cl) +1
-_Static_assert(0 RSSM_TENSOR_LIST(COUNT_ONE, 0, 0, 0, 0, 0, 0) == RSSM_NSPECS,
+#define RSSM_NSPECS                          48
+#define COUNT_ONE(nm, field, grp, r, cl, kk) +1
+_Static_assert(0 RSSM_TENSOR_LIST(COUNT_ONE, 0, 0, 0, 0, 0, 0, 0, 0, 0) == RSSM_NSPECS,
                "RSSM_NSPECS must match RSSM_TENSOR_LIST");
 #undef COUNT_ONE
 
 static bool group_present(const rssm_info_t *info, int group)
 {
-    return group == RSSM_GROUP_CORE || (group == RSSM_GROUP_VALUE && info->has_value) ||
-           (group == RSSM_GROUP_DECODER && info->has_decoder);
+    bool image = info->image_channels > 0;
+    switch (group) {
+    case RSSM_GROUP_CORE:
+        return true;
+    case RSSM_GROUP_VALUE:
+        return info->has_value;
+    case RSSM_GROUP_DECODER:
+        return info->has_decoder;
+    case RSSM_GROUP_VECTOR:
+        return !image;
+    default:
+        return image;
+    }
+}
+
+static bool has_prefix(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* Why a tensor in the file is not part of the model (for the message). */
+static const char *unexpected_why(const rssm_info_t *info, const char *name)
+{
+    bool image = info->image_channels > 0;
+    if (image && has_prefix(name, "decoder."))
+        return "an image model's pixel decoder is training-only and never in a served file";
+    if (image && (strcmp(name, "obs_mean") == 0 || strcmp(name, "obs_std") == 0 ||
+                  has_prefix(name, "encoder.")))
+        return "an image model normalises pixels as x/255 - 0.5 and encodes them with "
+               "conv_encoder.*; it has no obs_mean, obs_std or encoder.*";
+    if (!image && (has_prefix(name, "conv_encoder.") || has_prefix(name, "encoder_out.")))
+        return "obs_type is \"vector\"; a conv encoder needs obs_type \"image\"";
+    return "not part of this architecture; check has_value/has_decoder";
 }
 
 static void shape_text(char *buf, size_t len, int rank, const int64_t *shape)
@@ -292,8 +383,8 @@ static void shape_text(char *buf, size_t len, int rank, const int64_t *shape)
 
 static int check_shape(const tensor_spec_t *s, const st_tensor_t *t, char *err, size_t errlen)
 {
-    int64_t want[2] = {s->rows, s->cols};
-    int want_rank = s->cols ? 2 : 1;
+    int64_t want[4] = {s->rows, s->cols, s->k, s->k};
+    int want_rank = s->k ? 4 : s->cols ? 2 : 1;
     bool ok = t->rank == want_rank;
     for (int i = 0; ok && i < want_rank; i++)
         ok = t->shape[i] == want[i];
@@ -330,6 +421,7 @@ static int load_tensors(rssm_model_t *m, const st_file_t *f, char *err, size_t e
                 rssm__fail(err, errlen, RSSM_ETENSOR, "tensor '%s' is missing%s", specs[i].name,
                            specs[i].group == RSSM_GROUP_VALUE     ? " (has_value is true)"
                            : specs[i].group == RSSM_GROUP_DECODER ? " (has_decoder is true)"
+                           : specs[i].group == RSSM_GROUP_IMAGE   ? " (obs_type is \"image\")"
                                                                   : "");
             goto out;
         }
@@ -339,10 +431,8 @@ static int load_tensors(rssm_model_t *m, const st_file_t *f, char *err, size_t e
     }
     for (int j = 0; j < f->ntensors; j++)
         if (!used[j]) {
-            rc = rssm__fail(err, errlen, RSSM_ETENSOR,
-                            "unexpected tensor '%s' (not part of this architecture; "
-                            "check has_value/has_decoder)",
-                            f->tensors[j].name);
+            rc = rssm__fail(err, errlen, RSSM_ETENSOR, "unexpected tensor '%s' (%s)",
+                            f->tensors[j].name, unexpected_why(&m->info, f->tensors[j].name));
             goto out;
         }
     m->weights = aligned_alloc(RSSM_ALIGN_FLOATS * sizeof(float),
@@ -368,9 +458,9 @@ static int load_tensors(rssm_model_t *m, const st_file_t *f, char *err, size_t e
         *specs[i].slot = dst;
         dst += rssm__align(count);
     }
-    m->info.obs_mean = m->obs_mean;
+    m->info.obs_mean = m->obs_mean; /* image models: set by rssm__image_prepare */
     m->info.obs_std = m->obs_std;
-    for (int k = 0; k < m->info.dims.obs; k++)
+    for (int k = 0; m->obs_std && k < m->info.dims.obs; k++)
         if (!(m->obs_std[k] > 0)) {
             rc = rssm__fail(err, errlen, RSSM_EVALUE,
                             "tensor 'obs_std' has a non-positive value %g at index %d",
@@ -401,12 +491,15 @@ static int list_tensors(rssm_model_t *m, const st_file_t *f, char *err, size_t e
 }
 
 /* Every matrix of RSSM_TENSOR_LIST is the `w` of an rssm_linear_t (its first member), so
- * the list gives each layer and its [out, in] shape. */
+ * the list gives each layer and its [out, in] shape. The image encoder's layers are packed
+ * by rssm__image_prepare, in the order its im2col reads them. */
 _Static_assert(offsetof(rssm_linear_t, w) == 0, "pack_layers finds layers by their weight");
 
 static rssm_linear_t *layer_of(const tensor_spec_t *s)
 {
-    return s->cols > 0 && *s->slot ? (rssm_linear_t *)(void *)s->slot : NULL;
+    return s->cols > 0 && s->group != RSSM_GROUP_IMAGE && *s->slot
+               ? (rssm_linear_t *)(void *)s->slot
+               : NULL;
 }
 
 /* Repacks every layer for rssm_gemm into one buffer (a no-op where the kernel is off). */
@@ -455,6 +548,7 @@ int rssm_load_buffer(const void *data, size_t size, rssm_model_t **out, char *er
     const cJSON *meta = f.metadata;
     if ((rc = parse_metadata(m, meta, err, errlen)) ||
         (rc = load_tensors(m, &f, err, errlen)) || (rc = pack_layers(m, err, errlen)) ||
+        (rc = rssm__image_prepare(m, err, errlen)) ||
         (rc = copy_metadata(m, meta, err, errlen)) || (rc = list_tensors(m, &f, err, errlen)))
         goto fail;
     st_free(&f);
@@ -540,6 +634,7 @@ void rssm_destroy(rssm_model_t *m)
         return;
     free(m->weights);
     free(m->packed);
+    free(m->image.buf);
     free(m->action_low);
     free(m->action_high);
     free(m->task);

@@ -11,7 +11,8 @@
  * parts in place (OpenBLAS: two calls on the weight's column blocks, the second with
  * beta = 1). Softplus runs in a plain vectorisable loop, the GRU gates in rssm_gates.c.
  * Scratch memory comes from the caller's workspace (see the *_workspace functions), so
- * nothing here allocates.
+ * nothing here allocates. An image model's encoder (convolutions) is in rssm_conv.c, on
+ * the same layers.
  *
  * Speed: ELU and softplus use rssm_approx.h instead of libm, because libm calls cannot be
  * vectorised and made these loops cost as much as the GEMMs; meson builds this library
@@ -24,6 +25,7 @@
 #include <string.h>
 
 #include "rssm_approx.h"
+#include "rssm_conv.h"
 #include "rssm_gates.h"
 #include "rssm_gemm.h"
 #include "rssm_private.h"
@@ -84,6 +86,17 @@ static void linear(int n, int out, int in, const rssm_linear_t *l, const float *
                    rssm_gemm_act_t act)
 {
     linear2(n, out, l, x, in, in, NULL, 0, y, act);
+}
+
+rssm_gemm_act_t rssm__act(const rssm_model_t *m)
+{
+    return model_act(m);
+}
+
+void rssm__linear(int n, int out, int in, const rssm_linear_t *l, const float *x, float *y,
+                  rssm_gemm_act_t act)
+{
+    linear(n, out, in, l, x, y, act);
 }
 
 /* torch softplus (beta 1, threshold 20) + min_std. */
@@ -243,19 +256,50 @@ void rssm_decode_batch(const rssm_model_t *m, int n, const float *h, const float
 
 /* ---- belief update ---- */
 
+static bool is_image(const rssm_model_t *m)
+{
+    return m->info.image_channels > 0;
+}
+
 size_t rssm_observe_workspace(const rssm_model_t *m)
 {
     const rssm_dims_t *d = &m->info.dims;
+    size_t batch = rssm_batch_workspace(m, 1);
+    if (is_image(m)) { /* [E] embedding, then the encoder's scratch or the step's */
+        size_t enc = rssm__image_workspace(m);
+        return rssm__align((size_t)d->embed) + (enc > batch ? enc : batch);
+    }
     size_t enc = rssm__align((size_t)d->obs) + rssm__align((size_t)d->hidden) +
                  rssm__align((size_t)d->embed);
-    return enc + rssm_batch_workspace(m, 1);
+    return enc + batch;
+}
+
+static bool observe_args_ok(const rssm_model_t *m, const float *h, const float *z,
+                            const float *a_prev, const void *obs, const rssm_observe_out_t *out,
+                            const float *ws)
+{
+    return m && h && z && a_prev && obs && out && ws && out->h && out->prior_mean &&
+           out->prior_std && out->post_mean && out->post_std;
+}
+
+/* The step after the encoder: h' from (h, z, a_prev), the prior at h', the posterior at
+ * [h', e]. */
+static void observe_embedded(const rssm_model_t *m, const float *h, const float *z,
+                             const float *a_prev, const float *e, rssm_observe_out_t *out,
+                             float *scratch)
+{
+    const rssm_dims_t *d = &m->info.dims;
+    transition(m, 1, h, z, a_prev, false, out->h, scratch);
+    gaussian_head(m, m->prior, 1, out->h, d->deter, NULL, 0, out->prior_mean, out->prior_std,
+                  scratch);
+    gaussian_head(m, m->post, 1, out->h, d->deter, e, d->embed, out->post_mean, out->post_std,
+                  scratch);
 }
 
 int rssm_observe(const rssm_model_t *m, const float *h, const float *z, const float *a_prev,
                  const float *obs, rssm_observe_out_t *out, float *ws)
 {
-    if (!m || !h || !z || !a_prev || !obs || !out || !ws || !out->h || !out->prior_mean ||
-        !out->prior_std || !out->post_mean || !out->post_std)
+    if (!observe_args_ok(m, h, z, a_prev, obs, out, ws) || is_image(m))
         return RSSM_EINVALID;
     const rssm_dims_t *d = &m->info.dims;
     const int O = d->obs, H = d->hidden, E = d->embed;
@@ -267,11 +311,28 @@ int rssm_observe(const rssm_model_t *m, const float *h, const float *z, const fl
         on[j] = (obs[j] - m->obs_mean[j]) / m->obs_std[j];
     linear(1, H, O, &m->enc[0], on, e0, model_act(m));
     linear(1, E, H, &m->enc[1], e0, e, model_act(m));
-    transition(m, 1, h, z, a_prev, false, out->h, scratch);
-    gaussian_head(m, m->prior, 1, out->h, d->deter, NULL, 0, out->prior_mean, out->prior_std,
-                  scratch);
-    gaussian_head(m, m->post, 1, out->h, d->deter, e, E, out->post_mean, out->post_std,
-                  scratch);
+    observe_embedded(m, h, z, a_prev, e, out, scratch);
+    return 0;
+}
+
+int rssm_observe_image(const rssm_model_t *m, const float *h, const float *z,
+                       const float *a_prev, const uint8_t *image, rssm_observe_out_t *out,
+                       float *ws)
+{
+    if (!observe_args_ok(m, h, z, a_prev, image, out, ws) || !is_image(m))
+        return RSSM_EINVALID;
+    float *e = ws; /* [E] embedding */
+    float *scratch = e + rssm__align((size_t)m->info.dims.embed);
+    rssm__image_encode(m, image, e, scratch);
+    observe_embedded(m, h, z, a_prev, e, out, scratch);
+    return 0;
+}
+
+int rssm_encode_image(const rssm_model_t *m, const uint8_t *image, float *embed, float *ws)
+{
+    if (!m || !image || !embed || !ws || !is_image(m))
+        return RSSM_EINVALID;
+    rssm__image_encode(m, image, embed, ws);
     return 0;
 }
 

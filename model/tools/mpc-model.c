@@ -31,7 +31,8 @@ static const char usage_text[] =
     "    pass that mpcd uses, so a file that passes `check` will load in the daemon.\n"
     "\n"
     "    info   Prints the architecture (O obs, A action, D deter, S stoch, H hidden,\n"
-    "           E embed), every metadata entry, every tensor with its shape in file\n"
+    "           E embed), the observation (a vector, or an image model's image size and\n"
+    "           conv encoder), every metadata entry, every tensor with its shape in file\n"
     "           order, the parameter count and the FLOPs of one imagined step for one\n"
     "           candidate (transition + prior + reward, + value when present).\n"
     "\n"
@@ -43,7 +44,9 @@ static const char usage_text[] =
     "\n"
     "           \"observe\": [ STEP, ... ]   belief updates, in order. STEP is\n"
     "               {\"obs\": [O], \"a_prev\": [A], \"h\": [D], \"z\": [S]}\n"
-    "               obs is required. a_prev defaults to zeros. h and z default to the\n"
+    "               obs is required; for an image model it is the image: O = H*W*C\n"
+    "               integers 0..255 in HWC order, rows top first (see info).\n"
+    "               a_prev defaults to zeros. h and z default to the\n"
     "               previous step's h and post_mean (zeros for the first step), so a\n"
     "               list of steps filters an episode the way mpcd does with mean latents.\n"
     "               Output per step: h, prior_mean, prior_std, post_mean, post_std,\n"
@@ -80,6 +83,30 @@ static const char *activation_name(rssm_activation_t a)
     return a == RSSM_ACT_ELU ? "elu" : "relu";
 }
 
+/* Side of an image model's conv encoder output for an input side n (FORMAT.md: 4
+ * convolutions, kernel 4, stride 2, no padding). */
+static int conv_side(int n)
+{
+    for (int i = 0; i < 4; i++)
+        n = (n - 4) / 2 + 1;
+    return n;
+}
+
+static void print_observation(const rssm_info_t *info)
+{
+    if (info->image_channels <= 0) {
+        printf("observation vector of %d floats, normalised by obs_mean / obs_std\n",
+               info->dims.obs);
+        return;
+    }
+    int h4 = conv_side(info->image_height), w4 = conv_side(info->image_width);
+    printf("observation image %dx%dx%d uint8 (HWC, top row first), x/255 - 0.5\n",
+           info->image_height, info->image_width, info->image_channels);
+    printf("encoder     conv depth %d, 4 convs k4 s2 -> [%d, %d, %d] -> %d -> E=%d\n",
+           info->conv_depth, 8 * info->conv_depth, h4, w4, 8 * info->conv_depth * h4 * w4,
+           info->dims.embed);
+}
+
 static int cmd_info(const char *path)
 {
     rssm_model_t *m;
@@ -93,6 +120,7 @@ static int cmd_info(const char *path)
     printf("task        %s\n", info->task);
     printf("dims        O=%d A=%d D=%d S=%d H=%d E=%d\n", d->obs, d->action, d->deter, d->stoch,
            d->hidden, d->embed);
+    print_observation(info);
     printf("activation  %s, min_std %g\n", activation_name(info->activation), info->min_std);
     printf("heads       reward%s%s\n", info->has_value ? ", value" : "",
            info->has_decoder ? ", decoder" : "");
@@ -136,8 +164,12 @@ static int cmd_check(int n, char **paths)
             continue;
         }
         const rssm_info_t *info = rssm_info(m);
-        printf("%s: ok (mpc-rssm %d.%d, %s, %lld parameters)\n", paths[i], info->format_major,
-               info->format_minor, info->name, (long long)rssm_param_count(m));
+        char image[64] = "";
+        if (info->image_channels > 0)
+            snprintf(image, sizeof image, ", image %dx%dx%d", info->image_height,
+                     info->image_width, info->image_channels);
+        printf("%s: ok (mpc-rssm %d.%d, %s, %lld parameters%s)\n", paths[i], info->format_major,
+               info->format_minor, info->name, (long long)rssm_param_count(m), image);
         rssm_destroy(m);
     }
     return bad;
@@ -154,7 +186,8 @@ typedef struct eval_ctx {
 static int read_vec(const eval_ctx_t *c, const cJSON *arr, int n, float *out, const char *what)
 {
     if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) != n) {
-        fprintf(stderr, "mpc-model: %s: %s must be an array of %d numbers\n", c->input, what, n);
+        fprintf(stderr, "mpc-model: %s: %s must be an array of %d numbers\n", c->input, what,
+                n);
         return -1;
     }
     int i = 0;
@@ -162,10 +195,35 @@ static int read_vec(const eval_ctx_t *c, const cJSON *arr, int n, float *out, co
     cJSON_ArrayForEach(v, arr)
     {
         if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || fabs(v->valuedouble) > 1e30) {
-            fprintf(stderr, "mpc-model: %s: %s[%d] is not a finite number\n", c->input, what, i);
+            fprintf(stderr, "mpc-model: %s: %s[%d] is not a finite number\n", c->input, what,
+                    i);
             return -1;
         }
         out[i++] = (float)v->valuedouble;
+    }
+    return 0;
+}
+
+/* Reads an image model's observation: exactly n integers 0..255. */
+static int read_image(const eval_ctx_t *c, const cJSON *arr, int n, uint8_t *out,
+                      const char *what)
+{
+    if (!cJSON_IsArray(arr) || cJSON_GetArraySize(arr) != n) {
+        fprintf(stderr, "mpc-model: %s: %s must be an image: an array of %d integers 0..255\n",
+                c->input, what, n);
+        return -1;
+    }
+    int i = 0;
+    const cJSON *v;
+    cJSON_ArrayForEach(v, arr)
+    {
+        double x = cJSON_IsNumber(v) ? v->valuedouble : -1;
+        if (!(x >= 0 && x <= 255 && x == (int)x)) {
+            fprintf(stderr, "mpc-model: %s: %s[%d] is not an integer 0..255\n", c->input, what,
+                    i);
+            return -1;
+        }
+        out[i++] = (uint8_t)x;
     }
     return 0;
 }
@@ -217,6 +275,7 @@ static int eval_observe(const eval_ctx_t *c, const cJSON *steps, cJSON *out)
 {
     const rssm_dims_t *d = &rssm_info(c->m)->dims;
     const int D = d->deter, S = d->stoch, A = d->action, O = d->obs;
+    const bool image = rssm_info(c->m)->image_channels > 0;
     if (!cJSON_IsArray(steps)) {
         fprintf(stderr, "mpc-model: %s: observe must be an array of steps\n", c->input);
         return -1;
@@ -224,8 +283,12 @@ static int eval_observe(const eval_ctx_t *c, const cJSON *steps, cJSON *out)
     /* reward_batch(n = 1) needs less scratch than observe, so one workspace serves both */
     size_t nws = rssm_observe_workspace(c->m);
     float *buf = calloc((size_t)(2 * D + 5 * S + A + O) + nws, sizeof(float));
-    if (!buf)
+    uint8_t *pixels = image ? malloc((size_t)O) : NULL;
+    if (!buf || (image && !pixels)) {
+        free(buf);
+        free(pixels);
         return -1;
+    }
     float *h = buf, *z = h + D, *a = z + S, *obs = a + A, *hn = obs + O;
     float *pm = hn + D, *ps = pm + S, *qm = ps + S, *qs = qm + S, *ws = qs + S;
     cJSON *list = cJSON_AddArrayToObject(out, "observe");
@@ -235,21 +298,33 @@ static int eval_observe(const eval_ctx_t *c, const cJSON *steps, cJSON *out)
     cJSON_ArrayForEach(st, steps)
     {
         const cJSON *v;
-#define FIELD(key, n, dst, required)                                                      \
-    snprintf(label, sizeof label, "observe[%d].%s", i, key);                              \
-    v = cJSON_GetObjectItemCaseSensitive(st, key);                                        \
-    if (v || required) {                                                                   \
-        if ((rc = read_vec(c, v, n, dst, label)))                                          \
-            break;                                                                         \
+#define FIELD(key, n, dst, required)                                                           \
+    snprintf(label, sizeof label, "observe[%d].%s", i, key);                                   \
+    v = cJSON_GetObjectItemCaseSensitive(st, key);                                             \
+    if (v || required) {                                                                       \
+        if ((rc = read_vec(c, v, n, dst, label)))                                              \
+            break;                                                                             \
     }
         memset(a, 0, sizeof(float) * (size_t)A);
-        FIELD("obs", O, obs, 1)
+        if (image) {
+            snprintf(label, sizeof label, "observe[%d].obs", i);
+            if ((rc = read_image(c, cJSON_GetObjectItemCaseSensitive(st, "obs"), O, pixels,
+                                 label)))
+                break;
+        } else {
+            FIELD("obs", O, obs, 1)
+        }
         FIELD("a_prev", A, a, 0)
         FIELD("h", D, h, 0)
         FIELD("z", S, z, 0)
 #undef FIELD
-        rssm_observe_out_t res = { hn, pm, ps, qm, qs };
-        rssm_observe(c->m, h, z, a, obs, &res, ws);
+        rssm_observe_out_t res = {hn, pm, ps, qm, qs};
+        rc = image ? rssm_observe_image(c->m, h, z, a, pixels, &res, ws)
+                   : rssm_observe(c->m, h, z, a, obs, &res, ws);
+        if (rc) {
+            fprintf(stderr, "mpc-model: observe[%d]: %s\n", i, rssm_strerror(rc));
+            break;
+        }
         float reward;
         rssm_reward_batch(c->m, 1, hn, qm, &reward, ws);
         cJSON *o = cJSON_CreateObject();
@@ -267,6 +342,7 @@ static int eval_observe(const eval_ctx_t *c, const cJSON *steps, cJSON *out)
         i++;
     }
     free(buf);
+    free(pixels);
     return rc;
 }
 
@@ -341,7 +417,7 @@ static int cmd_eval(const char *path, const char *input)
     rssm_model_t *m;
     if (load_or_report(path, &m))
         return 1;
-    eval_ctx_t c = { m, input };
+    eval_ctx_t c = {m, input};
     int rc = 1;
     cJSON *in = NULL, *out = cJSON_CreateObject();
     char *text = read_text(input);

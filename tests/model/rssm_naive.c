@@ -1,6 +1,7 @@
 /*
  * rssm_naive.c: the reference kernel for tests (see rssm_naive.h). Written straight from
- * the PyTorch module in model/train/mpc_rssm/rssm.py, one row at a time, no BLAS.
+ * the PyTorch module in model/train/mpc_rssm/rssm.py, one row at a time, no BLAS; the image
+ * encoder as a direct convolution over NCHW like torch.nn.Conv2d.
  */
 #include "rssm_naive.h"
 
@@ -80,19 +81,71 @@ void naive_imagine(const rssm_model_t *m, const float *h, const float *z, const 
     dist(m, m->prior, h_next, D, prior_mean, prior_std);
 }
 
+/* The step after the encoder, from the embedding e [E]. */
+static void observe_embedded(const rssm_model_t *m, const float *h, const float *z,
+                             const float *a, const float *e, float *h_next, float *prior_mean,
+                             float *prior_std, float *post_mean, float *post_std)
+{
+    const rssm_dims_t *d = &m->info.dims;
+    float he[MAXV];
+    naive_imagine(m, h, z, a, h_next, prior_mean, prior_std);
+    concat(he, h_next, d->deter, e, d->embed);
+    dist(m, m->post, he, d->deter + d->embed, post_mean, post_std);
+}
+
 void naive_observe(const rssm_model_t *m, const float *h, const float *z, const float *a,
                    const float *obs, float *h_next, float *prior_mean, float *prior_std,
                    float *post_mean, float *post_std)
 {
     const rssm_dims_t *d = &m->info.dims;
-    float on[RSSM_MAX_DIM], e0[RSSM_MAX_DIM], e[RSSM_MAX_DIM], he[MAXV];
+    float on[RSSM_MAX_DIM], e0[RSSM_MAX_DIM], e[RSSM_MAX_DIM];
     for (int j = 0; j < d->obs; j++)
         on[j] = (obs[j] - m->obs_mean[j]) / m->obs_std[j];
     dense(m, &m->enc[0], d->hidden, d->obs, on, e0, 1);
     dense(m, &m->enc[1], d->embed, d->hidden, e0, e, 1);
-    naive_imagine(m, h, z, a, h_next, prior_mean, prior_std);
-    concat(he, h_next, d->deter, e, d->embed);
-    dist(m, m->post, he, d->deter + d->embed, post_mean, post_std);
+    observe_embedded(m, h, z, a, e, h_next, prior_mean, prior_std, post_mean, post_std);
+}
+
+void naive_encode_image(const rssm_model_t *m, const uint8_t *image, float *embed)
+{
+    const rssm_info_t *info = &m->info;
+    int H = info->image_height, W = info->image_width, C = info->image_channels;
+    float *x = malloc(sizeof(float) * (size_t)C * H * W); /* [C, H, W] */
+    for (int c = 0; c < C; c++)
+        for (int y = 0; y < H; y++)
+            for (int i = 0; i < W; i++)
+                x[((size_t)c * H + y) * W + i] =
+                    (float)image[((size_t)y * W + i) * C + c] / 255.0f - 0.5f;
+    for (int l = 0; l < 4; l++) {
+        const int cout = info->conv_depth << l, Ho = (H - 4) / 2 + 1, Wo = (W - 4) / 2 + 1;
+        const float *w = m->conv[l].w; /* [cout, C, 4, 4] */
+        float *out = malloc(sizeof(float) * (size_t)cout * Ho * Wo);
+        for (int co = 0; co < cout; co++)
+            for (int oy = 0; oy < Ho; oy++)
+                for (int ox = 0; ox < Wo; ox++) {
+                    double s = m->conv[l].b[co];
+                    for (int ci = 0; ci < C; ci++)
+                        for (int ky = 0; ky < 4; ky++)
+                            for (int kx = 0; kx < 4; kx++)
+                                s += (double)w[(((size_t)co * C + ci) * 4 + ky) * 4 + kx] *
+                                     x[((size_t)ci * H + 2 * oy + ky) * W + 2 * ox + kx];
+                    out[((size_t)co * Ho + oy) * Wo + ox] = act(m, (float)s);
+                }
+        free(x);
+        x = out;
+        C = cout, H = Ho, W = Wo;
+    }
+    dense(m, &m->enc_out, info->dims.embed, C * H * W, x, embed, 1); /* x: torch.flatten */
+    free(x);
+}
+
+void naive_observe_image(const rssm_model_t *m, const float *h, const float *z, const float *a,
+                         const uint8_t *image, float *h_next, float *prior_mean,
+                         float *prior_std, float *post_mean, float *post_std)
+{
+    float e[RSSM_MAX_DIM];
+    naive_encode_image(m, image, e);
+    observe_embedded(m, h, z, a, e, h_next, prior_mean, prior_std, post_mean, post_std);
 }
 
 static void head(const rssm_model_t *m, const rssm_linear_t l[3], int nout, const float *h,

@@ -62,7 +62,7 @@ def test_info(cli, model_file):
 
 def test_check_good_and_bad_corpus(cli, model_file, tmp_path):
     run = cli("check", model_file[1])
-    assert run.returncode == 0 and ": ok (mpc-rssm 1.0" in run.stdout
+    assert run.returncode == 0 and f": ok (mpc-rssm {lib.FORMAT_VERSION}" in run.stdout
     corpus = tmp_path / "bad"
     gen = subprocess.run([sys.executable, os.path.join(HERE, "make_bad_files.py"), str(corpus)],
                          capture_output=True, text=True)
@@ -135,3 +135,56 @@ def test_eval_bad_input(cli, model_file, tmp_path, req, message):
     assert run.returncode == 1 and message in run.stderr, run.stderr
     inp.write_text("{not json")
     assert cli("eval", model_file[1], inp).returncode == 1
+
+
+# -- image models (format 1.1) ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def image_file(tmp_path_factory):
+    model = lib.random_model(seed=12, obs_type="image", image_height=50, image_width=47,
+                             image_channels=3, conv_depth=2, action_dim=2, deter=16, stoch=4,
+                             hidden=12, embed=8, activation="relu", has_decoder=False)
+    path = tmp_path_factory.mktemp("cli-image") / "img.safetensors"
+    lib.export_model(model, path, {"task": "cli-image"})
+    return model, path
+
+
+def test_info_and_check_image(cli, image_file):
+    model, path = image_file
+    run = cli("info", path)
+    assert run.returncode == 0, run.stderr
+    out = run.stdout
+    assert "O=7050 A=2 D=16 S=4 H=12 E=8" in out
+    assert "observation image 50x47x3 uint8 (HWC, top row first), x/255 - 0.5" in out
+    assert "encoder     conv depth 2, 4 convs k4 s2 -> [16, 1, 1] -> 16 -> E=8" in out
+    assert "conv_encoder.0.weight  [2, 3, 4, 4]" in out and "obs_type               image" in out
+    assert "heads       reward\n" in out
+    run = cli("check", path)
+    assert run.returncode == 0 and run.stdout.rstrip().endswith("image 50x47x3)"), run.stdout
+
+
+@torch.no_grad()
+def test_eval_image_matches_pytorch(cli, image_file, tmp_path):
+    model, path = image_file
+    images = lib.random_images(model, 2, seed=4)
+    a = torch.tensor([[0.5, -0.25]])
+    steps = [{"obs": images[0].reshape(-1).int().tolist()},
+             {"obs": images[1].reshape(-1).int().tolist(), "a_prev": a[0].tolist()}]
+    inp = tmp_path / "in.json"
+    inp.write_text(json.dumps({"observe": steps}))
+    run = cli("eval", path, inp)
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)["observe"]
+    hc, zc = model.initial_state(1)
+    for i in range(2):
+        ap = a if i else torch.zeros(1, 2)
+        hc, (pm, ps), (qm, qs) = model.observe_step(hc, zc, ap, images[i:i + 1])
+        for name, want in (("h", hc), ("prior_mean", pm), ("post_mean", qm), ("post_std", qs)):
+            np.testing.assert_allclose(out[i][name], want[0].numpy(), atol=1e-4, err_msg=name)
+        zc = qm
+    for obs, message in (([0] * 5, "must be an image: an array of 7050 integers 0..255"),
+                         ([256] * 7050, "observe[0].obs[0] is not an integer 0..255"),
+                         ([0.5] * 7050, "observe[0].obs[0] is not an integer 0..255")):
+        inp.write_text(json.dumps({"observe": [{"obs": obs}]}))
+        bad = cli("eval", path, inp)
+        assert bad.returncode == 1 and message in bad.stderr, bad.stderr

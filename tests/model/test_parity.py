@@ -1,7 +1,8 @@
 """Parity: librssm (C) must reproduce the PyTorch RSSM to 1e-4 max-abs.
 
-For several architectures, exports a random model and the PyTorch outputs of observe_step,
-imagine_step, reward, value and decode into the build directory, then runs the cmocka
+For several architectures (vector and image observations), exports a random model and the
+PyTorch outputs of observe_step, imagine_step, reward, value, decode and (image models) the
+encoder into the build directory, then runs the cmocka
 binary test_rssm_math on them (it also checks the batched path against a naive reference),
 once on librssm's packed-weight kernel and once on OpenBLAS.
 Run by meson (suite 'unit') with RSSM_TEST_BIN and RSSM_TEST_DIR set.
@@ -29,6 +30,17 @@ ARCHS = {
                              saturate=True),
     "trained-relu-a1": dict(obs_dim=5, action_dim=1, deter=32, stoch=6, hidden=32, embed=16,
                             activation="relu", has_value=True, has_decoder=True, trained=True),
+    # Image models (obs_type "image"): PlaNet's encoder at PlaNet's size, and an odd
+    # non-square grey size whose encoder output (2 x 3) catches row/column and flatten-order
+    # mix-ups (40x48 is too small: 4 convolutions leave no pixel below 46).
+    "image-planet-64x64x3": dict(obs_type="image", image_height=64, image_width=64,
+                                 image_channels=3, conv_depth=32, action_dim=1, deter=200,
+                                 stoch=30, hidden=200, embed=1024, activation="relu",
+                                 has_value=True, has_decoder=False),
+    "image-odd-63x79x1-elu": dict(obs_type="image", image_height=63, image_width=79,
+                                  image_channels=1, conv_depth=8, action_dim=2, deter=24,
+                                  stoch=5, hidden=16, embed=12, activation="elu",
+                                  has_value=False, has_decoder=False, min_std=0.01),
 }
 
 

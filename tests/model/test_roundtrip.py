@@ -1,7 +1,8 @@
 """Round trip of the PyTorch side: export_model -> load_model gives the same model.
 
 Also covers the numpy safetensors container (layout, alignment, metadata), atomic writes,
-version checks in load_model, exporter refusals and the make_model.py CLI.
+version checks in load_model, exporter refusals, the make_model.py CLI, and format 1.1:
+image models (conv encoder, no pixel decoder in the file) and vector files unchanged.
 """
 import json
 import os
@@ -14,7 +15,8 @@ import pytest
 import torch
 
 import rssm_testlib as lib
-from mpc_rssm import FORMAT_VERSION, ModelFileError, export_model, load_model
+from mpc_rssm import (FORMAT_VERSION, RSSM, ModelFileError, RSSMConfig, export_model,
+                      load_model)
 from mpc_rssm import safetensors_io
 
 MAKE_MODEL = os.path.join(lib.TRAIN, "make_model.py")
@@ -124,3 +126,127 @@ def test_make_model_cli(tmp_path):
     assert bad.returncode == 2 and "obs-dim" in bad.stderr
     helped = subprocess.run([sys.executable, MAKE_MODEL, "--help"], capture_output=True, text=True)
     assert helped.returncode == 0 and "exit status" in helped.stdout
+
+
+# -- format 1.1: image models -----------------------------------------------------------
+
+IMAGE_SPEC = dict(obs_type="image", image_height=63, image_width=79, image_channels=1,
+                  conv_depth=4, action_dim=2, deter=16, stoch=3, hidden=12, embed=10,
+                  activation="elu", has_value=True)
+
+
+def test_image_export_load_same_outputs(tmp_path):
+    """An image model with its (training-only) pixel decoder: the file leaves the decoder
+    out and says has_decoder false; everything else round-trips exactly."""
+    model = lib.random_model(seed=4, has_decoder=True, **IMAGE_SPEC)
+    assert model.cfg.obs_dim == 63 * 79 and model.decoder is not None
+    path = tmp_path / "img.safetensors"
+    stored = export_model(model, path, {"task": "pixels"})
+    assert stored["obs_type"] == "image" and stored["has_decoder"] == "false"
+    assert (stored["image_height"], stored["image_width"], stored["image_channels"],
+            stored["conv_depth"]) == ("63", "79", "1", "4")
+    tensors, _ = safetensors_io.read(path)
+    names = list(tensors)
+    assert names[:10] == [f"conv_encoder.{i}.{p}" for i in range(4) for p in ("weight", "bias")] \
+        + ["encoder_out.weight", "encoder_out.bias"]
+    assert not any(n.startswith(("decoder.", "encoder.", "obs_")) for n in names)
+    assert tensors["conv_encoder.3.weight"].shape == (32, 16, 4, 4)
+    assert tensors["encoder_out.weight"].shape == (10, 32 * 2 * 3)
+    loaded, meta = load_model(path)
+    assert meta["obs_type"] == "image" and meta["image_height"] == 63
+    assert loaded.cfg == RSSMConfig(**{**model.cfg.to_dict(), "has_decoder": False})
+    for k, v in loaded.state_dict().items():
+        assert torch.equal(v, model.state_dict()[k]), k
+    ref, got = lib.reference_outputs(model, 3, 2), lib.reference_outputs(loaded, 3, 2)
+    assert ref.keys() == got.keys() and "embed" in ref
+    for k in ref:
+        np.testing.assert_array_equal(ref[k], got[k], err_msg=k)
+
+
+@torch.no_grad()
+def test_image_encode_inputs():
+    """encode takes uint8 or float 0..255, any leading batch shape, and normalises inside;
+    the pixel decoder gives [..., H, W, C]."""
+    model = lib.random_model(seed=2, has_decoder=True, **IMAGE_SPEC)
+    images = lib.random_images(model, 6, seed=3)
+    e = model.encode(images)
+    assert e.shape == (6, 10)
+    torch.testing.assert_close(model.encode(images.to(torch.uint8)), e, rtol=0, atol=0)
+    torch.testing.assert_close(model.encode(images.reshape(2, 3, 63, 79, 1))[1, 2], e[5])
+    torch.testing.assert_close(model.encode(images[4]), e[4])
+    x = model.normalise(images)
+    assert float(x.min()) >= -0.5 and float(x.max()) <= 0.5
+    h, z = model.initial_state(4)
+    assert model.decode(h, z).shape == (4, 63, 79, 1)
+    with pytest.raises(ValueError, match="expected"):
+        model.encode(images.reshape(6, 79, 63, 1))
+
+
+def test_image_config_refusals():
+    for bad, message in ((dict(image_height=40), "image_height is 40"),
+                         (dict(image_channels=2), "image_channels"),
+                         (dict(conv_depth=0), "conv_depth"),
+                         (dict(obs_dim=5), "obs_dim is 5"),
+                         (dict(obs_type="pixels"), "obs_type")):
+        with pytest.raises(ValueError, match=message):
+            RSSM(RSSMConfig(**{**IMAGE_SPEC, "obs_dim": 0, **bad}))
+
+
+def test_vector_files_keep_the_1_0_layout(tmp_path):
+    """A vector model's file is 1.0's apart from format_version: no new keys, same tensors
+    in the same order."""
+    model = lib.random_model(seed=1, obs_dim=3, action_dim=2, deter=8, stoch=2, hidden=6,
+                             embed=4, has_value=True)
+    path = tmp_path / "v.safetensors"
+    stored = export_model(model, path)
+    assert stored["format_version"] == "1.1" == FORMAT_VERSION
+    assert list(stored)[:13] == ["format", "format_version", "obs_dim", "action_dim", "deter",
+                                 "stoch", "hidden", "embed", "min_std", "activation",
+                                 "has_value", "has_decoder", "task"]
+    assert not {"obs_type", "image_height", "image_width", "image_channels",
+                "conv_depth"} & set(stored)
+    tensors, _ = safetensors_io.read(path)
+    core = ["obs_mean", "obs_std", "encoder.0.weight", "encoder.0.bias", "encoder.1.weight",
+            "encoder.1.bias", "img_in.weight", "img_in.bias", "gru.weight_ih", "gru.weight_hh",
+            "gru.bias_ih", "gru.bias_hh"]
+    assert list(tensors)[:12] == core and len(tensors) == 38
+
+
+def test_load_model_refuses_bad_image_files(tmp_path):
+    model = lib.random_model(seed=1, has_decoder=False, **IMAGE_SPEC)
+    path = tmp_path / "m.safetensors"
+    export_model(model, path)
+    tensors, meta = safetensors_io.read(path)
+    safetensors_io.write(path, tensors, dict(meta, has_decoder="true"))
+    with pytest.raises(ModelFileError, match="has_decoder"):
+        load_model(path)
+    safetensors_io.write(path, tensors, {k: v for k, v in meta.items() if k != "obs_type"})
+    with pytest.raises(ModelFileError, match="image_height.*obs_type is 'vector'"):
+        load_model(path)
+    safetensors_io.write(path, tensors, dict(meta, image_height="40", obs_dim=str(40 * 79)))
+    with pytest.raises(ModelFileError, match="image_height is 40"):
+        load_model(path)
+    safetensors_io.write(path, dict(tensors, **{"obs_mean": np.zeros(63 * 79, np.float32)}),
+                         meta)
+    with pytest.raises(ModelFileError, match="unexpected tensors \\['obs_mean'\\]"):
+        load_model(path)
+
+
+def test_make_model_cli_image(tmp_path):
+    out = tmp_path / "img.safetensors"
+    run = subprocess.run([sys.executable, MAKE_MODEL, "--image", "64x64x3", "--conv-depth", "8",
+                          "--action-dim", "1", "--deter", "16", "--stoch", "4", "--hidden",
+                          "8", "--embed", "12", "--out", str(out)], capture_output=True,
+                         text=True)
+    assert run.returncode == 0, run.stderr
+    model, meta = load_model(out)
+    assert model.cfg.is_image and model.cfg.obs_dim == 64 * 64 * 3
+    assert model.cfg.conv_depth == 8 and not model.cfg.has_decoder
+    assert meta["obs_type"] == "image"
+    for args, message in ((["--image", "40x48x1"], "image_height is 40"),
+                          (["--image", "64x64"], "HxWxC"),
+                          (["--image", "64x64x2"], "image_channels"),
+                          (["--image", "64x64x3", "--obs-dim", "5"], "obs_dim is 5")):
+        bad = subprocess.run([sys.executable, MAKE_MODEL, *args, "--action-dim", "1",
+                              "--out", str(tmp_path / "x")], capture_output=True, text=True)
+        assert bad.returncode == 2 and message in bad.stderr, (args, bad.stderr)

@@ -5,9 +5,9 @@
  * CORPUS_DIR comes from make_bad_files.py: good.safetensors plus one broken file per
  * failure mode and manifest.json listing {file, code, message}. Each corpus entry must give
  * exactly that rssm_err_t from both rssm_load and rssm_load_buffer, a NULL model, and a
- * message containing the expected text (which names the tensor or field). The good file is
- * also checked field by field, cut at every length, and corrupted byte by byte: none of
- * that may crash or leak (run under ASan in CI).
+ * message containing the expected text (which names the tensor or field). The good files
+ * (vector and image) are also checked field by field, cut at every length, and corrupted
+ * byte by byte: none of that may crash or leak (run under ASan in CI).
  */
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -153,6 +153,53 @@ static void test_good_model_fields(void **state)
     free(path);
 }
 
+static void test_good_image_model_fields(void **state)
+{
+    (void)state;
+    char *path = path_in_corpus("image-good.safetensors");
+    char err[512] = "";
+    rssm_model_t *m = NULL;
+    if (rssm_load(path, &m, err, sizeof err) != 0)
+        fail_msg("%s", err);
+    const rssm_info_t *info = rssm_info(m);
+    /* make_bad_files.py: IMAGE (62x78x3, d 2), relu, value head, no decoder */
+    assert_int_equal(info->image_height, 62);
+    assert_int_equal(info->image_width, 78);
+    assert_int_equal(info->image_channels, 3);
+    assert_int_equal(info->conv_depth, 2);
+    assert_int_equal(info->dims.obs, 62 * 78 * 3);
+    assert_int_equal(info->dims.embed, 6);
+    assert_true(info->has_value && !info->has_decoder);
+    assert_int_equal(info->format_major, 1);
+    assert_true(info->format_minor >= 1);
+    assert_string_equal(rssm_metadata(m, "obs_type"), "image");
+    /* x / 255 - 0.5 in the vector models' form: (x - 127.5) / 255 */
+    for (int i = 0; i < info->dims.obs; i += 997)
+        assert_true(info->obs_mean[i] == 127.5f && info->obs_std[i] == 255.0f);
+    /* 26 core tensors less the vector encoder's 6, the conv encoder's 10, the value head's 6 */
+    assert_int_equal(rssm_tensor_count(m), 36);
+    const char *name;
+    int rank, shape[4];
+    rssm_tensor_at(m, 0, &name, &rank, shape);
+    assert_string_equal(name, "conv_encoder.0.weight");
+    assert_int_equal(rank, 4);
+    assert_true(shape[0] == 2 && shape[1] == 3 && shape[2] == 4 && shape[3] == 4);
+    size_t ws = rssm_observe_workspace(m);
+    assert_true(ws >= (size_t)info->dims.obs); /* the normalised image at least */
+    rssm_destroy(m);
+
+    /* the vector model's image fields are all 0 */
+    char *vpath = path_in_corpus("good.safetensors");
+    assert_int_equal(rssm_load(vpath, &m, err, sizeof err), 0);
+    info = rssm_info(m);
+    assert_true(info->image_height == 0 && info->image_width == 0 &&
+                info->image_channels == 0 && info->conv_depth == 0);
+    assert_null(rssm_metadata(m, "obs_type"));
+    rssm_destroy(m);
+    free(vpath);
+    free(path);
+}
+
 static void test_io_errors(void **state)
 {
     (void)state;
@@ -249,11 +296,13 @@ static void test_load_fd_opaque(void **state)
     free(good);
 }
 
+static const char *const good_files[] = {"good.safetensors", "image-good.safetensors"};
+
 /* Every prefix shorter than the whole file must be refused (never a crash). */
 static void test_every_truncation_refused(void **state)
 {
-    (void)state;
-    char *path = path_in_corpus("good.safetensors");
+    const char *file = *state;
+    char *path = path_in_corpus(file);
     size_t size;
     unsigned char *buf = read_all(path, &size);
     for (size_t n = 0; n < size; n += (n < 4096 ? 1 : 61)) {
@@ -271,8 +320,8 @@ static void test_every_truncation_refused(void **state)
 /* Single corrupted bytes: the loader either refuses or loads a model it fully validated. */
 static void test_corrupted_bytes_never_crash(void **state)
 {
-    (void)state;
-    char *path = path_in_corpus("good.safetensors");
+    const char *file = *state;
+    char *path = path_in_corpus(file);
     size_t size;
     unsigned char *buf = read_all(path, &size);
     static const unsigned char values[] = {0x00, 0xff, '"', '9', '{', 0x7f};
@@ -306,16 +355,20 @@ int main(int argc, char **argv)
         return 1;
     }
     int ncases = cJSON_GetArraySize(manifest);
-    bad_case_t *cases = calloc((size_t)ncases, sizeof *cases);
-    struct CMUnitTest *tests = calloc((size_t)ncases + 4, sizeof *tests);
     const struct CMUnitTest fixed[] = {
         cmocka_unit_test(test_good_model_fields),
+        cmocka_unit_test(test_good_image_model_fields),
         cmocka_unit_test(test_io_errors),
         cmocka_unit_test(test_error_codes),
         cmocka_unit_test(test_load_fd_opaque),
-        cmocka_unit_test(test_every_truncation_refused),
-        cmocka_unit_test(test_corrupted_bytes_never_crash),
+        cmocka_unit_test_prestate(test_every_truncation_refused, (void *)good_files[0]),
+        cmocka_unit_test_prestate(test_every_truncation_refused, (void *)good_files[1]),
+        cmocka_unit_test_prestate(test_corrupted_bytes_never_crash, (void *)good_files[0]),
+        cmocka_unit_test_prestate(test_corrupted_bytes_never_crash, (void *)good_files[1]),
     };
+    const int nfixed = (int)(sizeof fixed / sizeof fixed[0]);
+    bad_case_t *cases = calloc((size_t)ncases, sizeof *cases);
+    struct CMUnitTest *tests = calloc((size_t)(ncases + nfixed), sizeof *tests);
     memcpy(tests, fixed, sizeof fixed);
     int i = 0;
     const cJSON *e;
@@ -324,10 +377,11 @@ int main(int argc, char **argv)
         cases[i].file = cJSON_GetObjectItem(e, "file")->valuestring;
         cases[i].code = code_from_name(cJSON_GetObjectItem(e, "code")->valuestring);
         cases[i].message = cJSON_GetObjectItem(e, "message")->valuestring;
-        tests[4 + i] = (struct CMUnitTest){cases[i].file, check_case, NULL, NULL, &cases[i]};
+        tests[nfixed + i] =
+            (struct CMUnitTest){cases[i].file, check_case, NULL, NULL, &cases[i]};
         i++;
     }
-    int rc = _cmocka_run_group_tests("rssm_load", tests, (size_t)ncases + 4, NULL, NULL);
+    int rc = _cmocka_run_group_tests("rssm_load", tests, (size_t)(ncases + nfixed), NULL, NULL);
     free(tests);
     free(cases);
     cJSON_Delete(manifest);

@@ -4,8 +4,11 @@
  * Usage: test_rssm_math MODEL.safetensors REF.safetensors
  * REF holds inputs (in_h [N,D], in_z [N,S], in_a [N,A], in_obs [N,O]) and the PyTorch
  * outputs written by tests/model/rssm_testlib.py: observe_* (row 0), imagine_*, reward,
- * value, decode. Every C output must match to 1e-4 max-abs; the BLAS path must also match
- * the naive loops in rssm_naive.c on fresh random batches of several sizes.
+ * value, decode, and for image models embed [N,E] (in_obs then holds N images' pixel
+ * values, HWC). Every C output must match to 1e-4 max-abs (an image model's embedding and
+ * belief update: 1e-4 relative to the output's largest magnitude where that exceeds 1,
+ * and each such comparison prints its errors); the BLAS path must also match the naive
+ * loops in rssm_naive.c on fresh random batches of several sizes.
  * Driven by test_parity.py, which writes the files for several architectures.
  *
  * The binary is linked with the counting allocator (tests/common/alloc_count.h): the
@@ -99,6 +102,44 @@ static void assert_close(const char *what, const float *got, const float *want, 
                  got[at], want[at]);
 }
 
+/* The image models' tolerance: TOL relative to the output's largest magnitude (absolute
+ * below 1). Prints the errors (test_parity.py's log and the parity report read them). */
+static void assert_close_rel(const char *what, const float *got, const float *want, size_t n)
+{
+    double worst = 0, scale = 0;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)got[i] - want[i]);
+        if (!(d <= worst)) {
+            worst = isnan(d) ? INFINITY : d;
+            at = i;
+        }
+        scale = fmax(scale, fabs((double)want[i]));
+    }
+    printf("parity %-24s max abs error %.3g, relative to max |want| %.3g: %.3g\n", what, worst,
+           scale, scale > 0 ? worst / scale : worst);
+    if (!(worst <= TOL * fmax(1.0, scale)))
+        fail_msg("%s: max abs error %g at index %zu (got %g, want %g; largest |want| %g)", what,
+                 worst, at, got[at], want[at], scale);
+}
+
+static bool is_image(void)
+{
+    return rssm_info(model)->image_channels > 0;
+}
+
+/* Pixel values stored as floats in REF -> the uint8 image(s) librssm reads. */
+static uint8_t *to_pixels(const float *v, size_t n)
+{
+    uint8_t *p = malloc(n ? n : 1);
+    assert_non_null(p);
+    for (size_t i = 0; i < n; i++) {
+        assert_true(v[i] >= 0 && v[i] <= 255 && v[i] == (float)(int)v[i]);
+        p[i] = (uint8_t)v[i];
+    }
+    return p;
+}
+
 static float *alloc_floats(size_t n)
 {
     float *p = malloc((n ? n : 1) * sizeof(float));
@@ -154,11 +195,26 @@ static void test_observe_matches_pytorch(void **state)
         want[k] = ref_need(names[k], n);
     }
     rssm_observe_out_t res = {out[0], out[1], out[2], out[3], out[4]};
-    assert_int_equal(rssm_observe(model, h, z, a, o, &res, ws), 0);
-    naive_observe(model, h, z, a, o, naive[0], naive[1], naive[2], naive[3], naive[4]);
+    uint8_t *image = is_image() ? to_pixels(o, (size_t)d->obs) : NULL;
+    if (image) {
+        assert_int_equal(rssm_observe_image(model, h, z, a, image, &res, ws), 0);
+        naive_observe_image(model, h, z, a, image, naive[0], naive[1], naive[2], naive[3],
+                            naive[4]);
+    } else {
+        assert_int_equal(rssm_observe(model, h, z, a, o, &res, ws), 0);
+        naive_observe(model, h, z, a, o, naive[0], naive[1], naive[2], naive[3], naive[4]);
+    }
+    free(image);
     for (int k = 0; k < 5; k++) {
-        assert_close(names[k], out[k], want[k], k == 0 ? D : S);
-        assert_close(names[k], naive[k], want[k], k == 0 ? D : S);
+        if (is_image()) {
+            char label[64];
+            snprintf(label, sizeof label, "%s (naive)", names[k]);
+            assert_close_rel(names[k], out[k], want[k], k == 0 ? D : S);
+            assert_close_rel(label, naive[k], want[k], k == 0 ? D : S);
+        } else {
+            assert_close(names[k], out[k], want[k], k == 0 ? D : S);
+            assert_close(names[k], naive[k], want[k], k == 0 ? D : S);
+        }
         free(out[k]);
         free(naive[k]);
         free(want[k]);
@@ -168,6 +224,31 @@ static void test_observe_matches_pytorch(void **state)
     free(z);
     free(a);
     free(o);
+}
+
+/* Image models: rssm_encode_image on every reference image against PyTorch's embedding,
+ * and the naive direct convolution against both. */
+static void test_encode_matches_pytorch(void **state)
+{
+    (void)state;
+    if (!is_image()) {
+        assert_null(ref_get("embed", NULL));
+        skip();
+    }
+    const rssm_dims_t *d = &rssm_info(model)->dims;
+    const size_t O = (size_t)d->obs, E = (size_t)d->embed;
+    float *o = ref_need("in_obs", N * O), *want = ref_need("embed", N * E);
+    uint8_t *images = to_pixels(o, N * O);
+    float *ws = alloc_floats(rssm_observe_workspace(model));
+    float *got = alloc_floats(N * E), *naive = alloc_floats(N * E);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(rssm_encode_image(model, images + i * O, got + i * E, ws), 0);
+        naive_encode_image(model, images + i * O, naive + i * E);
+    }
+    assert_close_rel("embed", got, want, N * E);
+    assert_close_rel("embed (naive)", naive, want, N * E);
+    assert_close_rel("embed vs naive", got, naive, N * E);
+    free(o), free(want), free(images), free(ws), free(got), free(naive);
 }
 
 static void test_batch_matches_pytorch(void **state)
@@ -339,12 +420,17 @@ static void test_control_path_allocates_nothing(void **state)
            O = (size_t)d->obs;
     float *h = calloc(n * D, 4), *z = calloc(n * S, 4), *a = calloc(n * A, 4);
     float *obs = calloc(n * O, 4), *hn = calloc(n * D, 4), *pm = calloc(n * S, 4);
+    uint8_t *image = calloc(O, 1);
+    float *embed = calloc((size_t)d->embed, 4);
     float *ps = calloc(n * S, 4), *qm = calloc(S, 4), *qs = calloc(S, 4), *r = calloc(n, 4);
     float *wb = calloc(rssm_batch_workspace(model, n), 4);
     float *wo = calloc(rssm_observe_workspace(model), 4);
     rssm_observe_out_t out = {hn, pm, ps, qm, qs};
     alloc_count_start();
-    int rc = rssm_observe(model, h, z, a, obs, &out, wo);
+    int rc = is_image() ? rssm_observe_image(model, h, z, a, image, &out, wo)
+                        : rssm_observe(model, h, z, a, obs, &out, wo);
+    if (is_image())
+        rc |= rssm_encode_image(model, image, embed, wo);
     rssm_imagine_batch(model, n, h, z, a, hn, pm, ps, wb);
     rssm_reward_batch(model, n, h, z, r, wb);
     if (info->has_value)
@@ -361,7 +447,7 @@ static void test_control_path_allocates_nothing(void **state)
     assert_true(alloc_count_stop() > 0);
     rssm_destroy(m2);
     free(h), free(z), free(a), free(obs), free(hn), free(pm), free(ps), free(qm), free(qs);
-    free(r), free(wb), free(wo);
+    free(r), free(wb), free(wo), free(image), free(embed);
 }
 
 /* One model shared by several threads, each with its own workspace and outputs. */
@@ -414,6 +500,34 @@ static void test_observe_rejects_null(void **state)
     rssm_observe_out_t out = {x, x, x, x, NULL};
     assert_int_equal(rssm_observe(model, x, x, x, x, &out, x), RSSM_EINVALID);
     assert_int_equal(rssm_observe(NULL, x, x, x, x, &out, x), RSSM_EINVALID);
+    uint8_t px[1] = {0};
+    assert_int_equal(rssm_observe_image(model, x, x, x, px, &out, x), RSSM_EINVALID);
+    assert_int_equal(rssm_encode_image(NULL, px, x, x), RSSM_EINVALID);
+    assert_int_equal(rssm_encode_image(model, NULL, x, x), RSSM_EINVALID);
+}
+
+/* Each observation type has its own entry point; the other one refuses the model. */
+static void test_observe_checks_obs_type(void **state)
+{
+    (void)state;
+    const rssm_dims_t *d = &rssm_info(model)->dims;
+    float *h = calloc((size_t)d->deter, 4), *z = calloc((size_t)d->stoch, 4);
+    float *a = calloc((size_t)d->action, 4), *obs = calloc((size_t)d->obs, 4);
+    float *hn = calloc((size_t)d->deter, 4), *s[4], *e = calloc((size_t)d->embed, 4);
+    uint8_t *image = calloc((size_t)d->obs, 1);
+    float *ws = calloc(rssm_observe_workspace(model), 4);
+    for (int k = 0; k < 4; k++)
+        s[k] = calloc((size_t)d->stoch, 4);
+    rssm_observe_out_t out = {hn, s[0], s[1], s[2], s[3]};
+    int vec = rssm_observe(model, h, z, a, obs, &out, ws);
+    int img = rssm_observe_image(model, h, z, a, image, &out, ws);
+    int enc = rssm_encode_image(model, image, e, ws);
+    assert_int_equal(vec, is_image() ? RSSM_EINVALID : 0);
+    assert_int_equal(img, is_image() ? 0 : RSSM_EINVALID);
+    assert_int_equal(enc, is_image() ? 0 : RSSM_EINVALID);
+    free(h), free(z), free(a), free(obs), free(hn), free(e), free(image), free(ws);
+    for (int k = 0; k < 4; k++)
+        free(s[k]);
 }
 
 /* worst = max(worst, err), where a NaN error (fmax would drop it) counts as infinite. */
@@ -472,6 +586,7 @@ int main(int argc, char **argv)
     ref_path = argv[2];
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_observe_matches_pytorch),
+        cmocka_unit_test(test_encode_matches_pytorch),
         cmocka_unit_test(test_batch_matches_pytorch),
         cmocka_unit_test(test_batch_matches_naive),
         cmocka_unit_test(test_shared_start_matches_rows),
@@ -479,6 +594,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_control_path_allocates_nothing),
         cmocka_unit_test(test_shared_model_threads),
         cmocka_unit_test(test_observe_rejects_null),
+        cmocka_unit_test(test_observe_checks_obs_type),
         cmocka_unit_test(test_kl_diag),
         cmocka_unit_test(test_approximations),
     };

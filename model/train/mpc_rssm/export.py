@@ -4,6 +4,8 @@ export_model(model, path, metadata) writes every parameter and buffer of model.s
 under its own name as float32, plus the architecture and whatever the caller passes in
 metadata (task, action bounds, control period, discount, training provenance). Metadata
 values are strings in the file: strings are stored as is, everything else as JSON text.
+An image model (obs_type "image") is written without its pixel decoder, which is for
+training only: no decoder.* tensors and has_decoder false.
 
 load_model(path) reads it back into an RSSM (eval mode) and returns (model, metadata) with
 metadata values decoded from JSON where they are JSON (numbers, booleans, lists, objects);
@@ -19,13 +21,16 @@ from . import safetensors_io
 from .rssm import RSSM, RSSMConfig
 
 FORMAT_NAME = "mpc-rssm"
-FORMAT_VERSION = "1.0"
+FORMAT_VERSION = "1.1"
 FORMAT_MAJOR = 1
 
 # Keys the exporter derives from the model itself; callers may not override them.
 _ARCH_KEYS = ("obs_dim", "action_dim", "deter", "stoch", "hidden", "embed", "min_std",
-              "activation", "has_value", "has_decoder")
-_STRING_KEYS = {"format", "format_version", "activation", "task", "name", "date", "trainer"}
+              "activation", "has_value", "has_decoder", "obs_type", "image_height",
+              "image_width", "image_channels", "conv_depth")
+_IMAGE_KEYS = ("image_height", "image_width", "image_channels", "conv_depth")
+_STRING_KEYS = {"format", "format_version", "activation", "task", "name", "date", "trainer",
+                "obs_type"}
 _DEFAULTS = {"task": "unspecified", "control_period_s": 0.05, "discount": 0.99}
 
 
@@ -63,15 +68,21 @@ def export_model(model: RSSM, path, metadata=None):
             "stoch": cfg.stoch, "hidden": cfg.hidden, "embed": cfg.embed,
             "min_std": float(cfg.min_std), "activation": cfg.activation,
             "has_value": bool(cfg.has_value), "has_decoder": bool(cfg.has_decoder)}
+    if cfg.is_image:  # vector files keep 1.0's keys exactly
+        arch["has_decoder"] = False  # the pixel decoder is training-only
+        arch["obs_type"] = "image"
+        arch.update({k: int(getattr(cfg, k)) for k in _IMAGE_KEYS})
     stored = {k: _meta_text(v) for k, v in {**arch, **meta}.items()}
 
     tensors = {}
     for name, t in model.state_dict().items():
+        if cfg.is_image and name.startswith("decoder."):
+            continue
         arr = t.detach().to("cpu", torch.float32).numpy()
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"tensor {name!r} has non-finite values; refusing to export")
         tensors[name] = arr
-    if not np.all(tensors["obs_std"] > 0):
+    if not cfg.is_image and not np.all(tensors["obs_std"] > 0):
         raise ValueError("obs_std must be > 0 everywhere")
     safetensors_io.write(path, tensors, stored)
     return stored
@@ -116,12 +127,26 @@ def _config_from(meta):
                              f"supports ({FORMAT_MAJOR}.x); update mpc_rssm")
     if major < 1:
         raise ModelFileError(f"format_version {version} is not supported")
+    obs_type = meta.get("obs_type", "vector")
+    if obs_type not in ("vector", "image"):
+        raise ModelFileError(f"metadata 'obs_type' is {obs_type!r}; expected 'vector' or 'image'")
+    image = {}
+    if obs_type == "image":
+        image = {k: need(k, int) for k in _IMAGE_KEYS}
+        if need("has_decoder", bool):
+            raise ModelFileError("metadata 'has_decoder' is true, but an image model's pixel "
+                                 "decoder is training-only and never in a model file")
+    else:
+        for k in _IMAGE_KEYS:
+            if k in meta:
+                raise ModelFileError(f"metadata {k!r} is set but obs_type is 'vector'")
     return RSSMConfig(obs_dim=need("obs_dim", int), action_dim=need("action_dim", int),
                       deter=need("deter", int), stoch=need("stoch", int),
                       hidden=need("hidden", int), embed=need("embed", int),
                       min_std=float(need("min_std", float)),
                       activation=need("activation", str),
-                      has_value=need("has_value", bool), has_decoder=need("has_decoder", bool))
+                      has_value=need("has_value", bool), has_decoder=need("has_decoder", bool),
+                      obs_type=obs_type, **image)
 
 
 def load_model(path):
