@@ -220,8 +220,10 @@ class Learner:
         self.log = self._load_log()
         self.t0 = time.monotonic()
         self.wall0 = self.log.get("wall_s", 0.0)
+        # Admission control off: this daemon serves the loop's one robot, and on a machine
+        # busy training its calibration would refuse even that one.
         self.daemon = Daemon(self.mpcd, self.mpcctl, args.deadline_ms, self.toollog,
-                             args.mpcd_arg or [])
+                             ["--min-iterations=0"] + (args.mpcd_arg or []))
 
     def say(self, msg):
         stamp = time.strftime("%H:%M:%S")
