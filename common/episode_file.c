@@ -31,8 +31,9 @@ static int check(const episode_t *ep, char *err, size_t errlen)
             errbuf_set(err, errlen, "episode: task name '%s' is not [A-Za-z0-9_-]+", ep->task);
             return -EINVAL;
         }
-    if (ep->steps < 1 || ep->obs_dim < 1 || ep->act_dim < 1 || ep->observation == NULL ||
-        ep->action == NULL || ep->reward == NULL) {
+    if (ep->steps < 1 || (ep->obs_dim < 1 && ep->image == NULL) || ep->act_dim < 1 ||
+        (ep->observation == NULL && ep->obs_dim > 0) || ep->action == NULL ||
+        ep->reward == NULL) {
         errbuf_set(err, errlen,
                    "episode: empty (steps %zu, observation size %zu, action size %zu)",
                    ep->steps, ep->obs_dim, ep->act_dim);
@@ -51,9 +52,10 @@ static int check(const episode_t *ep, char *err, size_t errlen)
                 errbuf_set(err, errlen, "episode: %s[%zu] is not finite", arr[k].name, i);
                 return -EINVAL;
             }
-    if (ep->image != NULL && (ep->image_height < 1 || ep->image_width < 1)) {
-        errbuf_set(err, errlen, "episode: images of %zux%zu pixels", ep->image_height,
-                   ep->image_width);
+    if (ep->image != NULL && (ep->image_height < 1 || ep->image_width < 1 ||
+                              (ep->image_channels != 1 && ep->image_channels != 3))) {
+        errbuf_set(err, errlen, "episode: images of %zux%zux%zu", ep->image_height,
+                   ep->image_width, ep->image_channels);
         return -EINVAL;
     }
     return 0;
@@ -70,8 +72,11 @@ static int write_npz(FILE *f, const episode_t *ep, char *err, size_t errlen)
     size_t obs_shape[2] = {ep->steps + 1, ep->obs_dim};
     size_t act_shape[2] = {ep->steps, ep->act_dim};
     size_t rew_shape[1] = {ep->steps};
-    size_t img_shape[4] = {ep->steps + 1, ep->image_height, ep->image_width, 3};
-    if ((rc = npz_add_f32(w, "observation", ep->observation, obs_shape, 2, err, errlen)) < 0 ||
+    size_t img_shape[4] = {ep->steps + 1, ep->image_height, ep->image_width,
+                           ep->image_channels};
+    static const float none[1]; /* an image-only episode's [T+1, 0] observation */
+    const float *obs = ep->obs_dim > 0 ? ep->observation : none;
+    if ((rc = npz_add_f32(w, "observation", obs, obs_shape, 2, err, errlen)) < 0 ||
         (rc = npz_add_f32(w, "action", ep->action, act_shape, 2, err, errlen)) < 0 ||
         (rc = npz_add_f32(w, "reward", ep->reward, rew_shape, 1, err, errlen)) < 0 ||
         (ep->image != NULL &&

@@ -68,7 +68,12 @@ static void send_welcome(conn_t *c, uint64_t id, const registry_model_t *m, doub
     w.session_id = c->session->id;
     w.model_name = (char *)(info->task ? info->task : "");
     w.model_version = m->version;
-    w.observation_size = (uint32_t)info->dims.obs;
+    w.observation_size = (uint32_t)registry_obs_values(info);
+    if (registry_image_bytes(info)) {
+        w.image_height = (uint32_t)info->image_height;
+        w.image_width = (uint32_t)info->image_width;
+        w.image_channels = (uint32_t)info->image_channels;
+    }
     w.action_size = (uint32_t)info->dims.action;
     w.n_action_low = w.n_action_high = (size_t)info->dims.action;
     w.action_low = (float *)info->action_low;
@@ -162,23 +167,35 @@ static bool is_admin(const conn_t *c)
            (c->peer.is_unix && c->peer.has_uid && c->peer.uid == (unsigned)geteuid());
 }
 
-/* A resuming Hello's history: each entry sized and valued like a Step's observation and
- * an applied action. 0, -EMSGSIZE or -EDOM with err naming the entry. */
+/* A resuming Hello's history: each entry sized and valued like a Step's observation (or
+ * image) and an applied action. 0, -EMSGSIZE or -EDOM with err naming the entry. */
 static int check_history(const rssm_info_t *info, const Mpc__V1__Hello *h, char *err,
                          size_t errlen)
 {
-    const int O = info->dims.obs, A = info->dims.action;
+    const int A = info->dims.action;
     for (size_t k = 0; k < h->n_history; k++) {
         const Mpc__V1__HistoryStep *e = h->history[k];
-        if (e->n_observation != (size_t)O || e->n_action != (size_t)A) {
+        char why[240], what[32];
+        snprintf(what, sizeof what, "history[%zu]", k);
+        bool image = registry_image_bytes(info) > 0;
+        if (!image && !e->image.len &&
+            (e->n_observation != (size_t)info->dims.obs || e->n_action != (size_t)A)) {
             errbuf_set(err, errlen,
                        "history[%zu] has %zu observation and %zu action values; the model "
                        "takes %d and %d",
-                       k, e->n_observation, e->n_action, O, A);
+                       k, e->n_observation, e->n_action, info->dims.obs, A);
             return -EMSGSIZE;
         }
-        char why[200];
-        if (session_check_observation(info, e->observation, why, sizeof why) ||
+        if (session_check_kind(info, e->n_observation, e->image.len, what, why, sizeof why)) {
+            errbuf_set(err, errlen, "%s", why);
+            return -EMSGSIZE;
+        }
+        if (e->n_action != (size_t)A) {
+            errbuf_set(err, errlen, "history[%zu] has %zu action values; the model takes %d", k,
+                       e->n_action, A);
+            return -EMSGSIZE;
+        }
+        if ((!image && session_check_observation(info, e->observation, why, sizeof why)) ||
             session_check_actions(info, "action", e->action, e->n_action, why, sizeof why)) {
             errbuf_set(err, errlen, "history[%zu]: %s", k, why);
             return -EDOM;
@@ -199,7 +216,8 @@ static void resume(session_t *se, const Mpc__V1__Hello *h)
     size_t first =
         h->n_history > (size_t)se->opts.history ? h->n_history - se->opts.history : 0;
     for (size_t k = first; k < h->n_history; k++)
-        session_resume_push(se, h->history[k]->observation, h->history[k]->action);
+        session_resume_push(se, h->history[k]->observation, h->history[k]->image.data,
+                            h->history[k]->action);
 }
 
 static void do_hello(server_t *s, conn_t *c, uint64_t id, const Mpc__V1__Hello *h)
@@ -222,12 +240,23 @@ static void do_hello(server_t *s, conn_t *c, uint64_t id, const Mpc__V1__Hello *
         return;
     }
     const rssm_dims_t *d = &m->info->dims;
+    if (registry_image_bytes(m->info) && h->observation_size) {
+        char shape[64];
+        conn_send_error(c, id, MPC__V1__ERROR__CODE__SIZE_MISMATCH,
+                        "client has observation_size %u; the model '%s' takes %s and no "
+                        "observation vector (Hello.observation_size 0, Step.image)",
+                        h->observation_size, m->info->name,
+                        registry_obs_shape(m->info, shape, sizeof shape));
+        dispatch_count(s, MPCD_REQ_HELLO, MPCD_OUTCOME_ERROR);
+        return;
+    }
     if ((h->observation_size && (int)h->observation_size != d->obs) ||
         (h->action_size && (int)h->action_size != d->action)) {
         conn_send_error(c, id, MPC__V1__ERROR__CODE__SIZE_MISMATCH,
                         "client has observation_size %u and action_size %u; the model "
                         "'%s' has observation_size %d and action_size %d",
-                        h->observation_size, h->action_size, m->info->name, d->obs, d->action);
+                        h->observation_size, h->action_size, m->info->name,
+                        registry_obs_values(m->info), d->action);
         dispatch_count(s, MPCD_REQ_HELLO, MPCD_OUTCOME_ERROR);
         return;
     }
@@ -378,6 +407,8 @@ static bool do_step(server_t *s, conn_t *c, uint64_t id, const Mpc__V1__Step *st
     }
     session_step_fields_t f = {.obs = st->observation,
                                .n_obs = st->n_observation,
+                               .image = st->image.data,
+                               .n_image = st->image.len,
                                .reward = st->reward,
                                .reset = st->reset,
                                .noise = st->exploration_noise,
@@ -396,6 +427,8 @@ static bool do_step(server_t *s, conn_t *c, uint64_t id, const Mpc__V1__Step *st
     }
     session_step_in_t *in = &se->in;
     memcpy(in->obs, st->observation, sizeof(float) * st->n_observation);
+    if (st->image.len) /* exactly se->img_bytes: checked above */
+        memcpy(in->image, st->image.data, st->image.len);
     in->seq = st->seq;
     in->reward = st->reward;
     in->reset = st->reset;

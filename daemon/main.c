@@ -23,8 +23,9 @@ static int check_config(const mpcd_config_t *cfg)
             fprintf(stderr, "mpcd: model: %s\n", err);
             return 2;
         }
-        fprintf(stderr, "mpcd: model %s: %s, obs %d, action %d (ok)\n", cfg->model,
-                m->info->name, m->info->dims.obs, m->info->dims.action);
+        char shape[64];
+        fprintf(stderr, "mpcd: model %s: %s, %s, action %d (ok)\n", cfg->model, m->info->name,
+                registry_obs_shape(m->info, shape, sizeof shape), m->info->dims.action);
         registry_model_free(m);
     }
     config_print(stdout, cfg);

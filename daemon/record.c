@@ -7,7 +7,8 @@
  * When the episode ends (reset flag, Reset, a new Hello, the connection closing) the last
  * action has no reward yet and is dropped: the file holds T = steps - 1 transitions
  * (o_0..o_T, a_0..a_{T-1}, r_0..r_{T-1}). Very long episodes are cut every
- * RECORD_MAX_STEPS steps, the cut's last observation starting the next file.
+ * RECORD_MAX_STEPS steps (a pixel session's also once its images reach
+ * RECORD_MAX_IMAGE_BYTES), the cut's last observation starting the next file.
  *
  * Buffers live on the loop thread (amortised doubling: recording is opt-in and the only
  * allocation on the step path it adds); writing a file is blocking I/O, so the finished
@@ -15,6 +16,9 @@
  * with one warning (counted and logged as dropped episodes). Each session may start at
  * most record-episodes-per-min files a minute (a token bucket that holds as many), so a
  * client resetting in a loop cannot flood DIR with files.
+ *
+ * A pixel session (its model observes images) records its images as `image` [T+1, H, W,
+ * C] uint8 and an empty `observation` [T+1, 0] (common/EPISODES.md).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -29,12 +33,16 @@
 #include "errbuf.h"
 #include "log.h"
 
-#define RECORD_MAX_STEPS 10000
+#define RECORD_MAX_STEPS       10000
+#define RECORD_MAX_IMAGE_BYTES (256u << 20) /* a file's images, 256 MiB */
 
 struct record_episode {
     float *obs, *act, *rew;
+    uint8_t *img;                    /* [cap, I]: a pixel session's images */
     size_t n_obs, n_act, n_rew, cap; /* cap in steps (obs rows) */
     int O, A;
+    size_t I; /* bytes of an image, H * W * C; 0 for a vector session */
+    int H, W, C;
     char task[64];
     /* the session's quota: a token bucket of episode files (record-episodes-per-min) */
     double tokens;
@@ -121,6 +129,7 @@ static void buf_free(rec_buf_t *b)
     free(b->obs);
     free(b->act);
     free(b->rew);
+    free(b->img);
     memset(b, 0, sizeof *b);
 }
 
@@ -145,7 +154,11 @@ static void write_work(uv_work_t *w)
                     .act_dim = (size_t)b->A,
                     .observation = b->obs,
                     .action = b->act,
-                    .reward = b->rew};
+                    .reward = b->rew,
+                    .image = b->I ? b->img : NULL,
+                    .image_height = (size_t)b->H,
+                    .image_width = (size_t)b->W,
+                    .image_channels = (size_t)b->C};
     unsigned seq = x->r->seq; /* a hint; episode_write skips names that exist */
     x->rc = episode_write(x->r->dir, &ep, &seq, x->path, sizeof x->path, x->err, sizeof x->err);
     struct stat st;
@@ -241,6 +254,7 @@ static void flush(recorder_t *r, rec_buf_t *b, bool drop_last)
     x->r = r;
     x->buf = *b; /* the pool owns the arrays now; the session starts fresh ones */
     b->obs = b->act = b->rew = NULL;
+    b->img = NULL;
     b->n_obs = b->n_act = b->n_rew = b->cap = 0;
     x->work.data = x;
     if (uv_queue_work(r->loop, &x->work, write_work, write_done)) {
@@ -259,7 +273,7 @@ static int grow(rec_buf_t *b, size_t need)
     size_t cap = b->cap ? b->cap * 2 : 256;
     while (cap < need)
         cap *= 2;
-    float *o = realloc(b->obs, sizeof(float) * cap * (size_t)b->O);
+    float *o = realloc(b->obs, sizeof(float) * cap * (size_t)b->O + 1);
     if (!o)
         return -ENOMEM;
     b->obs = o;
@@ -271,6 +285,12 @@ static int grow(rec_buf_t *b, size_t need)
     if (!w)
         return -ENOMEM;
     b->rew = w;
+    if (b->I) {
+        uint8_t *im = realloc(b->img, cap * b->I);
+        if (!im)
+            return -ENOMEM;
+        b->img = im;
+    }
     b->cap = cap;
     return 0;
 }
@@ -283,11 +303,18 @@ void record_step(recorder_t *r, record_episode_t **ep, const session_t *se)
     if (!b) {
         if (!(b = calloc(1, sizeof *b)))
             return;
+        const rssm_info_t *info = se->model->info;
         b->O = se->obs_dim;
         b->A = se->act_dim;
+        b->I = se->img_bytes;
+        if (b->I) {
+            b->H = info->image_height;
+            b->W = info->image_width;
+            b->C = info->image_channels;
+        }
         b->tokens = r->o.episodes_per_min;
         b->refilled_ms = uv_now(r->loop);
-        sanitize_task(b->task, sizeof b->task, se->model->info->task);
+        sanitize_task(b->task, sizeof b->task, info->task);
         *ep = b;
     }
     bool new_episode = se->in.reset || b->n_obs == 0;
@@ -297,13 +324,18 @@ void record_step(recorder_t *r, record_episode_t **ep, const session_t *se)
         return; /* this step is lost; the buffer stays consistent */
     if (!new_episode)
         b->rew[b->n_rew++] = se->in.reward; /* r_{t-1} */
+    if (b->I)
+        memcpy(b->img + b->n_obs * b->I, se->in.image, b->I);
     memcpy(b->obs + b->n_obs++ * (size_t)b->O, se->in.obs, sizeof(float) * (size_t)b->O);
-    if (!new_episode && b->n_act >= RECORD_MAX_STEPS) {
+    if (!new_episode &&
+        (b->n_act >= RECORD_MAX_STEPS || (b->I && b->n_obs * b->I >= RECORD_MAX_IMAGE_BYTES))) {
         /* Cut a long episode here: complete up to o_t, which also starts the next file. */
         flush(r, b, false);
         if (grow(b, 1))
             return;
         memcpy(b->obs, se->in.obs, sizeof(float) * (size_t)b->O);
+        if (b->I)
+            memcpy(b->img, se->in.image, b->I);
         b->n_obs = 1;
     }
     /* the action applied after o_t (the one returned for it unless it was delayed) */

@@ -25,6 +25,28 @@ static bool all_finite(const float *x, int n)
     return true;
 }
 
+size_t registry_image_bytes(const rssm_info_t *info)
+{
+    if (info->image_channels <= 0)
+        return 0;
+    return (size_t)info->image_height * info->image_width * info->image_channels;
+}
+
+int registry_obs_values(const rssm_info_t *info)
+{
+    return info->image_channels > 0 ? 0 : info->dims.obs;
+}
+
+const char *registry_obs_shape(const rssm_info_t *info, char *buf, size_t len)
+{
+    if (info->image_channels > 0)
+        snprintf(buf, len, "%dx%dx%d images (%zu bytes)", info->image_height, info->image_width,
+                 info->image_channels, registry_image_bytes(info));
+    else
+        snprintf(buf, len, "%d observation values", info->dims.obs);
+    return buf;
+}
+
 static int slot_init(registry_slot_t *s, const registry_model_t *m, const cem_config_t *cfg,
                      char *err, size_t errlen)
 {
@@ -48,7 +70,8 @@ static int slot_init(registry_slot_t *s, const registry_model_t *m, const cem_co
     return cem_create(m->model, cfg, &s->planner, err, errlen);
 }
 
-/* One forward pass through every head on zero state and a zero observation: catches
+/* One forward pass through every head on zero state and a zero observation (a black
+ * image for an image model): catches
  * weights that load but produce NaN/Inf before a client ever sees them. */
 static int smoke_test(const registry_model_t *m, char *err, size_t errlen)
 {
@@ -63,9 +86,13 @@ static int smoke_test(const registry_model_t *m, char *err, size_t errlen)
     float *h = buf, *z = h + d->deter, *a = z + d->stoch, *o = a + d->action;
     float *h2 = o + d->obs;
     rssm_observe_out_t out = {s->h, s->prior_mean, s->prior_std, s->post_mean, s->post_std};
-    int rc = rssm_observe(m->model, h, z, a, o, &out, s->ws);
+    /* o has dims.obs zero floats: at least the image's dims.obs zero bytes */
+    bool image = registry_image_bytes(m->info) > 0;
+    int rc = image ? rssm_observe_image(m->model, h, z, a, (const uint8_t *)o, &out, s->ws)
+                   : rssm_observe(m->model, h, z, a, o, &out, s->ws);
     if (rc) {
-        errbuf_set(err, errlen, "smoke test: rssm_observe failed: %s", rssm_strerror(rc));
+        errbuf_set(err, errlen, "smoke test: %s failed: %s",
+                   image ? "rssm_observe_image" : "rssm_observe", rssm_strerror(rc));
         goto done;
     }
     rc = -EINVAL;
@@ -114,7 +141,20 @@ int registry_model_load(const registry_source_t *src, const cem_config_t *cfg, i
     }
     m->info = rssm_info(m->model);
     if (like) {
-        const rssm_dims_t *a = &like->info->dims, *b = &m->info->dims;
+        const rssm_info_t *li = like->info, *mi = m->info;
+        /* (all 0 for two vector models: their sizes are compared below) */
+        if (li->image_height != mi->image_height || li->image_width != mi->image_width ||
+            li->image_channels != mi->image_channels) {
+            char was[64], now[64];
+            errbuf_set(err, errlen,
+                       "%s: the model observes %s; the serving model observes %s; sessions "
+                       "could not continue",
+                       path, registry_obs_shape(mi, now, sizeof now),
+                       registry_obs_shape(li, was, sizeof was));
+            rc = -EINVAL;
+            goto fail;
+        }
+        const rssm_dims_t *a = &li->dims, *b = &mi->dims;
         if (a->obs != b->obs || a->action != b->action) {
             errbuf_set(err, errlen,
                        "%s: observation/action sizes %d/%d differ from the serving model's "

@@ -69,9 +69,19 @@ typedef struct registry_source {
     size_t max_bytes;        /* largest file accepted; 0: no cap */
 } registry_source_t;
 
-/* Loads src, validates it, runs a smoke forward pass (outputs must be finite) and
- * creates nslots planners with cfg. When like is not NULL the new model must have the same
- * observation and action sizes (and bounds count). m->path is the path as resolved.
+/* What a model observes: a pixel model (image_channels > 0) image_height x image_width x
+ * image_channels uint8 bytes per step (registry_image_bytes) and no observation floats; a
+ * vector model dims.obs floats (registry_obs_values) and no image. */
+size_t registry_image_bytes(const rssm_info_t *info);
+int registry_obs_values(const rssm_info_t *info);
+/* The same for messages, e.g. "64x64x3 images (12288 bytes)" or "5 observation values";
+ * returns buf. */
+const char *registry_obs_shape(const rssm_info_t *info, char *buf, size_t len);
+
+/* Loads src, validates it, runs a smoke forward pass (outputs must be finite; an image
+ * model's from a zero image) and creates nslots planners with cfg. When like is not NULL
+ * the new model must observe the same kind and shape (vector size, or image shape) and
+ * have the same action size (and bounds count). m->path is the path as resolved.
  * Blocking: call it off the loop. Returns 0 or a negative errno/rssm_err_t with the reason
  * in err (for a confined source, never bytes of a file that is not a model); refs starts
  * at 1. */

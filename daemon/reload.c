@@ -141,6 +141,21 @@ void reload_forget_conn(reloader_t *rl, conn_t *c)
     c->reload = NULL;
 }
 
+/* A pixel model whose image (plus a Step's other fields) does not fit max-frame could
+ * never be sent a Step: say so once, when it starts serving. */
+static void check_frame(const reloader_t *rl, const registry_model_t *m)
+{
+    size_t need = registry_image_bytes(m->info) + 1024;
+    if (registry_image_bytes(m->info) && (int64_t)need > rl->o.cfg->max_frame) {
+        char shape[64];
+        mpcd_log(MPCD_LOG_WARNING,
+                 "the model takes %s, but max-frame is %lld bytes: every Step would be "
+                 "refused (FRAME_TOO_LARGE); raise max-frame to at least %zu",
+                 registry_obs_shape(m->info, shape, sizeof shape),
+                 (long long)rl->o.cfg->max_frame, need);
+    }
+}
+
 static void set_path(reloader_t *rl, const char *path)
 {
     char *p = strdup(path);
@@ -160,13 +175,16 @@ int reload_initial(reloader_t *rl, const char *path, char *err, size_t errlen)
     if (rc)
         return rc;
     registry_swap(rl->o.registry, m);
+    check_frame(rl, m);
     set_path(rl, path);
     const rssm_dims_t *d = &m->info->dims;
+    char shape[64];
     mpcd_log(MPCD_LOG_NOTICE,
-             "model version %llu: %s (%s; obs %d, action %d, deter %d, stoch %d; "
-             "loaded in %.1f ms)",
-             (unsigned long long)m->version, path, m->info->name, d->obs, d->action, d->deter,
-             d->stoch, m->load_s * 1e3);
+             "model version %llu: %s (%s; %s, action %d, deter %d, stoch %d; loaded in %.1f "
+             "ms)",
+             (unsigned long long)m->version, path, m->info->name,
+             registry_obs_shape(m->info, shape, sizeof shape), d->action, d->deter, d->stoch,
+             m->load_s * 1e3);
     if (rl->o.cfg->watch)
         watch_start(rl);
     return 0;
@@ -288,6 +306,7 @@ static void load_done(uv_work_t *w, int status)
         registry_model_t *m = r->result;
         r->result = NULL;
         registry_swap(rl->o.registry, m);
+        check_frame(rl, m);
         rl->o.ev->swapped(rl->o.ctx, m);
         rl->o.ev->changed(rl->o.ctx, NULL);
         bool moved = !rl->path || strcmp(rl->path, m->path);

@@ -59,7 +59,8 @@ int session_create(uint64_t id, const char *name, registry_model_t *model,
                    const session_opts_t *opts, session_t **out)
 {
     const rssm_info_t *info = model->info;
-    int O = info->dims.obs, A = info->dims.action, H = opts->history;
+    int O = registry_obs_values(info), A = info->dims.action, H = opts->history;
+    size_t I = registry_image_bytes(info);
     session_t *s = calloc(1, sizeof *s);
     *out = NULL;
     if (!s)
@@ -68,6 +69,7 @@ int session_create(uint64_t id, const char *name, registry_model_t *model,
     snprintf(s->name, sizeof s->name, "%s", name ? name : "");
     s->obs_dim = O;
     s->act_dim = A;
+    s->img_bytes = I;
     s->opts = *opts;
     s->rng = opts->client_seed ? opts->client_seed : opts->seed ^ (id * 0xd1342543de82ef95ull);
     splitmix64(&s->rng);
@@ -76,9 +78,11 @@ int session_create(uint64_t id, const char *name, registry_model_t *model,
         !(s->ahead = calloc(plan_floats, sizeof(float))) ||
         !(s->in.applied = calloc(plan_floats, sizeof(float))) ||
         !(s->out.plan = calloc(plan_floats, sizeof(float))) ||
-        !(s->hist_obs = calloc((size_t)H * O, sizeof(float))) ||
+        !(s->hist_obs = calloc((size_t)H * O + 1, sizeof(float))) ||
         !(s->hist_act = calloc((size_t)H * A, sizeof(float))) ||
-        !(s->in.obs = calloc((size_t)O, sizeof(float))) ||
+        !(s->hist_img = calloc((size_t)H * I + 1, 1)) ||
+        !(s->in.obs = calloc((size_t)O + 1, sizeof(float))) ||
+        !(s->in.image = calloc(I + 1, 1)) ||
         !(s->out.action = calloc((size_t)A, sizeof(float))) ||
         cem_plan_state_init(&s->plan, opts->horizon, A)) {
         session_destroy(s);
@@ -103,7 +107,9 @@ void session_destroy(session_t *s)
     free(s->out.plan);
     free(s->hist_obs);
     free(s->hist_act);
+    free(s->hist_img);
     free(s->in.obs);
+    free(s->in.image);
     free(s->out.action);
     cem_plan_state_free(&s->plan);
     free(s);
@@ -192,18 +198,41 @@ int session_check_observation(const rssm_info_t *info, const float *obs, char *e
     return 0;
 }
 
+int session_check_kind(const rssm_info_t *info, size_t n_obs, size_t n_image, const char *what,
+                       char *err, size_t errlen)
+{
+    size_t I = registry_image_bytes(info);
+    char shape[64];
+    if (I > 0 && (n_obs != 0 || n_image != I)) {
+        errbuf_set(err, errlen,
+                   "the model takes %s and no observation vector; %s has an image of %zu "
+                   "bytes and %zu observation values",
+                   registry_obs_shape(info, shape, sizeof shape), what, n_image, n_obs);
+        return -EMSGSIZE;
+    }
+    if (I == 0 && n_image != 0) {
+        errbuf_set(err, errlen,
+                   "the model takes %s and no image; %s has an image of %zu bytes and %zu "
+                   "observation values",
+                   registry_obs_shape(info, shape, sizeof shape), what, n_image, n_obs);
+        return -EMSGSIZE;
+    }
+    if (I == 0 && n_obs != (size_t)info->dims.obs) {
+        errbuf_set(err, errlen, "observation has %zu values; the model expects %d", n_obs,
+                   info->dims.obs);
+        return -EMSGSIZE;
+    }
+    return 0;
+}
+
 int session_check_step(const session_t *s, const session_step_fields_t *f, char *err,
                        size_t errlen)
 {
-    const float *obs = f->obs;
-    size_t n = f->n_obs;
-    if (n != (size_t)s->obs_dim) {
-        errbuf_set(err, errlen, "observation has %zu values; the model expects %d", n,
-                   s->obs_dim);
-        return -EMSGSIZE;
-    }
-    int rc = session_check_observation(s->model->info, obs, err, errlen);
+    int rc = session_check_kind(s->model->info, f->n_obs, f->n_image, "the Step", err, errlen);
     if (rc)
+        return rc;
+    if (s->img_bytes == 0 &&
+        (rc = session_check_observation(s->model->info, f->obs, err, errlen)))
         return rc;
     if (!f->reset && !(fabsf(f->reward) <= SESSION_MAX_REWARD)) {
         errbuf_set(err, errlen, "reward is %g; it must be finite and within +- %g",
@@ -230,14 +259,18 @@ static bool all_finite(const float *x, int n)
     return true;
 }
 
-/* One filtering step into slot, then (h, z) <- (h', z'). */
-static void observe(session_t *s, const registry_model_t *m, registry_slot_t *slot,
-                    const float *obs)
+/* One filtering step into slot (obs for a vector session, image for a pixel one). 0, or
+ * -EINVAL when librssm refused (sizes and kinds were checked at Hello and on load, so it
+ * should not). */
+static int observe(session_t *s, const registry_model_t *m, registry_slot_t *slot,
+                   const float *obs, const uint8_t *image)
 {
     rssm_observe_out_t o = {slot->h, slot->prior_mean, slot->prior_std, slot->post_mean,
                             slot->post_std};
-    /* Sizes were checked at Hello and on load, so observe cannot fail on them. */
-    rssm_observe(m->model, s->h, s->z, s->a_prev, obs, &o, slot->ws);
+    int rc = s->img_bytes
+                 ? rssm_observe_image(m->model, s->h, s->z, s->a_prev, image, &o, slot->ws)
+                 : rssm_observe(m->model, s->h, s->z, s->a_prev, obs, &o, slot->ws);
+    return rc ? -EINVAL : 0;
 }
 
 static void take_posterior(session_t *s, const registry_slot_t *slot, bool sample)
@@ -247,11 +280,13 @@ static void take_posterior(session_t *s, const registry_slot_t *slot, bool sampl
         s->z[i] = slot->post_mean[i] + (sample ? slot->post_std[i] * normal(&s->rng) : 0.0f);
 }
 
-static void history_push(session_t *s, const float *obs, const float *act)
+static void history_push(session_t *s, const float *obs, const uint8_t *image, const float *act)
 {
     int cap = s->opts.history;
     memcpy(s->hist_obs + (size_t)s->hist_next * s->obs_dim, obs,
            sizeof(float) * (size_t)s->obs_dim);
+    if (s->img_bytes)
+        memcpy(s->hist_img + (size_t)s->hist_next * s->img_bytes, image, s->img_bytes);
     memcpy(s->hist_act + (size_t)s->hist_next * s->act_dim, act,
            sizeof(float) * (size_t)s->act_dim);
     s->hist_next = (s->hist_next + 1) % cap;
@@ -259,9 +294,9 @@ static void history_push(session_t *s, const float *obs, const float *act)
         s->hist_len++;
 }
 
-void session_resume_push(session_t *s, const float *obs, const float *act)
+void session_resume_push(session_t *s, const float *obs, const uint8_t *image, const float *act)
 {
-    history_push(s, obs, act);
+    history_push(s, obs, image, act);
     s->started = true; /* the next step continues the episode... */
     s->resume = true;  /* ...once the history is replayed into the belief */
     s->episodes = s->episodes ? s->episodes : 1;
@@ -277,7 +312,9 @@ int session_resync(session_t *s, registry_model_t *model, registry_slot_t *slot)
     int first = (s->hist_next - s->hist_len + cap) % cap;
     for (int k = 0; k < s->hist_len; k++) {
         int i = (first + k) % cap;
-        observe(s, model, slot, s->hist_obs + (size_t)i * s->obs_dim);
+        if (observe(s, model, slot, s->hist_obs + (size_t)i * s->obs_dim,
+                    s->hist_img + (size_t)i * s->img_bytes))
+            return -EINVAL;
         take_posterior(s, slot, false);
         memcpy(s->a_prev, s->hist_act + (size_t)i * s->act_dim,
                sizeof(float) * (size_t)s->act_dim);
@@ -359,7 +396,7 @@ static void advance_actions(session_t *s, const float *action)
     const int d = in->delay_steps;
     const float *now = d > 0 ? in->applied : action;
     memcpy(s->a_prev, now, row);
-    history_push(s, in->obs, now);
+    history_push(s, in->obs, in->image, now);
     if (d > 0) {
         memcpy(s->ahead, in->applied + (size_t)s->act_dim, row * (size_t)(d - 1));
         memcpy(s->ahead + (size_t)(d - 1) * s->act_dim, action, row);
@@ -394,7 +431,10 @@ void session_step(session_t *s, registry_model_t *model, registry_slot_t *slot)
         s->resume = false;
     }
 
-    observe(s, model, slot, in->obs);
+    if ((out->rc = observe(s, model, slot, in->obs, in->image))) {
+        session_reset(s);
+        goto fail;
+    }
     out->kl_nats = rssm_kl_diag(slot->post_mean, slot->post_std, slot->prior_mean,
                                 slot->prior_std, s->stoch);
     if (s->started) {

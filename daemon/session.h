@@ -12,6 +12,11 @@
  * it by replaying the recent (observation, action) history through the new model from a
  * zero state, so control goes on without an episode reset.
  *
+ * A pixel session (its model observes images: registry_image_bytes(info) > 0) has no
+ * observation floats (obs_dim 0); each step carries one image of img_bytes bytes (HWC,
+ * top row first), which goes through rssm_observe_image, and its history keeps the
+ * images. Every buffer for them is sized when the session is created.
+ *
  * Delay compensation (Step.delay_steps = d): the action returned for observation t is
  * applied at control step t + d. The session keeps the actions it returned for the steps
  * still to come (`ahead`); a step updates the belief with the observation and the action
@@ -41,8 +46,9 @@ typedef struct session_opts {
 /* Input of one step, filled by the loop before submission. */
 typedef struct session_step_in {
     uint64_t seq;
-    float *obs;   /* [O], owned by the session */
-    float reward; /* reward of the previous action */
+    float *obs;     /* [O], owned by the session (nothing for a pixel session) */
+    uint8_t *image; /* [img_bytes], owned by the session (pixel sessions only) */
+    float reward;   /* reward of the previous action */
     bool reset;
     float noise;      /* exploration std relative to half the range */
     double t_read;    /* when the frame was read (common/mono.h's clock) */
@@ -81,7 +87,9 @@ typedef struct session {
     char name[64];
     double rate_hz;       /* steps per second it declared (Hello.rate_hz or the model's) */
     double admitted_rate; /* its share in admission control (0: an operator, uncounted) */
-    int obs_dim, act_dim; /* fixed for the session's life (swaps keep them) */
+    int obs_dim, act_dim; /* fixed for the session's life (swaps keep them); obs_dim is 0
+                             for a pixel session */
+    size_t img_bytes;     /* a pixel session's image, H x W x C bytes; 0 for a vector one */
     session_opts_t opts;
     registry_model_t *model; /* the belief's model; holds a reference */
     int deter, stoch;        /* sizes of h and z for that model */
@@ -97,6 +105,7 @@ typedef struct session {
     int hist_len, hist_next; /* ring of (obs, action) in this episode */
     float *hist_obs;         /* [history, O] */
     float *hist_act;         /* [history, A] */
+    uint8_t *hist_img;       /* [history, img_bytes] (pixel sessions) */
     uint64_t steps, episodes;
     double surprise_mean; /* EWMA of KL over recent steps */
     double last_plan_s;
@@ -126,6 +135,8 @@ void session_reset(session_t *s);
 typedef struct session_step_fields {
     const float *obs;
     size_t n_obs;
+    const uint8_t *image; /* [n_image] */
+    size_t n_image;
     float reward;
     bool reset;
     float noise;
@@ -135,9 +146,10 @@ typedef struct session_step_fields {
     size_t n_applied;
 } session_step_fields_t;
 
-/* Validates a Step's fields on the loop thread. Returns 0, -EMSGSIZE (wrong observation or
- * applied_actions size) or -EDOM (NaN/Inf or out of the sane range below), with a message
- * naming the field in err. The session is not modified. */
+/* Validates a Step's fields on the loop thread. Returns 0, -EMSGSIZE (wrong observation,
+ * image or applied_actions size, or an observation of the wrong kind) or -EDOM (NaN/Inf or
+ * out of the sane range below), with a message naming the field in err. The session is
+ * not modified. */
 int session_check_step(const session_t *s, const session_step_fields_t *f, char *err,
                        size_t errlen);
 
@@ -149,10 +161,19 @@ int session_check_observation(const rssm_info_t *info, const float *obs, char *e
 int session_check_actions(const rssm_info_t *info, const char *what, const float *a, size_t n,
                           char *err, size_t errlen);
 
+/* The observation a step must carry, as a message names it (registry_obs_shape), e.g.
+ * "64x64x3 images (12288 bytes) and no observation vector" or "5 observation values and
+ * no image", and as a Step carried it: "an image of 100 bytes and 0 observation values". */
+int session_check_kind(const rssm_info_t *info, size_t n_obs, size_t n_image, const char *what,
+                       char *err, size_t errlen);
+
 /* Resume (a Hello with the history of a session that lost its connection): appends one
  * (observation, action applied after it) to the history; the next step replays the
- * history into the belief and continues the episode. Loop thread, before any step. */
-void session_resume_push(session_t *s, const float *obs, const float *act);
+ * history into the belief and continues the episode. obs: [obs_dim] floats (vector
+ * sessions), image: [img_bytes] (pixel sessions; else NULL). Loop thread, before any
+ * step. */
+void session_resume_push(session_t *s, const float *obs, const uint8_t *image,
+                         const float *act);
 
 /* Longest per-request deadline accepted (a real-time step, not a batch job). */
 #define SESSION_MAX_DEADLINE_US 60000000u
@@ -167,7 +188,7 @@ void session_resume_push(session_t *s, const float *obs, const float *act);
 void session_step(session_t *s, registry_model_t *model, registry_slot_t *slot);
 
 /* Replays the history through model into a fresh belief (used by session_step after a
- * swap; exposed for tests). 0 or -ENOMEM. */
+ * swap; exposed for tests). 0, -ENOMEM, or -EINVAL when the model refused an entry. */
 int session_resync(session_t *s, registry_model_t *model, registry_slot_t *slot);
 
 /* Where a step's plan starts (used by session_step; exposed for tests): the belief

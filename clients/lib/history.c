@@ -6,16 +6,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-int mpc_history_init(mpc_history_t *h, size_t cap, size_t obs_dim, size_t act_dim)
+int mpc_history_init(mpc_history_t *h, size_t cap, size_t obs_dim, size_t act_dim,
+                     size_t img_bytes)
 {
-    if (h->cap != cap || h->obs_dim != obs_dim || h->act_dim != act_dim) {
+    if (h->cap != cap || h->obs_dim != obs_dim || h->act_dim != act_dim ||
+        h->img_bytes != img_bytes) {
         mpc_history_free(h);
         if (cap > 0) {
             h->obs = malloc(cap * obs_dim * sizeof(float) + 1);
             h->act = malloc(cap * act_dim * sizeof(float) + 1);
             h->ret = malloc(cap * act_dim * sizeof(float) + 1);
             h->rew = malloc(cap * sizeof(float));
-            if (!h->obs || !h->act || !h->ret || !h->rew) {
+            h->img = malloc(cap * img_bytes + 1);
+            if (!h->obs || !h->act || !h->ret || !h->rew || !h->img) {
                 mpc_history_free(h);
                 return -1;
             }
@@ -23,6 +26,7 @@ int mpc_history_init(mpc_history_t *h, size_t cap, size_t obs_dim, size_t act_di
         h->cap = cap;
         h->obs_dim = obs_dim;
         h->act_dim = act_dim;
+        h->img_bytes = img_bytes;
     }
     mpc_history_clear(h);
     return 0;
@@ -34,6 +38,7 @@ void mpc_history_free(mpc_history_t *h)
     free(h->act);
     free(h->ret);
     free(h->rew);
+    free(h->img);
     memset(h, 0, sizeof(*h));
 }
 
@@ -42,13 +47,15 @@ void mpc_history_clear(mpc_history_t *h)
     h->len = h->next = 0;
 }
 
-void mpc_history_push(mpc_history_t *h, const float *obs, const float *act, const float *ret,
-                      float rew)
+void mpc_history_push(mpc_history_t *h, const float *obs, const unsigned char *img,
+                      const float *act, const float *ret, float rew)
 {
     if (h->cap == 0)
         return;
     size_t i = h->next;
     memcpy(h->obs + i * h->obs_dim, obs, h->obs_dim * sizeof(float));
+    if (h->img_bytes)
+        memcpy(h->img + i * h->img_bytes, img, h->img_bytes);
     memcpy(h->act + i * h->act_dim, act, h->act_dim * sizeof(float));
     memcpy(h->ret + i * h->act_dim, ret, h->act_dim * sizeof(float));
     h->rew[i] = rew;

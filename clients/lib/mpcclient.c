@@ -70,6 +70,7 @@ struct mpc_client {
     unsigned resumes;    /* sessions resumed */
     bool have_hello;     /* a Hello succeeded: c->hello can be said again */
     float *last_obs;     /* the newest async step's observation, for the history */
+    uint8_t *last_img;   /* ...its image (pixel sessions), */
     uint64_t last_seq;   /* ...its seq, */
     float last_reward;   /* reward (NAN: a reset) and */
     uint32_t last_delay; /* delay_steps */
@@ -77,6 +78,8 @@ struct mpc_client {
     bool have_session;
     uint32_t observation_size;
     uint32_t action_size;
+    uint32_t image_height, image_width, image_channels; /* the session's image, or 0 */
+    size_t image_bytes;                                 /* their product */
     int daemon_code;
     uint32_t retry_after_ms;
     char errmsg[1024];
@@ -221,6 +224,7 @@ void mpc_client_destroy(mpc_client_t *c)
     free(c->hello_name);
     free(c->hello_token);
     free(c->last_obs);
+    free(c->last_img);
     mpc_history_free(&c->history);
     free(c);
 }
@@ -555,6 +559,8 @@ static Mpc__V1__HistoryStep **history_pack(mpc_client_t *c, Mpc__V1__HistoryStep
         mpc__v1__history_step__init(e);
         e->n_observation = h->obs_dim;
         e->observation = h->obs + k * h->obs_dim;
+        e->image.len = h->img_bytes;
+        e->image.data = h->img + k * h->img_bytes;
         e->n_action = h->act_dim;
         e->action = h->act + k * h->act_dim;
         e->reward = h->rew[k];
@@ -601,12 +607,17 @@ static int hello_send(mpc_client_t *c, const mpc_client_hello_t *h, bool resumin
         wire_free_reply(rep);
         return rc;
     }
+    size_t img_bytes = (size_t)w->image_height * w->image_width * w->image_channels;
     if (resuming &&
-        (w->observation_size != c->history.obs_dim || w->action_size != c->history.act_dim)) {
+        (w->observation_size != c->history.obs_dim || w->action_size != c->history.act_dim ||
+         w->image_height != c->image_height || w->image_width != c->image_width ||
+         w->image_channels != c->image_channels)) {
         rc = fail(c, MPC_CLIENT_ERESUME,
-                  "the instance reached serves a model of observation_size %u and action_size "
-                  "%u; the session had %zu and %zu",
-                  w->observation_size, w->action_size, c->history.obs_dim, c->history.act_dim);
+                  "the instance reached serves a model of observation_size %u, image %ux%ux%u "
+                  "and action_size %u; the session had %zu, %ux%ux%u and %zu",
+                  w->observation_size, w->image_height, w->image_width, w->image_channels,
+                  w->action_size, c->history.obs_dim, c->image_height, c->image_width,
+                  c->image_channels, c->history.act_dim);
         wire_free_reply(rep);
         return rc;
     }
@@ -614,14 +625,22 @@ static int hello_send(mpc_client_t *c, const mpc_client_hello_t *h, bool resumin
     float *obs = realloc(c->last_obs, (w->observation_size + 1) * sizeof(float));
     if (obs != NULL)
         c->last_obs = obs;
-    if (obs == NULL || (!resuming && mpc_history_init(&c->history, keep, w->observation_size,
-                                                      w->action_size))) {
+    uint8_t *img = realloc(c->last_img, img_bytes + 1);
+    if (img != NULL)
+        c->last_img = img;
+    if (obs == NULL || img == NULL ||
+        (!resuming &&
+         mpc_history_init(&c->history, keep, w->observation_size, w->action_size, img_bytes))) {
         wire_free_reply(rep);
         return fail(c, MPC_CLIENT_ENOMEM, "out of memory for the history");
     }
     c->have_session = true;
     c->observation_size = w->observation_size;
     c->action_size = w->action_size;
+    c->image_height = w->image_height;
+    c->image_width = w->image_width;
+    c->image_channels = w->image_channels;
+    c->image_bytes = img_bytes;
     if (welcome != NULL) {
         memset(welcome, 0, sizeof(*welcome));
         welcome->session_id = w->session_id;
@@ -637,6 +656,9 @@ static int hello_send(mpc_client_t *c, const mpc_client_hello_t *h, bool resumin
         welcome->min_iterations = w->min_iterations;
         welcome->history_steps = w->history_steps;
         welcome->resumed_steps = w->resumed_steps;
+        welcome->image_height = w->image_height;
+        welcome->image_width = w->image_width;
+        welcome->image_channels = w->image_channels;
     }
     wire_free_reply(rep);
     return 0;
@@ -690,6 +712,21 @@ static int step_pack(mpc_client_t *c, const mpc_client_step_t *step, Mpc__V1__St
                     "step: observation has %zu floats, the session "
                     "expects %u",
                     step->observation_size, c->observation_size);
+    if (step->image == NULL && step->image_size)
+        return fail(c, MPC_CLIENT_EINVAL, "step: image_size is %zu but image is NULL",
+                    step->image_size);
+    if (c->have_session && step->image_size != c->image_bytes) {
+        if (c->image_bytes == 0)
+            return fail(c, MPC_CLIENT_EINVAL,
+                        "step: an image of %zu bytes; the session's model takes %u "
+                        "observation values and no image",
+                        step->image_size, c->observation_size);
+        return fail(c, MPC_CLIENT_EINVAL,
+                    "step: an image of %zu bytes; the session's model takes %ux%ux%u images "
+                    "(%zu bytes)",
+                    step->image_size, c->image_height, c->image_width, c->image_channels,
+                    c->image_bytes);
+    }
     size_t applied = step->applied_actions_size;
     if (applied > 0) {
         size_t rows = step->delay_steps;
@@ -710,6 +747,8 @@ static int step_pack(mpc_client_t *c, const mpc_client_step_t *step, Mpc__V1__St
     s->seq = step->seq;
     s->n_observation = step->observation_size;
     s->observation = (float *)step->observation; /* packing only reads it */
+    s->image.len = step->image_size;
+    s->image.data = (uint8_t *)step->image;
     s->reward = step->reward;
     s->reset = step->reset;
     s->deadline_us = step->deadline_us;
@@ -852,8 +891,8 @@ static int resume_if_draining(mpc_client_t *c)
 /* Records an answered step for resume: the action applied after its observation is the
  * returned one, or with a delay the one applied meanwhile (the step's applied_actions,
  * else what was returned delay_steps earlier, else nothing yet: zeros). */
-static void remember(mpc_client_t *c, const float *obs, float reward, bool reset,
-                     uint32_t delay, const float *applied, const float *returned)
+static void remember(mpc_client_t *c, const float *obs, const uint8_t *img, float reward,
+                     bool reset, uint32_t delay, const float *applied, const float *returned)
 {
     static const float zeros[MPC_CLIENT_MAX_ACTION];
     mpc_history_t *h = &c->history;
@@ -864,7 +903,7 @@ static void remember(mpc_client_t *c, const float *obs, float reward, bool reset
         const float *old = mpc_history_returned(h, delay - 1);
         now = applied != NULL ? applied : old != NULL ? old : zeros;
     }
-    mpc_history_push(h, obs, now, returned, reward);
+    mpc_history_push(h, obs, img, now, returned, reward);
 }
 
 static int step_once(mpc_client_t *c, Mpc__V1__Request *req, const mpc_client_step_t *step,
@@ -910,9 +949,9 @@ int mpc_client_step(mpc_client_t *c, const mpc_client_step_t *step, mpc_client_a
         rc = step_once(c, &req, step, out);
     }
     if (rc == 0)
-        remember(c, step->observation, step->reset ? 0.0f : step->reward, step->reset,
-                 step->delay_steps, step->applied_actions_size ? step->applied_actions : NULL,
-                 out->action);
+        remember(c, step->observation, step->image, step->reset ? 0.0f : step->reward,
+                 step->reset, step->delay_steps,
+                 step->applied_actions_size ? step->applied_actions : NULL, out->action);
     return rc;
 }
 
@@ -934,6 +973,8 @@ int mpc_client_step_send(mpc_client_t *c, const mpc_client_step_t *step)
     c->in_flight++;
     if (c->last_obs != NULL) { /* for the history, when its reply is the newest polled */
         memcpy(c->last_obs, step->observation, c->observation_size * sizeof(float));
+        if (c->image_bytes && c->last_img != NULL)
+            memcpy(c->last_img, step->image, c->image_bytes);
         c->last_seq = step->seq;
         c->last_reward = step->reset ? NAN : step->reward;
         c->last_delay = step->delay_steps;
@@ -1044,8 +1085,8 @@ int mpc_client_step_poll(mpc_client_t *c, int timeout_ms, mpc_client_action_t *o
     c->have_pending = false;
     if (c->last_obs != NULL && out->seq == c->last_seq) {
         bool reset = isnan(c->last_reward);
-        remember(c, c->last_obs, reset ? 0.0f : c->last_reward, reset, c->last_delay, NULL,
-                 out->action);
+        remember(c, c->last_obs, c->last_img, reset ? 0.0f : c->last_reward, reset,
+                 c->last_delay, NULL, out->action);
     }
     return 0;
 }

@@ -108,6 +108,10 @@ typedef struct {
                               * (0 from a daemon without admission control) */
     uint32_t history_steps;  /* recent steps the client keeps for resume */
     uint32_t resumed_steps;  /* steps the daemon replayed (a resumed session), else 0 */
+    /* A pixel model's image (README "Camera robots"): every step sends image_height x
+     * image_width x image_channels bytes (mpc_client_step_t.image) and observation_size
+     * is 0. All 0 for a vector model. */
+    uint32_t image_height, image_width, image_channels;
 } mpc_client_welcome_t;
 
 /* What a Hello declares. Zero-initialise and set what you need, e.g.
@@ -126,11 +130,17 @@ typedef struct {
                                 * actions; 0: the daemon picks one per session */
 } mpc_client_hello_t;
 
-/* One control step. observation points at observation_size floats owned by the caller. */
+/* One control step. observation points at observation_size floats owned by the caller;
+ * for a pixel model (Welcome.image_channels > 0) there are none and image points at
+ * image_size = image_height x image_width x image_channels bytes instead (uint8, HWC,
+ * top row first), also owned by the caller. A step of the wrong size or kind is refused
+ * with MPC_CLIENT_EINVAL before anything is sent. */
 typedef struct {
     uint64_t seq;
     const float *observation;
     size_t observation_size;
+    const uint8_t *image;
+    size_t image_size;
     float reward;            /* reward of the previous action */
     bool reset;              /* first step of an episode */
     uint32_t deadline_us;    /* 0: the daemon's default */

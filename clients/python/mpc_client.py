@@ -86,6 +86,16 @@ client that never opened a session, raises ConnectionLost as before:
     ...
     action = c.step(obs, seq=k)           # an instance went away: resumed, same step
     print(c.resumes, c.welcome.resumed_steps)
+
+Camera robots (README "Camera robots"): when the daemon serves a pixel model, the Welcome
+says which image it takes (image_height, image_width, image_channels; observation_size
+0), and each step sends one image instead of an observation vector: bytes of H x W x C
+uint8 (HWC, top row first) or a numpy uint8 array of shape (H, W, C):
+
+    w = c.hello("camera-robot")
+    action = c.step(image=frame, seq=k, reward=r)   # frame.shape == (w.image_height, ...)
+
+Resume works the same; the history then holds the images.
 """
 
 import collections
@@ -320,7 +330,7 @@ class Client:
         self.resume_backoff_max = float(resume_backoff_max)
         self.resumes = 0  # sessions resumed on a new connection
         self._hello_args = None  # the arguments of the Hello that opened the session
-        self._history = collections.deque(maxlen=0)  # (observation, action, reward)
+        self._history = collections.deque(maxlen=0)  # (observation, action, reward, image or None)
         self._episode = 0  # bumped by every reset: replies of older steps are not history
         self._held = None  # an Action read before a resume, for the next poll_action()
         if connect:
@@ -381,8 +391,10 @@ class Client:
     @property
     def history(self):
         """The session's recent answered steps kept for resume, oldest first: a list of
-        (observation, action, reward) tuples, at most Welcome.history_steps of them."""
-        return list(self._history)
+        (observation, action, reward) tuples, at most Welcome.history_steps of them; a
+        pixel session's are (observation, action, reward, image), observation empty and
+        image the Step's bytes."""
+        return [e[:3] if e[3] is None else e for e in self._history]
 
     def fileno(self):
         """The connection's socket descriptor, for select()/poll() in the caller's own loop
@@ -667,8 +679,9 @@ class Client:
         if episode is not None and episode != self._episode:
             return
         if self._history.maxlen:
+            image = bytes(step.image) if getattr(step, "image", b"") else None
             self._history.append((list(step.observation), list(action.action),
-                                  float(step.reward)))
+                                  float(step.reward), image))
 
     def _new_episode(self):
         """A reset was sent: the history so far belongs to the episode it ends."""
@@ -689,8 +702,10 @@ class Client:
             del fields["seed"]
         msg = self.pb.Hello(**fields)
         if resume and self._history:
-            msg.history.extend(self.pb.HistoryStep(observation=obs, action=act, reward=rew)
-                               for obs, act, rew in self._history)
+            msg.history.extend(
+                self.pb.HistoryStep(observation=obs, action=act, reward=rew,
+                                    **({"image": img} if img is not None else {}))
+                for obs, act, rew, img in self._history)
         return msg
 
     def _welcomed(self, welcome, new_session):
@@ -728,10 +743,40 @@ class Client:
         self._welcomed(welcome, new_session=True)
         return welcome
 
+    def _image_bytes(self, image):
+        """A Step's image as bytes, checked against the session's Welcome: bytes-like, or
+        a numpy uint8 array of shape (H, W, C) (or (H, W) for one channel)."""
+        w = self.welcome
+        shape = (int(getattr(w, "image_height", 0)), int(getattr(w, "image_width", 0)),
+                 int(getattr(w, "image_channels", 0))) if w is not None else None
+        if hasattr(image, "dtype") and hasattr(image, "shape"):  # numpy (or alike)
+            if str(image.dtype) != "uint8":
+                raise ValueError("image has dtype %s; expected uint8" % image.dtype)
+            if shape and shape[2]:
+                dims = tuple(int(x) for x in image.shape)
+                if dims != shape and not (shape[2] == 1 and dims == shape[:2]):
+                    raise ValueError("image has shape %s; the session takes %dx%dx%d (HxWxC)"
+                                     % (dims, *shape))
+            data = image.tobytes(order="C")
+        else:
+            data = bytes(image)
+        if w is not None:
+            if not shape[2]:
+                raise ValueError("the session's model takes %d observation values and no "
+                                 "image" % w.observation_size)
+            if len(data) != shape[0] * shape[1] * shape[2]:
+                raise ValueError("image has %d bytes; the session takes %dx%dx%d = %d"
+                                 % (len(data), *shape, shape[0] * shape[1] * shape[2]))
+        return data
+
     def _step_message(self, observation, seq, reward, reset, deadline_us, exploration_noise,
-                      delay_steps, applied_actions):
+                      delay_steps, applied_actions, image=None):
         """The Step message of step() and step_send(), checked against the session."""
-        obs = [float(x) for x in observation]
+        obs = [float(x) for x in (observation if observation is not None else ())]
+        w = self.welcome
+        if image is None and w is not None and getattr(w, "image_channels", 0):
+            raise ValueError("the session's model takes %dx%dx%d images: pass image="
+                             % (w.image_height, w.image_width, w.image_channels))
         if self.welcome is not None and len(obs) != self.welcome.observation_size:
             raise ValueError("observation has %d floats, the session expects %d"
                              % (len(obs), self.welcome.observation_size))
@@ -739,6 +784,8 @@ class Client:
             raise ValueError("observation contains NaN or infinity")
         fields = dict(seq=seq, observation=obs, reward=reward, reset=reset,
                       deadline_us=deadline_us, exploration_noise=exploration_noise)
+        if image is not None:  # unset otherwise, so an mpc_pb2 built before images works
+            fields["image"] = self._image_bytes(image)
         delay_steps = int(delay_steps)
         if delay_steps < 0:
             raise ValueError("delay_steps is %d; it cannot be negative" % delay_steps)
@@ -762,10 +809,16 @@ class Client:
             fields["delay_steps"] = delay_steps
         return self.pb.Step(**fields)
 
-    def step(self, observation, seq=0, reward=0.0, reset=False, deadline_us=0,
-             exploration_noise=0.0, delay_steps=0, applied_actions=None):
+    def step(self, observation=(), seq=0, reward=0.0, reset=False, deadline_us=0,
+             exploration_noise=0.0, delay_steps=0, applied_actions=None, image=None):
         """Sends one observation and waits; returns the Action (action, plan, plan_step_s,
         iterations, plan_us, ...).
+
+        image: a camera robot's observation for a pixel model (Welcome.image_height,
+        image_width, image_channels not 0; README "Camera robots"): bytes of H x W x C
+        uint8, HWC with the top row first, or a numpy uint8 array of shape (H, W, C); the
+        observation is then empty. With a session open a wrong size or kind raises
+        ValueError before anything is sent.
 
         delay_steps: control steps between this observation and the moment the returned
         action is applied (0: now); the daemon plans from the belief predicted that far
@@ -780,7 +833,7 @@ class Client:
         connection drops or drains, the session is resumed and the step sent again
         (module docstring); ResumeFailed when that does not succeed."""
         msg = self._step_message(observation, seq, reward, reset, deadline_us,
-                                 exploration_noise, delay_steps, applied_actions)
+                                 exploration_noise, delay_steps, applied_actions, image)
         if reset:
             self._new_episode()
         action = self._session_call("action", step=msg)
@@ -789,8 +842,8 @@ class Client:
         self._record(msg, action)
         return action
 
-    def step_send(self, observation, seq=0, reward=0.0, reset=False, deadline_us=0,
-                  exploration_noise=0.0, delay_steps=0, applied_actions=None):
+    def step_send(self, observation=(), seq=0, reward=0.0, reset=False, deadline_us=0,
+                  exploration_noise=0.0, delay_steps=0, applied_actions=None, image=None):
         """Sends one observation without waiting for the reply (arguments as step());
         returns the request id. Pick the reply up with poll_action(). Several steps may be
         in flight (the daemon answers them in order; beyond its `max-queued` per
@@ -801,7 +854,7 @@ class Client:
         session is resumed first, and when the write fails it is resumed and the step
         sent again (module docstring)."""
         msg = self._step_message(observation, seq, reward, reset, deadline_us,
-                                 exploration_noise, delay_steps, applied_actions)
+                                 exploration_noise, delay_steps, applied_actions, image)
         if reset:
             self._new_episode()
         self._resume_if_closing()

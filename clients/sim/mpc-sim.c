@@ -12,8 +12,8 @@
  * by physics step, the action in force comes from the replies that have arrived.
  *
  * --obs pixels also renders every observation as a camera image (render.h), recorded
- * next to the state (--record) and written as pictures (--save-frames). The protocol
- * carries no images yet, so it goes with --policy random or zero only.
+ * next to the state (--record) and written as pictures (--save-frames); with --policy
+ * mpcd the images are what the daemon's pixel model observes (Step.image).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -131,8 +131,9 @@ static void usage(FILE *out)
 "                           (after reset and after each control step) as an N x N RGB\n"
 "                           image from dm_control's camera 0 of the task (cartpole,\n"
 "                           pendulum, reacher: 'fixed'; cheetah: 'side'). The state is\n"
-"                           still observed and recorded. With --policy random or zero\n"
-"                           only: the protocol does not carry images to mpcd yet\n"
+"                           still observed and recorded. With --policy mpcd each\n"
+"                           Step sends the image (the model must be a pixel model of\n"
+"                           N x N x 3 images), not the state\n"
 "        --image-size N     image side in pixels (default 64; 8 .. %d)\n"
 "        --save-frames DIR  also write every frame as a binary PPM picture,\n"
 "                           DIR/<task>-e<episode>-t<step>.ppm; DIR is created if missing\n"
@@ -405,13 +406,6 @@ static int parse_options(int argc, char **argv, options_t *o)
         fprintf(stderr, "%s: --image-size and --save-frames need --obs pixels\n", prog);
         return TOOL_EXIT_USAGE;
     }
-    if (o->pixels && o->policy == SIM_POLICY_MPCD) {
-        fprintf(stderr,
-                "%s: --obs pixels: the daemon side is not there yet (the protocol carries no "
-                "images to mpcd); use --policy random or zero to record images\n",
-                prog);
-        return TOOL_EXIT_USAGE;
-    }
     if (o->policy != SIM_POLICY_MPCD && (o->connect || o->deadline_ms > 0))
         fprintf(stderr,
                 "%s: note: --connect and --deadline-ms only matter with --policy mpcd\n", prog);
@@ -623,6 +617,8 @@ static int run_episode(sim_run_t *r, long ep, double *ret)
         sim_decision_t dec;
         if (timed(o))
             ask_ahead(r, t);
+        if (o->pixels) /* mpcd's pixel model sees image t (render_obs) */
+            r->policy.image = r->img + (o->record ? (size_t)t * r->frame_bytes : 0);
         rc = sim_policy_act(&r->policy, obs, r->obs_dim, prev_reward, t == 0, act, &dec);
         if (rc < 0)
             return interrupted ? SIM_EXIT_INTERRUPTED : policy_failed(r, rc);
@@ -661,6 +657,7 @@ static int record_episode(sim_run_t *r, char *path, size_t pathlen)
     if (r->o->pixels) {
         ep.image = r->img;
         ep.image_height = ep.image_width = (size_t)r->o->image_size;
+        ep.image_channels = 3;
     }
     char err[512];
     if (episode_write(r->o->record, &ep, &r->seq, path, pathlen, err, sizeof(err)) < 0) {
@@ -850,6 +847,8 @@ static int prepare(sim_run_t *r, const options_t *o)
             return SIM_EXIT_FAILED;
         }
         r->frame_bytes = (size_t)n * (size_t)n * 3;
+        if (o->policy == SIM_POLICY_MPCD)
+            r->policy.image_side = n;
         if ((r->img = malloc(r->frame_bytes * (o->record ? steps + 1 : 1))) == NULL) {
             fprintf(stderr, "%s: out of memory\n", prog);
             return SIM_EXIT_FAILED;

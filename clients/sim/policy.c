@@ -30,15 +30,38 @@ const char *sim_policy_name(sim_policy_kind_t kind)
 int sim_policy_hello(sim_policy_t *p, const char *client_name, int obs_dim, char *why,
                      size_t whylen)
 {
+    const bool pixels = p->image_side > 0;
     mpc_client_hello_t hello = {.client_name = client_name,
-                                .observation_size = (uint32_t)obs_dim,
+                                .observation_size = pixels ? 0 : (uint32_t)obs_dim,
                                 .action_size = (uint32_t)p->act_dim,
                                 .seed = p->session_seed};
     int rc = mpc_client_hello_with(p->client, &hello, &p->welcome);
     if (rc < 0)
         return rc;
     const mpc_client_welcome_t *w = &p->welcome;
-    if (w->observation_size != (uint32_t)obs_dim || w->action_size != (uint32_t)p->act_dim) {
+    const uint32_t n = (uint32_t)p->image_side;
+    if (pixels && w->image_channels == 0) {
+        snprintf(why, whylen,
+                 "model '%s' takes %u observation values and no image; --obs pixels needs a "
+                 "pixel model (or use --obs state)",
+                 w->model_name, w->observation_size);
+        return SIM_POLICY_EBADACTION;
+    }
+    if (pixels && (w->image_height != n || w->image_width != n || w->image_channels != 3)) {
+        snprintf(why, whylen,
+                 "model '%s' takes %ux%ux%u images; this run renders %ux%ux3 (--image-size %u)",
+                 w->model_name, w->image_height, w->image_width, w->image_channels, n, n, n);
+        return SIM_POLICY_EBADACTION;
+    }
+    if (!pixels && w->image_channels > 0) {
+        snprintf(why, whylen,
+                 "model '%s' takes %ux%ux%u images; run with --obs pixels --image-size %u",
+                 w->model_name, w->image_height, w->image_width, w->image_channels,
+                 w->image_height);
+        return SIM_POLICY_EBADACTION;
+    }
+    if (w->action_size != (uint32_t)p->act_dim ||
+        (!pixels && w->observation_size != (uint32_t)obs_dim)) {
         snprintf(why, whylen,
                  "model '%s' takes %u observations and %u actions; the task has %d and %d",
                  w->model_name, w->observation_size, w->action_size, obs_dim, p->act_dim);
@@ -50,9 +73,13 @@ int sim_policy_hello(sim_policy_t *p, const char *client_name, int obs_dim, char
 static int ask_mpcd(sim_policy_t *p, const float *obs, int obs_dim, float prev_reward,
                     bool reset, float *action, sim_decision_t *dec)
 {
+    const bool pixels = p->image_side > 0;
     mpc_client_step_t step = {.seq = p->seq++,
-                              .observation = obs,
-                              .observation_size = (size_t)obs_dim,
+                              .observation = pixels ? NULL : obs,
+                              .observation_size = pixels ? 0 : (size_t)obs_dim,
+                              .image = pixels ? p->image : NULL,
+                              .image_size =
+                                  pixels ? (size_t)p->image_side * p->image_side * 3 : 0,
                               .reward = reset ? 0.0f : prev_reward,
                               .reset = reset,
                               .deadline_us = p->deadline_us,

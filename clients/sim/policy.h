@@ -2,8 +2,9 @@
  * policy.h: where mpc-sim's actions come from: uniform random, zero, or mpcd.
  *
  * The mpcd policy opens a session (Hello with the task's observation and action sizes,
- * checked against the model's), then sends one Step per control step with the previous
- * reward, the reset flag on an episode's first step and the optional deadline, and
+ * checked against the model's; with --obs pixels observation size 0 and the image side,
+ * checked against the pixel model's image shape), then sends one Step per control step with the
+ * previous reward, the reset flag on an episode's first step and the optional deadline, and
  * measures the reply latency at the client. Exploration noise (Gaussian, std = scale *
  * half the action range, clipped to the bounds) is added here, after the policy, to any
  * policy's action.
@@ -30,9 +31,13 @@ typedef struct {
     sim_rng_t rng;            /* random actions and noise */
     /* mpcd only */
     mpc_client_t *client;
-    uint32_t deadline_us; /* 0: the daemon's default */
+    uint32_t deadline_us;  /* 0: the daemon's default */
     uint64_t session_seed; /* Hello.seed: the daemon's draws follow --seed too */
     uint64_t seq;
+    /* --obs pixels: the model observes image_side x image_side x 3 images, and each Step
+     * sends `image` (set before sim_policy_act) instead of the observation vector */
+    int image_side;
+    const uint8_t *image;
     mpc_client_welcome_t welcome;
     /* sent with the next Step (delay compensation): Step.delay_steps, and applied_actions
      * when n_applied > 0 */
@@ -56,8 +61,9 @@ int sim_policy_parse(const char *text, sim_policy_kind_t *out);
 const char *sim_policy_name(sim_policy_kind_t kind);
 
 /* Opens the mpcd session on a connected client: Hello, then checks that the model's
- * observation and action sizes match the task. Returns 0 or a libmpcclient error; size
- * mismatches return SIM_POLICY_EBADACTION with the reason in why. */
+ * observation and action sizes match the task (with image_side > 0: that it is a pixel
+ * model of that image shape). Returns 0 or a libmpcclient error; size mismatches return
+ * SIM_POLICY_EBADACTION with the reason in why. */
 int sim_policy_hello(sim_policy_t *p, const char *client_name, int obs_dim, char *why,
                      size_t whylen);
 

@@ -61,6 +61,19 @@ static cJSON *model_json(const mpcd_status_t *st)
     cJSON_AddNumberToObject(d, "stoch", in->dims.stoch);
     cJSON_AddNumberToObject(d, "hidden", in->dims.hidden);
     cJSON_AddNumberToObject(d, "embed", in->dims.embed);
+    /* A pixel model observes images (README "Camera robots"); null for a vector model. */
+    cJSON_AddStringToObject(o, "obs_type", in->image_channels > 0 ? "image" : "vector");
+    if (in->image_channels > 0) {
+        cJSON *im = cJSON_AddObjectToObject(o, "image");
+        cJSON_AddNumberToObject(im, "height", in->image_height);
+        cJSON_AddNumberToObject(im, "width", in->image_width);
+        cJSON_AddNumberToObject(im, "channels", in->image_channels);
+        cJSON_AddNumberToObject(
+            im, "bytes", (double)in->image_height * in->image_width * in->image_channels);
+        cJSON_AddNumberToObject(im, "conv_depth", in->conv_depth);
+    } else {
+        cJSON_AddNullToObject(o, "image");
+    }
     cJSON_AddStringToObject(o, "activation", in->activation == RSSM_ACT_ELU ? "elu" : "relu");
     cJSON_AddNumberToObject(o, "min_std", (double)in->min_std);
     cJSON_AddBoolToObject(o, "has_value", in->has_value);

@@ -163,12 +163,26 @@ class Mpcd:
                                    "\n%s" % (self.proc.returncode, self.log_text()))
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                for path in self._unix_listens():  # opened after the TCP one, maybe
+                    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as u:
+                        u.settimeout(0.5)
+                        u.connect(path)
                 return self
             except OSError:
                 time.sleep(0.05)
         self.stop()
         raise HarnessError("mpcd did not accept connections on %s within %g s:\n%s"
                            % (self.address, timeout, self.log_text()))
+
+    def _unix_listens(self):
+        """The Unix socket paths of the extra --listen arguments."""
+        args, out = self.extra_args, []
+        for i, a in enumerate(args):
+            value = args[i + 1] if a == "--listen" and i + 1 < len(args) else \
+                a[len("--listen="):] if a.startswith("--listen=") else ""
+            if value.startswith("unix:"):
+                out.append(value[len("unix:"):])
+        return out
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None

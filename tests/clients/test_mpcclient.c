@@ -1239,6 +1239,154 @@ static void test_async_send_timeout(void **state)
     fake_free(&f);
 }
 
+/* --- pixel sessions (README "Camera robots") --- */
+
+#define PIX_H     8
+#define PIX_W     8
+#define PIX_C     3
+#define PIX_BYTES (PIX_H * PIX_W * PIX_C)
+
+static void pixel_image(uint8_t *img, int t)
+{
+    for (int i = 0; i < PIX_BYTES; i++)
+        img[i] = (uint8_t)(i * 7 + t * 31);
+}
+
+/* A pixel model's Welcome: observation_size 0, an 8x8x3 image, 4 steps of history. */
+static void send_pixel_welcome(fake_t *f, uint64_t id, uint32_t resumed)
+{
+    float low[ACT] = {-1.0f, -2.0f}, high[ACT] = {1.0f, 2.0f};
+    Mpc__V1__Welcome w = MPC__V1__WELCOME__INIT;
+    w.session_id = 43;
+    w.model_name = "camera";
+    w.model_version = 1;
+    w.action_size = ACT;
+    w.n_action_low = w.n_action_high = ACT;
+    w.action_low = low;
+    w.action_high = high;
+    w.control_period_s = 0.08;
+    w.history_steps = 4;
+    w.resumed_steps = resumed;
+    w.image_height = PIX_H;
+    w.image_width = PIX_W;
+    w.image_channels = PIX_C;
+    Mpc__V1__Reply rep = MPC__V1__REPLY__INIT;
+    rep.id = id;
+    rep.body_case = MPC__V1__REPLY__BODY_WELCOME;
+    rep.welcome = &w;
+    fake_reply(f, &rep);
+}
+
+/* Hello, 3 steps and an async one, then the connection drops; the client comes back with
+ * a resuming Hello and sends its step again. */
+static void script_pixels(fake_t *f)
+{
+    Mpc__V1__Request *req = fake_read(f);
+    if (req == NULL)
+        return;
+    send_pixel_welcome(f, req->id, 0);
+    for (int i = 0; i < 4; i++) {
+        if ((req = fake_read(f)) == NULL || req->body_case != MPC__V1__REQUEST__BODY_STEP)
+            return;
+        send_action(f, req->id, req->step->seq, ACT);
+    }
+    fake_close(f);
+    if ((f->fd = accept(f->listen_fd, NULL, NULL)) < 0 || (req = fake_read(f)) == NULL ||
+        req->body_case != MPC__V1__REQUEST__BODY_HELLO)
+        return;
+    send_pixel_welcome(f, req->id, (uint32_t)req->hello->n_history);
+    if ((req = fake_read(f)) != NULL && req->body_case == MPC__V1__REQUEST__BODY_STEP)
+        send_action(f, req->id, req->step->seq, ACT);
+}
+
+static void test_pixel_steps_and_resume(void **state)
+{
+    (void)state;
+    int port;
+    char address[128];
+    fake_t f;
+    memset(&f, 0, sizeof(f));
+    f.fd = -1;
+    f.listen_fd = bind_loopback(&port);
+    assert_int_equal(listen(f.listen_fd, 2), 0);
+    snprintf(address, sizeof(address), "tcp://127.0.0.1:%d", port);
+    fake_launch(&f, script_pixels);
+    mpc_client_t *c;
+    assert_int_equal(mpc_client_create(&c), 0);
+    assert_int_equal(mpc_client_connect(c, address, 5000), 0);
+
+    mpc_client_welcome_t w;
+    assert_int_equal(mpc_client_hello(c, "camera-robot", NULL, 0, 0, &w), 0);
+    assert_int_equal(w.observation_size, 0);
+    assert_int_equal(w.image_height, PIX_H);
+    assert_int_equal(w.image_width, PIX_W);
+    assert_int_equal(w.image_channels, PIX_C);
+
+    /* Wrong kinds and sizes: refused before anything is sent. */
+    uint8_t img[5][PIX_BYTES];
+    for (int t = 0; t < 5; t++)
+        pixel_image(img[t], t);
+    float obs[OBS] = {0};
+    mpc_client_action_t act;
+    mpc_client_step_t step = {.observation = obs, .observation_size = OBS};
+    assert_int_equal(mpc_client_step(c, &step, &act), MPC_CLIENT_EINVAL);
+    step = (mpc_client_step_t){.image = img[0], .image_size = 10};
+    assert_int_equal(mpc_client_step(c, &step, &act), MPC_CLIENT_EINVAL);
+    assert_non_null(strstr(mpc_client_errmsg(c), "8x8x3 images (192 bytes)"));
+    step = (mpc_client_step_t){.image_size = PIX_BYTES};
+    assert_int_equal(mpc_client_step(c, &step, &act), MPC_CLIENT_EINVAL);
+    step = (mpc_client_step_t){.image = img[0]};
+    assert_int_equal(mpc_client_step(c, &step, &act), MPC_CLIENT_EINVAL);
+
+    for (int t = 0; t < 3; t++) {
+        step = (mpc_client_step_t){.seq = (uint64_t)t,
+                                   .image = img[t],
+                                   .image_size = PIX_BYTES,
+                                   .reward = 0.5f,
+                                   .reset = t == 0};
+        if (t == 1)
+            alloc_count_start(); /* the first step may size buffers */
+        assert_int_equal(mpc_client_step(c, &step, &act), 0);
+        assert_int_equal(act.seq, t);
+    }
+    step = (mpc_client_step_t){.seq = 3, .image = img[3], .image_size = PIX_BYTES};
+    assert_int_equal(mpc_client_step_send(c, &step), 0);
+    assert_int_equal(mpc_client_step_poll(c, -1, &act, NULL), 0);
+    assert_int_equal(alloc_count_stop(), 0);
+    assert_int_equal(act.seq, 3);
+
+    /* The connection drops: the client resumes with the 4 images and sends step 4 again. */
+    step = (mpc_client_step_t){.seq = 4, .image = img[4], .image_size = PIX_BYTES};
+    int rc = mpc_client_step(c, &step, &act);
+    if (rc != 0)
+        fail_msg("step after the drop: %s", mpc_client_errmsg(c));
+    assert_int_equal(act.seq, 4);
+    assert_int_equal(mpc_client_resumes(c), 1);
+    mpc_client_destroy(c);
+    fake_join(&f);
+
+    /* What the fake daemon saw: images on every step, none with floats; the resuming
+     * Hello carried the 4 answered steps' images, oldest first. */
+    assert_int_equal(f.n_seen, 7);
+    assert_int_equal(f.seen[0]->hello->observation_size, 0);
+    for (int t = 0; t < 4; t++) {
+        const Mpc__V1__Step *s = f.seen[1 + t]->step;
+        assert_int_equal(s->n_observation, 0);
+        assert_int_equal(s->image.len, PIX_BYTES);
+        assert_memory_equal(s->image.data, img[t], PIX_BYTES);
+    }
+    const Mpc__V1__Hello *h = f.seen[5]->hello;
+    assert_int_equal(f.seen[5]->body_case, MPC__V1__REQUEST__BODY_HELLO);
+    assert_int_equal(h->n_history, 4);
+    for (int t = 0; t < 4; t++) {
+        assert_int_equal(h->history[t]->n_observation, 0);
+        assert_int_equal(h->history[t]->image.len, PIX_BYTES);
+        assert_memory_equal(h->history[t]->image.data, img[t], PIX_BYTES);
+    }
+    assert_memory_equal(f.seen[6]->step->image.data, img[4], PIX_BYTES);
+    fake_free(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1260,6 +1408,7 @@ int main(void)
         cmocka_unit_test(test_async_steps),
         cmocka_unit_test(test_async_after_timeout),
         cmocka_unit_test(test_async_send_timeout),
+        cmocka_unit_test(test_pixel_steps_and_resume),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

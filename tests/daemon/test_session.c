@@ -4,12 +4,13 @@
  *   argv[1] A: obs 3, action 1 in [-2, 2], deter 32, stoch 8
  *   argv[2] B: same sizes for obs/action, deter 16, stoch 4 (a "retrained" model)
  *   argv[3] C: obs 4 (must be refused as a replacement for A)
+ *   argv[4] P (optional): an image model of 48x48x3 images, action 1, deter 32, stoch 8
  * Covers load/validate/refuse, versions and reference counting across a swap, step input
  * validation, the step itself (bounds, statistics, KL, reward error), reset, shedding a
  * step whose deadline passed, belief re-sync by history replay (exact when the history
  * covers the episode), delay compensation (checks, the prediction through applied actions
- * against the naive reference, the queue of returned actions), and that a steady-state
- * step allocates nothing.
+ * against the naive reference, the queue of returned actions), that a steady-state
+ * step allocates nothing, and pixel sessions (image steps, their checks and replay).
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -31,7 +32,7 @@
 #include "rssm_naive.h"
 #include "session.h"
 
-static const char *path_a, *path_b, *path_c;
+static const char *path_a, *path_b, *path_c, *path_p; /* path_p: optional */
 
 static int wakes;
 static void wake(void *ctx)
@@ -493,6 +494,91 @@ static void test_step_allocates_nothing(void **state)
     registry_model_free(a);
 }
 
+/* A pixel session (argv[4], an image model of 48x48x3): no observation floats, image
+ * Steps checked for size and kind, the belief updated from images with no allocation
+ * per step, the history's images replayed exactly, and a vector model refused as its
+ * replacement (and the other way round), naming both shapes. */
+static void set_image(session_t *s, int t)
+{
+    for (size_t i = 0; i < s->img_bytes; i++)
+        s->in.image[i] = (uint8_t)(i * 13 + (size_t)t * 29);
+}
+
+static void test_pixel_session(void **state)
+{
+    (void)state;
+    if (!path_p)
+        skip();
+    registry_model_t *p = load(path_p), *a = load(path_a), *m;
+    assert_int_equal(registry_image_bytes(p->info), 48 * 48 * 3);
+    assert_int_equal(registry_obs_values(p->info), 0);
+    assert_int_equal(registry_image_bytes(a->info), 0);
+    char err[512];
+    cem_config_t cfg = small_cfg();
+    assert_int_not_equal(registry_model_load(&(registry_source_t){path_a, NULL, 0}, &cfg, 1, p,
+                                             &m, err, sizeof err),
+                         0);
+    assert_non_null(strstr(err, "observes 3 observation values; the serving model observes "
+                                "48x48x3 images (6912 bytes)"));
+    assert_int_not_equal(registry_model_load(&(registry_source_t){path_p, NULL, 0}, &cfg, 1, a,
+                                             &m, err, sizeof err),
+                         0);
+    assert_non_null(strstr(err, "observes 48x48x3 images (6912 bytes); the serving model "
+                                "observes 3 observation values"));
+
+    session_opts_t o = {.horizon = 5, .history = 16, .seed = 3};
+    session_t *s;
+    assert_int_equal(session_create(1, "camera", p, &o, &s), 0);
+    assert_int_equal(s->obs_dim, 0);
+    assert_int_equal(s->img_bytes, 6912);
+    static uint8_t img[6912];
+    float obs[3] = {0};
+    session_step_fields_t f = {.image = img, .n_image = sizeof img};
+    assert_int_equal(session_check_step(s, &f, err, sizeof err), 0);
+    f.n_image = 100;
+    assert_int_equal(session_check_step(s, &f, err, sizeof err), -EMSGSIZE);
+    assert_string_equal(err, "the model takes 48x48x3 images (6912 bytes) and no observation "
+                             "vector; the Step has an image of 100 bytes and 0 observation "
+                             "values");
+    f = (session_step_fields_t){.obs = obs, .n_obs = 3};
+    assert_int_equal(session_check_step(s, &f, err, sizeof err), -EMSGSIZE);
+    f = (session_step_fields_t){.obs = obs, .n_obs = 3, .image = img, .n_image = sizeof img};
+    assert_int_equal(session_check_step(s, &f, err, sizeof err), -EMSGSIZE);
+
+    for (int t = 0; t < 12; t++) {
+        set_image(s, t);
+        s->in.reset = t == 0;
+        far_deadline(s);
+        if (t == 3)
+            alloc_count_start();
+        session_step(s, p, &p->slots[t % 2]);
+        assert_int_equal(s->out.rc, 0);
+        assert_true(s->out.iterations > 0);
+        assert_true(s->out.action[0] >= -1 && s->out.action[0] <= 1);
+    }
+    assert_int_equal(alloc_count_stop(), 0);
+    float h[32], z[8];
+    memcpy(h, s->h, sizeof h);
+    memcpy(z, s->z, sizeof z);
+    memset(s->h, 0, sizeof h);
+    assert_int_equal(session_resync(s, p, &p->slots[1]), 0);
+    for (int i = 0; i < 32; i++)
+        assert_float_equal(s->h[i], h[i], 1e-6);
+    for (int i = 0; i < 8; i++)
+        assert_float_equal(s->z[i], z[i], 1e-6);
+    session_destroy(s);
+
+    /* A vector session refuses images. */
+    assert_int_equal(session_create(2, "robot", a, &o, &s), 0);
+    f = (session_step_fields_t){.obs = obs, .n_obs = 3, .image = img, .n_image = 12};
+    assert_int_equal(session_check_step(s, &f, err, sizeof err), -EMSGSIZE);
+    assert_string_equal(err, "the model takes 3 observation values and no image; the Step has "
+                             "an image of 12 bytes and 3 observation values");
+    session_destroy(s);
+    registry_model_free(p);
+    registry_model_free(a);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 4) {
@@ -502,6 +588,7 @@ int main(int argc, char **argv)
     path_a = argv[1];
     path_b = argv[2];
     path_c = argv[3];
+    path_p = argc > 4 ? argv[4] : NULL;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_registry_load_and_refuse),
         cmocka_unit_test(test_check_step),
@@ -511,6 +598,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_delay_prediction),
         cmocka_unit_test(test_delay_queue),
         cmocka_unit_test(test_step_allocates_nothing),
+        cmocka_unit_test(test_pixel_session),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -146,6 +146,7 @@ static void test_images(void **state)
     ep.image = img;
     ep.image_height = 2;
     ep.image_width = 4;
+    ep.image_channels = 3;
     char path[512], err[256];
     unsigned seq = 0;
     assert_int_equal(episode_write(f->dir, &ep, &seq, path, sizeof(path), err, sizeof(err)), 0);
@@ -162,10 +163,43 @@ static void test_images(void **state)
     const char *data = memchr(hdr, '\n', len - (size_t)(hdr - z));
     assert_non_null(data);
     assert_memory_equal(data + 1, img, sizeof(img));
-    /* Images without a size are refused. */
+    /* Images without a size, or of 2 channels, are refused. */
     ep.image_width = 0;
     assert_true(episode_write(f->dir, &ep, &seq, NULL, 0, err, sizeof(err)) < 0);
     assert_non_null(strstr(err, "images"));
+    ep.image_width = 4;
+    ep.image_channels = 2;
+    assert_true(episode_write(f->dir, &ep, &seq, NULL, 0, err, sizeof(err)) < 0);
+    assert_non_null(strstr(err, "images"));
+}
+
+/* A camera robot's episode: grey images and no observation vector ([T+1, 0]). */
+static void test_images_only(void **state)
+{
+    fixture_t *f = *state;
+    unsigned char img[3 * 2 * 4];
+    memset(img, 9, sizeof(img));
+    episode_t ep = f->ep;
+    ep.obs_dim = 0;
+    ep.observation = NULL;
+    ep.image = img;
+    ep.image_height = 2;
+    ep.image_width = 4;
+    ep.image_channels = 1;
+    char path[512], err[256];
+    unsigned seq = 0;
+    assert_int_equal(episode_write(f->dir, &ep, &seq, path, sizeof(path), err, sizeof(err)), 0);
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    static char z[4096];
+    size_t len = fread(z, 1, sizeof(z), fp);
+    fclose(fp);
+    const char *obs = "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 0), }";
+    const char *grey = "{'descr': '|u1', 'fortran_order': False, 'shape': (3, 2, 4, 1), }";
+    assert_non_null(memmem(z, len, obs, strlen(obs)));
+    assert_non_null(memmem(z, len, grey, strlen(grey)));
+    ep.image = NULL; /* no observation and no image: nothing to learn from */
+    assert_true(episode_write(f->dir, &ep, &seq, NULL, 0, err, sizeof(err)) < 0);
 }
 
 int main(void)
@@ -174,6 +208,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_name_and_sequence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_images, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_images_only, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -83,8 +83,6 @@ def test_help_and_list():
     (["--task", "cartpole-swingup", "--obs", "pixels", "--image-size", "2000"], "--image-size"),
     (["--task", "cartpole-swingup", "--image-size", "32"], "need --obs pixels"),
     (["--task", "cartpole-swingup", "--save-frames", "x"], "need --obs pixels"),
-    (["--task", "cartpole-swingup", "--obs", "pixels", "--policy", "mpcd"],
-     "the daemon side is not there yet"),
 ])
 def test_bad_command_lines(args, message):
     p = sim(*args, check=False)
@@ -330,3 +328,58 @@ def test_trainer_reads_pixel_episodes(tmp_path):
         tmp_path)
     buf = EpisodeBuffer(str(tmp_path))
     assert len(buf) == 1 and buf.obs_dim == 3 and buf.action_dim == 1
+
+
+@needs_rendering
+def test_pixels_with_mpcd(tmp_path):
+    """--obs pixels --policy mpcd against the real mpcd serving a random 64x64x3 image
+    model: every step is answered, and the images the daemon records are the ones
+    mpc-sim rendered and recorded. Another image size or a vector model is refused."""
+    sys.path.insert(0, os.path.join(REPO, "tests", "clients"))
+    from mpcd_harness import PYTHON, Mpcd, find_mpcd
+    if not find_mpcd():
+        pytest.skip("mpcd is not built")
+    model = tmp_path / "pixels.safetensors"
+    r = subprocess.run([PYTHON, os.path.join(REPO, "model", "train", "make_model.py"),
+                        "--image", "64x64x3", "--conv-depth", "8", "--action-dim", "1",
+                        "--deter", "32", "--stoch", "8", "--hidden", "32", "--embed", "32",
+                        "--task", "cartpole-swingup", "--control-period", "0.08",
+                        "--out", str(model)], capture_output=True, text=True, timeout=300)
+    if r.returncode != 0 and "No module named" in r.stderr:
+        pytest.skip("make_model.py needs torch: " + r.stderr.strip().splitlines()[-1])
+    assert r.returncode == 0, r.stderr
+    planner = ["--workers", "1", "--threads", "1", "--candidates", "100", "--top", "10",
+               "--iterations", "2", "--horizon", "8"]
+    with Mpcd(model, deadline_ms=300,
+              extra_args=planner + ["--record", str(tmp_path / "daemon")]) as d:
+        p = sim("--task", "cartpole-swingup", "--obs", "pixels", "--policy", "mpcd",
+                "--connect", d.address, "--max-steps", "10", "--seed", "2", "--record",
+                tmp_path / "sim")
+        assert re.search(r"^replies: 10,", p.stdout, re.M), p.stdout
+        assert "fallbacks 0" in p.stdout and "cannot" not in p.stderr
+        p = sim("--task", "cartpole-swingup", "--obs", "pixels", "--image-size", "32",
+                "--policy", "mpcd", "--connect", d.address, "--max-steps", "2", check=False)
+        assert p.returncode == 1
+        assert "takes 64x64x3 images; this run renders 32x32x3 (--image-size 32)" in p.stderr
+        p = sim("--task", "cartpole-swingup", "--policy", "mpcd", "--connect", d.address,
+                "--max-steps", "2", check=False)
+        assert p.returncode == 1 and "SIZE_MISMATCH" in p.stderr
+        assert "64x64x3 images (12288 bytes)" in p.stderr
+    ep = load(glob.glob(str(tmp_path / "sim" / "*.npz"))[0], image=True)
+    assert ep["image"].shape == (11, 64, 64, 3) and ep["action"].shape == (10, 1)
+    # The daemon's file: the 10 images it was sent (the last action got no reward: T = 9).
+    files = glob.glob(str(tmp_path / "daemon" / "*.npz"))
+    assert len(files) == 1, files
+    dep = load(files[0], image=True)
+    assert dep["observation"].shape == (10, 0) and dep["image"].shape == (10, 64, 64, 3)
+    assert dep["image"].tobytes() == ep["image"][:10].tobytes()
+    np.testing.assert_array_equal(dep["action"], ep["action"][:9])
+
+    # A vector model (the shipped cartpole) with --obs pixels: refused, naming both.
+    vector = os.path.join(REPO, "model", "zoo", "cartpole-swingup.safetensors")
+    with Mpcd(vector, deadline_ms=300, extra_args=planner) as d:
+        p = sim("--task", "cartpole-swingup", "--obs", "pixels", "--policy", "mpcd",
+                "--connect", d.address, "--max-steps", "2", check=False)
+        assert p.returncode == 1
+        assert "takes 5 observation values and no image; --obs pixels needs a pixel model" \
+            in p.stderr, p.stderr

@@ -38,6 +38,10 @@ def load_episode(path):
                            f"action {act.shape[0]}, reward {rew.shape[0]}")
     if act.shape[0] < 1:
         raise EpisodeError(f"{path}: empty episode")
+    if obs.shape[1] == 0:
+        raise EpisodeError(f"{path}: a pixel episode (observation [T+1, 0], its observations "
+                           f"are the 'image' array; common/EPISODES.md): this trainer reads "
+                           f"state observations only")
     for k, v in ep.items():
         if not np.all(np.isfinite(v)):
             raise EpisodeError(f"{path}: non-finite values in {k}")
