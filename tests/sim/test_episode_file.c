@@ -134,6 +134,20 @@ static void test_refused(void **state)
     assert_int_equal(seq, 0);
 }
 
+/* Writes ep and reads the file back into buf (it must fit); returns its length. */
+static size_t write_and_read(const char *dir, const episode_t *ep, unsigned *seq, char *buf,
+                             size_t cap)
+{
+    char path[512], err[256];
+    assert_int_equal(episode_write(dir, ep, seq, path, sizeof(path), err, sizeof(err)), 0);
+    FILE *fp = fopen(path, "rb");
+    assert_non_null(fp);
+    size_t len = fread(buf, 1, cap, fp);
+    fclose(fp);
+    assert_true(len > 0 && len < cap);
+    return len;
+}
+
 /* With images: a fourth member "image.npy", uint8 [T+1, H, W, 3], holding the bytes given
  * (numpy's reading of it is tested by tests/sim/test_sim_cli.py). */
 static void test_images(void **state)
@@ -147,15 +161,10 @@ static void test_images(void **state)
     ep.image_height = 2;
     ep.image_width = 4;
     ep.image_channels = 3;
-    char path[512], err[256];
+    char err[256];
     unsigned seq = 0;
-    assert_int_equal(episode_write(f->dir, &ep, &seq, path, sizeof(path), err, sizeof(err)), 0);
-    FILE *fp = fopen(path, "rb");
-    assert_non_null(fp);
     static char z[4096];
-    size_t len = fread(z, 1, sizeof(z), fp);
-    fclose(fp);
-    assert_true(len > 0 && len < sizeof(z));
+    size_t len = write_and_read(f->dir, &ep, &seq, z, sizeof(z));
     const char *want = "{'descr': '|u1', 'fortran_order': False, 'shape': (3, 2, 4, 3), }";
     const char *hdr = memmem(z, len, want, strlen(want));
     assert_non_null(hdr);
@@ -186,14 +195,10 @@ static void test_images_only(void **state)
     ep.image_height = 2;
     ep.image_width = 4;
     ep.image_channels = 1;
-    char path[512], err[256];
+    char err[256];
     unsigned seq = 0;
-    assert_int_equal(episode_write(f->dir, &ep, &seq, path, sizeof(path), err, sizeof(err)), 0);
-    FILE *fp = fopen(path, "rb");
-    assert_non_null(fp);
     static char z[4096];
-    size_t len = fread(z, 1, sizeof(z), fp);
-    fclose(fp);
+    size_t len = write_and_read(f->dir, &ep, &seq, z, sizeof(z));
     const char *obs = "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 0), }";
     const char *grey = "{'descr': '|u1', 'fortran_order': False, 'shape': (3, 2, 4, 1), }";
     assert_non_null(memmem(z, len, obs, strlen(obs)));
