@@ -70,7 +70,8 @@ def evaluate(zoo, task, episodes, tools, seed=1):
         if rc != 0:
             raise LoopError(f"mpc-sim failed on {task} (exit {rc}):\n{text[-3000:]}")
         rets = [float(load_episode(p)["reward"].sum()) for p in episode_files(rec)]
-    summary = [line for line in text.splitlines() if "latency" in line or "late" in line]
+    summary = [line for line in text.splitlines()
+               if line.startswith(("replies:", "late replies", "plans:"))]
     return {"task": task, "episodes": episodes, "seed": seed, "deadline_ms": deadline,
             "returns": [round(r, 2) for r in rets], "mean": round(float(np.mean(rets)), 2),
             "std": round(float(np.std(rets)), 2), "min": round(min(rets), 2),
