@@ -59,8 +59,21 @@ void dispatch_changed(server_t *s, conn_t *c)
 
 /* ---- replies ---- */
 
+/* The steps a client keeps for resume (Welcome.history_steps): the session's history, or
+ * for a pixel model as many as a resuming Hello can carry within max-frame (an entry is
+ * its image, its action and a few bytes of framing; 1 KiB for the rest of the Hello). */
+static uint32_t resume_steps(const session_t *se, const rssm_info_t *info, int64_t max_frame)
+{
+    size_t image = registry_image_bytes(info);
+    if (!image)
+        return (uint32_t)se->opts.history;
+    int64_t entry = (int64_t)image + 4 * info->dims.action + 16;
+    int64_t fit = max_frame > 1024 ? (max_frame - 1024) / entry : 0;
+    return (uint32_t)(fit < se->opts.history ? fit : se->opts.history);
+}
+
 static void send_welcome(conn_t *c, uint64_t id, const registry_model_t *m, double deadline_ms,
-                         int min_iterations)
+                         int min_iterations, int64_t max_frame)
 {
     const rssm_info_t *info = m->info;
     Mpc__V1__Reply rep = MPC__V1__REPLY__INIT;
@@ -82,7 +95,7 @@ static void send_welcome(conn_t *c, uint64_t id, const registry_model_t *m, doub
     w.default_deadline_us = (uint32_t)llround(deadline_ms * 1000.0);
     w.rate_hz = c->session->rate_hz;
     w.min_iterations = (uint32_t)min_iterations;
-    w.history_steps = (uint32_t)c->session->opts.history;
+    w.history_steps = resume_steps(c->session, info, max_frame);
     w.resumed_steps = (uint32_t)c->session->hist_len;
     rep.id = id;
     rep.body_case = MPC__V1__REPLY__BODY_WELCOME;
@@ -329,7 +342,7 @@ static void do_hello(server_t *s, conn_t *c, uint64_t id, const Mpc__V1__Hello *
              c->peer.name, ns->name[0] ? ns->name : "unnamed",
              c->role == GUARD_ROLE_ADMIN ? ", admin" : "",
              ns->hist_len ? ": resumed from its history" : "");
-    send_welcome(c, id, m, s->cfg->deadline_ms, s->cfg->min_iterations);
+    send_welcome(c, id, m, s->cfg->deadline_ms, s->cfg->min_iterations, s->cfg->max_frame);
     dispatch_count(s, MPCD_REQ_HELLO, MPCD_OUTCOME_OK);
 }
 
@@ -426,7 +439,8 @@ static bool do_step(server_t *s, conn_t *c, uint64_t id, const Mpc__V1__Step *st
         return false;
     }
     session_step_in_t *in = &se->in;
-    memcpy(in->obs, st->observation, sizeof(float) * st->n_observation);
+    if (st->n_observation) /* a pixel Step has none (and protobuf-c a NULL array) */
+        memcpy(in->obs, st->observation, sizeof(float) * st->n_observation);
     if (st->image.len) /* exactly se->img_bytes: checked above */
         memcpy(in->image, st->image.data, st->image.len);
     in->seq = st->seq;

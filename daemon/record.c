@@ -34,7 +34,7 @@
 #include "log.h"
 
 #define RECORD_MAX_STEPS       10000
-#define RECORD_MAX_IMAGE_BYTES (256u << 20) /* a file's images, 256 MiB */
+#define RECORD_MAX_IMAGE_BYTES (64u << 20) /* a file's images, 64 MiB */
 
 struct record_episode {
     float *obs, *act, *rew;
@@ -56,7 +56,8 @@ typedef struct rec_write {
     recorder_t *r;
     rec_buf_t buf;
     int rc;
-    size_t bytes;
+    size_t bytes;   /* the file's size once written */
+    size_t pending; /* the buffer's bytes, counted in recorder.pending_bytes meanwhile */
     char path[4096], err[512];
 } rec_write_t;
 
@@ -65,6 +66,8 @@ struct recorder {
     record_opts_t o; /* (o.dir points at dir) */
     char *dir;
     uint64_t cap_bytes, used_bytes;
+    uint64_t
+        pending_bytes; /* finished episodes still being written (record-max-mb counts them) */
     unsigned seq;
     int writing; /* files being written on the pool */
     bool full_warned;
@@ -171,6 +174,7 @@ static void write_done(uv_work_t *w, int status)
     rec_write_t *x = w->data;
     recorder_t *r = x->r;
     r->writing--;
+    r->pending_bytes -= x->pending;
     if (status || x->rc) {
         r->dropped++;
         mpcd_log(MPCD_LOG_ERR, "record: %s", status ? uv_strerror(status) : x->err);
@@ -234,7 +238,10 @@ static void flush(recorder_t *r, rec_buf_t *b, bool drop_last)
         b->n_obs = b->n_act = b->n_rew = 0;
         return;
     }
-    if (r->used_bytes >= r->cap_bytes) {
+    size_t size =
+        sizeof(float) * (b->n_obs * (size_t)b->O + b->n_act * (size_t)b->A + b->n_rew) +
+        b->n_obs * b->I;
+    if (r->used_bytes + r->pending_bytes + size > r->cap_bytes) {
         r->dropped++;
         if (!r->full_warned)
             mpcd_log(MPCD_LOG_WARNING,
@@ -252,6 +259,8 @@ static void flush(recorder_t *r, rec_buf_t *b, bool drop_last)
         return;
     }
     x->r = r;
+    x->pending = size;
+    r->pending_bytes += size;
     x->buf = *b; /* the pool owns the arrays now; the session starts fresh ones */
     b->obs = b->act = b->rew = NULL;
     b->img = NULL;
@@ -266,6 +275,16 @@ static void flush(recorder_t *r, rec_buf_t *b, bool drop_last)
     r->writing++;
 }
 
+/* The most observations a buffer holds: an episode is cut at RECORD_MAX_STEPS steps, a
+ * pixel one also once its images reach RECORD_MAX_IMAGE_BYTES (record_step). */
+static size_t max_rows(const rec_buf_t *b)
+{
+    size_t rows = RECORD_MAX_STEPS + 1;
+    if (b->I && RECORD_MAX_IMAGE_BYTES / b->I + 1 < rows)
+        rows = RECORD_MAX_IMAGE_BYTES / b->I + 1;
+    return rows;
+}
+
 static int grow(rec_buf_t *b, size_t need)
 {
     if (need <= b->cap)
@@ -273,6 +292,8 @@ static int grow(rec_buf_t *b, size_t need)
     size_t cap = b->cap ? b->cap * 2 : 256;
     while (cap < need)
         cap *= 2;
+    if (cap > max_rows(b) && need <= max_rows(b)) /* doubling would pass the cut */
+        cap = max_rows(b);
     float *o = realloc(b->obs, sizeof(float) * cap * (size_t)b->O + 1);
     if (!o)
         return -ENOMEM;

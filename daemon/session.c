@@ -283,8 +283,9 @@ static void take_posterior(session_t *s, const registry_slot_t *slot, bool sampl
 static void history_push(session_t *s, const float *obs, const uint8_t *image, const float *act)
 {
     int cap = s->opts.history;
-    memcpy(s->hist_obs + (size_t)s->hist_next * s->obs_dim, obs,
-           sizeof(float) * (size_t)s->obs_dim);
+    if (s->obs_dim) /* a pixel session has no observation vector (obs may be NULL) */
+        memcpy(s->hist_obs + (size_t)s->hist_next * s->obs_dim, obs,
+               sizeof(float) * (size_t)s->obs_dim);
     if (s->img_bytes)
         memcpy(s->hist_img + (size_t)s->hist_next * s->img_bytes, image, s->img_bytes);
     memcpy(s->hist_act + (size_t)s->hist_next * s->act_dim, act,

@@ -38,6 +38,10 @@
 #include "status_copy.h"
 #include "wire.h"
 
+/* The largest image side a Welcome may announce (model files allow 512; anything far
+ * beyond is not a daemon of ours, and would make the resume history huge). */
+#define MAX_IMAGE_SIDE 1024
+
 struct mpc_client {
     int fd;      /* -1 when not connected */
     bool broken; /* the stream can no longer be trusted */
@@ -604,6 +608,17 @@ static int hello_send(mpc_client_t *c, const mpc_client_hello_t *h, bool resumin
                   "Welcome has action_size %u with %zu/%zu bounds (this client supports at "
                   "most %d)",
                   w->action_size, w->n_action_low, w->n_action_high, MPC_CLIENT_MAX_ACTION);
+        wire_free_reply(rep);
+        return rc;
+    }
+    bool no_image = !w->image_height && !w->image_width && !w->image_channels;
+    if (!no_image && (w->image_height < 1 || w->image_height > MAX_IMAGE_SIDE ||
+                      w->image_width < 1 || w->image_width > MAX_IMAGE_SIDE ||
+                      (w->image_channels != 1 && w->image_channels != 3))) {
+        rc = fail(c, MPC_CLIENT_EPROTO,
+                  "Welcome has an image of %ux%ux%u (this client takes sides 1..%d and 1 or "
+                  "3 channels)",
+                  w->image_height, w->image_width, w->image_channels, MAX_IMAGE_SIDE);
         wire_free_reply(rep);
         return rc;
     }

@@ -380,3 +380,23 @@ def test_max_frame_too_small_for_the_images(models):
         c.close()
     finally:
         assert d.stop() == 0, d.log_text()
+
+
+def test_resume_history_fits_max_frame(models):
+    """A pixel model's Welcome.history_steps is what a resuming Hello can carry within
+    max-frame, so a client never builds a Hello the daemon must refuse as too large."""
+    d = Mpcd(models["rgb"], deadline_ms=300,
+             extra_args=PLANNER + ["--max-frame", "65536"]).start()
+    try:
+        c = Raw(d)
+        w = c.hello().welcome
+        assert w.history_steps == (65536 - 1024) // (NBYTES + 4 * 1 + 16) < 16, w
+        c.close()
+        c = Raw(d)
+        hist = [pb.HistoryStep(image=img_bytes(t), action=[0.0], reward=0.1)
+                for t in range(w.history_steps)]
+        assert c.hello(history=hist).welcome.resumed_steps == w.history_steps
+        action(pixel_step(c, w.history_steps, reset=False), w.history_steps)
+        c.close()
+    finally:
+        assert d.stop() == 0, d.log_text()

@@ -15,7 +15,9 @@ Returns are read back from the recorded episode files, so they do not depend on 
 simulator's printed output.
 
 Resuming is exact: `mpc-learn --resume DIR` after an interruption at any point (even
-SIGKILL) continues as the uninterrupted run would have, with the same commands. The
+SIGKILL) continues as the uninterrupted run would have, with the same commands, as long
+as the planner's iterations, not its deadline, end each plan (a deadline that cuts plans
+makes collection depend on timing, resumed or not). The
 checkpoint, written after each round of training, holds the model, the optimiser, the
 trainer's random states and the loop's schedule: which episodes it was trained on (the
 replay index). A round whose training is in the checkpoint is not trained again; an
