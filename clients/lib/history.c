@@ -53,7 +53,8 @@ void mpc_history_push(mpc_history_t *h, const float *obs, const unsigned char *i
     if (h->cap == 0)
         return;
     size_t i = h->next;
-    memcpy(h->obs + i * h->obs_dim, obs, h->obs_dim * sizeof(float));
+    if (h->obs_dim) /* a camera robot's steps have no observation vector (obs may be NULL) */
+        memcpy(h->obs + i * h->obs_dim, obs, h->obs_dim * sizeof(float));
     if (h->img_bytes)
         memcpy(h->img + i * h->img_bytes, img, h->img_bytes);
     memcpy(h->act + i * h->act_dim, act, h->act_dim * sizeof(float));

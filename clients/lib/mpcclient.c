@@ -986,8 +986,9 @@ int mpc_client_step_send(mpc_client_t *c, const mpc_client_step_t *step)
     if (rc < 0)
         return rc;
     c->in_flight++;
-    if (c->last_obs != NULL) { /* for the history, when its reply is the newest polled */
-        memcpy(c->last_obs, step->observation, c->observation_size * sizeof(float));
+    if (c->last_obs != NULL) {   /* for the history, when its reply is the newest polled */
+        if (c->observation_size) /* a pixel Step may have no observation array */
+            memcpy(c->last_obs, step->observation, c->observation_size * sizeof(float));
         if (c->image_bytes && c->last_img != NULL)
             memcpy(c->last_img, step->image, c->image_bytes);
         c->last_seq = step->seq;
