@@ -59,7 +59,7 @@ static void usage(FILE *out)
 "            [--record DIR] [--csv FILE] [--max-steps N] [--explore SCALE]\n"
 "            [--connect ADDR] [--deadline-ms MS] [--timeout MS] [--realtime] [--quiet]\n"
 "            [--no-wait] [--follow] [--delay-steps K [--uncompensated]] [--drop P]\n"
-"            [--no-resume] [--obs state|pixels [--image-size N] [--save-frames DIR]]\n"
+"            [--no-resume] [--obs state|pixels|both [--image-size N] [--save-frames DIR]]\n"
 "    mpc-sim --list-tasks\n"
 "    mpc-sim --print-mjcf TASK\n"
 "\n"
@@ -127,13 +127,17 @@ static void usage(FILE *out)
 "                           as a flaky network would; a lost reply is never applied\n"
 "\n"
 "    Pixel observations (PlaNet's modality; rendered headless with EGL, see README.md):\n"
-"        --obs KIND         state (default) or pixels: also render every observation\n"
-"                           (after reset and after each control step) as an N x N RGB\n"
-"                           image from dm_control's camera 0 of the task (cartpole,\n"
-"                           pendulum, reacher: 'fixed'; cheetah: 'side'). The state is\n"
-"                           still observed and recorded. With --policy mpcd each\n"
-"                           Step sends the image (the model must be a pixel model of\n"
-"                           N x N x 3 images), not the state\n"
+"        --obs KIND         state (default), pixels or both. pixels: also render every\n"
+"                           observation (after reset and after each control step) as\n"
+"                           an N x N RGB image from dm_control's camera 0 of the task\n"
+"                           (cartpole, pendulum, reacher: 'fixed'; cheetah: 'side').\n"
+"                           The state is still observed and recorded. With --policy\n"
+"                           mpcd each Step sends the image (the model must be a pixel\n"
+"                           model of N x N x 3 images), not the state. both: render\n"
+"                           and record images as pixels does, but send mpcd the state\n"
+"                           (a state model drives while the episodes record what a\n"
+"                           camera saw: the data that distils a pixel model,\n"
+"                           model/train/README.md)\n"
 "        --image-size N     image side in pixels (default 64; 8 .. %d)\n"
 "        --save-frames DIR  also write every frame as a binary PPM picture,\n"
 "                           DIR/<task>-e<episode>-t<step>.ppm; DIR is created if missing\n"
@@ -180,7 +184,8 @@ typedef struct {
     bool no_wait, follow, uncompensated, no_resume;
     long delay_steps;
     double drop;
-    bool pixels;             /* --obs pixels */
+    bool pixels;             /* --obs pixels or both: render every observation */
+    bool send_state;         /* --obs state or both: mpcd gets the state vector */
     long image_size;         /* N: images are N x N */
     const char *save_frames; /* directory of PPM frames, or NULL */
 } options_t;
@@ -349,10 +354,12 @@ static int parse_options(int argc, char **argv, options_t *o)
             o->no_resume = true;
             break;
         case OPT_OBS:
-            if (strcmp(optarg, "state") == 0 || strcmp(optarg, "pixels") == 0) {
-                o->pixels = optarg[0] == 'p';
+            if (strcmp(optarg, "state") == 0 || strcmp(optarg, "pixels") == 0 ||
+                strcmp(optarg, "both") == 0) {
+                o->pixels = optarg[0] != 's';
+                o->send_state = optarg[0] != 'p';
             } else {
-                fprintf(stderr, "%s: --obs: expected state or pixels, got '%s'\n", prog,
+                fprintf(stderr, "%s: --obs: expected state, pixels or both, got '%s'\n", prog,
                         optarg);
                 return TOOL_EXIT_USAGE;
             }
@@ -403,7 +410,7 @@ static int parse_options(int argc, char **argv, options_t *o)
         return TOOL_EXIT_USAGE;
     }
     if (!o->pixels && (image_size_given || o->save_frames)) {
-        fprintf(stderr, "%s: --image-size and --save-frames need --obs pixels\n", prog);
+        fprintf(stderr, "%s: --image-size and --save-frames need --obs pixels or both\n", prog);
         return TOOL_EXIT_USAGE;
     }
     if (o->policy != SIM_POLICY_MPCD && (o->connect || o->deadline_ms > 0))
@@ -847,7 +854,7 @@ static int prepare(sim_run_t *r, const options_t *o)
             return SIM_EXIT_FAILED;
         }
         r->frame_bytes = (size_t)n * (size_t)n * 3;
-        if (o->policy == SIM_POLICY_MPCD)
+        if (o->policy == SIM_POLICY_MPCD && !o->send_state)
             r->policy.image_side = n;
         if ((r->img = malloc(r->frame_bytes * (o->record ? steps + 1 : 1))) == NULL) {
             fprintf(stderr, "%s: out of memory\n", prog);

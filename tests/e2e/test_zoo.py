@@ -1,8 +1,8 @@
 """End-to-end: every shipped model (model/zoo) controls its task in MuJoCo through mpcd.
 
-For each model, starts mpcd with its conf (model/zoo/<task>.conf) on a free loopback port,
-runs `mpc-sim --task <task> --policy mpcd` for a few recorded, possibly shortened
-episodes, and asserts the mean return clears the model's threshold: set well under what
+For each model, starts mpcd with its conf (model/zoo/<name>.conf) on a free loopback port,
+runs `mpc-sim --task <task> --policy mpcd` (with `--obs pixels` for a pixel model: the
+camera images are what mpcd sees) for a few recorded, possibly shortened episodes, and asserts the mean return clears the model's threshold: set well under what
 its card measured, and far above what random actions get, so a regression in librssm or
 the planner shows per task. The deadline is one no plan ever reaches, so every plan runs
 all the iterations of the model's settings and the returns depend on the model and the
@@ -29,11 +29,13 @@ DEADLINE_MS = 20000  # never binds: a cartpole plan takes ~60 ms, ~350 ms under 
 
 
 class Case:
-    """A shipped model's check: episodes of `steps` control steps (0: whole), seed, and
-    the mean return they must reach."""
+    """A shipped model's check: episodes of `steps` control steps (0: whole) and the mean
+    return they must reach. `name` is the model's file name in the zoo; `task` the
+    mpc-sim task (default: the name); `pixels`: the model observes camera images."""
 
-    def __init__(self, task, episodes, steps, min_return, why):
-        self.task, self.episodes, self.steps = task, episodes, steps
+    def __init__(self, name, episodes, steps, min_return, why, task=None, pixels=False):
+        self.name, self.task = name, task or name
+        self.episodes, self.steps, self.pixels = episodes, steps, pixels
         self.min_return, self.why = min_return, why
 
 
@@ -41,6 +43,9 @@ CASES = [
     Case("cartpole-swingup", 2, 0, 700,
          "random actions score 126 +- 63 (100 episodes), so a mean of 2 episodes above "
          "700 is control, not luck; the model scores 852 +- 1 at 40 ms (its card)"),
+    Case("cartpole-swingup-pixels", 2, 0, 600,
+         "from 64x64 camera images; random actions score 126 +- 63", "cartpole-swingup",
+         pixels=True),
     Case("pendulum-swingup", 1, 0, 500,
          "random actions score ~0: the pole must be swung up and held within 8 degrees"),
     Case("reacher-easy", 2, 125, 300,
@@ -58,10 +63,10 @@ def build_dirs():
     return [os.path.join(REPO, d) for d in sorted(os.listdir(REPO)) if d.startswith("build")]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.task for c in CASES])
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_shipped_model_controls_its_task(case, tmp_path):
-    model = os.path.join(ZOO, case.task + ".safetensors")
-    config = os.path.join(ZOO, case.task + ".conf")
+    model = os.path.join(ZOO, case.name + ".safetensors")
+    config = os.path.join(ZOO, case.name + ".conf")
     if not os.path.exists(model):
         pytest.skip(f"{model} is not shipped")
     mpcd = find_tool("mpcd", None, build_dirs())
@@ -81,6 +86,8 @@ def test_shipped_model_controls_its_task(case, tmp_path):
                str(DEADLINE_MS), "--timeout", str(3 * DEADLINE_MS), "--record", rec]
         if case.steps:
             cmd += ["--max-steps", str(case.steps)]
+        if case.pixels:
+            cmd += ["--obs", "pixels"]
         rc = run_logged(cmd, log, timeout=900)
     finally:
         daemon.stop()
@@ -90,5 +97,5 @@ def test_shipped_model_controls_its_task(case, tmp_path):
     rets = [float(load_episode(p)["reward"].sum()) for p in episode_files(rec)]
     assert len(rets) == case.episodes
     need = float(os.environ.get("E2E_MIN_RETURN", case.min_return))
-    print(f"{case.task}: returns {rets}, mean {np.mean(rets):.1f} (needs {need}: {case.why})")
+    print(f"{case.name}: returns {rets}, mean {np.mean(rets):.1f} (needs {need}: {case.why})")
     assert np.mean(rets) >= need, rets

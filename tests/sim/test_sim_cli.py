@@ -78,7 +78,7 @@ def test_help_and_list():
      "--delay-steps"),
     (["--task", "cartpole-swingup", "--policy", "mpcd", "--uncompensated"],
      "--uncompensated needs --delay-steps"),
-    (["--task", "cartpole-swingup", "--obs", "rgb"], "--obs: expected state or pixels"),
+    (["--task", "cartpole-swingup", "--obs", "rgb"], "--obs: expected state, pixels or both"),
     (["--task", "cartpole-swingup", "--obs", "pixels", "--image-size", "4"], "--image-size"),
     (["--task", "cartpole-swingup", "--obs", "pixels", "--image-size", "2000"], "--image-size"),
     (["--task", "cartpole-swingup", "--image-size", "32"], "need --obs pixels"),
@@ -383,3 +383,10 @@ def test_pixels_with_mpcd(tmp_path):
         assert p.returncode == 1
         assert "takes 5 observation values and no image; --obs pixels needs a pixel model" \
             in p.stderr, p.stderr
+        # --obs both: the state model drives, the camera is recorded beside the states
+        p = sim("--task", "cartpole-swingup", "--obs", "both", "--policy", "mpcd",
+                "--connect", d.address, "--max-steps", "3", "--seed", "2", "--record",
+                tmp_path / "both")
+        assert re.search(r"^replies: 3,", p.stdout, re.M), p.stdout
+    both = load(glob.glob(str(tmp_path / "both" / "*.npz"))[0], image=True)
+    assert both["image"].shape == (4, 64, 64, 3) and both["observation"].shape == (4, 5)

@@ -8,6 +8,12 @@ observation index s is:
     reward[i]      = r_{s+i-1}   (masked out where there is no previous action)
 Chunks are sampled uniformly over (episode, start) pairs: each valid start is equally
 likely, so long and short episodes contribute by their length.
+
+With images=True the buffer also holds each episode's camera images (the optional `image`
+array, uint8 [T+1, H, W, C]) and chunks carry them as image [L, B, H, W, C]: pixel models
+train on them, and distillation pairs them with the state observations of the same moment.
+Pixel-only episodes (observation [T+1, 0], from `mpcd --record` of a pixel session) are
+accepted only then.
 """
 import glob
 import os
@@ -20,15 +26,22 @@ class EpisodeError(ValueError):
     """A file that is not a valid episode (names the file and the problem)."""
 
 
-def load_episode(path):
-    """Returns dict(observation [T+1,O], action [T,A], reward [T]) as float32 arrays."""
+def load_episode(path, images=False):
+    """Returns dict(observation [T+1,O], action [T,A], reward [T]) as float32 arrays, and
+    with images=True also image [T+1,H,W,C] uint8."""
+    names = ("observation", "action", "reward") + (("image",) if images else ())
     try:
         with np.load(path, allow_pickle=False) as f:
-            ep = {k: np.asarray(f[k], dtype=np.float32)
-                  for k in ("observation", "action", "reward")}
-    except KeyError as e:
-        raise EpisodeError(f"{path}: missing array {e}") from None
+            missing = [k for k in names if k not in f.files]
+            if missing:
+                raise EpisodeError(f"{path}: missing array '{missing[0]}'"
+                                   + (" (recorded without --obs pixels or both)"
+                                      if missing == ["image"] else ""))
+            ep = {k: np.asarray(f[k], dtype=np.float32) for k in names[:3]}
+            image = np.asarray(f["image"]) if images else None
     except (OSError, ValueError) as e:
+        if isinstance(e, EpisodeError):
+            raise
         raise EpisodeError(f"{path}: not a readable .npz episode ({e})") from None
     obs, act, rew = ep["observation"], ep["action"], ep["reward"]
     if obs.ndim != 2 or act.ndim != 2 or rew.ndim != 1:
@@ -38,13 +51,19 @@ def load_episode(path):
                            f"action {act.shape[0]}, reward {rew.shape[0]}")
     if act.shape[0] < 1:
         raise EpisodeError(f"{path}: empty episode")
-    if obs.shape[1] == 0:
+    if obs.shape[1] == 0 and not images:
         raise EpisodeError(f"{path}: a pixel episode (observation [T+1, 0], its observations "
-                           f"are the 'image' array; common/EPISODES.md): this trainer reads "
-                           f"state observations only")
+                           f"are the 'image' array; common/EPISODES.md): train a pixel model "
+                           f"on it (mpc-train --obs pixels)")
     for k, v in ep.items():
         if not np.all(np.isfinite(v)):
             raise EpisodeError(f"{path}: non-finite values in {k}")
+    if images:
+        if image.dtype != np.uint8 or image.ndim != 4 or image.shape[0] != obs.shape[0] \
+                or image.shape[3] not in (1, 3):
+            raise EpisodeError(f"{path}: 'image' is {image.dtype} {list(image.shape)}; "
+                               f"expected uint8 [T+1={obs.shape[0]}, H, W, C=1 or 3]")
+        ep["image"] = image
     return ep
 
 
@@ -59,10 +78,11 @@ class EpisodeBuffer:
     episodes into the same directory while training goes on).
     """
 
-    def __init__(self, directories):
+    def __init__(self, directories, images=False):
         if isinstance(directories, (str, os.PathLike)):
             directories = [directories]
         self.directories = [os.fspath(d) for d in directories]
+        self.images = images
         self.paths = []
         self.episodes = []
         self.refresh()
@@ -74,7 +94,7 @@ class EpisodeBuffer:
             for p in episode_files(d):
                 if p in known:
                     continue
-                ep = load_episode(p)
+                ep = load_episode(p, self.images)
                 if self.episodes:
                     self._check_dims(p, ep)
                 self.paths.append(p)
@@ -88,6 +108,9 @@ class EpisodeBuffer:
             raise EpisodeError(f"{path}: dims (obs {ep['observation'].shape[1]}, action "
                                f"{ep['action'].shape[1]}) differ from the other episodes "
                                f"(obs {o}, action {a})")
+        if self.images and ep["image"].shape[1:] != self.image_shape:
+            raise EpisodeError(f"{path}: images {list(ep['image'].shape[1:])} differ from "
+                               f"the other episodes' {list(self.image_shape)}")
 
     def __len__(self):
         return len(self.episodes)
@@ -99,6 +122,11 @@ class EpisodeBuffer:
     @property
     def action_dim(self):
         return self.episodes[0]["action"].shape[1]
+
+    @property
+    def image_shape(self):
+        """(H, W, C) of the images (images=True only)."""
+        return self.episodes[0]["image"].shape[1:]
 
     @property
     def num_steps(self):
@@ -117,7 +145,8 @@ class EpisodeBuffer:
 
     def sample(self, batch, length, rng):
         """Returns a dict of time-major tensors: obs [L,B,O], prev_action [L,B,A],
-        reward [L,B], reward_mask [L,B]. rng is a numpy Generator (deterministic)."""
+        reward [L,B], reward_mask [L,B], and with images image [L,B,H,W,C] uint8. rng is a
+        numpy Generator (deterministic)."""
         if not self.episodes:
             raise EpisodeError("no episodes to sample from")
         # Number of valid starts per episode: obs index s with s + L <= T + 1.
@@ -135,9 +164,12 @@ class EpisodeBuffer:
         act = np.zeros((batch, length, A), np.float32)
         rew = np.zeros((batch, length), np.float32)
         mask = np.ones((batch, length), np.float32)
+        img = np.empty((batch, length, *self.image_shape), np.uint8) if self.images else None
         for b, (e, s) in enumerate(zip(idx, begin)):
             ep = self.episodes[e]
             obs[b] = ep["observation"][s:s + length]
+            if img is not None:
+                img[b] = ep["image"][s:s + length]
             lo = max(s - 1, 0)
             n = s + length - 1 - lo
             off = length - n
@@ -146,8 +178,11 @@ class EpisodeBuffer:
             if s == 0:
                 mask[b, 0] = 0.0
         tm = lambda x: torch.from_numpy(np.ascontiguousarray(np.swapaxes(x, 0, 1)))
-        return {"obs": tm(obs), "prev_action": tm(act), "reward": tm(rew),
-                "reward_mask": tm(mask)}
+        out = {"obs": tm(obs), "prev_action": tm(act), "reward": tm(rew),
+               "reward_mask": tm(mask)}
+        if img is not None:
+            out["image"] = tm(img)
+        return out
 
 
 def write_episode(path, observation, action, reward):

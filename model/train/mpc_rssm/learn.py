@@ -332,7 +332,7 @@ class Learner:
                                 f"missing from {self.ep_dir}, e.g. {missing[0]}")
             return t
         from .train_cli import model_config_from, train_config_from
-        t = Trainer(model_config_from(a, buffer.obs_dim, buffer.action_dim),
+        t = Trainer(model_config_from(a, buffer),
                     train_config_from(a), self.info["action_low"], self.info["action_high"])
         renormalise(t.model, *buffer.obs_stats())
         return t

@@ -32,7 +32,8 @@ def plot_losses(history, path, title="RSSM training"):
     """history: list of dicts with 'step' and loss parts (Trainer.history)."""
     plt = _pyplot()
     keys = [k for k in ("loss", "recon", "reward", "kl", "overshoot_kl", "overshoot_reward",
-                        "value") if history and k in history[0]]
+                        "value", "distill_embed", "distill_recon", "distill_belief")
+            if any(k in r for r in history)]
     fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3), squeeze=False)
     steps = np.array([r["step"] for r in history])
     k = max(1, len(history) // 100)

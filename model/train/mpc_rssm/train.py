@@ -11,6 +11,24 @@ state and computing, averaged over batch and time:
     what the planner evaluates;
   - optional value head (Dreamer's critic): regressed on lambda-returns of trajectories
     imagined from posterior states with uniformly random actions.
+A pixel model (obs_type "image") trains on the chunks' images with the same objective, its
+reconstruction term summed over every pixel (PlaNet's full pixel objective).
+
+Distillation (a teacher given): a pixel student takes the trained state model's dynamics,
+prior, reward and value heads unchanged (frozen) and learns only to see, from episodes
+that hold the state and the camera image of each moment:
+  - distill_embed: the image embedding regressed, frame by frame, on the embedding the
+    teacher's encoder gives the state of the same moment (the convolutional encoder and
+    encoder_out learn; the posterior stays the teacher's);
+  - distill_recon (a second phase, with distill_tune "posterior"): the pixel model
+    filters the chunk on its own, as mpcd runs it, and the state read back from its
+    belief through the teacher's decoder is regressed on the true state. One image shows
+    positions, not velocities: the embedding regression can only give the velocity part
+    of the teacher's embedding on average, and this term teaches the posterior to take
+    the velocities from the belief, which carries the past frames.
+  - distill_belief (also a second-phase term): the pixel model's own belief (h and the
+    posterior mean, where the planner starts) regressed on the teacher's belief from the
+    states, which also pins the latent directions that the decoder does not show.
 """
 import dataclasses
 import math
@@ -45,6 +63,11 @@ class TrainConfig:
     value_lambda: float = 0.95
     discount: float = 0.99
     seed: int = 0
+    # Distillation (used only when the Trainer has a teacher)
+    distill_tune: str = "encoder"  # "encoder", or "posterior": encoder + posterior layers
+    distill_embed: float = 1.0
+    distill_recon: float = 0.0
+    distill_belief: float = 0.0
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -92,16 +115,39 @@ def renormalise(model, mean, std):
     model.obs_std.copy_(std)
 
 
+DISTILL_TUNE = ("encoder", "posterior")
+# The student's own tensors; every other one is the teacher's, frozen.
+_SEEING = ("conv_encoder.", "encoder_out.")
+
+
+def distill_student_config(teacher_cfg: RSSMConfig, image_shape, conv_depth):
+    """The pixel student of a state teacher: the teacher's sizes, images of image_shape
+    (H, W, C), no decoder (distillation needs none)."""
+    H, W, C = image_shape
+    return RSSMConfig(obs_dim=0, action_dim=teacher_cfg.action_dim, deter=teacher_cfg.deter,
+                      stoch=teacher_cfg.stoch, hidden=teacher_cfg.hidden,
+                      embed=teacher_cfg.embed, min_std=teacher_cfg.min_std,
+                      activation=teacher_cfg.activation, has_value=teacher_cfg.has_value,
+                      has_decoder=False, obs_type="image", image_height=H, image_width=W,
+                      image_channels=C, conv_depth=conv_depth)
+
+
 class Trainer:
-    """Owns the model, the optimiser, the step counter and the loss history."""
+    """Owns the model, the optimiser, the step counter and the loss history; with a
+    teacher (a trained state RSSM), distils it into the pixel model (module docstring)."""
 
     def __init__(self, model_cfg: RSSMConfig, cfg: TrainConfig, action_low=None,
-                 action_high=None):
+                 action_high=None, teacher: RSSM = None):
         self.cfg = cfg
         self.model_cfg = model_cfg
         torch.manual_seed(cfg.seed)
         self.model = RSSM(model_cfg)
-        self.optim = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, eps=cfg.adam_eps)
+        self.teacher = None
+        self.teacher_source = None  # what the teacher was (file name, SHA-256), for metadata
+        params = self.model.parameters()
+        if teacher is not None:
+            params = self._adopt(teacher)
+        self.optim = torch.optim.Adam(params, lr=cfg.lr, eps=cfg.adam_eps)
         self.step = 0
         self.history = []  # one dict of floats per logged step
         self.loop = None   # the learning loop's state saved with the checkpoint
@@ -113,6 +159,36 @@ class Trainer:
         self.action_high = torch.full((A,), 1.0) if action_high is None else \
             torch.as_tensor(action_high, dtype=torch.float32)
 
+    def _adopt(self, teacher):
+        """Takes the teacher's tensors into the student and freezes them; returns the
+        parameters distillation trains."""
+        t, m = teacher.cfg, self.model_cfg
+        if t.is_image or not m.is_image:
+            raise ValueError("distillation goes from a state (vector) model to a pixel model")
+        if self.cfg.distill_tune not in DISTILL_TUNE:
+            raise ValueError(f"distill_tune is {self.cfg.distill_tune!r}; expected one of "
+                             f"{DISTILL_TUNE}")
+        want = distill_student_config(t, (m.image_height, m.image_width, m.image_channels),
+                                      m.conv_depth)
+        if want != m:
+            raise ValueError(f"the student's configuration {m} is not the teacher's sizes "
+                             f"({want})")
+        self.teacher = teacher.eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        own = self.model.state_dict()
+        with torch.no_grad():
+            for k, v in teacher.state_dict().items():
+                if k in own:
+                    own[k].copy_(v)
+        tuned = _SEEING + (("posterior.",) if self.cfg.distill_tune == "posterior" else ())
+        params = []
+        for k, p in self.model.named_parameters():
+            p.requires_grad_(k.startswith(tuned))
+            if p.requires_grad:
+                params.append(p)
+        return params
+
     # -- the objective ----------------------------------------------------------------
     def _randn(self, *shape):
         return torch.randn(*shape, generator=self.gen)
@@ -121,7 +197,7 @@ class Trainer:
         """Posterior filtering over a chunk. Returns time-major stacks of h, z, prior and
         posterior (mean, std)."""
         m = self.model
-        L, B, _ = obs.shape
+        L, B = prev_action.shape[:2]
         embed = m.encode(obs)
         h, z = m.initial_state(B)
         eps = self._randn(L, B, self.model_cfg.stoch)
@@ -136,14 +212,16 @@ class Trainer:
         return {k: torch.stack(v) for k, v in out.items()}
 
     def losses(self, batch):
+        if self.teacher is not None:
+            return self._distill_losses(batch)
         cfg, m = self.cfg, self.model
-        obs, act = batch["obs"], batch["prev_action"]
-        rew, mask = batch["reward"], batch["reward_mask"]
+        obs = batch["image"] if m.cfg.is_image else batch["obs"]
+        act, rew, mask = batch["prev_action"], batch["reward"], batch["reward_mask"]
         post = self.observe(obs, act)
         h, z = post["h"], post["z"]
         parts = {}
-        target = m.normalise(obs)
-        parts["recon"] = 0.5 * ((m.decode(h, z) - target) ** 2).sum(-1).mean()
+        err = (m.decode(h, z) - m.normalise(obs)) ** 2
+        parts["recon"] = 0.5 * err.reshape(*err.shape[:2], -1).sum(-1).mean()
         masked_mse = lambda pred, r, mk: (0.5 * (pred - r) ** 2 * mk).sum() / mk.sum().clamp(min=1)
         parts["reward"] = masked_mse(m.predict_reward(h, z), rew, mask)
         kl = kl_diag(post["qm"], post["qs"], post["pm"], post["ps"]).mean()
@@ -161,6 +239,43 @@ class Trainer:
             loss = loss + parts["value"]
         parts["loss"] = loss
         return parts
+
+    def _distill_losses(self, batch):
+        """Distillation's terms (module docstring), weighted by the distill_* settings."""
+        m, t, cfg = self.model, self.teacher, self.cfg
+        with torch.no_grad():
+            embed = t.encode(batch["obs"])
+        seen = m.encode(batch["image"])
+        parts = {"distill_embed": 0.5 * ((seen - embed) ** 2).sum(-1).mean()}
+        loss = cfg.distill_embed * parts["distill_embed"]
+        if cfg.distill_recon > 0 or cfg.distill_belief > 0:
+            act = batch["prev_action"]
+            with torch.no_grad():
+                teacher = self._filter(t, embed, act)
+            student = self._filter(m, seen, act)  # on its own, as mpcd runs it
+            if cfg.distill_recon > 0:
+                err = t.decode(*student) - t.normalise(batch["obs"])
+                parts["distill_recon"] = 0.5 * (err ** 2).sum(-1).mean()
+                loss = loss + cfg.distill_recon * parts["distill_recon"]
+            if cfg.distill_belief > 0:
+                parts["distill_belief"] = 0.5 * sum(((s - q) ** 2).sum(-1).mean()
+                                                    for s, q in zip(student, teacher))
+                loss = loss + cfg.distill_belief * parts["distill_belief"]
+        parts["loss"] = loss
+        return parts
+
+    @staticmethod
+    def _filter(model, embed, act):
+        """The belief (h, posterior mean) over a chunk from a zero state, as mpcd keeps it
+        (no sampling); time-major stacks."""
+        h, z = model.initial_state(act.shape[1])
+        hs, zs = [], []
+        for i in range(act.shape[0]):
+            h = model.transition(h, z, act[i])
+            z, _ = model.posterior_dist(h, embed[i])
+            hs.append(h)
+            zs.append(z)
+        return torch.stack(hs), torch.stack(zs)
 
     def _overshooting(self, post, act, rew, mask):
         """Open-loop priors k = 1..D steps ahead from posterior states at every
@@ -222,7 +337,8 @@ class Trainer:
         parts = self.losses(batch)
         self.optim.zero_grad(set_to_none=True)
         parts["loss"].backward()
-        gnorm = nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        gnorm = nn.utils.clip_grad_norm_(
+            [p for p in self.model.parameters() if p.requires_grad], self.cfg.grad_clip)
         self.optim.step()
         self.step += 1
         rec = {k: float(v) for k, v in parts.items()}
@@ -244,14 +360,17 @@ class Trainer:
             if bar is not None:
                 bar.update(1)
                 if self.step % 10 == 0:
-                    bar.set_postfix(loss=f"{rec['loss']:.2f}", rec=f"{rec['recon']:.2f}",
-                                    rew=f"{rec['reward']:.3f}", kl=f"{rec['kl']:.2f}")
+                    bar.set_postfix({k: f"{rec[k]:.3g}" for k in _SHOWN if k in rec})
         if bar is not None:
             bar.close()
         return mean_losses(recs)
 
     # -- checkpoints --------------------------------------------------------------------
     def state_dict(self):
+        teacher = None
+        if self.teacher is not None:  # the checkpoint is whole without the teacher's file
+            teacher = {"config": self.teacher.cfg.to_dict(),
+                       "model": self.teacher.state_dict(), "source": self.teacher_source}
         return {
             "format": "mpc-rssm-checkpoint",
             "model_config": self.model_cfg.to_dict(),
@@ -264,6 +383,7 @@ class Trainer:
             "gen": self.gen.get_state(),
             "action_low": self.action_low,
             "action_high": self.action_high,
+            "teacher": teacher,
         }
 
     def save(self, path, loop=None):
@@ -286,11 +406,18 @@ class Trainer:
         tc = dict(st["train_config"])
         tc.update(overrides or {})
         known = {f.name for f in dataclasses.fields(TrainConfig)}
+        teacher = None
+        if st.get("teacher") is not None:
+            teacher = RSSM(RSSMConfig(**st["teacher"]["config"]))
+            teacher.load_state_dict(st["teacher"]["model"])
         t = cls(RSSMConfig(**st["model_config"]),
                 TrainConfig(**{k: v for k, v in tc.items() if k in known}),
-                st["action_low"], st["action_high"])
+                st["action_low"], st["action_high"], teacher)
         t.model.load_state_dict(st["model"])
-        t.optim.load_state_dict(st["optim"])
+        # A distillation resumed with another distill_tune trains other tensors: their
+        # optimiser moments start afresh (a second phase, model/train/README.md)
+        if teacher is None or st["train_config"].get("distill_tune") == t.cfg.distill_tune:
+            t.optim.load_state_dict(st["optim"])
         for g in t.optim.param_groups:  # an lr override must win over the saved one
             g["lr"] = t.cfg.lr
             g["eps"] = t.cfg.adam_eps
@@ -299,14 +426,21 @@ class Trainer:
         t.rng.bit_generator.state = st["rng"]
         t.gen.set_state(st["gen"])
         t.loop = st.get("loop")
+        if teacher is not None:
+            t.teacher_source = st["teacher"].get("source")
         return t
+
+
+# Loss parts on the progress bar, when present.
+_SHOWN = ("loss", "recon", "reward", "kl", "distill_embed", "distill_recon",
+          "distill_belief")
 
 
 def mean_losses(recs):
     if not recs:
         return {}
-    keys = [k for k in recs[0] if k != "step"]
-    return {k: float(np.mean([r[k] for r in recs])) for k in keys}
+    keys = [k for k in recs[-1] if k != "step"]  # the newest parts (a phase may add one)
+    return {k: float(np.mean([r[k] for r in recs if k in r])) for k in keys}
 
 
 def provenance(trainer, buffer, extra=None):
@@ -317,7 +451,8 @@ def provenance(trainer, buffer, extra=None):
         "data_episodes": len(buffer),
         "data_steps": buffer.num_steps,
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "trainer": "mpc-train (PlaNet objective)",
+        "trainer": ("mpc-train (PlaNet objective)" if trainer.teacher is None else
+                    f"mpc-train (distilled from {trainer.teacher_source})"),
         "train_config": trainer.cfg.to_dict(),
     }
     for k, v in last.items():

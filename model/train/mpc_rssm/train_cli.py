@@ -3,13 +3,17 @@ import argparse
 import json
 import os
 import sys
+import time
 
+import numpy as np
 import torch
 
 from .data import EpisodeBuffer, EpisodeError
 from .rssm import RSSMConfig
 from .tasks import task_info
-from .train import PLANET, Trainer, TrainConfig, export, provenance, renormalise
+from .export import load_model
+from .train import (DISTILL_TUNE, PLANET, Trainer, TrainConfig, distill_student_config,
+                    export, provenance, renormalise)
 
 DESCRIPTION = """\
 Train a PlaNet/Dreamer RSSM on episode files (common/EPISODES.md) and export it to the
@@ -19,6 +23,14 @@ Objective: Gaussian reconstruction of normalised observations + reward MSE + KL(
 prior) with free nats, on chunks sampled uniformly from the episodes; Adam with gradient-norm
 clipping. Observation statistics are computed from the data and stored in the model.
 Checkpoints hold model, optimiser, step and RNG state: --resume continues bit-for-bit.
+
+Pixel models (--obs pixels) train on the episodes' camera images (the `image` array) with
+PlaNet's full pixel objective: a convolutional encoder, and a convolutional decoder that
+reconstructs every pixel (training only, never exported). That costs ~30 s per step of
+50 x 50 images on 2 cores. --distill-from MODEL is the cheap way: a trained state model's
+dynamics, reward and value heads are kept, frozen, and only the pixel model's encoder (and
+posterior) learns, so that its belief from images matches the state model's belief from
+the states of the same moments (episodes recorded with both: mpc-sim --obs both).
 """
 
 EPILOG = """\
@@ -27,6 +39,8 @@ examples:
             --out runs/cartpole/model.safetensors --checkpoint runs/cartpole/ckpt.pt
   mpc-train --data runs/cartpole/episodes --checkpoint runs/cartpole/ckpt.pt --resume \\
             --steps 500 --out runs/cartpole/model.safetensors
+  mpc-train --data runs/pixels/episodes --distill-from model/zoo/cartpole-swingup.safetensors \\
+            --steps 3000 --out runs/pixels/model.safetensors --checkpoint runs/pixels/ckpt.pt
 
 exit status: 0 ok, 1 training/export error, 2 bad arguments or unreadable data.
 """
@@ -46,6 +60,36 @@ def add_model_args(p):
     g.add_argument("--activation", choices=("relu", "elu"), default="elu")
     g.add_argument("--value", action="store_true",
                    help="add a value head trained on imagined lambda-returns (Dreamer critic)")
+
+
+def add_pixel_args(p):
+    """mpc-train's pixel models: PlaNet's full objective or distillation."""
+    d = TrainConfig()
+    g = p.add_argument_group("pixel models (model/train/README.md, \"Pixel models\")")
+    g.add_argument("--obs", choices=("state", "pixels"), default="state",
+                   help="what the model observes: the state vectors (default) or the "
+                        "episodes' camera images (the 'image' array)")
+    g.add_argument("--conv-depth", type=int, default=32, metavar="D",
+                   help="pixel models: channels of the first convolution; the encoder has "
+                        "D, 2D, 4D, 8D (PlaNet: 32, the default)")
+    g.add_argument("--distill-from", metavar="MODEL",
+                   help="distil this trained state model into a pixel model (implies --obs "
+                        "pixels; the model sizes are the teacher's)")
+    g.add_argument("--distill-tune", choices=DISTILL_TUNE, default=d.distill_tune,
+                   help="with --distill-from: what the pixel model learns: its 'encoder' "
+                        "(default), or also the 'posterior' layers (a second phase, with "
+                        "--distill-recon; on --resume its optimiser moments start afresh)")
+    g.add_argument("--distill-embed", type=float, default=d.distill_embed, metavar="W",
+                   help="with --distill-from: weight of the image embedding regressed on "
+                        f"the teacher's embedding of the state ({d.distill_embed})")
+    g.add_argument("--distill-recon", type=float, default=d.distill_recon, metavar="W",
+                   help="with --distill-from: weight of the state read back from the pixel "
+                        "model's own belief through the teacher's decoder "
+                        f"({d.distill_recon})")
+    g.add_argument("--distill-belief", type=float, default=d.distill_belief, metavar="W",
+                   help="with --distill-from: weight of the pixel model's own belief (h and "
+                        "the posterior mean, what the planner starts from) regressed on the "
+                        f"teacher's belief from the states ({d.distill_belief})")
 
 
 def add_train_args(p):
@@ -110,11 +154,35 @@ def resume_overrides(build_parser, argv):
     return with_recipe(fields, given.get("planet", False))
 
 
-def model_config_from(args, obs_dim, action_dim):
-    return RSSMConfig(obs_dim=obs_dim, action_dim=action_dim, deter=args.deter,
-                      stoch=args.stoch, hidden=args.hidden, embed=args.embed,
-                      min_std=args.min_std, activation=args.activation,
-                      has_value=args.value, has_decoder=True)
+def model_config_from(args, buffer):
+    image = {}
+    if getattr(args, "obs", "state") == "pixels":
+        H, W, C = buffer.image_shape
+        image = dict(obs_type="image", image_height=H, image_width=W, image_channels=C,
+                     conv_depth=args.conv_depth)
+    return RSSMConfig(obs_dim=0 if image else buffer.obs_dim, action_dim=buffer.action_dim,
+                      deter=args.deter, stoch=args.stoch, hidden=args.hidden,
+                      embed=args.embed, min_std=args.min_std, activation=args.activation,
+                      has_value=args.value, has_decoder=True, **image)
+
+
+def load_teacher(path, buffer, conv_depth):
+    """The state model to distil -> (teacher, student RSSMConfig, source text); raises
+    ValueError saying why it cannot teach on these episodes."""
+    import hashlib
+    teacher, _ = load_model(path)
+    c = teacher.cfg
+    if c.is_image:
+        raise ValueError(f"{path} is a pixel model; distillation needs a state model")
+    if (c.obs_dim, c.action_dim) != (buffer.obs_dim, buffer.action_dim):
+        raise ValueError(f"{path} takes {c.obs_dim} observations and {c.action_dim} actions; "
+                         f"the episodes have {buffer.obs_dim} and {buffer.action_dim} "
+                         f"(distillation needs episodes with both states and images: "
+                         f"mpc-sim --obs both)")
+    with open(path, "rb") as f:
+        sha = hashlib.sha256(f.read()).hexdigest()
+    source = f"{os.path.basename(path)} sha256 {sha}"
+    return teacher, distill_student_config(c, buffer.image_shape, conv_depth), source
 
 
 def export_metadata(trainer, buffer, task, info, extra=None):
@@ -151,6 +219,7 @@ def build_parser():
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     p.add_argument("--json", action="store_true", help="print final losses as JSON")
     add_model_args(p)
+    add_pixel_args(p)
     add_train_args(p)
     return p
 
@@ -164,8 +233,18 @@ def main(argv=None):
     if args.steps < 0:
         print("mpc-train: --steps must be >= 0", file=sys.stderr)
         return 2
+    trainer = None
+    if args.resume:  # the checkpoint's model says what the episodes must hold
+        try:
+            trainer = Trainer.load(args.checkpoint, resume_overrides(build_parser, argv))
+        except (OSError, ValueError, RuntimeError, KeyError) as e:
+            print(f"mpc-train: cannot resume from {args.checkpoint}: {e}", file=sys.stderr)
+            return 2
+        args.obs = "pixels" if trainer.model_cfg.is_image else "state"
+    elif args.distill_from:
+        args.obs = "pixels"
     try:
-        buffer = EpisodeBuffer(args.data)
+        buffer = EpisodeBuffer(args.data, images=args.obs == "pixels")
     except EpisodeError as e:
         print(f"mpc-train: {e}", file=sys.stderr)
         return 2
@@ -180,37 +259,48 @@ def main(argv=None):
     if len(low) != buffer.action_dim or len(high) != buffer.action_dim:
         print(f"mpc-train: action bounds need {buffer.action_dim} values", file=sys.stderr)
         return 2
-    if args.resume:
+    if trainer is not None:
+        c = trainer.model_cfg
+        seen = (c.image_height, c.image_width, c.image_channels) if c.is_image else c.obs_dim
+        data = buffer.image_shape if c.is_image else buffer.obs_dim
+        if tuple(np.atleast_1d(seen)) != tuple(np.atleast_1d(data)):
+            print(f"mpc-train: checkpoint and data disagree on the observation shape "
+                  f"({seen} against {data})", file=sys.stderr)
+            return 2
+    elif args.distill_from:
         try:
-            trainer = Trainer.load(args.checkpoint, resume_overrides(build_parser, argv))
-        except (OSError, ValueError, RuntimeError, KeyError) as e:
-            print(f"mpc-train: cannot resume from {args.checkpoint}: {e}", file=sys.stderr)
+            teacher, cfg, source = load_teacher(args.distill_from, buffer, args.conv_depth)
+            trainer = Trainer(cfg, train_config_from(args), low, high, teacher)
+        except (OSError, ValueError) as e:  # ModelFileError is a ValueError
+            print(f"mpc-train: --distill-from: {e}", file=sys.stderr)
             return 2
-        if trainer.model_cfg.obs_dim != buffer.obs_dim:
-            print("mpc-train: checkpoint and data disagree on the observation size",
-                  file=sys.stderr)
-            return 2
+        trainer.teacher_source = source
     else:
-        trainer = Trainer(model_config_from(args, buffer.obs_dim, buffer.action_dim),
-                          train_config_from(args), low, high)
-        renormalise(trainer.model, *buffer.obs_stats())
+        trainer = Trainer(model_config_from(args, buffer), train_config_from(args), low, high)
+        if args.obs == "state":
+            renormalise(trainer.model, *buffer.obs_stats())
     print(f"mpc-train: {len(buffer)} episodes, {buffer.num_steps} steps, "
           f"start at step {trainer.step}", file=sys.stderr)
     left = args.steps
     summary = {}
+    loop = {"wall_s": 0.0, **(trainer.loop or {})}  # optimiser wall time over all sittings
     while left > 0:
         n = min(left, args.checkpoint_every) if args.checkpoint else left
+        t0 = time.monotonic()
         summary = trainer.fit(buffer, n, progress=not args.no_progress)
+        loop["wall_s"] += time.monotonic() - t0
         left -= n
         if args.checkpoint:
-            trainer.save(args.checkpoint)
+            trainer.save(args.checkpoint, loop)
     if args.checkpoint and args.steps == 0:
-        trainer.save(args.checkpoint)
+        trainer.save(args.checkpoint, loop)
     if args.plot and trainer.history:
         from .plot import plot_losses
         plot_losses(trainer.history, args.plot, title=f"{args.task}: RSSM training")
     if args.out:
-        extra = {"eval_return": args.eval_return} if args.eval_return is not None else {}
+        extra = {"wall_time_s": round(loop["wall_s"], 1)}
+        if args.eval_return is not None:
+            extra["eval_return"] = args.eval_return
         export(trainer, args.out, export_metadata(trainer, buffer, args.task, info, extra))
         print(f"mpc-train: wrote {args.out} (step {trainer.step})", file=sys.stderr)
     if args.json:

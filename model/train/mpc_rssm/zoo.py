@@ -48,10 +48,17 @@ def conf_deadline_ms(conf):
     raise LoopError(f"{conf}: no deadline-ms")
 
 
-def evaluate(zoo, task, episodes, tools, seed=1):
-    model = os.path.join(zoo, task + ".safetensors")
-    conf = os.path.join(zoo, task + ".conf")
+def evaluate(zoo, name, episodes, tools, seed=1):
+    """Episodes of the model's task (its metadata: a pixel model of cartpole-swingup is
+    shipped as cartpole-swingup-pixels) through mpcd; a pixel model sees mpc-sim's
+    camera images (--obs pixels at the model's image size)."""
+    from .export import load_model
+    model = os.path.join(zoo, name + ".safetensors")
+    conf = os.path.join(zoo, name + ".conf")
     deadline = conf_deadline_ms(conf)
+    cfg, meta = (lambda m: (m[0].cfg, m[1]))(load_model(model))
+    task = meta["task"]
+    obs = ["--obs", "pixels", "--image-size", str(cfg.image_height)] if cfg.is_image else []
     with tempfile.TemporaryDirectory(prefix="mpc-zoo-") as tmp:
         log = open(os.path.join(tmp, "tools.log"), "w+")
         # admission control off: one robot, and a busy machine's calibration could refuse it
@@ -64,22 +71,31 @@ def evaluate(zoo, task, episodes, tools, seed=1):
             rc = run_logged([tools["mpc-sim"], "--task", task, "--policy", "mpcd",
                              "--connect", daemon.endpoint, "--episodes", str(episodes),
                              "--seed", str(seed), "--deadline-ms", f"{deadline:g}",
-                             "--record", rec], log, timeout=300 + 120 * episodes)
+                             "--record", rec, *obs], log, timeout=300 + 120 * episodes)
         finally:
             daemon.stop()
         log.seek(0)
         text = log.read()
         if rc != 0:
-            raise LoopError(f"mpc-sim failed on {task} (exit {rc}):\n{text[-3000:]}")
+            raise LoopError(f"mpc-sim failed on {name} (exit {rc}):\n{text[-3000:]}")
         rets = [float(load_episode(p)["reward"].sum()) for p in episode_files(rec)]
     summary = [line for line in text.splitlines()
                if line.startswith(("replies:", "late replies", "plans:"))]
-    return {"task": task, "episodes": episodes, "seed": seed, "deadline_ms": deadline,
+    return {"model": name, "task": task, "obs": "pixels" if obs else "state",
+            "episodes": episodes, "seed": seed, "deadline_ms": deadline,
             "returns": [round(r, 2) for r in rets], "mean": round(float(np.mean(rets)), 2),
             "std": round(float(np.std(rets)), 2), "min": round(min(rets), 2),
             "mpc_sim_summary": summary,
             "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
             "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")}
+
+
+def camera(cfg):
+    """What a pixel model sees, for the index ('' for a state model)."""
+    if not cfg.is_image:
+        return ""
+    return (f", {cfg.image_height}x{cfg.image_width}x{cfg.image_channels} camera "
+            f"(conv depth {cfg.conv_depth})")
 
 
 def index(zoo):
@@ -99,7 +115,8 @@ def index(zoo):
         rows.append(f"| [{task}]({task}.md) | {score} | {deadline:g} ms of "
                     f"{float(meta['control_period_s']) * 1000:g} ms | {params:,} | "
                     f"{meta['deter']}/{meta['stoch']}/{meta['hidden']}"
-                    f"{' + value' if meta.get('has_value') else ''} | "
+                    f"{' + value' if meta.get('has_value') else ''}"
+                    f"{camera(model.cfg)} | "
                     f"{meta.get('collected_episodes', meta.get('data_episodes', '?'))} | "
                     f"{'%.0f min' % (float(wall) / 60) if wall else '?'} |")
     text = INDEX_HEAD + "\n".join(rows) + "\n" + INDEX_TAIL
@@ -129,7 +146,7 @@ its deadline, without exploration noise, on this project's 2-core machines:
 `<task>.eval.json`, and `... zoo index` writes this table. Each deadline is at most half
 the task's control period, so a real robot gets its action in time.
 
-| task | score (mean ± std) | deadline of period | parameters | deter/stoch/hidden | training episodes | training wall time |
+| model | score (mean ± std) | deadline of period | parameters | deter/stoch/hidden | training episodes | training wall time |
 |---|---|---|---:|---|---:|---:|
 """
 
