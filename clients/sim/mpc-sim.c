@@ -13,7 +13,8 @@
  *
  * --obs pixels also renders every observation as a camera image (render.h), recorded
  * next to the state (--record) and written as pictures (--save-frames); with --policy
- * mpcd the images are what the daemon's pixel model observes (Step.image).
+ * mpcd the images are what the daemon's pixel model observes (Step.image). --obs both
+ * renders and records them too but sends the daemon the state.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -87,8 +88,8 @@ static void usage(FILE *out)
 "                           repeats exactly when no plan is cut by its deadline (default 1)\n"
 "    -r, --record DIR       write each episode to DIR/<task>-<time>-<seq>.npz for the\n"
 "                           trainer (observation [T+1,O], action [T,A], reward [T],\n"
-"                           float32, and with --obs pixels image [T+1,N,N,3] uint8; see\n"
-"                           common/EPISODES.md); DIR is created if missing\n"
+"                           float32; with --obs pixels or both image [T+1,N,N,3] uint8;\n"
+"                           see common/EPISODES.md); DIR is created if missing\n"
 "        --csv FILE         log every control step: episode, step, time, observation,\n"
 "                           action, reward, latency and plan statistics\n"
 "    -m, --max-steps N      end episodes after N control steps (default: 1000 physics\n"
@@ -185,7 +186,7 @@ typedef struct {
     long delay_steps;
     double drop;
     bool pixels;             /* --obs pixels or both: render every observation */
-    bool send_state;         /* --obs state or both: mpcd gets the state vector */
+    bool send_state;         /* --obs both: mpcd gets the state although images render */
     long image_size;         /* N: images are N x N */
     const char *save_frames; /* directory of PPM frames, or NULL */
 } options_t;

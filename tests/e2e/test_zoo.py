@@ -2,14 +2,15 @@
 
 For each model, starts mpcd with its conf (model/zoo/<name>.conf) on a free loopback port,
 runs `mpc-sim --task <task> --policy mpcd` (with `--obs pixels` for a pixel model: the
-camera images are what mpcd sees) for a few recorded, possibly shortened episodes, and asserts the mean return clears the model's threshold: set well under what
-its card measured, and far above what random actions get, so a regression in librssm or
-the planner shows per task. The deadline is one no plan ever reaches, so every plan runs
-all the iterations of the model's settings and the returns depend on the model and the
-seed only, not on how fast the machine is (under ASan on two busy cores a 200 ms deadline
-cut every cartpole plan to about 6 of 10 iterations and one episode scored 252). Returns
-are read from the recorded episode files. Skips when mpcd / mpc-sim are not built or the
-model is not shipped. Run one with `-k TASK`; E2E_MIN_RETURN overrides the threshold.
+camera images are what mpcd sees) for a few recorded, possibly shortened episodes, and
+asserts the mean return clears the model's threshold: set well under what its card
+measured, and far above what random actions get, so a regression in librssm or the
+planner shows per task. The deadline is one no plan ever reaches, so every plan runs all
+the iterations of the model's settings and the returns depend on the model and the seed
+only, not on how fast the machine is (under ASan on two busy cores a 200 ms deadline cut
+every cartpole plan to about 6 of 10 iterations and one episode scored 252). Returns are
+read from the recorded episode files. Skips when mpcd / mpc-sim are not built or the
+model is not shipped. Run one with `-k NAME`; E2E_MIN_RETURN overrides the threshold.
 """
 import os
 import sys
@@ -86,8 +87,10 @@ def test_shipped_model_controls_its_task(case, tmp_path):
                str(DEADLINE_MS), "--timeout", str(3 * DEADLINE_MS), "--record", rec]
         if case.steps:
             cmd += ["--max-steps", str(case.steps)]
-        if case.pixels:
-            cmd += ["--obs", "pixels"]
+        if case.pixels:  # at the model's image size
+            from mpc_rssm.export import load_model
+            side = load_model(model)[0].cfg.image_height
+            cmd += ["--obs", "pixels", "--image-size", str(side)]
         rc = run_logged(cmd, log, timeout=900)
     finally:
         daemon.stop()

@@ -190,3 +190,66 @@ def test_distillation_refuses_what_cannot_teach(teacher, pixel_episodes, tmp_pat
     assert r.returncode == 0, r.stderr
     r = distill(px, pixel_episodes, str(tmp_path / "m.safetensors"), "--steps", "1")
     assert r.returncode == 2 and "is a pixel model" in r.stderr
+
+
+def test_second_phase_resumes_exactly(teacher, pixel_episodes, tmp_path):
+    """Phase 2 (posterior, state read-back and belief) stopped and resumed within the
+    phase matches it run straight (its optimiser state travels in the checkpoint)."""
+    phase2 = ["--distill-tune", "posterior", "--distill-recon", "1", "--distill-belief", "1",
+              "--no-progress", "--task", "pendulum-swingup"]
+    ck1, ck2 = str(tmp_path / "one.pt"), str(tmp_path / "two.pt")
+    r = distill(teacher, pixel_episodes, str(tmp_path / "p1.safetensors"), "--steps", "2",
+                "--checkpoint", ck1)
+    assert r.returncode == 0, r.stderr
+    with open(ck1, "rb") as f, open(ck2, "wb") as g:
+        g.write(f.read())
+    a, b = str(tmp_path / "a.safetensors"), str(tmp_path / "b.safetensors")
+    resume = ["--data", pixel_episodes, "--resume", *phase2]
+    r = run_train(*resume, "--checkpoint", ck1, "--steps", "4", "--out", a)
+    assert r.returncode == 0, r.stderr
+    for steps in ("2", "2"):
+        r = run_train(*resume, "--checkpoint", ck2, "--steps", steps, "--out", b)
+        assert r.returncode == 0, r.stderr
+    assert same_tensors(a, b)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--resume", "--distill-from", "T"], "--distill-from: on --resume the teacher is"),
+    (["--distill-from", "T", "--obs", "state"], "--distill-from makes a pixel model"),
+    (["--distill-recon", "1"], "--distill-recon need --distill-from"),
+])
+def test_pixel_options_that_contradict_are_refused(args, message, tmp_path):
+    r = run_train("--data", str(tmp_path), "--checkpoint", str(tmp_path / "c.pt"), *args,
+                  "--no-progress")
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+
+
+def test_distillation_options_on_a_state_checkpoint_are_refused(teacher, tmp_path):
+    d = tmp_path / "ep"
+    write_pendulum_episodes(str(d), 2, steps=20)
+    ck = str(tmp_path / "c.pt")
+    r = run_train("--data", str(d), "--steps", "1", "--checkpoint", ck, *TINY)
+    assert r.returncode == 0, r.stderr
+    r = run_train("--data", str(d), "--resume", "--checkpoint", ck, "--steps", "1",
+                  "--distill-belief", "1", "--no-progress")
+    assert r.returncode == 2 and "is not a distillation" in r.stderr, r.stderr
+    r = run_train("--data", str(d), "--resume", "--checkpoint", ck, "--steps", "1",
+                  "--obs", "pixels", "--no-progress")
+    assert r.returncode == 2 and "holds a state model, not what --obs" in r.stderr, r.stderr
+    r = run_train("--data", str(d), "--resume", "--checkpoint", ck, "--steps", "1",
+                  "--obs", "state", "--no-progress")
+    assert r.returncode == 0, r.stderr
+
+
+def test_resumed_distillation_refuses_episodes_without_states(teacher, tmp_path):
+    ck = str(tmp_path / "c.pt")
+    px = tmp_path / "px"
+    write_pendulum_pixel_episodes(str(px), 1, seed=5, steps=12)
+    r = distill(teacher, str(px), str(tmp_path / "m.safetensors"), "--steps", "1",
+                "--checkpoint", ck)
+    assert r.returncode == 0, r.stderr
+    only = tmp_path / "only"
+    write_pendulum_pixel_episodes(str(only), 1, seed=5, steps=12, states=False)
+    r = run_train("--data", str(only), "--resume", "--checkpoint", ck, "--steps", "1",
+                  "--no-progress", "--task", "pendulum-swingup")
+    assert r.returncode == 2 and "mpc-sim --obs both" in r.stderr, r.stderr

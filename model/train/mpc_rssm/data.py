@@ -39,9 +39,9 @@ def load_episode(path, images=False):
                                       if missing == ["image"] else ""))
             ep = {k: np.asarray(f[k], dtype=np.float32) for k in names[:3]}
             image = np.asarray(f["image"]) if images else None
+    except EpisodeError:
+        raise
     except (OSError, ValueError) as e:
-        if isinstance(e, EpisodeError):
-            raise
         raise EpisodeError(f"{path}: not a readable .npz episode ({e})") from None
     obs, act, rew = ep["observation"], ep["action"], ep["reward"]
     if obs.ndim != 2 or act.ndim != 2 or rew.ndim != 1:

@@ -173,6 +173,9 @@ class Trainer:
         if want != m:
             raise ValueError(f"the student's configuration {m} is not the teacher's sizes "
                              f"({want})")
+        if teacher.decoder is None and (self.cfg.distill_recon > 0):
+            raise ValueError("the teacher has no decoder, so the state cannot be read back "
+                             "(distill_recon)")
         self.teacher = teacher.eval()
         for p in teacher.parameters():
             p.requires_grad_(False)

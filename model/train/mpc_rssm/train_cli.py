@@ -5,7 +5,6 @@ import os
 import sys
 import time
 
-import numpy as np
 import torch
 
 from .data import EpisodeBuffer, EpisodeError
@@ -76,18 +75,18 @@ def add_pixel_args(p):
                    help="distil this trained state model into a pixel model (implies --obs "
                         "pixels; the model sizes are the teacher's)")
     g.add_argument("--distill-tune", choices=DISTILL_TUNE, default=d.distill_tune,
-                   help="with --distill-from: what the pixel model learns: its 'encoder' "
+                   help="distillation: what the pixel model learns: its 'encoder' "
                         "(default), or also the 'posterior' layers (a second phase, with "
                         "--distill-recon; on --resume its optimiser moments start afresh)")
     g.add_argument("--distill-embed", type=float, default=d.distill_embed, metavar="W",
-                   help="with --distill-from: weight of the image embedding regressed on "
+                   help="distillation: weight of the image embedding regressed on "
                         f"the teacher's embedding of the state ({d.distill_embed})")
     g.add_argument("--distill-recon", type=float, default=d.distill_recon, metavar="W",
-                   help="with --distill-from: weight of the state read back from the pixel "
+                   help="distillation: weight of the state read back from the pixel "
                         "model's own belief through the teacher's decoder "
                         f"({d.distill_recon})")
     g.add_argument("--distill-belief", type=float, default=d.distill_belief, metavar="W",
-                   help="with --distill-from: weight of the pixel model's own belief (h and "
+                   help="distillation: weight of the pixel model's own belief (h and "
                         "the posterior mean, what the planner starts from) regressed on the "
                         f"teacher's belief from the states ({d.distill_belief})")
 
@@ -146,12 +145,31 @@ def resume_overrides(build_parser, argv):
     """TrainConfig fields given explicitly on the command line. On --resume they replace the
     checkpoint's saved values (e.g. a new --free-nats or --lr); every other field keeps the
     value the run started with."""
+    given = given_options(build_parser, argv)
+    fields = {f: v for f, v in given.items() if f in TrainConfig.__dataclass_fields__}
+    return with_recipe(fields, given.get("planet", False))
+
+
+def given_options(build_parser, argv):
+    """The options given explicitly on the command line: {dest: value}."""
     probe = build_parser()
     for action in probe._actions:
         action.default = argparse.SUPPRESS
-    given = vars(probe.parse_args(argv))
-    fields = {f: v for f, v in given.items() if f in TrainConfig.__dataclass_fields__}
-    return with_recipe(fields, given.get("planet", False))
+    return vars(probe.parse_args(argv))
+
+
+def pixel_option_conflict(given, resume):
+    """Why the pixel options given cannot be run together ('' when they can)."""
+    if resume:
+        if "distill_from" in given:
+            return "--distill-from: on --resume the teacher is the checkpoint's"
+    elif given.get("distill_from") and given.get("obs") == "state":
+        return "--distill-from makes a pixel model, not --obs state"
+    elif not given.get("distill_from"):
+        extra = [f"--{o.replace('_', '-')}" for o in given if o.startswith("distill_")]
+        if extra:
+            return f"{', '.join(extra)} need --distill-from (or --resume of a distillation)"
+    return ""
 
 
 def model_config_from(args, buffer):
@@ -166,23 +184,30 @@ def model_config_from(args, buffer):
                       has_value=args.value, has_decoder=True, **image)
 
 
+def teacher_mismatch(name, cfg, buffer):
+    """Why a state teacher cannot teach on these episodes ('' when it can)."""
+    if (cfg.obs_dim, cfg.action_dim) != (buffer.obs_dim, buffer.action_dim):
+        return (f"{name} takes {cfg.obs_dim} observations and {cfg.action_dim} actions; the "
+                f"episodes have {buffer.obs_dim} and {buffer.action_dim} (distillation needs "
+                f"episodes with both states and images: mpc-sim --obs both or pixels)")
+    return ""
+
+
 def load_teacher(path, buffer, conv_depth):
-    """The state model to distil -> (teacher, student RSSMConfig, source text); raises
-    ValueError saying why it cannot teach on these episodes."""
+    """The state model to distil -> (teacher, its metadata, student RSSMConfig, source text);
+    raises ValueError saying why it cannot teach on these episodes."""
     import hashlib
-    teacher, _ = load_model(path)
-    c = teacher.cfg
-    if c.is_image:
+    teacher, meta = load_model(path)
+    if teacher.cfg.is_image:
         raise ValueError(f"{path} is a pixel model; distillation needs a state model")
-    if (c.obs_dim, c.action_dim) != (buffer.obs_dim, buffer.action_dim):
-        raise ValueError(f"{path} takes {c.obs_dim} observations and {c.action_dim} actions; "
-                         f"the episodes have {buffer.obs_dim} and {buffer.action_dim} "
-                         f"(distillation needs episodes with both states and images: "
-                         f"mpc-sim --obs both)")
+    why = teacher_mismatch(path, teacher.cfg, buffer)
+    if why:
+        raise ValueError(why)
     with open(path, "rb") as f:
         sha = hashlib.sha256(f.read()).hexdigest()
     source = f"{os.path.basename(path)} sha256 {sha}"
-    return teacher, distill_student_config(c, buffer.image_shape, conv_depth), source
+    return (teacher, meta, distill_student_config(teacher.cfg, buffer.image_shape, conv_depth),
+            source)
 
 
 def export_metadata(trainer, buffer, task, info, extra=None):
@@ -233,6 +258,11 @@ def main(argv=None):
     if args.steps < 0:
         print("mpc-train: --steps must be >= 0", file=sys.stderr)
         return 2
+    given = given_options(build_parser, argv)
+    conflict = pixel_option_conflict(given, args.resume)
+    if conflict:
+        print(f"mpc-train: {conflict}", file=sys.stderr)
+        return 2
     trainer = None
     if args.resume:  # the checkpoint's model says what the episodes must hold
         try:
@@ -240,7 +270,22 @@ def main(argv=None):
         except (OSError, ValueError, RuntimeError, KeyError) as e:
             print(f"mpc-train: cannot resume from {args.checkpoint}: {e}", file=sys.stderr)
             return 2
-        args.obs = "pixels" if trainer.model_cfg.is_image else "state"
+        c = trainer.model_cfg
+        why = ""
+        if trainer.teacher is None and any(o.startswith("distill_") for o in given):
+            why = "is not a distillation: the --distill-* options do not apply"
+        else:
+            kind = "pixels" if c.is_image else "state"
+            held = f"a pixel model of conv depth {c.conv_depth}" if c.is_image else \
+                "a state model"
+            depth = c.conv_depth if c.is_image else None
+            if given.get("obs", kind) != kind or \
+                    ("conv_depth" in given and given["conv_depth"] != depth):
+                why = f"holds {held}, not what --obs / --conv-depth ask for"
+        if why:
+            print(f"mpc-train: {args.checkpoint} {why}", file=sys.stderr)
+            return 2
+        args.obs = "pixels" if c.is_image else "state"
     elif args.distill_from:
         args.obs = "pixels"
     try:
@@ -261,16 +306,25 @@ def main(argv=None):
         return 2
     if trainer is not None:
         c = trainer.model_cfg
-        seen = (c.image_height, c.image_width, c.image_channels) if c.is_image else c.obs_dim
-        data = buffer.image_shape if c.is_image else buffer.obs_dim
-        if tuple(np.atleast_1d(seen)) != tuple(np.atleast_1d(data)):
-            print(f"mpc-train: checkpoint and data disagree on the observation shape "
-                  f"({seen} against {data})", file=sys.stderr)
+        seen = (c.image_height, c.image_width, c.image_channels) if c.is_image else (c.obs_dim,)
+        data = tuple(buffer.image_shape) if c.is_image else (buffer.obs_dim,)
+        why = "" if seen == data else (f"checkpoint and data disagree on the observation "
+                                       f"shape ({seen} against {data})")
+        if not why and trainer.teacher is not None:
+            why = teacher_mismatch("the checkpoint's teacher", trainer.teacher.cfg, buffer)
+        if why:
+            print(f"mpc-train: {why}", file=sys.stderr)
             return 2
     elif args.distill_from:
         try:
-            teacher, cfg, source = load_teacher(args.distill_from, buffer, args.conv_depth)
-            trainer = Trainer(cfg, train_config_from(args), low, high, teacher)
+            teacher, meta, cfg, source = load_teacher(args.distill_from, buffer,
+                                                      args.conv_depth)
+            if meta.get("task") != args.task:
+                raise ValueError(f"{args.distill_from} is a model of {meta.get('task')!r}; "
+                                 f"pass --task {meta.get('task')}")
+            tc = train_config_from(args)
+            tc.discount = meta.get("discount", tc.discount)  # its value head's discount
+            trainer = Trainer(cfg, tc, low, high, teacher)
         except (OSError, ValueError) as e:  # ModelFileError is a ValueError
             print(f"mpc-train: --distill-from: {e}", file=sys.stderr)
             return 2

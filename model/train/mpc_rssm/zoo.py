@@ -1,12 +1,14 @@
 """The model zoo (model/zoo): evaluate each shipped model as it is served, write the index.
 
-    /usr/bin/python3 -m mpc_rssm.zoo eval [--zoo DIR] [--episodes 10] [TASK ...]
+    /usr/bin/python3 -m mpc_rssm.zoo eval [--zoo DIR] [--episodes 10] [NAME ...]
     /usr/bin/python3 -m mpc_rssm.zoo index [--zoo DIR]
 
-A shipped model is three files: <task>.safetensors, <task>.conf (the mpcd settings it is
-served with, deadline included) and <task>.md (its card). `eval` starts mpcd with the conf
-on loopback, runs `mpc-sim --task <task> --policy mpcd` for N episodes with the conf's
-deadline (each its own seed, no exploration noise) and writes <task>.eval.json: returns,
+A shipped model is three files: <name>.safetensors, <name>.conf (the mpcd settings it is
+served with, deadline included) and <name>.md (its card); the name is its task's, with
+"-pixels" for a pixel model. `eval` starts mpcd with the conf on loopback, runs `mpc-sim
+--task <task> --policy mpcd` (the task of the model's metadata; `--obs pixels` for a pixel
+model) for N episodes with the conf's deadline (each its own seed, no exploration noise)
+and writes <name>.eval.json: returns,
 mean, std, deadline, the reply latencies mpc-sim measured, and the machine. Do not run it
 while anything else loads the CPU (training): the planner is timed against its deadline.
 `index` writes README.md from the model files' metadata and the eval files: one row per
@@ -56,7 +58,8 @@ def evaluate(zoo, name, episodes, tools, seed=1):
     model = os.path.join(zoo, name + ".safetensors")
     conf = os.path.join(zoo, name + ".conf")
     deadline = conf_deadline_ms(conf)
-    cfg, meta = (lambda m: (m[0].cfg, m[1]))(load_model(model))
+    net, meta = load_model(model)
+    cfg = net.cfg
     task = meta["task"]
     obs = ["--obs", "pixels", "--image-size", str(cfg.image_height)] if cfg.is_image else []
     with tempfile.TemporaryDirectory(prefix="mpc-zoo-") as tmp:

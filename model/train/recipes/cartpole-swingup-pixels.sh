@@ -28,13 +28,29 @@ PIXCONF=$REPO/model/train/recipes/cartpole-swingup-pixels.conf
 mkdir -p "$RUN"
 cd "$REPO"
 
-serve() { # serve MODEL CONF: mpcd on a free loopback port; sets PORT and DPID
+DPID=
+serve() { # serve MODEL CONF: mpcd on a free loopback port, once it is ready; sets PORT
   PORT=$((20000 + RANDOM % 20000))
+  local log="$RUN/mpcd.log" lines
+  lines=$(wc -l < "$log" 2>/dev/null || echo 0)
   "$MPCD" --config "$2" --model "$1" --listen tcp://127.0.0.1:$PORT --no-status-listen \
-    --min-iterations=0 >> "$RUN/mpcd.log" 2>&1 &
+    --min-iterations=0 >> "$log" 2>&1 &
   DPID=$!
-  sleep 1.5
+  for _ in $(seq 100); do
+    tail -n +$((lines + 1)) "$log" | grep -q "ready: serving" && return 0
+    kill -0 $DPID 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "mpcd did not start (see $log)" >&2
+  return 1
 }
+stop() { # stop the mpcd that serve started
+  [ -n "$DPID" ] || return 0
+  kill $DPID 2>/dev/null || true
+  wait $DPID 2>/dev/null || true
+  DPID=
+}
+trap stop EXIT
 sim() { "$SIM" --task cartpole-swingup --connect tcp://127.0.0.1:$PORT --quiet "$@"; }
 train() { # train NAME ARGS...: mpc-train on every episode directory of the run
   local data=()
@@ -45,24 +61,27 @@ train() { # train NAME ARGS...: mpc-train on every episode directory of the run
     >> "$RUN/train.log" 2>&1
 }
 evaluate() { # evaluate STAGE: 3 episodes of the current pixel model
+  local out
   serve "$RUN/model.safetensors" "$PIXCONF"
-  echo "$1 $(sim --policy mpcd --obs pixels --episodes 3 --seed 11 | grep 'policy mpcd')" \
-    | tee -a "$RUN/evals.txt"
-  kill $DPID; wait $DPID || true
+  out=$(sim --policy mpcd --obs pixels --episodes 3 --seed 11 | grep 'policy mpcd')
+  stop
+  echo "$1 $out" | tee -a "$RUN/evals.txt"
 }
 done_() { [ -e "$RUN/$1.done" ]; }
 mark() { touch "$RUN/$1.done"; }
 step() { # the checkpoint's step (0 before the first)
-  /usr/bin/python3 -c "import torch; print(torch.load('$RUN/ckpt.pt')['step'])" 2>/dev/null \
-    || echo 0
+  [ -e "$RUN/ckpt.pt" ] || { echo 0; return; }
+  /usr/bin/python3 -c 'import sys, torch; print(torch.load(sys.argv[1])["step"])' \
+    "$RUN/ckpt.pt"
 }
-train_to() { # train_to STEP ARGS...: train (or resume) until the checkpoint is at STEP
+train_to() { # train_to STEP ARGS...: train (or resume) until the checkpoint is at STEP;
+  # resuming at STEP already only exports it again (a sitting may have ended before)
   local now; now=$(step)
   if [ "$now" -eq 0 ]; then
     train --distill-from "$TEACHER" --conv-depth 16 --batch 16 --length 16 \
       --steps "$1" "${@:2}"
-  elif [ "$now" -lt "$1" ]; then
-    train --resume --steps $(($1 - now)) "${@:2}"
+  else
+    train --resume --steps $(($1 > now ? $1 - now : 0)) "${@:2}"
   fi
 }
 PHASE2=(--distill-tune posterior --distill-recon 1 --lr 3e-4)
@@ -75,7 +94,7 @@ if ! done_ teacher; then
   sim --policy mpcd --obs both --record "$E" --episodes 20 --seed 2
   sim --policy mpcd --obs both --record "$E" --episodes 20 --explore 1.0 --seed 3
   sim --policy random --obs both --record "$E" --episodes 10 --seed 4
-  kill $DPID; wait $DPID || true
+  stop
   mark teacher
 fi
 if ! done_ phase1; then
@@ -96,7 +115,7 @@ for k in $(seq 1 "$ROUNDS"); do
     serve "$RUN/model.safetensors" "$PIXCONF"
     sim --policy mpcd --obs pixels --record "$E" --episodes 20 --explore 0.3 \
       --seed $((100 + k))
-    kill $DPID; wait $DPID || true
+    stop
     mark "collect$k"
   fi
   train_to $((5000 + 1000 * k)) "${PHASE2[@]}"
