@@ -170,7 +170,7 @@ def main(argv=None):
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--build-dir", help="where mpcd and mpc-sim are (default: build*/)")
-    a = p.parse_args(argv)
+    a = p.parse_intermixed_args(argv)  # options may come before the names
     if a.command == "index":
         sys.stdout.write(index(a.zoo))
         return 0
