@@ -52,7 +52,7 @@ stop() { # stop the mpcd that serve started
 }
 trap stop EXIT
 sim() { "$SIM" --task cartpole-swingup --connect tcp://127.0.0.1:$PORT --quiet "$@"; }
-train() { # train NAME ARGS...: mpc-train on every episode directory of the run
+train() { # train ARGS...: mpc-train on every episode directory of the run
   local data=()
   for d in "$RUN"/episodes-*; do data+=(--data "$d"); done
   /usr/bin/python3 model/train/mpc-train "${data[@]}" --checkpoint "$RUN/ckpt.pt" \
