@@ -216,7 +216,7 @@ def test_second_phase_resumes_exactly(teacher, pixel_episodes, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--resume", "--distill-from", "T"], "--distill-from: on --resume the teacher is"),
     (["--distill-from", "T", "--obs", "state"], "--distill-from makes a pixel model"),
-    (["--distill-recon", "1"], "--distill-recon need --distill-from"),
+    (["--distill-recon", "1"], "--distill-recon needs --distill-from"),
 ])
 def test_pixel_options_that_contradict_are_refused(args, message, tmp_path):
     r = run_train("--data", str(tmp_path), "--checkpoint", str(tmp_path / "c.pt"), *args,
@@ -253,3 +253,27 @@ def test_resumed_distillation_refuses_episodes_without_states(teacher, tmp_path)
     r = run_train("--data", str(only), "--resume", "--checkpoint", ck, "--steps", "1",
                   "--no-progress", "--task", "pendulum-swingup")
     assert r.returncode == 2 and "mpc-sim --obs both" in r.stderr, r.stderr
+
+
+def test_distillation_takes_the_teachers_task_and_discount(teacher, pixel_episodes, tmp_path):
+    out, ck = str(tmp_path / "m.safetensors"), str(tmp_path / "c.pt")
+    base = ["--data", pixel_episodes, "--distill-from", teacher, "--conv-depth", "4",
+            "--batch", "6", "--length", "8", "--no-progress", "--steps", "1"]
+    r = run_train(*base, "--task", "cartpole-swingup", "--out", out)
+    assert r.returncode == 2 and "is of task 'pendulum-swingup', not --task " \
+        "cartpole-swingup" in r.stderr, r.stderr
+    r = run_train(*base, "--discount", "0.9", "--out", out)
+    assert r.returncode == 2 and "keeps its teacher's discount" in r.stderr, r.stderr
+    r = run_train(*base, "--out", out, "--checkpoint", ck)  # no --task: the teacher's
+    assert r.returncode == 0, r.stderr
+    meta, tmeta = load_model(out)[1], load_model(teacher)[1]
+    assert meta["task"] == "pendulum-swingup" and meta["discount"] == tmeta["discount"]
+    resume = ["--data", pixel_episodes, "--resume", "--checkpoint", ck, "--steps", "1",
+              "--no-progress"]
+    r = run_train(*resume, "--out", out)  # the checkpoint's task, without --task
+    assert r.returncode == 0, r.stderr
+    assert load_model(out)[1]["task"] == "pendulum-swingup"
+    r = run_train(*resume, "--task", "reacher-easy")
+    assert r.returncode == 2 and "is of task 'pendulum-swingup'" in r.stderr, r.stderr
+    r = run_train(*resume, "--discount", "0.5")
+    assert r.returncode == 2 and "its discount is its teacher's" in r.stderr, r.stderr

@@ -168,8 +168,25 @@ def pixel_option_conflict(given, resume):
     elif not given.get("distill_from"):
         extra = [f"--{o.replace('_', '-')}" for o in given if o.startswith("distill_")]
         if extra:
-            return f"{', '.join(extra)} need --distill-from (or --resume of a distillation)"
+            return (f"{', '.join(extra)} {'need' if len(extra) > 1 else 'needs'} "
+                    f"--distill-from (or --resume of a distillation)")
     return ""
+
+
+def resume_conflict(trainer, args, given):
+    """Why the options given contradict the checkpoint's run ('' when they do not); takes
+    the checkpoint's task into args.task."""
+    c = trainer.model_cfg
+    if trainer.teacher is None and any(o.startswith("distill_") for o in given):
+        return "is not a distillation: the --distill-* options do not apply"
+    if trainer.teacher is not None and "discount" in given:
+        return "is a distillation: its discount is its teacher's (the value head's)"
+    kind = "pixels" if c.is_image else "state"
+    depth = c.conv_depth if c.is_image else None
+    if given.get("obs", kind) != kind or ("conv_depth" in given and given["conv_depth"] != depth):
+        held = f"a pixel model of conv depth {c.conv_depth}" if c.is_image else "a state model"
+        return f"holds {held}, not what --obs / --conv-depth ask for"
+    return resolve_task(args, given, (trainer.loop or {}).get("task"))
 
 
 def model_config_from(args, buffer):
@@ -193,21 +210,27 @@ def teacher_mismatch(name, cfg, buffer):
     return ""
 
 
-def load_teacher(path, buffer, conv_depth):
-    """The state model to distil -> (teacher, its metadata, student RSSMConfig, source text);
-    raises ValueError saying why it cannot teach on these episodes."""
+def read_teacher(path):
+    """The state model to distil -> (teacher, its metadata, source text); raises ValueError
+    (ModelFileError is one) saying why it cannot teach."""
     import hashlib
     teacher, meta = load_model(path)
     if teacher.cfg.is_image:
         raise ValueError(f"{path} is a pixel model; distillation needs a state model")
-    why = teacher_mismatch(path, teacher.cfg, buffer)
-    if why:
-        raise ValueError(why)
     with open(path, "rb") as f:
         sha = hashlib.sha256(f.read()).hexdigest()
-    source = f"{os.path.basename(path)} sha256 {sha}"
-    return (teacher, meta, distill_student_config(teacher.cfg, buffer.image_shape, conv_depth),
-            source)
+    return teacher, meta, f"{os.path.basename(path)} sha256 {sha}"
+
+
+def resolve_task(args, given, known):
+    """The task of a run whose model already has one (`known`, or None): --task may only
+    repeat it. Returns why not ('' when fine) and sets args.task."""
+    if known is None:
+        return ""
+    if "task" in given and args.task != known:
+        return f"is of task {known!r}, not --task {args.task}"
+    args.task = known
+    return ""
 
 
 def export_metadata(trainer, buffer, task, info, extra=None):
@@ -231,7 +254,9 @@ def build_parser():
     p.add_argument("--data", action="append", required=True, metavar="DIR",
                    help="directory of .npz episodes (repeatable)")
     p.add_argument("--out", metavar="FILE", help="model file to export (.safetensors)")
-    p.add_argument("--task", default="cartpole-swingup", help="task name (metadata)")
+    p.add_argument("--task", default="cartpole-swingup",
+                   help="task name (metadata; default cartpole-swingup, or the teacher's with "
+                        "--distill-from, or the checkpoint's on --resume)")
     p.add_argument("--steps", type=int, default=1000, help="optimiser steps to run (1000)")
     p.add_argument("--checkpoint", metavar="FILE", help="checkpoint to write (and --resume)")
     p.add_argument("--checkpoint-every", type=int, default=500, metavar="N")
@@ -263,28 +288,28 @@ def main(argv=None):
     if conflict:
         print(f"mpc-train: {conflict}", file=sys.stderr)
         return 2
-    trainer = None
+    trainer = teacher = None
+    if args.distill_from:
+        try:
+            teacher, teacher_meta, source = read_teacher(args.distill_from)
+        except (OSError, ValueError) as e:
+            print(f"mpc-train: --distill-from: {e}", file=sys.stderr)
+            return 2
+        conflict = resolve_task(args, given, teacher_meta.get("task"))
+        if conflict:
+            print(f"mpc-train: {args.distill_from} {conflict}", file=sys.stderr)
+            return 2
     if args.resume:  # the checkpoint's model says what the episodes must hold
         try:
             trainer = Trainer.load(args.checkpoint, resume_overrides(build_parser, argv))
         except (OSError, ValueError, RuntimeError, KeyError) as e:
             print(f"mpc-train: cannot resume from {args.checkpoint}: {e}", file=sys.stderr)
             return 2
-        c = trainer.model_cfg
-        why = ""
-        if trainer.teacher is None and any(o.startswith("distill_") for o in given):
-            why = "is not a distillation: the --distill-* options do not apply"
-        else:
-            kind = "pixels" if c.is_image else "state"
-            held = f"a pixel model of conv depth {c.conv_depth}" if c.is_image else \
-                "a state model"
-            depth = c.conv_depth if c.is_image else None
-            if given.get("obs", kind) != kind or \
-                    ("conv_depth" in given and given["conv_depth"] != depth):
-                why = f"holds {held}, not what --obs / --conv-depth ask for"
+        why = resume_conflict(trainer, args, given)
         if why:
             print(f"mpc-train: {args.checkpoint} {why}", file=sys.stderr)
             return 2
+        c = trainer.model_cfg
         args.obs = "pixels" if c.is_image else "state"
     elif args.distill_from:
         args.obs = "pixels"
@@ -315,17 +340,19 @@ def main(argv=None):
         if why:
             print(f"mpc-train: {why}", file=sys.stderr)
             return 2
-    elif args.distill_from:
+    elif teacher is not None:
         try:
-            teacher, meta, cfg, source = load_teacher(args.distill_from, buffer,
-                                                      args.conv_depth)
-            if meta.get("task") != args.task:
-                raise ValueError(f"{args.distill_from} is a model of {meta.get('task')!r}; "
-                                 f"pass --task {meta.get('task')}")
+            if "discount" in given:
+                raise ValueError("--discount: a distillation keeps its teacher's discount "
+                                 "(the value head's)")
+            why = teacher_mismatch(args.distill_from, teacher.cfg, buffer)
+            if why:
+                raise ValueError(why)
             tc = train_config_from(args)
-            tc.discount = meta.get("discount", tc.discount)  # its value head's discount
-            trainer = Trainer(cfg, tc, low, high, teacher)
-        except (OSError, ValueError) as e:  # ModelFileError is a ValueError
+            tc.discount = teacher_meta.get("discount", tc.discount)
+            trainer = Trainer(distill_student_config(teacher.cfg, buffer.image_shape,
+                                                     args.conv_depth), tc, low, high, teacher)
+        except ValueError as e:
             print(f"mpc-train: --distill-from: {e}", file=sys.stderr)
             return 2
         trainer.teacher_source = source
@@ -337,7 +364,8 @@ def main(argv=None):
           f"start at step {trainer.step}", file=sys.stderr)
     left = args.steps
     summary = {}
-    loop = {"wall_s": 0.0, **(trainer.loop or {})}  # optimiser wall time over all sittings
+    # optimiser wall time over all sittings, and the task (the export's metadata)
+    loop = {"wall_s": 0.0, **(trainer.loop or {}), "task": args.task}
     while left > 0:
         n = min(left, args.checkpoint_every) if args.checkpoint else left
         t0 = time.monotonic()

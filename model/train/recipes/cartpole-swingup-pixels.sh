@@ -32,12 +32,13 @@ DPID=
 serve() { # serve MODEL CONF: mpcd on a free loopback port, once it is ready; sets PORT
   PORT=$((20000 + RANDOM % 20000))
   local log="$RUN/mpcd.log" lines
-  lines=$(wc -l < "$log" 2>/dev/null || echo 0)
+  touch "$log"
+  lines=$(wc -l < "$log")
   "$MPCD" --config "$2" --model "$1" --listen tcp://127.0.0.1:$PORT --no-status-listen \
     --min-iterations=0 >> "$log" 2>&1 &
   DPID=$!
   for _ in $(seq 100); do
-    tail -n +$((lines + 1)) "$log" | grep -q "ready: serving" && return 0
+    tail -n +$((lines + 1)) "$log" | grep "ready: serving" > /dev/null && return 0
     kill -0 $DPID 2>/dev/null || break
     sleep 0.1
   done
