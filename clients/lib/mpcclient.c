@@ -573,6 +573,40 @@ static Mpc__V1__HistoryStep **history_pack(mpc_client_t *c, Mpc__V1__HistoryStep
     return p;
 }
 
+/* The Welcome's sizes are ones this client can hold, and on resume the session's own. */
+static int check_welcome(mpc_client_t *c, const Mpc__V1__Welcome *w, bool resuming)
+{
+    if (w->action_size > MPC_CLIENT_MAX_ACTION || w->n_action_low != w->action_size ||
+        w->n_action_high != w->action_size) {
+        return fail(c, MPC_CLIENT_EPROTO,
+                    "Welcome has action_size %u with %zu/%zu bounds (this client supports at "
+                    "most %d)",
+                    w->action_size, w->n_action_low, w->n_action_high, MPC_CLIENT_MAX_ACTION);
+    }
+    bool no_image = !w->image_height && !w->image_width && !w->image_channels;
+    if (!no_image && (w->image_height < 1 || w->image_height > MAX_IMAGE_SIDE ||
+                      w->image_width < 1 || w->image_width > MAX_IMAGE_SIDE ||
+                      (w->image_channels != 1 && w->image_channels != 3))) {
+        return fail(c, MPC_CLIENT_EPROTO,
+                    "Welcome has an image of %ux%ux%u (this client takes sides 1..%d and 1 or "
+                    "3 channels)",
+                    w->image_height, w->image_width, w->image_channels, MAX_IMAGE_SIDE);
+    }
+    if (resuming &&
+        (w->observation_size != c->history.obs_dim || w->action_size != c->history.act_dim ||
+         w->image_height != c->image_height || w->image_width != c->image_width ||
+         w->image_channels != c->image_channels)) {
+        return fail(
+            c, MPC_CLIENT_ERESUME,
+            "the instance reached serves a model of observation_size %u, image %ux%ux%u "
+            "and action_size %u; the session had %zu, %ux%ux%u and %zu",
+            w->observation_size, w->image_height, w->image_width, w->image_channels,
+            w->action_size, c->history.obs_dim, c->image_height, c->image_width,
+            c->image_channels, c->history.act_dim);
+    }
+    return 0;
+}
+
 /* Says Hello with h, and with the history when resuming. */
 static int hello_send(mpc_client_t *c, const mpc_client_hello_t *h, bool resuming,
                       mpc_client_welcome_t *welcome)
@@ -602,40 +636,11 @@ static int hello_send(mpc_client_t *c, const mpc_client_hello_t *h, bool resumin
     if (rc < 0)
         return rc;
     const Mpc__V1__Welcome *w = rep->welcome;
-    if (w->action_size > MPC_CLIENT_MAX_ACTION || w->n_action_low != w->action_size ||
-        w->n_action_high != w->action_size) {
-        rc = fail(c, MPC_CLIENT_EPROTO,
-                  "Welcome has action_size %u with %zu/%zu bounds (this client supports at "
-                  "most %d)",
-                  w->action_size, w->n_action_low, w->n_action_high, MPC_CLIENT_MAX_ACTION);
-        wire_free_reply(rep);
-        return rc;
-    }
-    bool no_image = !w->image_height && !w->image_width && !w->image_channels;
-    if (!no_image && (w->image_height < 1 || w->image_height > MAX_IMAGE_SIDE ||
-                      w->image_width < 1 || w->image_width > MAX_IMAGE_SIDE ||
-                      (w->image_channels != 1 && w->image_channels != 3))) {
-        rc = fail(c, MPC_CLIENT_EPROTO,
-                  "Welcome has an image of %ux%ux%u (this client takes sides 1..%d and 1 or "
-                  "3 channels)",
-                  w->image_height, w->image_width, w->image_channels, MAX_IMAGE_SIDE);
+    if ((rc = check_welcome(c, w, resuming)) < 0) {
         wire_free_reply(rep);
         return rc;
     }
     size_t img_bytes = (size_t)w->image_height * w->image_width * w->image_channels;
-    if (resuming &&
-        (w->observation_size != c->history.obs_dim || w->action_size != c->history.act_dim ||
-         w->image_height != c->image_height || w->image_width != c->image_width ||
-         w->image_channels != c->image_channels)) {
-        rc = fail(c, MPC_CLIENT_ERESUME,
-                  "the instance reached serves a model of observation_size %u, image %ux%ux%u "
-                  "and action_size %u; the session had %zu, %ux%ux%u and %zu",
-                  w->observation_size, w->image_height, w->image_width, w->image_channels,
-                  w->action_size, c->history.obs_dim, c->image_height, c->image_width,
-                  c->image_channels, c->history.act_dim);
-        wire_free_reply(rep);
-        return rc;
-    }
     size_t keep = w->history_steps < 1024 ? w->history_steps : 1024;
     float *obs = realloc(c->last_obs, (w->observation_size + 1) * sizeof(float));
     if (obs != NULL)
